@@ -1,0 +1,27 @@
+"""Market data values: what a pipeline plugin publishes and a strategy consumes.
+
+Bars carry floats: they feed indicator math only. Prices that reach an order or a fill are
+converted once, by the broker or the portfolio plugin, with :func:`lts.domain.values.to_decimal`.
+Timestamps are integer nanoseconds since the Unix epoch (``ts_event``: the bar's time).
+"""
+
+import msgspec
+
+
+class Bar(msgspec.Struct, frozen=True, gc=False):
+    """One OHLCV bar of ``symbol``; ``ts_event`` is the bar's open time in ns."""
+
+    symbol: str
+    ts_event: int
+    open: float
+    high: float
+    low: float
+    close: float
+    volume: float
+
+
+class FeedEnded(msgspec.Struct, frozen=True):
+    """A feed stopped: the end of historical data, or a failure (``error`` says which)."""
+
+    symbol: str
+    error: str = ""

@@ -1,0 +1,182 @@
+"""Orders, their state machine (a transition table), order requests and fills.
+
+Flow: portfolio plugin --OrderRequest--> risk --Order(PENDING_SUBMIT)--> journal --> broker;
+the broker reports status changes and :class:`Fill` values that the order manager applies here.
+A timeout is never a rejection: a sent order with no answer is ``UNKNOWN`` until reconciled.
+"""
+
+import enum
+from decimal import Decimal
+
+import msgspec
+
+from lts.domain.values import ZERO
+
+
+class Side(enum.Enum):
+    BUY = "buy"
+    SELL = "sell"
+
+    @property
+    def sign(self) -> int:
+        return 1 if self is Side.BUY else -1
+
+
+class OrderType(enum.Enum):
+    MARKET = "market"
+    LIMIT = "limit"
+    STOP = "stop"
+    STOP_LIMIT = "stop_limit"
+
+
+class TimeInForce(enum.Enum):
+    GTC = "gtc"
+    IOC = "ioc"
+    FOK = "fok"
+    DAY = "day"
+
+
+class OrderStatus(enum.Enum):
+    PENDING_SUBMIT = "pending_submit"
+    SUBMITTED = "submitted"
+    ACCEPTED = "accepted"
+    PARTIALLY_FILLED = "partially_filled"
+    FILLED = "filled"
+    PENDING_CANCEL = "pending_cancel"
+    CANCELED = "canceled"
+    REJECTED = "rejected"
+    DENIED = "denied"
+    EXPIRED = "expired"
+    UNKNOWN = "unknown"
+
+
+S = OrderStatus
+_LIVE_EXITS = frozenset({S.PARTIALLY_FILLED, S.FILLED, S.PENDING_CANCEL, S.CANCELED, S.EXPIRED,
+                         S.UNKNOWN})
+
+#: Every allowed move of an order's status. A status absent from a row's set is illegal.
+TRANSITIONS: dict[OrderStatus, frozenset[OrderStatus]] = {
+    S.PENDING_SUBMIT: frozenset({S.SUBMITTED, S.DENIED, S.REJECTED, S.UNKNOWN, S.CANCELED}),
+    S.SUBMITTED: _LIVE_EXITS | {S.ACCEPTED, S.REJECTED},
+    S.ACCEPTED: _LIVE_EXITS,
+    S.PARTIALLY_FILLED: _LIVE_EXITS,
+    S.PENDING_CANCEL: _LIVE_EXITS | {S.ACCEPTED},
+    S.UNKNOWN: frozenset({S.SUBMITTED, S.ACCEPTED, S.PARTIALLY_FILLED, S.FILLED, S.CANCELED,
+                          S.REJECTED, S.EXPIRED}),
+    S.FILLED: frozenset(),
+    S.CANCELED: frozenset(),
+    S.REJECTED: frozenset(),
+    S.DENIED: frozenset(),
+    S.EXPIRED: frozenset(),
+}
+
+TERMINAL_STATUSES = frozenset(s for s, nxt in TRANSITIONS.items() if not nxt)
+OPEN_STATUSES = frozenset(OrderStatus) - TERMINAL_STATUSES
+
+
+def can_transition(current: OrderStatus, new: OrderStatus) -> bool:
+    return new in TRANSITIONS[current]
+
+
+class InvalidTransition(ValueError):
+    """An order was asked to move along an edge the transition table does not have."""
+
+
+class OrderRequest(msgspec.Struct, frozen=True):
+    """What a portfolio plugin (or a person, through the API) asks for; risk decides."""
+
+    symbol: str
+    side: Side
+    quantity: Decimal
+    order_type: OrderType = OrderType.MARKET
+    time_in_force: TimeInForce = TimeInForce.GTC
+    limit_price: Decimal | None = None
+    stop_price: Decimal | None = None
+    tag: str = ""
+
+
+class Fill(msgspec.Struct, frozen=True):
+    """One execution reported by a broker; unique by ``(broker, trade_id)``."""
+
+    portfolio_id: int
+    client_order_id: str
+    broker: str
+    trade_id: str
+    symbol: str
+    side: Side
+    quantity: Decimal
+    price: Decimal
+    fee: Decimal
+    ts_event: int
+
+
+class Order(msgspec.Struct, kw_only=True):
+    """An order of one portfolio. Mutable: only :meth:`transition` and :meth:`apply_fill` change
+    its status, and both follow :data:`TRANSITIONS`."""
+
+    client_order_id: str
+    portfolio_id: int
+    symbol: str
+    side: Side
+    quantity: Decimal
+    order_type: OrderType = OrderType.MARKET
+    time_in_force: TimeInForce = TimeInForce.GTC
+    limit_price: Decimal | None = None
+    stop_price: Decimal | None = None
+    status: OrderStatus = OrderStatus.PENDING_SUBMIT
+    filled_quantity: Decimal = ZERO
+    avg_fill_price: Decimal | None = None
+    broker_order_id: str | None = None
+    reason: str = ""
+    tag: str = ""
+    ts_init: int = 0
+    ts_last: int = 0
+
+    @classmethod
+    def from_request(cls, req: OrderRequest, *, client_order_id: str, portfolio_id: int,
+                     ts_init: int) -> "Order":
+        return cls(client_order_id=client_order_id, portfolio_id=portfolio_id,
+                   symbol=req.symbol, side=req.side, quantity=req.quantity,
+                   order_type=req.order_type, time_in_force=req.time_in_force,
+                   limit_price=req.limit_price, stop_price=req.stop_price, tag=req.tag,
+                   ts_init=ts_init, ts_last=ts_init)
+
+    @property
+    def is_open(self) -> bool:
+        return self.status in OPEN_STATUSES
+
+    @property
+    def leaves_quantity(self) -> Decimal:
+        return self.quantity - self.filled_quantity
+
+    def transition(self, new: OrderStatus, ts: int, reason: str = "") -> None:
+        if new not in TRANSITIONS[self.status]:
+            raise InvalidTransition(f"{self.client_order_id}: {self.status.value} -> {new.value}")
+        self.status = new
+        self.ts_last = ts
+        if reason:
+            self.reason = reason
+
+    def apply_fill(self, quantity: Decimal, price: Decimal, ts: int) -> None:
+        """Add an execution: average price, filled quantity, and PARTIALLY_FILLED or FILLED."""
+        if quantity <= 0:
+            raise ValueError("fill quantity must be positive")
+        if quantity > self.leaves_quantity:
+            raise InvalidTransition(
+                f"{self.client_order_id}: overfill {quantity} > leaves {self.leaves_quantity}")
+        new_filled = self.filled_quantity + quantity
+        prior = (self.avg_fill_price or ZERO) * self.filled_quantity
+        target = S.FILLED if new_filled == self.quantity else S.PARTIALLY_FILLED
+        self.transition(target, ts)
+        self.avg_fill_price = (prior + price * quantity) / new_filled
+        self.filled_quantity = new_filled
+
+
+class OrderStatusReport(msgspec.Struct, frozen=True):
+    """A broker's answer to reconciliation: where an order stands and the fills it has."""
+
+    client_order_id: str
+    status: OrderStatus
+    fills: tuple[Fill, ...] = ()
+    reason: str = ""
+    broker_order_id: str | None = None

@@ -1,0 +1,53 @@
+"""First start: the initial admin user and the demo portfolio.
+
+The admin's password comes from ``LTS_ADMIN_PASSWORD``; without it one is generated and printed
+once, on the start that creates the user. The demo portfolio ``demo`` trades two synthetic
+symbols with ``sma_crossover`` on the ``paper`` broker, so a new user sees orders within seconds.
+"""
+
+import logging
+import secrets
+import sys
+
+import anyio
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from lts.persistence import repositories as repo
+from lts.plugins.aaa.passwords import hash_password
+from lts.settings import DemoSettings, Settings
+
+log = logging.getLogger("lts.bootstrap")
+
+
+async def ensure_admin(db: AsyncEngine, settings: Settings) -> None:
+    if await repo.user_count(db):
+        return
+    given = settings.admin_password.get_secret_value() if settings.admin_password else None
+    password = given or secrets.token_urlsafe(16)
+    hashed = await anyio.to_thread.run_sync(hash_password, password)
+    await repo.create_user(db, settings.admin_username, hashed, "admin")
+    log.info("created admin user %r", settings.admin_username)
+    if not given:
+        # printed once, on the start that creates the user; never logged
+        print(f"Initial admin user {settings.admin_username!r}, password: {password}",
+              file=sys.stderr, flush=True)
+
+
+def demo_spec(demo: DemoSettings) -> repo.PortfolioSpec:
+    assets = tuple(
+        repo.AssetSpec(
+            symbol=sym, strategy_plugin="sma_crossover",
+            strategy_params={"fast": demo.fast, "slow": demo.slow, "quantity": str(demo.quantity)},
+            broker_plugin="paper", broker_params={"fees_bps": "1", "slippage_bps": "2"},
+            pipeline_plugin="synthetic",
+            pipeline_params={"seed": 42 + i, "interval": demo.interval, "volatility": 0.004},
+        ) for i, sym in enumerate(demo.symbols))
+    return repo.PortfolioSpec(name=demo.name, initial_cash=demo.initial_cash, assets=assets)
+
+
+async def ensure_demo(db: AsyncEngine, demo: DemoSettings) -> int:
+    pid = await repo.portfolio_id_by_name(db, demo.name)
+    if pid is None:
+        pid = await repo.create_portfolio(db, demo_spec(demo))
+        log.info("created demo portfolio %r (id %s)", demo.name, pid)
+    return pid

@@ -1,0 +1,198 @@
+"""The order manager of one portfolio: from an approved request to a durable, submitted order,
+and from broker reports back to orders, the ledger, the journal and the bus.
+
+Write-ahead: the order row is committed before the broker sees the order (``durable=True``,
+live trading); a backtest may hand it over before the commit. Client order ids are
+``<portfolio id>-<n>``, numbered on from the highest the journal holds, so a restart never reuses
+one. Fills are idempotent: a ``(broker, trade_id)`` seen before changes nothing.
+"""
+
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import msgspec
+
+from lts.bus import Bus
+from lts.domain.clock import Clock
+from lts.domain.events import OrderEvent, PositionChanged
+from lts.domain.orders import (
+    TERMINAL_STATUSES,
+    Fill,
+    InvalidTransition,
+    Order,
+    OrderRequest,
+    OrderStatus,
+)
+from lts.domain.position import Position
+from lts.engine.ledger import Ledger
+from lts.engine.risk import RiskCheck
+from lts.persistence.journal import Journal
+from lts.plugins.broker import Broker
+
+log = logging.getLogger("lts.orders")
+
+
+def order_row(order: Order, broker: str) -> dict[str, Any]:
+    return {
+        "client_order_id": order.client_order_id, "portfolio_id": order.portfolio_id,
+        "symbol": order.symbol, "side": order.side.value, "order_type": order.order_type.value,
+        "time_in_force": order.time_in_force.value, "quantity": order.quantity,
+        "limit_price": order.limit_price, "stop_price": order.stop_price,
+        "status": order.status.value, "filled_quantity": order.filled_quantity,
+        "avg_fill_price": order.avg_fill_price, "broker": broker,
+        "broker_order_id": order.broker_order_id, "reason": order.reason, "tag": order.tag,
+        "ts_init": order.ts_init, "ts_last": order.ts_last,
+    }
+
+
+def order_update_row(order: Order) -> dict[str, Any]:
+    return {"client_order_id": order.client_order_id, "status": order.status.value,
+            "filled_quantity": order.filled_quantity, "avg_fill_price": order.avg_fill_price,
+            "broker_order_id": order.broker_order_id, "reason": order.reason,
+            "ts_last": order.ts_last}
+
+
+def fill_row(fill: Fill) -> dict[str, Any]:
+    return {"portfolio_id": fill.portfolio_id, "client_order_id": fill.client_order_id,
+            "broker": fill.broker, "trade_id": fill.trade_id, "symbol": fill.symbol,
+            "side": fill.side.value, "quantity": fill.quantity, "price": fill.price,
+            "fee": fill.fee, "ts_event": fill.ts_event}
+
+
+def position_row(portfolio_id: int, pos: Position, ts: int) -> dict[str, Any]:
+    return {"portfolio_id": portfolio_id, "symbol": pos.symbol, "quantity": pos.quantity,
+            "avg_price": pos.avg_price, "realized_pnl": pos.realized_pnl, "fees": pos.fees,
+            "ts_last": ts}
+
+
+class OrderManager:
+    """Implements the broker reports protocol for every broker of its portfolio."""
+
+    def __init__(self, portfolio_id: int, *, journal: Journal, bus: Bus, clock: Clock,
+                 risk: RiskCheck, ledger: Ledger, open_orders: dict[str, Order],
+                 brokers: Mapping[str, Broker], durable: bool, next_order_number: int,
+                 next_event_seq: int, seen_trades: set[tuple[str, str]]) -> None:
+        self.portfolio_id = portfolio_id
+        self.journal = journal
+        self.bus = bus
+        self.clock = clock
+        self.risk = risk
+        self.ledger = ledger
+        self.open = open_orders
+        self.brokers = brokers  # by symbol
+        self.durable = durable
+        self._number = next_order_number
+        self._seq = next_event_seq
+        self._seen = seen_trades
+        self.orders_created = 0
+        self.orders_denied = 0
+        self.duplicate_fills = 0
+        self.on_submitted: Callable[[Order], None] | None = None
+
+    # -- requests -> orders -------------------------------------------------------------------
+    async def submit(self, request: OrderRequest) -> Order:
+        now = self.clock.now_ns()
+        coid = f"{self.portfolio_id}-{self._number}"
+        self._number += 1
+        order = Order.from_request(request, client_order_id=coid,
+                                   portfolio_id=self.portfolio_id, ts_init=now)
+        broker = self.brokers[request.symbol]
+        self.orders_created += 1
+        reason = self.risk.check(request, self.ledger, len(self.open), now)
+        if reason is not None:
+            order.transition(OrderStatus.DENIED, now, reason.value)
+            self.orders_denied += 1
+            self.journal.insert_order(order_row(order, broker.name))
+            self._emit("order.denied", order, now)
+            log.info("order %s denied: %s %s %s (%s)", coid, order.side.value, order.quantity,
+                     order.symbol, reason.value)
+            return order
+        durable = self.journal.insert_order(order_row(order, broker.name))
+        self.open[coid] = order
+        self._emit("order.created", order, now)
+        if self.durable:
+            await durable  # write-ahead: the row is on disk before the broker sees the order
+        order.transition(OrderStatus.SUBMITTED, self.clock.now_ns())
+        self.journal.update_order(order_update_row(order))
+        self._emit("order.submitted", order, order.ts_last)
+        log.info("order %s submitted: %s %s %s %s", coid, order.side.value, order.quantity,
+                 order.symbol, order.order_type.value)
+        if self.on_submitted is not None:
+            self.on_submitted(order)
+        try:
+            broker.submit(order)
+        except Exception as exc:  # the broker refused before sending: a rejection, not a crash
+            self.on_order_status(coid, OrderStatus.REJECTED, self.clock.now_ns(),
+                                 f"broker refused: {type(exc).__name__}")
+        return order
+
+    def cancel(self, client_order_id: str) -> bool:
+        order = self.open.get(client_order_id)
+        if order is None:
+            return False
+        if order.status is not OrderStatus.PENDING_CANCEL:
+            self.on_order_status(client_order_id, OrderStatus.PENDING_CANCEL,
+                                 self.clock.now_ns())
+        self.brokers[order.symbol].cancel(client_order_id)
+        return True
+
+    # -- broker reports -----------------------------------------------------------------------
+    def on_order_status(self, client_order_id: str, status: OrderStatus, ts: int,
+                        reason: str = "") -> None:
+        order = self.open.get(client_order_id)
+        if order is None:
+            log.warning("status %s for an order not open here: %s", status.value, client_order_id)
+            return
+        if order.status is status:
+            return
+        try:
+            order.transition(status, ts, reason)
+        except InvalidTransition as exc:
+            log.warning("ignored broker report: %s", exc)
+            return
+        self.journal.update_order(order_update_row(order))
+        self._emit(f"order.{status.value}", order, ts)
+        if status in TERMINAL_STATUSES:
+            del self.open[client_order_id]
+        if status in (OrderStatus.REJECTED, OrderStatus.EXPIRED, OrderStatus.UNKNOWN):
+            log.warning("order %s %s %s", client_order_id, status.value, reason)
+
+    def on_fill(self, fill: Fill) -> None:
+        key = (fill.broker, fill.trade_id)
+        if key in self._seen:
+            self.duplicate_fills += 1
+            return
+        order = self.open.get(fill.client_order_id)
+        if order is None:
+            log.error("fill %s for an order not open here: %s", fill.trade_id,
+                      fill.client_order_id)
+            return
+        self._seen.add(key)
+        order.apply_fill(fill.quantity, fill.price, fill.ts_event)
+        pos = self.ledger.apply_fill(fill)
+        self.journal.insert_fill(fill_row(fill), position_row(self.portfolio_id, pos,
+                                                              fill.ts_event))
+        self.journal.update_order(order_update_row(order))
+        self._emit(f"order.{order.status.value}", order, fill.ts_event, fill)
+        if order.status in TERMINAL_STATUSES:
+            del self.open[fill.client_order_id]
+        self.bus.publish_nowait(PositionChanged(self.portfolio_id, pos.symbol, pos.quantity,
+                                                pos.avg_price, pos.realized_pnl, fill.ts_event),
+                                self.portfolio_id)
+        log.info("fill %s: %s %s %s @ %s fee %s -> position %s %s", fill.trade_id,
+                 fill.side.value, fill.quantity, fill.symbol, fill.price, fill.fee, pos.symbol,
+                 pos.quantity)
+
+    def apply_report_fills(self, fills: tuple[Fill, ...]) -> None:
+        for fill in fills:
+            self.on_fill(fill)
+
+    def _emit(self, kind: str, order: Order, ts: int, fill: Fill | None = None) -> None:
+        self._seq += 1
+        event = OrderEvent.of(kind, order, self._seq, ts, fill)
+        self.journal.insert_order_event({
+            "portfolio_id": self.portfolio_id, "seq": self._seq, "type": kind,
+            "client_order_id": order.client_order_id,
+            "payload": msgspec.to_builtins(event), "ts_event": ts})
+        self.bus.publish_nowait(event, self.portfolio_id)

@@ -1,0 +1,54 @@
+"""The one error root of LTS. Adapters translate vendor errors into this tree; the CLI maps it
+to one line and exit status 2, the API to a 4xx with a stable code.
+
+::
+
+    LtsError
+    ├── ConfigError            settings, TOML, --set values
+    ├── DataError              market data files: missing, malformed, unsorted
+    ├── PluginError
+    │   ├── PluginNotFound     no plugin of that kind and name
+    │   ├── PluginLoadError    the plugin's module failed to import
+    │   └── InvalidParams      a param is unknown or has a bad value (carries the field)
+    ├── SchemaError            the database schema is older than the code
+    └── ReconciliationError    a portfolio's orders could not be reconciled with its broker
+"""
+
+
+class LtsError(Exception):
+    """Root of every error LTS raises on purpose; its message is safe to show a user."""
+
+
+class ConfigError(LtsError):
+    pass
+
+
+class DataError(LtsError):
+    pass
+
+
+class PluginError(LtsError):
+    pass
+
+
+class PluginNotFound(PluginError):
+    pass
+
+
+class PluginLoadError(PluginError):
+    pass
+
+
+class InvalidParams(PluginError):
+    def __init__(self, plugin: str, field: str, message: str) -> None:
+        super().__init__(f"{plugin}: param {field!r}: {message}")
+        self.plugin = plugin
+        self.field = field
+
+
+class SchemaError(LtsError):
+    pass
+
+
+class ReconciliationError(LtsError):
+    pass

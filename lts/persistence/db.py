@@ -1,0 +1,60 @@
+"""The database factory: one ``AsyncEngine`` per process, configured per dialect.
+
+Sits under everything that touches the database: the journal writer (hot path), the repositories
+and Alembic's migrations all get their engine from :func:`make_engine`. For SQLite every new
+DBAPI connection gets WAL, the chosen ``synchronous`` level, foreign keys and a busy timeout
+(architecture §5); PostgreSQL gets a small pre-pinged pool.
+"""
+
+from pathlib import Path
+from typing import Any, Literal
+
+from sqlalchemy import event
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+SqliteSynchronous = Literal["OFF", "NORMAL", "FULL"]
+
+BUSY_TIMEOUT_MS = 10_000
+
+
+def default_sqlite_url(data_dir: Path = Path("data")) -> str:
+    """The URL of the embedded default database ``<data_dir>/lts.db`` (creates the directory)."""
+    directory = data_dir.expanduser().resolve()
+    directory.mkdir(parents=True, exist_ok=True)
+    return f"sqlite+aiosqlite:///{directory / 'lts.db'}"
+
+
+def make_engine(url: str, *, sqlite_synchronous: SqliteSynchronous = "FULL") -> AsyncEngine:
+    """Create the process's ``AsyncEngine`` for ``url`` (SQLite via aiosqlite or PostgreSQL)."""
+    backend = make_url(url).get_backend_name()
+    if backend == "sqlite":
+        return _sqlite_engine(url, sqlite_synchronous)
+    if backend == "postgresql":
+        return create_async_engine(
+            url, pool_size=10, max_overflow=10, pool_pre_ping=True, pool_recycle=1800,
+        )
+    raise ValueError(f"unsupported database backend {backend!r} (sqlite or postgresql)")
+
+
+def _sqlite_engine(url: str, synchronous: SqliteSynchronous) -> AsyncEngine:
+    if synchronous not in ("OFF", "NORMAL", "FULL"):
+        raise ValueError(f"invalid sqlite synchronous level {synchronous!r}")
+    engine = create_async_engine(url)
+    pragmas = (
+        "PRAGMA journal_mode=WAL",
+        f"PRAGMA synchronous={synchronous}",
+        "PRAGMA foreign_keys=ON",
+        f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}",
+    )
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        try:
+            for pragma in pragmas:
+                cursor.execute(pragma)
+        finally:
+            cursor.close()
+
+    return engine

@@ -1,0 +1,338 @@
+"""The journal writer: group commit of order, fill, position, event and audit writes.
+
+This is the durability step of the order flow (architecture §3 and §5): the order manager,
+the ledger and the API enqueue rows here and await the returned future; the future resolves once
+the row is committed. One writer task (:meth:`Journal.run`) takes everything queued (up to
+``max_batch`` records), writes it in ONE transaction with one SQLAlchemy Core ``executemany`` per
+kind of write, commits and resolves the futures, so durability costs one commit per batch, not
+per row.
+
+Within a batch the kinds run in a fixed order: order inserts, order updates, fill inserts,
+position upserts (last state per ``(portfolio_id, symbol)`` wins), order event inserts, audit
+inserts, portfolio updates. Producers must therefore not enqueue an update or a fill before the
+insert of its order. A batch that fails on a bad record (a constraint violation, a bad value) is
+split in halves and retried until the bad records stand alone, so only their futures fail; a
+batch that fails for another reason (the database is unavailable) fails all its futures. Every
+future is resolved: nobody awaiting is left hanging.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Mapping, Sequence
+from typing import Any, Final
+
+import anyio
+import anyio.abc
+from sqlalchemy import bindparam, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import (
+    ArgumentError,
+    CompileError,
+    DataError,
+    DBAPIError,
+    IntegrityError,
+    ProgrammingError,
+    StatementError,
+)
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.sql.base import Executable
+
+from lts.persistence.tables import audit_logs, fills, order_events, orders, portfolios, positions
+
+log = logging.getLogger(__name__)
+
+Row = Mapping[str, Any]
+
+# Kinds of record, in the order a batch writes them.
+_ORDER_INSERT: Final = 0
+_ORDER_UPDATE: Final = 1
+_FILL: Final = 2  # the fill insert, then (as kind 3) its position upsert
+_ORDER_EVENT: Final = 4
+_AUDIT: Final = 5
+_PORTFOLIO_UPDATE: Final = 6
+_KINDS: Final = 7
+_KIND_NAMES: Final = ("order insert", "order update", "fill", "position upsert", "order event",
+                      "audit", "portfolio update")
+
+_POSITION_STATE: Final = ("quantity", "avg_price", "realized_pnl", "fees", "ts_last")
+
+# A record: (kind, row, position row of a fill or None, future).
+_Record = tuple[int, Row, Row | None, asyncio.Future[None]]
+
+# Errors caused by the records themselves: splitting the batch isolates the bad ones.
+_RECORD_ERRORS: Final = (
+    IntegrityError, DataError, ProgrammingError, CompileError, ArgumentError,
+    KeyError, TypeError, ValueError, ArithmeticError,
+)
+
+
+class JournalClosedError(RuntimeError):
+    """A write was enqueued after the journal's writer task has stopped."""
+
+
+def _is_record_error(exc: BaseException) -> bool:
+    if isinstance(exc, _RECORD_ERRORS):
+        return True
+    # A bind value the type could not process (raised before the database saw it).
+    return isinstance(exc, StatementError) and not isinstance(exc, DBAPIError)
+
+
+class _Statements:
+    """The statements of one dialect, built once so SQLAlchemy's compiled cache serves them."""
+
+    def __init__(self, dialect_name: str) -> None:
+        fill: Executable
+        if dialect_name == "sqlite":
+            fill = sqlite.insert(fills).on_conflict_do_nothing(
+                index_elements=[fills.c.broker, fills.c.trade_id])
+            pos = sqlite.insert(positions)
+            self.upsert_position: Executable = pos.on_conflict_do_update(
+                index_elements=[positions.c.portfolio_id, positions.c.symbol],
+                set_={name: pos.excluded[name] for name in _POSITION_STATE})
+        elif dialect_name == "postgresql":
+            fill = postgresql.insert(fills).on_conflict_do_nothing(
+                index_elements=[fills.c.broker, fills.c.trade_id])
+            pg_pos = postgresql.insert(positions)
+            self.upsert_position = pg_pos.on_conflict_do_update(
+                index_elements=[positions.c.portfolio_id, positions.c.symbol],
+                set_={name: pg_pos.excluded[name] for name in _POSITION_STATE})
+        else:
+            raise ValueError(f"the journal supports sqlite and postgresql, not {dialect_name!r}")
+        self.insert_fill: Executable = fill
+        self.insert_order: Executable = orders.insert()
+        self.update_order: Executable = update(orders).where(
+            orders.c.client_order_id == bindparam("b_coid"))
+        self.insert_order_event: Executable = order_events.insert()
+        self.insert_audit: Executable = audit_logs.insert()
+        self.update_portfolio: Executable = update(portfolios).where(
+            portfolios.c.id == bindparam("b_id"))
+
+    def for_kind(self, kind: int) -> Executable:
+        return (self.insert_order, self.update_order, self.insert_fill, self.upsert_position,
+                self.insert_order_event, self.insert_audit, self.update_portfolio)[kind]
+
+
+def _group(groups: dict[tuple[str, ...], list[Row]], row: Row) -> None:
+    """Add ``row`` to the executemany group of its key set (one executemany needs one)."""
+    key = tuple(row)
+    rows = groups.get(key)
+    if rows is None:
+        groups[key] = [row]
+    else:
+        rows.append(row)
+
+
+def _rebind(row: Row, key: str, bind_name: str) -> dict[str, Any]:
+    """An update's parameters: the WHERE key renamed (a column name is taken by SET)."""
+    params = dict(row)
+    params[bind_name] = params.pop(key)
+    return params
+
+
+def _plan(records: Sequence[_Record]) -> list[dict[tuple[str, ...], list[Row]]]:
+    """Sort a batch into one executemany group per (kind, key set), positions deduplicated."""
+    plan: list[dict[tuple[str, ...], list[Row]]] = [{} for _ in range(_KINDS)]
+    last_position: dict[tuple[Any, Any], Row] = {}
+    for kind, row, position, _ in records:
+        if kind == _ORDER_UPDATE:
+            _group(plan[kind], _rebind(row, "client_order_id", "b_coid"))
+        elif kind == _PORTFOLIO_UPDATE:
+            _group(plan[kind], _rebind(row, "id", "b_id"))
+        else:
+            _group(plan[kind], row)
+            if position is not None:
+                last_position[(position["portfolio_id"], position["symbol"])] = position
+    for position in last_position.values():
+        _group(plan[_FILL + 1], position)
+    return plan
+
+
+class Journal:
+    """The group-commit journal writer (one per process, one writer task)."""
+
+    def __init__(self, engine: AsyncEngine, *, max_batch: int = 10_000,
+                 high_water: int = 50_000) -> None:
+        if max_batch < 1 or high_water < 1:
+            raise ValueError("max_batch and high_water must be positive")
+        self._engine = engine
+        self._statements = _Statements(engine.dialect.name)
+        self._max_batch = max_batch
+        self._high_water = high_water
+        self._queue: deque[_Record] = deque()
+        self._wakeup = asyncio.Event()
+        self._progress = asyncio.Event()  # set after every batch; wakes flush / back-pressure
+        self._enqueued = 0  # records ever enqueued
+        self._resolved = 0  # records ever resolved (committed or failed), in FIFO order
+        self._closed = False
+        self._running = False
+        self._connection: AsyncConnection | None = None
+        # Counters for metrics.
+        self.commits = 0
+        self.records_written = 0
+        self.records_failed = 0
+        self.last_batch_size = 0
+        self.last_commit_latency = 0.0  # seconds: BEGIN to COMMIT of the last batch
+
+    # -- producers -----------------------------------------------------------------------------
+
+    def _enqueue(self, kind: int, row: Row, position: Row | None = None) -> asyncio.Future[None]:
+        if self._closed:
+            raise JournalClosedError("the journal writer has stopped")
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._queue.append((kind, row, position, future))
+        self._enqueued += 1
+        self._wakeup.set()
+        return future
+
+    def insert_order(self, row: Row) -> asyncio.Future[None]:
+        """Insert an ``orders`` row (every column except ``id``)."""
+        return self._enqueue(_ORDER_INSERT, row)
+
+    def update_order(self, row: Row) -> asyncio.Future[None]:
+        """Update the order ``row["client_order_id"]`` with the other keys of ``row``."""
+        return self._enqueue(_ORDER_UPDATE, row)
+
+    def insert_fill(self, fill_row: Row, position_row: Row) -> asyncio.Future[None]:
+        """Insert a fill (a duplicate ``(broker, trade_id)`` is ignored) and upsert the absolute
+        position state ``position_row`` on ``(portfolio_id, symbol)``, in one transaction."""
+        return self._enqueue(_FILL, fill_row, position_row)
+
+    def insert_order_event(self, row: Row) -> asyncio.Future[None]:
+        """Insert an ``order_events`` row."""
+        return self._enqueue(_ORDER_EVENT, row)
+
+    def insert_audit(self, row: Row) -> asyncio.Future[None]:
+        """Insert an ``audit_logs`` row."""
+        return self._enqueue(_AUDIT, row)
+
+    def update_portfolio(self, row: Row) -> asyncio.Future[None]:
+        """Update the portfolio ``row["id"]`` (``status``, ``last_error``, ``trading_state``)."""
+        return self._enqueue(_PORTFOLIO_UPDATE, row)
+
+    @property
+    def backlog(self) -> int:
+        """Records enqueued and not yet resolved (queued plus the batch being written)."""
+        return self._enqueued - self._resolved
+
+    async def wait_below_high_water(self) -> None:
+        """Wait (never drop) while the backlog is at or above ``high_water``."""
+        while self.backlog >= self._high_water:
+            self._progress.clear()
+            await self._progress.wait()
+
+    async def flush(self) -> None:
+        """Return when every record enqueued before the call is resolved (committed or failed)."""
+        target = self._enqueued
+        while self._resolved < target:
+            self._progress.clear()
+            await self._progress.wait()
+
+    # -- the writer ----------------------------------------------------------------------------
+
+    async def run(self, *,
+                  task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """The writer task. On cancellation it commits what is still queued, then exits.
+
+        Writes enqueued while it drains are still taken; after it has exited, enqueueing raises
+        :class:`JournalClosedError`.
+        """
+        if self._running or self._closed:
+            raise RuntimeError("the journal writer runs once")
+        self._running = True
+        try:
+            task_status.started()
+            while True:
+                if not self._queue:
+                    self._wakeup.clear()
+                    await self._wakeup.wait()
+                # A batch is a critical section: once taken, it is written and resolved.
+                with anyio.CancelScope(shield=True):
+                    await self._write_next_batch()
+        finally:
+            with anyio.CancelScope(shield=True):
+                while self._queue:
+                    await self._write_next_batch()
+                self._closed = True
+                await self._close_connection()
+
+    async def _write_next_batch(self) -> None:
+        queue = self._queue
+        if len(queue) <= self._max_batch:
+            batch: list[_Record] = list(queue)
+            queue.clear()
+        else:
+            batch = [queue.popleft() for _ in range(self._max_batch)]
+        try:
+            await self._write(batch)
+        except BaseException:
+            self._fail(batch, JournalClosedError("the journal writer stopped mid-batch"))
+            raise
+        finally:
+            self._resolved += len(batch)
+            self._progress.set()
+
+    async def _write(self, records: Sequence[_Record]) -> None:
+        """Commit ``records`` and resolve their futures, isolating bad records by bisection."""
+        try:
+            await self._commit(records)
+        except Exception as exc:
+            if len(records) > 1 and _is_record_error(exc):
+                middle = len(records) // 2
+                await self._write(records[:middle])
+                await self._write(records[middle:])
+                return
+            self._fail(records, exc)
+            if not _is_record_error(exc):
+                await self._close_connection()
+            return
+        self.records_written += len(records)
+        for record in records:
+            future = record[3]
+            if not future.done():
+                future.set_result(None)
+
+    async def _commit(self, records: Sequence[_Record]) -> None:
+        started = time.perf_counter()
+        connection = await self._get_connection()
+        statements = self._statements
+        async with connection.begin():
+            for kind, groups in enumerate(_plan(records)):
+                for rows in groups.values():
+                    await connection.execute(statements.for_kind(kind), rows)
+        self.commits += 1
+        self.last_batch_size = len(records)
+        self.last_commit_latency = time.perf_counter() - started
+
+    def _fail(self, records: Sequence[_Record], exc: Exception) -> None:
+        records = [record for record in records if not record[3].done()]
+        if not records:
+            return
+        self.records_failed += len(records)
+        if len(records) == 1:
+            kind, row, position, _ = records[0]
+            log.error("journal: %s failed: %s; row=%r position=%r",
+                      _KIND_NAMES[kind], exc, dict(row),
+                      None if position is None else dict(position))
+        else:
+            log.error("journal: batch of %d records failed: %s", len(records), exc)
+        for record in records:
+            future = record[3]
+            if not future.done():
+                future.set_exception(exc)
+
+    async def _get_connection(self) -> AsyncConnection:
+        if self._connection is None:
+            self._connection = await self._engine.connect()
+        return self._connection
+
+    async def _close_connection(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            try:
+                await connection.close()
+            except Exception:
+                log.exception("journal: closing the connection failed")

@@ -1,0 +1,169 @@
+"""Repositories: what start-up, recovery and the CLI read and write outside the hot path.
+
+The journal owns the per-order writes; these functions load a portfolio's spec, its orders and
+fills (recovery), and create users and portfolios. Each call is one unit of work on its own
+connection.
+"""
+
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from lts.domain.orders import (
+    OPEN_STATUSES,
+    Fill,
+    Order,
+    OrderStatus,
+    OrderType,
+    Side,
+    TimeInForce,
+)
+from lts.persistence.tables import assets, fills, order_events, orders, portfolios, positions, users
+
+
+@dataclass(frozen=True)
+class AssetSpec:
+    symbol: str
+    strategy_plugin: str
+    broker_plugin: str
+    pipeline_plugin: str
+    strategy_params: dict[str, Any] = field(default_factory=dict)
+    broker_params: dict[str, Any] = field(default_factory=dict)
+    pipeline_params: dict[str, Any] = field(default_factory=dict)
+    tick_size: Decimal = Decimal("0.01")
+    lot_size: Decimal = Decimal("1")
+    id: int | None = None
+
+
+@dataclass(frozen=True)
+class PortfolioSpec:
+    name: str
+    initial_cash: Decimal
+    assets: tuple[AssetSpec, ...]
+    portfolio_plugin: str = "fixed_fraction"
+    portfolio_params: dict[str, Any] = field(default_factory=dict)
+    risk_params: dict[str, Any] = field(default_factory=dict)
+    trading_state: str = "ACTIVE"
+    owner_id: int | None = None
+    id: int | None = None
+
+
+async def create_portfolio(engine: AsyncEngine, spec: PortfolioSpec) -> int:
+    async with engine.begin() as conn:
+        pid = (await conn.execute(insert(portfolios).values(
+            name=spec.name, owner_id=spec.owner_id, portfolio_plugin=spec.portfolio_plugin,
+            portfolio_params=spec.portfolio_params, initial_cash=spec.initial_cash,
+            risk_params=spec.risk_params, trading_state=spec.trading_state,
+        ).returning(portfolios.c.id))).scalar_one()
+        await conn.execute(insert(assets), [{
+            "portfolio_id": pid, "symbol": a.symbol, "strategy_plugin": a.strategy_plugin,
+            "strategy_params": a.strategy_params, "broker_plugin": a.broker_plugin,
+            "broker_params": a.broker_params, "pipeline_plugin": a.pipeline_plugin,
+            "pipeline_params": a.pipeline_params, "tick_size": a.tick_size,
+            "lot_size": a.lot_size} for a in spec.assets])
+    return int(pid)
+
+
+async def portfolio_id_by_name(engine: AsyncEngine, name: str) -> int | None:
+    async with engine.connect() as conn:
+        pid = (await conn.execute(select(portfolios.c.id).where(portfolios.c.name == name))
+               ).scalar_one_or_none()
+    return None if pid is None else int(pid)
+
+
+async def active_portfolio_ids(engine: AsyncEngine) -> list[int]:
+    async with engine.connect() as conn:
+        rows = await conn.execute(select(portfolios.c.id).where(portfolios.c.is_active)
+                                  .order_by(portfolios.c.id))
+    return [int(r) for r in rows.scalars()]
+
+
+async def load_portfolio(engine: AsyncEngine, portfolio_id: int) -> PortfolioSpec:
+    async with engine.connect() as conn:
+        p = (await conn.execute(select(portfolios).where(portfolios.c.id == portfolio_id))
+             ).mappings().one()
+        rows = (await conn.execute(select(assets).where(
+            assets.c.portfolio_id == portfolio_id, assets.c.is_active).order_by(assets.c.id))
+        ).mappings().all()
+    return PortfolioSpec(
+        id=p["id"], name=p["name"], initial_cash=p["initial_cash"], owner_id=p["owner_id"],
+        portfolio_plugin=p["portfolio_plugin"], portfolio_params=p["portfolio_params"] or {},
+        risk_params=p["risk_params"] or {}, trading_state=p["trading_state"],
+        assets=tuple(AssetSpec(
+            id=a["id"], symbol=a["symbol"], strategy_plugin=a["strategy_plugin"],
+            strategy_params=a["strategy_params"] or {}, broker_plugin=a["broker_plugin"],
+            broker_params=a["broker_params"] or {}, pipeline_plugin=a["pipeline_plugin"],
+            pipeline_params=a["pipeline_params"] or {}, tick_size=a["tick_size"],
+            lot_size=a["lot_size"]) for a in rows))
+
+
+def _order(r: Any) -> Order:
+    return Order(client_order_id=r["client_order_id"], portfolio_id=r["portfolio_id"],
+                 symbol=r["symbol"], side=Side(r["side"]), quantity=r["quantity"],
+                 order_type=OrderType(r["order_type"]),
+                 time_in_force=TimeInForce(r["time_in_force"]), limit_price=r["limit_price"],
+                 stop_price=r["stop_price"], status=OrderStatus(r["status"]),
+                 filled_quantity=r["filled_quantity"], avg_fill_price=r["avg_fill_price"],
+                 broker_order_id=r["broker_order_id"], reason=r["reason"], tag=r["tag"],
+                 ts_init=r["ts_init"], ts_last=r["ts_last"])
+
+
+async def load_open_orders(engine: AsyncEngine, portfolio_id: int) -> list[Order]:
+    async with engine.connect() as conn:
+        rows = (await conn.execute(select(orders).where(
+            orders.c.portfolio_id == portfolio_id,
+            orders.c.status.in_([s.value for s in OPEN_STATUSES])).order_by(orders.c.id))
+        ).mappings().all()
+    return [_order(r) for r in rows]
+
+
+async def load_fills(engine: AsyncEngine, portfolio_id: int) -> list[Fill]:
+    async with engine.connect() as conn:
+        rows = (await conn.execute(select(fills).where(fills.c.portfolio_id == portfolio_id)
+                                   .order_by(fills.c.id))).mappings().all()
+    return [Fill(r["portfolio_id"], r["client_order_id"], r["broker"], r["trade_id"],
+                 r["symbol"], Side(r["side"]), r["quantity"], r["price"], r["fee"],
+                 r["ts_event"]) for r in rows]
+
+
+async def load_positions(engine: AsyncEngine, portfolio_id: int) -> dict[str, Decimal]:
+    async with engine.connect() as conn:
+        rows = await conn.execute(select(positions.c.symbol, positions.c.quantity)
+                                  .where(positions.c.portfolio_id == portfolio_id))
+    return {r.symbol: r.quantity for r in rows}
+
+
+async def next_numbers(engine: AsyncEngine, portfolio_id: int) -> tuple[int, int]:
+    """The next client order number and the last event sequence number of a portfolio."""
+    async with engine.connect() as conn:
+        coids = (await conn.execute(select(orders.c.client_order_id)
+                                    .where(orders.c.portfolio_id == portfolio_id))).scalars()
+        top = max((int(c.rsplit("-", 1)[1]) for c in coids), default=0)
+        seq = (await conn.execute(select(func.max(order_events.c.seq))
+                                  .where(order_events.c.portfolio_id == portfolio_id))
+               ).scalar_one_or_none()
+    return top + 1, int(seq or 0)
+
+
+async def set_portfolio_status(engine: AsyncEngine, portfolio_id: int, status: str,
+                               last_error: str | None = None) -> None:
+    async with engine.begin() as conn:
+        await conn.execute(update(portfolios).where(portfolios.c.id == portfolio_id)
+                           .values(status=status, last_error=last_error))
+
+
+async def user_count(engine: AsyncEngine) -> int:
+    async with engine.connect() as conn:
+        return int((await conn.execute(select(func.count()).select_from(users))).scalar_one())
+
+
+async def create_user(engine: AsyncEngine, username: str, password_hash: str, role: str,
+                      email: str | None = None) -> int:
+    async with engine.begin() as conn:
+        uid = (await conn.execute(insert(users).values(
+            username=username, email=email, password_hash=password_hash, role=role)
+            .returning(users.c.id))).scalar_one()
+    return int(uid)

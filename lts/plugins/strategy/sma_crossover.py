@@ -1,0 +1,77 @@
+"""Strategy ``sma_crossover``: long when the fast simple moving average crosses above the slow one.
+
+A cross above is ``fast[t-1] < slow[t-1]`` and ``fast[t] > slow[t]``; it signals LONG. The cross
+below signals FLAT (or SHORT with ``long_only=false``). Means are kept as running sums over the
+last ``fast`` and ``slow`` closes, so each bar costs O(1).
+"""
+
+from collections import deque
+from decimal import Decimal
+
+from pydantic import Field, model_validator
+
+from lts.domain.market import Bar
+from lts.domain.signals import Signal, Target
+from lts.plugins.base import PluginBase, PluginParams
+
+
+class SmaParams(PluginParams):
+    fast: int = Field(10, ge=1, description="bars in the fast mean")
+    slow: int = Field(30, ge=2, description="bars in the slow mean")
+    quantity: Decimal | None = Field(None, gt=0, description="fixed size; else the portfolio sizes")
+    long_only: bool = Field(True, description="FLAT instead of SHORT on the cross below")
+
+    @model_validator(mode="after")
+    def _fast_below_slow(self) -> "SmaParams":
+        if self.fast >= self.slow:
+            raise ValueError("fast must be smaller than slow")
+        return self
+
+
+class SmaCrossover(PluginBase):
+    Params = SmaParams
+    plugin_name = "sma_crossover"
+    plugin_debug_vars = ["bars_seen", "signals", "last_diff"]
+
+    def __init__(self, **params: object) -> None:
+        super().__init__(**params)
+        p: SmaParams = self.params
+        self._fast_n = p.fast
+        self._slow_n = p.slow
+        self._fast: deque[float] = deque()
+        self._slow: deque[float] = deque()
+        self._fast_sum = 0.0
+        self._slow_sum = 0.0
+        self._down = Target.FLAT if p.long_only else Target.SHORT
+        self._quantity = p.quantity
+        self.last_diff: float | None = None
+        self.bars_seen = 0
+        self.signals = 0
+
+    def on_bar(self, bar: Bar) -> Signal | None:
+        close = bar.close
+        fast, slow = self._fast, self._slow
+        fast.append(close)
+        self._fast_sum += close
+        if len(fast) > self._fast_n:
+            self._fast_sum -= fast.popleft()
+        slow.append(close)
+        self._slow_sum += close
+        if len(slow) > self._slow_n:
+            self._slow_sum -= slow.popleft()
+        self.bars_seen += 1
+        if len(slow) < self._slow_n:
+            return None
+        diff = self._fast_sum / self._fast_n - self._slow_sum / self._slow_n
+        prev = self.last_diff
+        self.last_diff = diff
+        if prev is None:
+            return None
+        if prev < 0 < diff:
+            target = Target.LONG
+        elif prev > 0 > diff:
+            target = self._down
+        else:
+            return None
+        self.signals += 1
+        return Signal(bar.symbol, target, bar.ts_event, self._quantity, "sma cross")

@@ -1,0 +1,132 @@
+"""The one settings tree. Precedence, lowest first: code defaults < TOML file (``--config``) <
+environment (``LTS_`` prefix, ``__`` nesting: ``LTS_API__PORT=8123``) < command line
+(``--set api.port=8123`` and the dedicated flags). Runtime overrides through the API come later,
+on top. Errors become one :class:`~lts.errors.ConfigError` line naming the key.
+"""
+
+import json
+import tomllib
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from lts.engine.risk import RiskLimits
+from lts.errors import ConfigError
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DatabaseSettings(_Section):
+    url: str | None = Field(None, description="SQLAlchemy async URL; default: SQLite in ./data")
+    data_dir: Path = Path("data")
+    sqlite_synchronous: Literal["OFF", "NORMAL", "FULL"] = "FULL"
+
+
+class EngineSettings(_Section):
+    run_for: float | None = Field(None, gt=0, description="stop gracefully after N seconds")
+    restart_initial_delay: float = Field(1.0, gt=0)
+    restart_max_delay: float = Field(60.0, gt=0)
+    max_restarts: int = Field(20, ge=0, description="then the portfolio stays in error")
+    mailbox_capacity: int = Field(10_000, ge=1)
+
+
+class DemoSettings(_Section):
+    enabled: bool = True
+    name: str = "demo"
+    symbols: list[str] = ["DEMO-A", "DEMO-B"]
+    interval: float = Field(0.2, gt=0, description="seconds between synthetic bars")
+    fast: int = 3
+    slow: int = 8
+    quantity: Decimal = Decimal(10)
+    initial_cash: Decimal = Decimal(100_000)
+
+
+class ApiSettings(_Section):
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="LTS_", env_nested_delimiter="__",
+                                      extra="forbid")
+
+    profile: Literal["dev", "test", "prod"] = "dev"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    admin_username: str = "admin"
+    admin_password: SecretStr | None = None
+    database: DatabaseSettings = DatabaseSettings()
+    engine: EngineSettings = EngineSettings()
+    demo: DemoSettings = DemoSettings()
+    risk: RiskLimits = RiskLimits()
+    api: ApiSettings = ApiSettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource, dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
+
+
+def parse_set(items: list[str]) -> dict[str, Any]:
+    """``["api.port=8123", ...]`` -> ``{"api": {"port": 8123}}``; values are JSON when they
+    parse as JSON, text otherwise."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set {item!r}: expected KEY=VALUE")
+        try:
+            value: Any = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        node = out
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"--set {item!r}: {part!r} is not a section")
+        node[parts[-1]] = value
+    return out
+
+
+def merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in top.items():
+        out[k] = merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def load_settings(config_file: Path | None = None,
+                  overrides: dict[str, Any] | None = None) -> Settings:
+    """Build the settings from every source; raise ConfigError with one line on a bad value."""
+    if config_file is not None:
+        if not config_file.is_file():
+            raise ConfigError(f"--config {config_file}: no such file")
+        try:
+            tomllib.loads(config_file.read_text())
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"--config {config_file}: invalid TOML: {exc}") from None
+
+    class _FromFile(Settings):
+        model_config = SettingsConfigDict(toml_file=config_file)
+
+    try:
+        return _FromFile(**(overrides or {}))
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        key = ".".join(str(p) for p in err.get("loc", ())) or "?"
+        msg = "unknown setting" if err.get("type") == "extra_forbidden" else err.get("msg")
+        raise ConfigError(f"setting {key!r}: {msg}") from None
