@@ -91,6 +91,7 @@ def _settings(args: argparse.Namespace) -> Settings:
 def _logging(level: str) -> None:
     logging.basicConfig(level=level, stream=sys.stderr,
                         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
 def _params(items: list[str]) -> dict[str, Any]:
@@ -135,12 +136,11 @@ def _replay(args: argparse.Namespace) -> int:
         return await load_and_replay(args.data, opts)
 
     summary = anyio.run(main, backend_options={"use_uvloop": _has_uvloop()})
-    data = msgspec.to_builtins(summary)
     if args.json:
-        sys.stdout.write(msgspec.json.Encoder(decimal_format="number").encode(data).decode()
-                         + "\n")
+        encoded = msgspec.json.Encoder(decimal_format="number").encode(summary)
+        sys.stdout.write(encoded.decode() + "\n")
     else:
-        for key, value in data.items():
+        for key, value in msgspec.to_builtins(summary).items():
             print(f"{key:>16}: {value}")
     return 0
 

@@ -110,7 +110,6 @@ class OrderManager:
             return order
         durable = self.journal.insert_order(order_row(order, broker.name))
         self.open[coid] = order
-        self._emit("order.created", order, now)
         if self.durable:
             await durable  # write-ahead: the row is on disk before the broker sees the order
         order.transition(OrderStatus.SUBMITTED, self.clock.now_ns())

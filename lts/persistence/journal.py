@@ -9,7 +9,8 @@ per row.
 
 Within a batch the kinds run in a fixed order: order inserts, order updates, fill inserts,
 position upserts (last state per ``(portfolio_id, symbol)`` wins), order event inserts, audit
-inserts, portfolio updates. Producers must therefore not enqueue an update or a fill before the
+inserts, portfolio updates; order updates, like positions, keep the last state per order (each
+update carries the order's whole mutable state). Producers must therefore not enqueue an update or a fill before the
 insert of its order. A batch that fails on a bad record (a constraint violation, a bad value) is
 split in halves and retried until the bad records stand alone, so only their futures fail; a
 batch that fails for another reason (the database is unavailable) fails all its futures. Every
@@ -137,15 +138,19 @@ def _plan(records: Sequence[_Record]) -> list[dict[tuple[str, ...], list[Row]]]:
     """Sort a batch into one executemany group per (kind, key set), positions deduplicated."""
     plan: list[dict[tuple[str, ...], list[Row]]] = [{} for _ in range(_KINDS)]
     last_position: dict[tuple[Any, Any], Row] = {}
+    last_update: dict[Any, Row] = {}
     for kind, row, position, _ in records:
         if kind == _ORDER_UPDATE:
-            _group(plan[kind], _rebind(row, "client_order_id", "b_coid"))
+            # Every update carries the order's whole mutable state: the last one per order wins.
+            last_update[row["client_order_id"]] = row
         elif kind == _PORTFOLIO_UPDATE:
             _group(plan[kind], _rebind(row, "id", "b_id"))
         else:
             _group(plan[kind], row)
             if position is not None:
                 last_position[(position["portfolio_id"], position["symbol"])] = position
+    for row in last_update.values():
+        _group(plan[_ORDER_UPDATE], _rebind(row, "client_order_id", "b_coid"))
     for position in last_position.values():
         _group(plan[_FILL + 1], position)
     return plan
@@ -193,7 +198,8 @@ class Journal:
         return self._enqueue(_ORDER_INSERT, row)
 
     def update_order(self, row: Row) -> asyncio.Future[None]:
-        """Update the order ``row["client_order_id"]`` with the other keys of ``row``."""
+        """Update the order ``row["client_order_id"]`` to the state in ``row``: every update
+        carries the whole mutable state, so within a batch the last one per order wins."""
         return self._enqueue(_ORDER_UPDATE, row)
 
     def insert_fill(self, fill_row: Row, position_row: Row) -> asyncio.Future[None]:
