@@ -38,6 +38,7 @@ class EngineSettings(_Section):
     restart_max_delay: float = Field(60.0, gt=0)
     max_restarts: int = Field(20, ge=0, description="then the portfolio stays in error")
     mailbox_capacity: int = Field(10_000, ge=1)
+    ack_timeout: float = Field(10.0, gt=0, description="seconds before a sent order is UNKNOWN")
 
 
 class DemoSettings(_Section):

@@ -151,7 +151,8 @@ class Engine:
         s = self.settings
         ctx = RunnerContext(registry=self.registry, bus=self.bus, journal=self.journal,
                             db=self.db, feeds=self._feeds, clock=self.clock, durable=True,
-                            mailbox_capacity=s.engine.mailbox_capacity, default_risk=s.risk)
+                            mailbox_capacity=s.engine.mailbox_capacity,
+                            ack_timeout=s.engine.ack_timeout, default_risk=s.risk)
 
         async def run_once() -> None:
             spec = await repo.load_portfolio(self.db, portfolio_id)

@@ -136,6 +136,16 @@ class OrderManager:
         self.brokers[order.symbol].cancel(client_order_id)
         return True
 
+    def mark_unacknowledged(self, timeout_ns: int) -> int:
+        """Orders sent but not acknowledged within ``timeout_ns`` become UNKNOWN (a timeout is
+        never a rejection); reconciliation settles them. Returns how many were marked."""
+        now = self.clock.now_ns()
+        late = [o.client_order_id for o in self.open.values()
+                if o.status is OrderStatus.SUBMITTED and now - o.ts_last > timeout_ns]
+        for coid in late:
+            self.on_order_status(coid, OrderStatus.UNKNOWN, now, "no acknowledgement in time")
+        return len(late)
+
     # -- broker reports -----------------------------------------------------------------------
     def on_order_status(self, client_order_id: str, status: OrderStatus, ts: int,
                         reason: str = "") -> None:

@@ -50,6 +50,7 @@ class RunnerContext:
     clock: Clock
     durable: bool = True
     mailbox_capacity: int = 10_000
+    ack_timeout: float = 10.0
     default_risk: RiskLimits = field(default_factory=RiskLimits)
 
 
@@ -151,7 +152,13 @@ class PortfolioRunner:
                 self._leases.append(self.ctx.feeds.acquire(a.pipeline_plugin, a.pipeline_params,
                                                            a.symbol, mailbox))
             task_status.started()
-            await self._loop(mailbox, historical)
+            if historical:
+                await self._loop(mailbox, historical)
+            else:
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(self._watch_acknowledgements, name="ack watchdog")
+                    await self._loop(mailbox, historical)
+                    tg.cancel_scope.cancel()
         finally:
             for lease in self._leases:
                 lease.release()
@@ -194,6 +201,13 @@ class PortfolioRunner:
             if bars:
                 self.last_tick_ns = self.ctx.clock.now_ns()
             await self.ctx.journal.wait_below_high_water()
+
+    async def _watch_acknowledgements(self) -> None:
+        assert self.orders is not None
+        timeout_ns = int(self.ctx.ack_timeout * 1e9)
+        while True:
+            await anyio.sleep(min(1.0, self.ctx.ack_timeout))
+            self.orders.mark_unacknowledged(timeout_ns)
 
     def _feed_ended(self, item: object, historical: bool) -> int:
         if isinstance(item, FeedEnded):

@@ -24,9 +24,11 @@ import logging
 import time
 from collections import deque
 from collections.abc import Mapping, Sequence
+from decimal import Decimal
 from typing import Any, Final
 
 import anyio
+import msgspec
 import anyio.abc
 from sqlalchemy import bindparam, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -36,6 +38,7 @@ from sqlalchemy.exc import (
     DataError,
     DBAPIError,
     IntegrityError,
+    InterfaceError,
     ProgrammingError,
     StatementError,
 )
@@ -66,7 +69,7 @@ _Record = tuple[int, Row, Row | None, asyncio.Future[None]]
 
 # Errors caused by the records themselves: splitting the batch isolates the bad ones.
 _RECORD_ERRORS: Final = (
-    IntegrityError, DataError, ProgrammingError, CompileError, ArgumentError,
+    IntegrityError, InterfaceError, DataError, ProgrammingError, CompileError, ArgumentError,
     KeyError, TypeError, ValueError, ArithmeticError,
 )
 
@@ -117,6 +120,65 @@ class _Statements:
                 self.insert_order_event, self.insert_audit, self.update_portfolio)[kind]
 
 
+_UPSERT_POSITION_SQL: Final = (
+    " ON CONFLICT (portfolio_id, symbol) DO UPDATE SET "
+    + ", ".join(f"{c} = excluded.{c}" for c in _POSITION_STATE))
+
+
+class _SqliteText:
+    """SQLite's hot path: plain SQL text per (kind, key set), parameters as tuples.
+
+    SQLAlchemy's per-row bind processing costs about 9 µs a row here; the driver's
+    ``executemany`` with tuples a fraction of that. The values are converted once, by type:
+    ``Decimal`` to its exact text (what :class:`~lts.persistence.types.Money` stores on SQLite),
+    ``dict``/``list`` to JSON (what the ``JSON`` columns store). The statements are the same as
+    the Core ones that PostgreSQL runs.
+    """
+
+    _TABLES: Final = ("orders", "orders", "fills", "positions", "order_events", "audit_logs",
+                      "portfolios")
+
+    def __init__(self) -> None:
+        self._sql: dict[tuple[int, tuple[str, ...]], str] = {}
+
+    def sql(self, kind: int, keys: tuple[str, ...]) -> str:
+        cached = self._sql.get((kind, keys))
+        if cached is not None:
+            return cached
+        table = self._TABLES[kind]
+        if kind in (_ORDER_UPDATE, _PORTFOLIO_UPDATE):
+            where = keys[-1]
+            sets = ", ".join(f"{k} = ?" for k in keys[:-1])
+            column = "client_order_id" if kind == _ORDER_UPDATE else "id"
+            assert where in ("b_coid", "b_id")
+            text = f"UPDATE {table} SET {sets} WHERE {column} = ?"
+        else:
+            text = (f"INSERT INTO {table} ({', '.join(keys)}) "
+                    f"VALUES ({', '.join('?' * len(keys))})")
+            if kind == _FILL:
+                text += " ON CONFLICT (broker, trade_id) DO NOTHING"
+            elif kind == _FILL + 1:
+                text += _UPSERT_POSITION_SQL
+        self._sql[(kind, keys)] = text
+        return text
+
+    @staticmethod
+    def params(rows: Sequence[Row], keys: tuple[str, ...]) -> list[tuple[Any, ...]]:
+        return [tuple(_sqlite_value(row[k]) for k in keys) for row in rows]
+
+
+_json = msgspec.json.Encoder().encode
+
+
+def _sqlite_value(value: Any) -> Any:
+    kind = type(value)
+    if kind is Decimal:
+        return str(value)
+    if kind is dict or kind is list:
+        return _json(value).decode()
+    return value
+
+
 def _group(groups: dict[tuple[str, ...], list[Row]], row: Row) -> None:
     """Add ``row`` to the executemany group of its key set (one executemany needs one)."""
     key = tuple(row)
@@ -165,6 +227,7 @@ class Journal:
             raise ValueError("max_batch and high_water must be positive")
         self._engine = engine
         self._statements = _Statements(engine.dialect.name)
+        self._sqlite_text = _SqliteText() if engine.dialect.name == "sqlite" else None
         self._max_batch = max_batch
         self._high_water = high_water
         self._queue: deque[_Record] = deque()
@@ -305,10 +368,15 @@ class Journal:
         started = time.perf_counter()
         connection = await self._get_connection()
         statements = self._statements
+        text = self._sqlite_text
         async with connection.begin():
             for kind, groups in enumerate(_plan(records)):
-                for rows in groups.values():
-                    await connection.execute(statements.for_kind(kind), rows)
+                for keys, rows in groups.items():
+                    if text is not None:
+                        await connection.exec_driver_sql(text.sql(kind, keys),
+                                                         text.params(rows, keys))
+                    else:
+                        await connection.execute(statements.for_kind(kind), rows)
         self.commits += 1
         self.last_batch_size = len(records)
         self.last_commit_latency = time.perf_counter() - started
