@@ -20,11 +20,11 @@ from lts.domain.orders import (
 from lts.domain.position import Position
 from lts.domain.signals import Signal, Target
 from lts.domain.values import (
+    ZERO,
     ClientOrderId,
     PortfolioId,
     Symbol,
     TradeId,
-    ZERO,
     to_decimal,
 )
 

@@ -13,7 +13,6 @@ import msgspec
 from lts.domain.orders import Side
 from lts.domain.values import ZERO
 
-
 #: A partial close takes its share of the cost basis on this grid, so every later sum stays exact.
 _COST_STEP = Decimal("1e-12")
 

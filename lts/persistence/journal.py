@@ -10,9 +10,9 @@ per row.
 Within a batch the kinds run in a fixed order: order inserts, order updates, fill inserts,
 position upserts (last state per ``(portfolio_id, symbol)`` wins), order event inserts, audit
 inserts, portfolio updates; order updates, like positions, keep the last state per order (each
-update carries the order's whole mutable state). Producers must therefore not enqueue an update or a fill before the
-insert of its order. A batch that fails on a bad record (a constraint violation, a bad value) is
-split in halves and retried until the bad records stand alone, so only their futures fail; a
+update carries the order's whole mutable state). Producers must therefore not enqueue an update
+or a fill before the insert of its order. A batch that fails on a bad record (a constraint
+violation, a bad value) is split in halves and retried until the bad records stand alone, so only their futures fail; a
 batch that fails for another reason (the database is unavailable) fails all its futures. Every
 future is resolved: nobody awaiting is left hanging.
 """
@@ -28,8 +28,8 @@ from decimal import Decimal
 from typing import Any, Final
 
 import anyio
-import msgspec
 import anyio.abc
+import msgspec
 from sqlalchemy import bindparam, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import (
@@ -45,7 +45,15 @@ from sqlalchemy.exc import (
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql.base import Executable
 
-from lts.persistence.tables import audit_logs, fills, order_events, orders, portfolios, positions
+from lts.persistence.tables import (
+    audit_logs,
+    fills,
+    metadata,
+    order_events,
+    orders,
+    portfolios,
+    positions,
+)
 
 log = logging.getLogger(__name__)
 
@@ -146,14 +154,18 @@ class _SqliteText:
         if cached is not None:
             return cached
         table = self._TABLES[kind]
+        columns = metadata.tables[table].c
+        unknown = [k for k in keys if k not in columns and k not in ("b_coid", "b_id")]
+        if unknown:  # names come from LTS's own rows; still, only real columns reach the SQL
+            raise ValueError(f"unknown {table} column(s): {unknown}")
         if kind in (_ORDER_UPDATE, _PORTFOLIO_UPDATE):
             where = keys[-1]
             sets = ", ".join(f"{k} = ?" for k in keys[:-1])
             column = "client_order_id" if kind == _ORDER_UPDATE else "id"
             assert where in ("b_coid", "b_id")
-            text = f"UPDATE {table} SET {sets} WHERE {column} = ?"
+            text = f"UPDATE {table} SET {sets} WHERE {column} = ?"  # noqa: S608 - checked names
         else:
-            text = (f"INSERT INTO {table} ({', '.join(keys)}) "
+            text = (f"INSERT INTO {table} ({', '.join(keys)}) "  # noqa: S608 - checked names
                     f"VALUES ({', '.join('?' * len(keys))})")
             if kind == _FILL:
                 text += " ON CONFLICT (broker, trade_id) DO NOTHING"
