@@ -12,9 +12,9 @@ position upserts (last state per ``(portfolio_id, symbol)`` wins), order event i
 inserts, portfolio updates; order updates, like positions, keep the last state per order (each
 update carries the order's whole mutable state). Producers must therefore not enqueue an update
 or a fill before the insert of its order. A batch that fails on a bad record (a constraint
-violation, a bad value) is split in halves and retried until the bad records stand alone, so only their futures fail; a
-batch that fails for another reason (the database is unavailable) fails all its futures. Every
-future is resolved: nobody awaiting is left hanging.
+violation, a bad value) is split in halves and retried until the bad records stand alone, so
+only their futures fail; a batch that fails for another reason (the database is unavailable)
+fails all its futures. Every future is resolved: nobody awaiting is left hanging.
 """
 
 from __future__ import annotations
