@@ -14,6 +14,14 @@ _venv_die() { echo "scripts: $*" >&2; exit 1; }
 
 _is_py311() { "$1" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' 2>/dev/null; }
 
+# pip, quiet, minus one harmless warning this machine's pip config prints for every package
+# ("Location 'file:///...' is ignored: it is neither a file nor a directory"); errors still show.
+_pip() {
+  "$LTS_VENV/bin/python" -m pip --disable-pip-version-check -q "$@" 2>&1 \
+    | { grep -v "^WARNING: Location 'file://.*' is ignored: it is neither a file nor a directory" || true; } >&2
+  return "${PIPESTATUS[0]}"
+}
+
 ensure_venv() {
   local lock="$LTS_ROOT/$1" py="${PYTHON:-python3.11}"
   [[ -f $lock ]] || _venv_die "$1 is missing; run scripts/lock"
@@ -35,12 +43,10 @@ ensure_venv() {
 
   echo "scripts: installing $1 into .venv" >&2
   rm -f "$stamp"
-  local pip=("$LTS_VENV/bin/python" -m pip --disable-pip-version-check -q)
-  "${pip[@]}" install --require-hashes -r "$lock" \
-    || _venv_die "pip install -r $1 failed"
-  "${pip[@]}" install --no-deps --no-build-isolation -e "$LTS_ROOT" \
+  _pip install --require-hashes -r "$lock" || _venv_die "pip install -r $1 failed"
+  _pip install --no-deps --no-build-isolation -e "$LTS_ROOT" \
     || _venv_die "editable install of the project failed"
-  "${pip[@]}" check >/dev/null 2>&1 \
+  _pip check >/dev/null 2>&1 \
     || echo "scripts: warning: 'pip check' reports conflicts in .venv (see .venv/bin/pip check)" >&2
   printf '%s\n' "$want" >"$stamp"
 }

@@ -1,0 +1,185 @@
+"""``python -m lts.engine replay``: a backtest over a CSV or Parquet file through the engine's
+own code, its JSON summary, and one-line errors for every kind of bad input."""
+
+import json
+import math
+import random
+from datetime import datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from ._support import EngineRun, Launcher
+
+BARS = 3000
+START = datetime(2024, 1, 2, 9, 30)
+HEADER = ",Open,HIGH,low,Close,volume"  # unnamed timestamp column, mixed-case names
+SUMMARY_KEYS = {"bars", "orders", "fills", "round_trips", "final_equity", "realized_pnl",
+                "max_drawdown", "elapsed_seconds", "bars_per_second"}
+TIMINGS = {"load_seconds", "elapsed_seconds", "bars_per_second", "database"}
+SMA = ["--strategy", "sma_crossover", "--param", "fast=5", "--param", "slow=20"]
+
+
+def make_bars(n: int = BARS) -> list[tuple[datetime, float, float, float, float, int]]:
+    """A seeded random walk of one-minute bars; the last 60 bars fall steadily, so the final
+    moving-average cross is downward and a long-only strategy ends flat."""
+    rng = random.Random(20240102)
+    price, rows = 100.0, []
+    for i in range(n):
+        step = -0.002 if i >= n - 60 else rng.gauss(0.0, 0.002)
+        open_ = price
+        close = round(open_ * math.exp(step), 4)
+        high = round(max(open_, close) * 1.0005, 4)
+        low = round(min(open_, close) * 0.9995, 4)
+        rows.append((START + timedelta(minutes=i), round(open_, 4), high, low, close,
+                     rng.randint(100, 1000)))
+        price = close
+    return rows
+
+
+def write_csv(path: Path, rows: list[tuple[Any, ...]], header: str = HEADER) -> Path:
+    lines = [header]
+    for ts, *values in rows:
+        stamp = ts.isoformat() if isinstance(ts, datetime) else str(ts)
+        lines.append(",".join([stamp, *(str(v) for v in values)]))
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.fixture(scope="module")
+def bars() -> list[tuple[datetime, float, float, float, float, int]]:
+    return make_bars()
+
+
+@pytest.fixture
+def good_csv(tmp_path: Path, bars: list[tuple[Any, ...]]) -> Path:
+    return write_csv(tmp_path / "bars.csv", bars)
+
+
+def summary(run: EngineRun) -> dict[str, Any]:
+    assert run.returncode == 0, f"exit {run.returncode}; stderr:\n{run.stderr()}"
+    assert "Traceback" not in run.stderr()
+    lines = run.stdout().strip().splitlines()
+    assert lines, "no output"
+    result: dict[str, Any] = json.loads(lines[-1], parse_float=Decimal, parse_int=Decimal)
+    return result
+
+
+def check_summary(s: dict[str, Any], last_close: float) -> None:
+    assert SUMMARY_KEYS <= set(s), f"missing keys: {SUMMARY_KEYS - set(s)}"
+    assert s["bars"] == BARS
+    assert 0 < s["fills"] <= s["orders"]
+    assert s["max_drawdown"] >= 0
+    cash = s["initial_cash"]
+    assert cash == 100_000
+    # exact money: equity = cash + realized P&L - fees (+ the open position at the last close)
+    marked = s["final_position"] * Decimal(str(last_close))
+    assert s["final_position"] == 0, "the data is built to end flat"
+    assert s["final_equity"] == cash + s["realized_pnl"] - s["fees"] + marked
+    assert s["round_trips"] * 2 == s["fills"]  # long-only, fixed quantity, flat at the end
+
+
+def test_replay_csv_json_summary(launcher: Launcher, good_csv: Path,
+                                 bars: list[tuple[Any, ...]]) -> None:
+    """SYS-001 (the pipeline over historical data), SYS-006 (orders, fills, P&L), STC-001.
+
+    3,000 one-minute bars, an unnamed ISO timestamp column and mixed-case OHLCV headers: the
+    last stdout line is the JSON summary with every key; fills <= orders; the final equity is
+    exactly initial cash + realized P&L - fees for the (flat) final position.
+    """
+    s = summary(launcher.run("replay", str(good_csv), "--symbol", "X", *SMA,
+                             "--quantity", "2", "--json"))
+    check_summary(s, bars[-1][4])
+    assert s["fees"] == 0
+    assert (s["symbol"], s["strategy"]) == ("X", "sma_crossover")
+
+
+def test_replay_parquet_matches_csv(launcher: Launcher, tmp_path: Path, good_csv: Path,
+                                    bars: list[tuple[Any, ...]]) -> None:
+    """SYS-001: the same bars from Parquet (written with pyarrow) give the same summary as
+    from CSV, apart from timings."""
+    cols = list(zip(*bars, strict=True))
+    table = pa.table({"time": pa.array(cols[0], pa.timestamp("ns")), "open": cols[1],
+                      "high": cols[2], "low": cols[3], "close": cols[4], "volume": cols[5]})
+    parquet = tmp_path / "bars.parquet"
+    pq.write_table(table, parquet)
+    args = ["--symbol", "X", *SMA, "--quantity", "2", "--fees-bps", "1.5", "--json"]
+    from_csv = summary(launcher.run("replay", str(good_csv), *args))
+    from_parquet = summary(launcher.run("replay", str(parquet), *args))
+    check_summary(from_parquet, bars[-1][4])
+    assert from_parquet["fees"] > 0
+    drop = lambda s: {k: v for k, v in s.items() if k not in TIMINGS}  # noqa: E731
+    assert drop(from_parquet) == drop(from_csv)
+
+
+def test_replay_fill_at_close(launcher: Launcher, good_csv: Path,
+                              bars: list[tuple[Any, ...]]) -> None:
+    """SYS-001: ``--fill-at close`` (market orders fill at the signal bar's close) runs and
+    keeps the exact equity identity; text output without ``--json`` works too."""
+    s = summary(launcher.run("replay", str(good_csv), "--symbol", "X", *SMA, "--quantity", "2",
+                             "--fill-at", "close", "--fees-bps", "1", "--json"))
+    check_summary(s, bars[-1][4])
+    text = launcher.run("replay", str(good_csv), "--symbol", "X", *SMA, "--quantity", "2")
+    assert text.returncode == 0, text.stderr()
+    assert "final_equity" in text.stdout() and "Traceback" not in text.stderr()
+
+
+def _bad_rows(kind: str, rows: list[tuple[Any, ...]]) -> tuple[list[tuple[Any, ...]], str]:
+    rows = [list(r) for r in rows[:50]]  # type: ignore[misc]
+    header = HEADER
+    if kind == "no-volume":
+        rows = [r[:5] for r in rows]
+        header = ",Open,HIGH,low,Close"
+    elif kind == "abc-close":
+        rows[10][4] = "abc"
+    elif kind == "nan-close":
+        rows[10][4] = "nan"
+    elif kind == "NaN-close":
+        rows[10][4] = "NaN"
+    elif kind == "unsorted":
+        rows[10][0], rows[11][0] = rows[11][0], rows[10][0]
+    elif kind == "duplicate":
+        rows[11][0] = rows[10][0]
+    elif kind == "empty":
+        rows = []
+    return [tuple(r) for r in rows], header
+
+
+@pytest.mark.parametrize("case", [
+    "missing-file", "no-volume", "abc-close", "nan-close", "NaN-close", "unsorted", "duplicate",
+    "empty", "unknown-strategy", "unknown-param", "negative-fast", "fast-not-below-slow",
+    "quantity-not-a-number",
+])
+def test_replay_bad_input_is_one_line_exit_2(launcher: Launcher, tmp_path: Path,
+                                             bars: list[tuple[Any, ...]], case: str) -> None:
+    """SYS-011 (error handling), STC-001: every bad file, strategy or param exits 2 with one
+    stderr line ``lts: error: ...`` and no traceback."""
+    path = tmp_path / "bad.csv"
+    strategy = ["--strategy", "sma_crossover", "--param", "fast=2", "--param", "slow=5"]
+    extra: list[str] = []
+    if case == "missing-file":
+        path = tmp_path / "nope.csv"
+    else:
+        rows, header = _bad_rows(case, bars)
+        write_csv(path, rows, header)
+    if case == "unknown-strategy":
+        strategy = ["--strategy", "no_such_strategy"]
+    elif case == "unknown-param":
+        strategy += ["--param", "bogus=1"]
+    elif case == "negative-fast":
+        strategy = ["--strategy", "sma_crossover", "--param", "fast=-1"]
+    elif case == "fast-not-below-slow":
+        strategy = ["--strategy", "sma_crossover", "--param", "fast=20", "--param", "slow=5"]
+    elif case == "quantity-not-a-number":
+        extra = ["--quantity", "abc"]
+    run = launcher.run("replay", str(path), "--symbol", "X", *strategy, *extra, "--json")
+    lines = run.stderr_lines()
+    assert run.returncode == 2, f"exit {run.returncode}; stderr:\n{run.stderr()}"
+    assert len(lines) == 1, f"expected one stderr line, got:\n{run.stderr()}"
+    assert lines[0].startswith("lts: error:"), lines[0]
+    assert "Traceback" not in run.stderr() + run.stdout()
+    assert run.stdout() == ""
