@@ -23,7 +23,7 @@ from lts.engine.risk import TradingState
 from lts.engine.runner import PortfolioRunner, RunnerContext
 from lts.engine.supervisor import RestartPolicy, SupervisedState, supervise
 from lts.persistence import repositories as repo
-from lts.persistence.db import default_sqlite_url, make_engine
+from lts.persistence.db import check_url, default_sqlite_url, make_engine
 from lts.persistence.journal import Journal
 from lts.persistence.migrations import upgrade_to_head
 from lts.plugins.registry import Registry
@@ -69,6 +69,7 @@ class Engine:
 
     async def run(self) -> None:
         s = self.settings
+        check_url(self.url)
         await upgrade_to_head(self.url)
         self._db = make_engine(self.url, sqlite_synchronous=s.database.sqlite_synchronous)
         try:

@@ -26,7 +26,7 @@ from lts.engine.risk import RiskLimits
 from lts.engine.runner import PortfolioRunner, RunnerContext
 from lts.errors import InvalidParams
 from lts.persistence import repositories as repo
-from lts.persistence.db import make_engine
+from lts.persistence.db import check_url, make_engine
 from lts.persistence.journal import Journal
 from lts.persistence.migrations import upgrade_to_head
 from lts.plugins.pipeline.bars_file import load_bars
@@ -91,6 +91,7 @@ async def run_replay(bars: list[Bar], opts: ReplayOptions,
     params = strategy_params(registry, opts)
     with tempfile.TemporaryDirectory(prefix="lts-replay-") as tmp:
         url = opts.db_url or f"sqlite+aiosqlite:///{Path(tmp) / 'replay.db'}"
+        check_url(url)
         await upgrade_to_head(url)
         db = make_engine(url, sqlite_synchronous="OFF")
         try:

@@ -93,6 +93,7 @@ class PortfolioRunner:
 
     async def _recover(self) -> OrderManager:
         db, pid = self.ctx.db, self.portfolio_id
+        await self.ctx.journal.flush()  # a restart must read everything the failed run wrote
         fills = await repo.load_fills(db, pid)
         self.ledger.rebuild(fills)
         number, seq = await repo.next_numbers(db, pid)

@@ -11,7 +11,10 @@ from typing import Any, Literal
 
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from lts.errors import ConfigError
 
 SqliteSynchronous = Literal["OFF", "NORMAL", "FULL"]
 
@@ -23,6 +26,26 @@ def default_sqlite_url(data_dir: Path = Path("data")) -> str:
     directory = data_dir.expanduser().resolve()
     directory.mkdir(parents=True, exist_ok=True)
     return f"sqlite+aiosqlite:///{directory / 'lts.db'}"
+
+
+_DRIVERS = {"sqlite": "aiosqlite", "postgresql": "asyncpg"}
+
+
+def check_url(url: str) -> None:
+    """Refuse, with one clear line, a URL LTS cannot use: unparsable, another database or
+    driver, or a SQLite file in a directory that does not exist."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise ConfigError(f"database url {url!r}: not a database URL") from None
+    backend, driver = parsed.get_backend_name(), parsed.get_driver_name()
+    if _DRIVERS.get(backend) != driver:
+        raise ConfigError(f"database url {parsed.render_as_string(hide_password=True)!r}: use "
+                          "sqlite+aiosqlite:///PATH or postgresql+asyncpg://HOST/DB")
+    if backend == "sqlite" and parsed.database and parsed.database != ":memory:":
+        parent = Path(parsed.database).expanduser().resolve().parent
+        if not parent.is_dir():
+            raise ConfigError(f"database url {url!r}: directory {parent} does not exist")
 
 
 def make_engine(url: str, *, sqlite_synchronous: SqliteSynchronous = "FULL") -> AsyncEngine:

@@ -22,8 +22,8 @@ class PluginParams(BaseModel):
 def first_error(plugin: str, exc: ValidationError) -> InvalidParams:
     """One clear error naming the first offending field."""
     err = exc.errors()[0]
-    field = ".".join(str(p) for p in err.get("loc", ())) or "?"
-    msg = err.get("msg", "invalid")
+    field = ".".join(str(p) for p in err.get("loc", ())) or "params"
+    msg = str(err.get("msg", "invalid")).removeprefix("Value error, ")
     if err.get("type") == "extra_forbidden":
         msg = "unknown param"
     return InvalidParams(plugin, field, msg)

@@ -29,7 +29,7 @@ from lts.persistence.repositories import AssetSpec, PortfolioSpec, create_portfo
 
 T = TypeVar("T")
 
-ADMIN_PASSWORD = "e2e-Admin-Pw-7f3c"  # noqa: S105 - a throwaway password of a test database
+ADMIN_PASSWORD = "e2e-Admin-Pw-7f3c"
 #: Order statuses with a next state (domain.orders.OPEN_STATUSES, spelled as the DB stores them).
 OPEN_STATUSES = frozenset({"pending_submit", "submitted", "accepted", "partially_filled",
                            "pending_cancel", "unknown"})
@@ -119,7 +119,7 @@ class Launcher:
         out, err = self.workdir / f"engine-{n}.stdout", self.workdir / f"engine-{n}.stderr"
         argv = [sys.executable, "-m", "lts.engine", *args]
         with out.open("wb") as o, err.open("wb") as e:
-            proc = subprocess.Popen(argv, cwd=self.workdir, env=self.env(),  # noqa: S603
+            proc = subprocess.Popen(argv, cwd=self.workdir, env=self.env(),
                                     stdin=subprocess.DEVNULL, stdout=o, stderr=e)
         run = EngineRun(list(args), proc, out, err)
         self.runs.append(run)
@@ -225,7 +225,7 @@ class Db:
     def count(self, table: str, where: str = "1=1", params: Iterable[Any] = ()) -> int:
         if not self.has_table(table):
             return 0
-        return int(self.scalar(f"SELECT count(*) FROM {table} WHERE {where}", params))  # noqa: S608
+        return int(self.scalar(f"SELECT count(*) FROM {table} WHERE {where}", params))
 
     def portfolio(self, pid: int) -> sqlite3.Row:
         rows = self.rows("SELECT * FROM portfolios WHERE id=?", (pid,))
@@ -255,7 +255,8 @@ def check_integrity(db: Db) -> dict[str, int]:
     by_coid = {r["client_order_id"]: r for r in orders}
     for r in orders:
         pid_text, _, num = r["client_order_id"].rpartition("-")
-        assert pid_text == str(r["portfolio_id"]) and num.isdigit(), r["client_order_id"]
+        assert pid_text == str(r["portfolio_id"]), r["client_order_id"]
+        assert num.isdigit(), r["client_order_id"]
 
     fills = db.rows("SELECT * FROM fills")
     keys = [(f["broker"], f["trade_id"]) for f in fills]

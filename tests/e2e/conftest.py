@@ -11,10 +11,12 @@ from ._support import Db, Launcher
 EXPLODING_MODULE = '''\
 """Test plugins installed on the fly by the end-to-end tests (not part of LTS)."""
 
+from decimal import Decimal
+
 from pydantic import Field
 
 from lts.domain.market import Bar
-from lts.domain.signals import Signal
+from lts.domain.signals import Signal, Target
 from lts.plugins.base import PluginBase, PluginParams
 
 
@@ -38,10 +40,31 @@ class Exploding(PluginBase):
         if self.bars > self.params.after:
             raise RuntimeError("boom")
         return None
+
+
+class ChurnParams(PluginParams):
+    quantity: Decimal = Field(Decimal(1), gt=0)
+
+
+class Churn(PluginBase):
+    """A strategy that signals LONG on odd bars and FLAT on even bars (an order every bar)."""
+
+    Params = ChurnParams
+    plugin_name = "churn"
+
+    def __init__(self, **params: object) -> None:
+        super().__init__(**params)
+        self.bars = 0
+
+    def on_bar(self, bar: Bar) -> Signal | None:
+        self.bars += 1
+        target = Target.LONG if self.bars % 2 else Target.FLAT
+        return Signal(bar.symbol, target, bar.ts_event, self.params.quantity, "churn")
 '''
 
 METADATA = "Metadata-Version: 2.1\nName: lts-testplugins\nVersion: 0.1\n"
-ENTRY_POINTS = "[lts.plugins.strategy]\nexploding = lts_testplugins:Exploding\n"
+ENTRY_POINTS = ("[lts.plugins.strategy]\nexploding = lts_testplugins:Exploding\n"
+                "churn = lts_testplugins:Churn\n")
 
 
 @pytest.fixture
@@ -73,8 +96,9 @@ def db(db_path: Path) -> Db:
 
 @pytest.fixture
 def plugin_dir(tmp_path: Path) -> Path:
-    """A directory that, on PYTHONPATH, installs the ``exploding`` strategy the way a user's
-    plugin distribution is installed: a module plus a ``*.dist-info`` with entry points."""
+    """A directory that, on PYTHONPATH, installs the ``exploding`` and ``churn`` strategies the
+    way a user's plugin distribution is installed: a module plus a ``*.dist-info`` with entry
+    points."""
     path = tmp_path / "plugins"
     path.mkdir()
     (path / "lts_testplugins.py").write_text(EXPLODING_MODULE)

@@ -36,15 +36,19 @@ def test_a_raising_strategy_is_contained(launcher: Launcher, db: Db, db_path: Pa
     sanitized reason ``RuntimeError: boom`` (one line, no traceback) kept after shutdown; one
     ``portfolio.error`` audit row per failure (actor system, target ``portfolio:<B>``, outcome
     failure). A keeps trading while and after B fails: new fills after B's last failure, no
-    order rejected or denied, no audit row, and ``stopped`` with no error at the end.
+    order rejected or denied, no audit row, and ``stopped`` with no error at the end. Portfolio
+    C names a strategy that is not installed: it fails the same contained way.
     """
     url = sqlite_url(db_path)
-    pid_a, pid_b = prepare_portfolios(url, [
+    pid_a, pid_b, pid_c = prepare_portfolios(url, [
         PortfolioSpec(name="A", initial_cash=Decimal(100_000), assets=(
             synthetic_asset("ISO-A", seed=1, interval=0.05),)),
         PortfolioSpec(name="B", initial_cash=Decimal(100_000), assets=(
             synthetic_asset("ISO-B", seed=2, interval=0.05, strategy="exploding",
                             strategy_params={"after": 3}),)),
+        PortfolioSpec(name="C", initial_cash=Decimal(100_000), assets=(
+            synthetic_asset("ISO-C", seed=3, interval=0.05, strategy="not_installed",
+                            strategy_params={}),)),
     ])
     launcher.extra_pythonpath.append(plugin_dir)
     run = launcher.start("--no-demo", "--db-url", url, "--run-for", "60",
@@ -58,8 +62,10 @@ def test_a_raising_strategy_is_contained(launcher: Launcher, db: Db, db_path: Pa
 
     wait_until(lambda: b_failures() >= MAX_RESTARTS + 1, timeout=START_TIMEOUT, run=run,
                what=f"portfolio B to fail {MAX_RESTARTS + 1} times")
-    wait_until(lambda: "stays in error" in run.stderr(), timeout=START_TIMEOUT, run=run,
-               what="the supervisor to give up on portfolio B")
+    for pid in (pid_b, pid_c):
+        wait_until(lambda pid=pid: f"portfolio {pid} stays in error" in run.stderr(),
+                   timeout=START_TIMEOUT, run=run,
+                   what=f"the supervisor to give up on portfolio {pid}")
     fills_a = db.count("fills", "portfolio_id=?", (pid_a,))
     wait_until(lambda: db.count("fills", "portfolio_id=?", (pid_a,)) > fills_a,
                timeout=START_TIMEOUT, run=run,
@@ -81,6 +87,14 @@ def test_a_raising_strategy_is_contained(launcher: Launcher, db: Db, db_path: Pa
         detail = json.loads(row["detail"])
         assert detail == {"reason": "RuntimeError: boom", "restarts": i}
     assert db.count("orders", "portfolio_id=?", (pid_b,)) == 0
+
+    # C: a strategy that is not installed is a portfolio error too, never an engine crash
+    c = db.portfolio(pid_c)
+    assert c["status"] == "error", c["status"]
+    assert c["last_error"].startswith("PluginNotFound: unknown strategy plugin 'not_installed'")
+    assert "exploding" in c["last_error"]  # the known list names the plugin installed on the fly
+    assert db.count("audit_logs", "action='portfolio.error' AND target=?",
+                    (f"portfolio:{pid_c}",)) == MAX_RESTARTS + 1
 
     # A: unaffected
     a = db.portfolio(pid_a)

@@ -52,7 +52,8 @@ def test_default_start_runs_the_demo_and_stops_after_run_for(launcher: Launcher,
     assert problem_lines(run) == []
 
     statuses = [r[0] for r in db.rows("SELECT status FROM portfolios")]
-    assert statuses and all(s == "stopped" for s in statuses), statuses
+    assert statuses
+    assert all(s == "stopped" for s in statuses), statuses
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
@@ -72,7 +73,8 @@ def test_signal_stops_the_engine_gracefully(launcher: Launcher, workdir: Path,
     assert_clean_exit(run)
     assert f"received {signum.name}" in run.stderr()
     statuses = [r[0] for r in db.rows("SELECT status FROM portfolios")]
-    assert statuses and all(s == "stopped" for s in statuses), statuses
+    assert statuses
+    assert all(s == "stopped" for s in statuses), statuses
     assert db.count("orders") >= db.count("orders", "status='filled'") > 0
 
 
@@ -106,3 +108,15 @@ def test_bad_command_line_exits_2_with_one_line(launcher: Launcher, workdir: Pat
     assert lines[0].startswith("lts: error:"), lines[0]
     assert "Traceback" not in run.stdout() + run.stderr()
     assert not (workdir / "data" / "lts.db").exists()
+
+
+@pytest.mark.parametrize("url", ["mysql+aiomysql://u@h/db", "not a url"],
+                         ids=["unsupported-backend", "malformed"])
+def test_bad_db_url_exits_2_with_one_line(launcher: Launcher, url: str) -> None:
+    """SYS-011, STC-001: ``--db-url`` is a flag like the others; a URL of an unsupported
+    database or no URL at all is bad input: one ``lts: error:`` line, exit 2, no traceback."""
+    run = launcher.run("--no-demo", "--run-for", "1", "--db-url", url)
+    lines = run.stderr_lines()
+    assert run.returncode == 2, f"exit {run.returncode}; stderr:\n{run.stderr()[-2000:]}"
+    assert len(lines) == 1, run.stderr()
+    assert lines[0].startswith("lts: error:"), lines[0]

@@ -35,8 +35,9 @@ def read_table(path: Path) -> pa.Table:
         if path.suffix.lower() in (".parquet", ".pq"):
             table = pq.read_table(path)
         else:
+            # only an empty field is missing; "NaN" must reach the NaN check by its name
             table = pa_csv.read_csv(path, convert_options=pa_csv.ConvertOptions(
-                strings_can_be_null=False))
+                null_values=[""], strings_can_be_null=False))
     except (pa.ArrowInvalid, OSError) as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise DataError(f"{path}: cannot read: {first}") from None
