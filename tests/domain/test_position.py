@@ -7,7 +7,7 @@ against an independent cash ledger (``cash -= signed_qty * price + fee``).
 from decimal import Decimal, Inexact, localcontext
 
 import pytest
-from hypothesis import event, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lts.domain.orders import Side
