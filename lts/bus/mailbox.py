@@ -116,8 +116,9 @@ class Mailbox(Generic[T]):
     def drain(self, max_items: int = 1 << 30) -> list[T]:
         """Take up to ``max_items`` without waiting (oldest first)."""
         if self._conflated:
-            batch = list(self._conflated.values())
-            self._conflated.clear()
+            conflated = self._conflated
+            keys = list(conflated)[:max_items]
+            batch = [conflated.pop(k) for k in keys]
         elif len(self._items) <= max_items:
             batch = list(self._items)
             self._items.clear()

@@ -71,7 +71,7 @@ class Ledger:
         self.last[symbol] = close
         qty = self.qty_f.get(symbol, 0.0)
         if qty:
-            self.value_f += qty * (close - (prev if prev is not None else close))
+            self.value_f += qty * (close - (prev if prev is not None else 0.0))
         return self.cash_f + self.value_f
 
     def apply_fill(self, fill: Fill) -> Position:

@@ -66,6 +66,10 @@ class PluginBase:
         """Change some params; the merged set is validated before anything changes."""
         merged = {**self.params.model_dump(), **params}
         self.params = self.validate_params(merged)
+        self.params_changed()
+
+    def params_changed(self) -> None:
+        """Called after :meth:`set_params`; plugins that cache params refresh them here."""
 
     def get_debug_info(self) -> dict[str, Any]:
         info: dict[str, Any] = {"plugin": self.plugin_name, "params": self.params.model_dump()}

@@ -16,6 +16,10 @@ log = logging.getLogger(__name__)
 KINDS = ("aaa", "core", "pipeline", "strategy", "portfolio", "broker")
 
 
+def _is_builtin(ep: EntryPoint) -> bool:
+    return ep.value.startswith("lts.")
+
+
 @dataclass
 class PluginInfo:
     kind: str
@@ -47,6 +51,15 @@ class Registry:
         if key in self.plugins:
             if self.plugins[key].target == ep.value:
                 return  # the same distribution seen twice on sys.path
+            if _is_builtin(ep) and not self.plugins[key].target.startswith("lts."):
+                # a third-party package may not replace a built-in: keep ours, refuse theirs
+                refused = self.plugins.pop(key)
+                self._add(kind, ep)
+                msg = (f"duplicate {kind} plugin {ep.name!r}: {refused.target} refused, "
+                       f"{ep.value} kept")
+                log.error(msg)
+                self.problems.append(msg)
+                return
             msg = (f"duplicate {kind} plugin {ep.name!r}: {ep.value} refused, "
                    f"{self.plugins[key].target} kept")
             log.error(msg)

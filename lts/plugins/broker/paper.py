@@ -63,16 +63,19 @@ class PaperBroker(PluginBase):
 
     def __init__(self, **params: object) -> None:
         super().__init__(**params)
-        p: PaperParams = self.params
         self.name = "paper"
-        self._slip = p.slippage_bps / _BPS
-        self._fee = p.fees_bps / _BPS
+        self.params_changed()
         self._book: dict[str, dict[str, _Working]] = {}
         self._last_close: dict[str, float] = {}
         self._reports: BrokerReports | None = None
         self._clock: Clock | None = None
         self.orders_received = 0
         self.fills_made = 0
+
+    def params_changed(self) -> None:
+        p: PaperParams = self.params
+        self._slip = p.slippage_bps / _BPS
+        self._fee = p.fees_bps / _BPS
 
     @property
     def working_orders(self) -> int:

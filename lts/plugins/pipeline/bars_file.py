@@ -87,6 +87,15 @@ def _is_number(v: object) -> bool:
     return True
 
 
+def _first_unparsable(col: pa.ChunkedArray) -> str:
+    for i, value in enumerate(col.to_pylist()):
+        try:
+            pc.cast(pa.array([str(value)]), pa.timestamp("ns"))
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            return f"cannot parse {value!r} in row {i + 1}"
+    return "cannot parse the timestamps"
+
+
 _UNIT_LIMITS = ((10**11, 10**9), (10**14, 10**6), (10**17, 10**3))
 
 
@@ -99,14 +108,15 @@ def timestamps_ns(col: pa.ChunkedArray, name: str) -> list[int]:
     elif pa.types.is_integer(col.type) or pa.types.is_floating(col.type):
         top = pc.max(pc.abs(col)).as_py()
         scale = next((s for limit, s in _UNIT_LIMITS if top < limit), 1)
-        ns = pc.cast(pc.multiply(pc.cast(col, pa.float64()) if scale != 1 else col, scale),
-                     pa.int64())
+        if pa.types.is_integer(col.type):  # exact: integer arithmetic
+            ns = pc.multiply(pc.cast(col, pa.int64()), pa.scalar(scale, pa.int64()))
+        else:
+            ns = pc.cast(pc.multiply(pc.cast(col, pa.float64()), scale), pa.int64())
     else:
         try:
             ns = pc.cast(pc.cast(pc.cast(col, pa.string()), pa.timestamp("ns")), pa.int64())
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-            first = col[0].as_py()
-            raise DataError(f"timestamp column {name!r}: cannot parse {first!r}") from None
+            raise DataError(f"timestamp column {name!r}: {_first_unparsable(col)}") from None
     values: list[int] = ns.to_pylist()
     for i in range(1, len(values)):
         if values[i] <= values[i - 1]:

@@ -43,6 +43,8 @@ class FixedFraction(PluginBase):
             target = ZERO
         else:
             size = self._size(signal, view)
+            if size <= 0:
+                return []  # cannot size it (no price, no equity): never trade the other way
             target = size if signal.target is Target.LONG else -size
         delta = target - view.position(signal.symbol) - view.pending(signal.symbol)
         if delta == 0:

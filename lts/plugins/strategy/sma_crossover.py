@@ -35,6 +35,10 @@ class SmaCrossover(PluginBase):
 
     def __init__(self, **params: object) -> None:
         super().__init__(**params)
+        self.params_changed()
+
+    def params_changed(self) -> None:
+        """(Re)start from the params: new windows start empty and warm up again."""
         p: SmaParams = self.params
         self._fast_n = p.fast
         self._slow_n = p.slow
@@ -45,8 +49,8 @@ class SmaCrossover(PluginBase):
         self._down = Target.FLAT if p.long_only else Target.SHORT
         self._quantity = p.quantity
         self.last_diff: float | None = None
-        self.bars_seen = 0
-        self.signals = 0
+        self.bars_seen = getattr(self, "bars_seen", 0)
+        self.signals = getattr(self, "signals", 0)
 
     def on_bar(self, bar: Bar) -> Signal | None:
         close = bar.close
