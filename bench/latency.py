@@ -14,7 +14,7 @@ with ``repositories.create_portfolio``. Bench-local plugins, registered on a dis
 - ``bench_recorder`` broker (the venue stand-in): stamps ``perf_counter_ns()`` first thing in
   ``submit()``, then acknowledges and fills on the next loop iteration, as a venue's answer would.
 
-Ticks are paced (default 1,500 at 500/s after 100 warm-up ticks) so each order is measured alone.
+Ticks are paced (default 1,200 at 250/s after 100 warm-up ticks) so each order is measured alone.
 Cases, interleaved in every repeat so drift of the shared machine hits them alike:
 
   direct      the same strategy -> broker call in a bare paced loop (no bus, risk, journal)
@@ -27,7 +27,7 @@ The engine cases also stamp where the time goes (strategy entry, journal enqueue
 durable wait); the journal is subclassed only to return a timing wrapper around the durable future.
 The event loop is the engine's (uvloop when installed, like ``python -m lts.engine``).
 
-    python bench/latency.py [--ticks 1500] [--rate 500] [--repeat 3] [--loop auto] [--profile]
+    python bench/latency.py [--ticks 1200] [--rate 250] [--repeat 3] [--loop auto] [--profile]
 """
 
 from __future__ import annotations
@@ -54,17 +54,22 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import anyio
+import anyio.to_thread
+import msgspec
 from machine import describe
 
 from lts.bus import InProcessBus, Mailbox, Overflow
 from lts.domain.clock import Clock
+from lts.domain.events import OrderEvent
 from lts.domain.market import Bar
-from lts.domain.orders import Fill, Order, OrderStatus, OrderStatusReport, Side
+from lts.domain.orders import Fill, Order, OrderRequest, OrderStatus, OrderStatusReport, Side
 from lts.domain.signals import Signal, Target
 from lts.domain.values import ZERO, to_decimal
 from lts.engine.clock import LiveClock
 from lts.engine.feeds import FeedHub
-from lts.engine.risk import RiskLimits
+from lts.engine.ledger import Ledger
+from lts.engine.order_manager import OrderManager, order_row, order_update_row
+from lts.engine.risk import RiskCheck, RiskLimits
 from lts.engine.runner import PortfolioRunner, RunnerContext
 from lts.persistence import repositories as repo
 from lts.persistence.db import SqliteSynchronous, make_engine
@@ -72,6 +77,7 @@ from lts.persistence.journal import Journal
 from lts.persistence.migrations import upgrade_to_head
 from lts.plugins.base import PluginBase, PluginParams
 from lts.plugins.broker import BrokerReports
+from lts.plugins.portfolio.fixed_fraction import FixedFraction
 from lts.plugins.registry import Registry
 
 SYMBOL = "LAT"
@@ -151,7 +157,8 @@ class RecordingBroker(PluginBase):
         asyncio.get_running_loop().call_soon(self._answer, order, self._last)
 
     def _answer(self, order: Order, last: float) -> None:
-        assert self._reports is not None and self._clock is not None
+        assert self._reports is not None
+        assert self._clock is not None
         now = self._clock.now_ns()
         self._reports.on_order_status(order.client_order_id, OrderStatus.ACCEPTED, now)
         self._trades += 1
@@ -160,7 +167,8 @@ class RecordingBroker(PluginBase):
                                    to_decimal(last, PRICE_STEP), ZERO, now))
 
     def cancel(self, client_order_id: str) -> None:
-        assert self._reports is not None and self._clock is not None
+        assert self._reports is not None
+        assert self._clock is not None
         self._reports.on_order_status(client_order_id, OrderStatus.CANCELED,
                                       self._clock.now_ns())
 
@@ -238,7 +246,7 @@ class RunResult:
     orders: int
     segments: dict[str, list[float]] = field(default_factory=dict)
     busy_ticks: int = 0
-    commits: int = 0
+    durable_share: list[float] = field(default_factory=list)  # durable wait / latency, per tick
     gc_pauses_us: list[float] = field(default_factory=list)
 
 
@@ -397,6 +405,7 @@ def collect(warmup: int, engine: bool) -> RunResult:
             after = p.resume.get(k, p.enq[k])
             if k in p.resume:
                 seg["durable"].append((p.resume[k] - p.enq[k]) / 1e3)
+                res.durable_share.append((p.resume[k] - p.enq[k]) / (p.sub[k] - p.pub[k]))
             seg["hand-over"].append((p.sub[k] - after) / 1e3)
         res.segments = {k: v for k, v in seg.items() if v}
         res.busy_ticks = sum(1 for k in keys if p.backlog_at_tick.get(k, 0) > 0)
@@ -408,23 +417,48 @@ def reset_probe() -> None:
     PROBE = Probe()
 
 
-def raw_sqlite_commits(path: Path, n: int = 300) -> dict[str, float]:
-    """Floor: one-row insert + commit with the stdlib driver, WAL + synchronous=FULL."""
-    con = sqlite3.connect(path, isolation_level=None)
+async def commit_floors(directory: Path, n: int = 300) -> dict[str, dict[str, float]]:
+    """One-row insert + commit, WAL + synchronous=FULL, on the same disk, three routes:
+    stdlib sqlite3 inline; stdlib sqlite3 in one worker-thread hop per commit; and the journal's
+    route, SQLAlchemy ``AsyncConnection`` over aiosqlite (a thread hop per statement)."""
+    sql = "INSERT INTO t (coid, qty, ts) VALUES (?, ?, ?)"
+    con = sqlite3.connect(directory / "raw.db", isolation_level=None, check_same_thread=False)
+    out: dict[str, dict[str, float]] = {}
     try:
         con.execute("PRAGMA journal_mode=WAL")
         con.execute("PRAGMA synchronous=FULL")
         con.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, coid TEXT, qty TEXT, ts INTEGER)")
-        out = []
-        for i in range(n):
-            t = perf_ns()
+
+        def commit_one(i: int) -> None:
             con.execute("BEGIN")
-            con.execute("INSERT INTO t (coid, qty, ts) VALUES (?, ?, ?)", (f"1-{i}", "1", i))
+            con.execute(sql, (f"1-{i}", "1", i))
             con.execute("COMMIT")
-            out.append((perf_ns() - t) / 1e3)
+
+        for name, hop in (("sqlite3 inline", False), ("sqlite3, one thread hop", True)):
+            lat = []
+            for i in range(n):
+                t = perf_ns()
+                if hop:
+                    await anyio.to_thread.run_sync(commit_one, i)
+                else:
+                    commit_one(i)
+                lat.append((perf_ns() - t) / 1e3)
+            out[name] = summary(lat)
     finally:
         con.close()
-    return summary(out)
+    db = make_engine(f"sqlite+aiosqlite:///{directory / 'raw.db'}", sqlite_synchronous="FULL")
+    try:
+        lat = []
+        async with db.connect() as conn:
+            for i in range(n):
+                t = perf_ns()
+                async with conn.begin():
+                    await conn.exec_driver_sql(sql, (f"2-{i}", "1", i))
+                lat.append((perf_ns() - t) / 1e3)
+        out["SQLAlchemy async + aiosqlite"] = summary(lat)
+    finally:
+        await db.dispose()
+    return out
 
 
 # -- main --------------------------------------------------------------------------------------
@@ -435,6 +469,7 @@ CASES = ("direct", "bus hop", "(a) engine", "(a) +INFO", "(b) engine")
 async def one_case(case: str, tmp: Path, template: Path, run: int, ticks: int, rate: float,
                    log_file: Path) -> tuple[RunResult, dict[str, float]]:
     reset_probe()
+    gc.collect()  # every case starts from the same heap state
     total = ticks + WARMUP
     info: dict[str, float] = {}
     root = logging.getLogger()
@@ -483,8 +518,11 @@ async def amain(args: argparse.Namespace) -> int:
         t = time.perf_counter()
         await upgrade_to_head(f"sqlite+aiosqlite:///{template}")
         print(f"schema migrated in {time.perf_counter() - t:.2f}s (copied for every engine run)")
-        floor = raw_sqlite_commits(tmp / "raw.db")
-        print(f"floor: raw sqlite3 insert+commit, WAL, synchronous=FULL, same disk: {fmt(floor)}")
+        floors = await commit_floors(tmp)
+        print("floor: one-row insert + commit, WAL, synchronous=FULL, same disk:")
+        for name, f in floors.items():
+            print(f"  {name:<30} {fmt(f)}")
+        floor = floors["sqlite3 inline"]
         log_file = tmp / "engine.log"
 
         results: dict[str, list[RunResult]] = {c: [] for c in CASES}
@@ -538,10 +576,7 @@ async def amain(args: argparse.Namespace) -> int:
             print(f"  {case:<11} " + "; ".join(parts))
 
         b = results["(b) engine"]
-        frac_med = statistics.median(
-            statistics.median(d / total for d, total in zip(r.segments["durable"], r.lat_us,
-                                                               strict=False))
-            for r in b)
+        frac_med = statistics.median(statistics.median(r.durable_share) for r in b)
         dur_p50 = statistics.median(summary(r.segments["durable"])["p50"] for r in b)
         print(f"(b): the durable commit wait is {frac_med:.0%} of each order's latency (median "
               f"per order); its p50 {dur_p50:.0f} µs vs the raw sqlite3 commit p50 "
@@ -553,9 +588,108 @@ async def amain(args: argparse.Namespace) -> int:
         print(f"target (a) p99 <= 50 µs: {'met' if a99 <= 50 else 'NOT met'} ({a99:.1f} µs); "
               f"target (b) p99 <= 2 ms: {'met' if b99 <= 2000 else 'NOT met'} ({b99:.1f} µs)")
 
+        db = make_engine(f"sqlite+aiosqlite:///{template}")
+        costs = component_costs(db)
+        await db.dispose()
+        print()
+        print("the decision path's steps alone, hot, in a tight loop (µs per call, median of 5):")
+        for name, us in costs:
+            print(f"  {name:<32} {us:6.2f}")
+
         if args.profile:
             await profile_case(tmp, template, args)
     return 0
+
+
+class _NullBroker(RecordingBroker):
+    def submit(self, order: Order) -> None:
+        self.received += 1
+
+
+def component_costs(db: Any, n: int = 2_000, reps: int = 5) -> list[tuple[str, float]]:
+    """Each step of the decision path alone, hot, in a tight loop: µs per call (median of
+    ``reps`` batches of ``n``). Must run inside the event loop (the journal makes futures)."""
+    clock = LiveClock()
+    open_orders: dict[str, Order] = {}
+    ledger = Ledger(Decimal(10_000_000), {SYMBOL: Decimal(1)}, open_orders)
+    ledger.mark(SYMBOL, 100.0)
+    strategy = FlipStrategy(quantity="1")
+    allocator = FixedFraction()
+    risk = RiskCheck(RiskLimits(max_orders_per_second=None))
+    journal = Journal(db)
+    bus = InProcessBus()
+    broker = _NullBroker()
+    om = OrderManager(1, journal=journal, bus=bus, clock=clock, risk=risk, ledger=ledger,
+                      open_orders=open_orders, brokers={SYMBOL: broker}, durable=False,
+                      next_order_number=1, next_event_seq=0, seen_trades=set())
+    broker.bind(om, clock)
+    bar = Bar(SYMBOL, BASE_TS, 100.0, 100.0, 100.0, 100.0, 1.0)
+    long = Signal(SYMBOL, Target.LONG, BASE_TS, Decimal(1), "flip")
+    req = OrderRequest(SYMBOL, Side.BUY, Decimal(1), tag="flip")
+    order = Order.from_request(req, client_order_id="1-1", portfolio_id=1, ts_init=1)
+    row = order_row(order, "bench")
+    orders_log = logging.getLogger("lts.orders")
+    file_log = logging.getLogger("bench.latency.file")
+    file_log.propagate = False
+    sink = logging.StreamHandler(io.StringIO())
+    sink.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+    file_log.addHandler(sink)
+    file_log.setLevel(logging.INFO)
+
+    def forget() -> None:
+        # The writer is not running here: drop what was enqueued, so a growing queue of
+        # futures does not make the garbage collector's passes longer and longer.
+        journal._queue.clear()
+
+    def submit() -> None:
+        coro = om.submit(req)
+        try:
+            coro.send(None)
+        except StopIteration:
+            pass
+        else:  # pragma: no cover - durable=False never waits
+            raise RuntimeError("submit suspended")
+        open_orders.clear()
+        forget()
+
+    def emit() -> None:
+        om._emit("order.submitted", order, 1)
+        forget()
+
+    def enqueue() -> None:
+        journal.insert_order(row)
+        forget()
+
+    steps: list[tuple[str, Callable[[], object]]] = [
+        ("strategy.on_bar (bench_flip)", lambda: strategy.on_bar(bar)),
+        ("ledger.mark", lambda: ledger.mark(SYMBOL, 100.0)),
+        ("fixed_fraction.allocate", lambda: allocator.allocate(long, ledger)),
+        ("risk.check (default limits)", lambda: risk.check(req, ledger, 0, clock.now_ns())),
+        ("Order.from_request", lambda: Order.from_request(req, client_order_id="1-2",
+                                                           portfolio_id=1, ts_init=1)),
+        ("order_row()", lambda: order_row(order, "bench")),
+        ("journal.insert_order (enqueue)", enqueue),
+        ("order_update_row()", lambda: order_update_row(order)),
+        ("OrderEvent.of + to_builtins", lambda: msgspec.to_builtins(
+            OrderEvent.of("order.submitted", order, 1, 1))),
+        ("om._emit (event+journal+bus)", emit),
+        ("log.info, level WARNING", lambda: orders_log.info(
+            "order %s submitted: %s %s %s %s", "1-1", "buy", Decimal(1), SYMBOL, "market")),
+        ("log.info, INFO formatted", lambda: file_log.info(
+            "order %s submitted: %s %s %s %s", "1-1", "buy", Decimal(1), SYMBOL, "market")),
+        ("om.submit whole (no broker)", submit),
+    ]
+    out = []
+    for name, fn in steps:
+        per = []
+        for _ in range(reps):
+            t = perf_ns()
+            for _ in range(n):
+                fn()
+            per.append((perf_ns() - t) / n / 1e3)
+        out.append((name, statistics.median(per)))
+    file_log.removeHandler(sink)
+    return out
 
 
 async def profile_case(tmp: Path, template: Path, args: argparse.Namespace) -> None:
@@ -579,8 +713,8 @@ async def profile_case(tmp: Path, template: Path, args: argparse.Namespace) -> N
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--ticks", type=int, default=1_500, help="measured ticks per run")
-    ap.add_argument("--rate", type=float, default=500.0, help="ticks per second")
+    ap.add_argument("--ticks", type=int, default=1_200, help="measured ticks per run")
+    ap.add_argument("--rate", type=float, default=250.0, help="ticks per second")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--loop", choices=["auto", "asyncio", "uvloop"], default="auto",
                     help="event loop (auto: uvloop when installed, as the engine does)")
