@@ -15,10 +15,12 @@ symbols from N shared ones instead (portfolios trading the same instruments shar
 per symbol, as the feed hub intends).
 
 Measured: event-loop lag (a task sleeping 10 ms, its overshoot) while idle before the engine
-starts (the baseline), during start-up and during the run; start-up time of the portfolios;
-orders, fills and bars per second; bar age when its processing is done (bar made -> decision
-path finished, durable order write included); the journal's commits and batches; process RSS
-(VmRSS, and the peak VmHWM) from /proc/self/status; the garbage collector's pauses.
+starts (the baseline), during start-up and during the run (a window of ``--seconds`` after
+``--warmup`` seconds of trading); start-up time of the portfolios; orders, fills and bars per
+second; CPU of the loop thread and of the process; bar age when its processing is done (bar
+made -> decision path finished, durable order write included); the journal's commits and
+batches; process RSS (VmRSS, and the peak VmHWM) from /proc/self/status; the garbage
+collector's pauses and what a full collection costs (``--gc-freeze`` tries ``gc.freeze()``).
 
     python bench/scale.py [--portfolios 500] [--assets 4] [--seconds 60] [--universe 0]
                           [--idle 5] [--warmup 10] [--log-level INFO] [--loop auto]
@@ -293,6 +295,7 @@ async def run(args: argparse.Namespace) -> int:
                 gc.freeze()  # what start-up built is never scanned again
             await anyio.sleep(0.05)  # the probe's sleep that spanned the collection ends first
             blocks_start = sys.getallocatedblocks()
+            cpu_start = time.thread_time(), time.process_time()  # loop thread, whole process
             start = Totals(engine)
             rss_start = proc_status()
             gcp.start()
@@ -319,6 +322,7 @@ async def run(args: argparse.Namespace) -> int:
                           f"{pct(probe.samples, 99) * 1e3:.2f} ms, RSS "
                           f"{rss[-1][1] / MB:.0f} MB")
             end = Totals(engine)
+            cpu_end = time.thread_time(), time.process_time()
             blocks_end = sys.getallocatedblocks()
             gcp.stop()
             window_lag = probe.take()
@@ -355,6 +359,9 @@ async def run(args: argparse.Namespace) -> int:
           f"{(end.published - start.published) / dt:,.0f}/s, bars processed by portfolios "
           f"{(end.bars - start.bars) / dt:,.0f}/s; market data dropped: "
           f"{sum(dropped.values()):,}")
+    print(f"CPU over the window: event-loop thread {(cpu_end[0] - cpu_start[0]) / dt:.0%} of one "
+          f"core, whole process (loop + database threads) "
+          f"{(cpu_end[1] - cpu_start[1]) / dt:.0%} of one core")
     ages_ms = [a / 1e6 for a in window_ages]
     print(f"bar age when its processing is done (bar made in the feed -> decision path done, "
           f"durable writes included): p50 {pct(ages_ms, 50):.2f}  p90 {pct(ages_ms, 90):.2f}  "
