@@ -115,7 +115,7 @@ async def _replay(db: Any, url: str, bars: list[Bar], opts: ReplayOptions, regis
     spec = await repo.load_portfolio(db, pid)
     clock = ReplayClock(bars[0].ts_event if bars else 0)
     bus = InProcessBus()
-    journal = Journal(db)
+    journal = Journal(db, inline_writes=True)  # a backtest: nothing else waits on the loop
     risk = opts.risk or RiskLimits(max_orders_per_second=None, max_open_orders=None)
     async with anyio.create_task_group() as tg:
         await tg.start(journal.run)

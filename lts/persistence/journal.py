@@ -24,12 +24,11 @@ import logging
 import time
 from collections import deque
 from collections.abc import Mapping, Sequence
-from decimal import Decimal
+from operator import itemgetter
 from typing import Any, Final
 
 import anyio
 import anyio.abc
-import msgspec
 from sqlalchemy import bindparam, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import (
@@ -45,6 +44,7 @@ from sqlalchemy.exc import (
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql.base import Executable
 
+from lts.persistence.sqlite_writer import SqliteBatchWriter, Statement
 from lts.persistence.tables import (
     audit_logs,
     fills,
@@ -176,19 +176,12 @@ class _SqliteText:
 
     @staticmethod
     def params(rows: Sequence[Row], keys: tuple[str, ...]) -> list[tuple[Any, ...]]:
-        return [tuple(_sqlite_value(row[k]) for k in keys) for row in rows]
-
-
-_json = msgspec.json.Encoder().encode
-
-
-def _sqlite_value(value: Any) -> Any:
-    kind = type(value)
-    if kind is Decimal:
-        return str(value)
-    if kind is dict or kind is list:
-        return _json(value).decode()
-    return value
+        """Parameter tuples, taken in C; ``Decimal`` and JSON values are converted by the
+        ``sqlite3`` adapters that :mod:`lts.persistence.sqlite_writer` registers."""
+        take = itemgetter(*keys)
+        if len(keys) == 1:
+            return [(take(row),) for row in rows]
+        return [take(row) for row in rows]
 
 
 def _group(groups: dict[tuple[str, ...], list[Row]], row: Row) -> None:
@@ -234,12 +227,14 @@ class Journal:
     """The group-commit journal writer (one per process, one writer task)."""
 
     def __init__(self, engine: AsyncEngine, *, max_batch: int = 10_000,
-                 high_water: int = 50_000) -> None:
+                 high_water: int = 50_000, inline_writes: bool = False) -> None:
         if max_batch < 1 or high_water < 1:
             raise ValueError("max_batch and high_water must be positive")
         self._engine = engine
         self._statements = _Statements(engine.dialect.name)
         self._sqlite_text = _SqliteText() if engine.dialect.name == "sqlite" else None
+        self._sqlite: SqliteBatchWriter | None = None
+        self._inline_writes = inline_writes  # SQLite: commit on the loop's thread (backtests)
         self._max_batch = max_batch
         self._high_water = high_water
         self._queue: deque[_Record] = deque()
@@ -325,6 +320,7 @@ class Journal:
             raise RuntimeError("the journal writer runs once")
         self._running = True
         try:
+            self._sqlite = await self._sqlite_writer()
             task_status.started()
             while True:
                 if not self._queue:
@@ -339,6 +335,8 @@ class Journal:
                     await self._write_next_batch()
                 self._closed = True
                 await self._close_connection()
+                if self._sqlite is not None:
+                    await self._sqlite.close()
 
     async def _write_next_batch(self) -> None:
         queue = self._queue
@@ -376,8 +374,28 @@ class Journal:
             if not future.done():
                 future.set_result(None)
 
+    async def _sqlite_writer(self) -> SqliteBatchWriter | None:
+        """A dedicated-thread writer when the database is a SQLite file, at the synchronous
+        level the engine's connections use."""
+        url = self._engine.url
+        if self._sqlite_text is None or not url.database or url.database == ":memory:":
+            return None
+        async with self._engine.connect() as conn:
+            level = (await conn.exec_driver_sql("PRAGMA synchronous")).scalar_one()
+        return SqliteBatchWriter(url.database, int(level), inline=self._inline_writes)
+
     async def _commit(self, records: Sequence[_Record]) -> None:
         started = time.perf_counter()
+        text, writer = self._sqlite_text, self._sqlite
+        if text is not None and writer is not None:
+            batch: list[Statement] = [
+                (text.sql(kind, keys), text.params(rows, keys))
+                for kind, groups in enumerate(_plan(records)) for keys, rows in groups.items()]
+            await writer.write(batch)
+            self.commits += 1
+            self.last_batch_size = len(records)
+            self.last_commit_latency = time.perf_counter() - started
+            return
         connection = await self._get_connection()
         statements = self._statements
         text = self._sqlite_text
