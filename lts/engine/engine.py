@@ -19,6 +19,7 @@ from lts.bus import InProcessBus
 from lts.engine import bootstrap
 from lts.engine.clock import LiveClock
 from lts.engine.feeds import FeedHub
+from lts.engine.heap import freeze_startup_heap
 from lts.engine.risk import TradingState
 from lts.engine.runner import PortfolioRunner, RunnerContext
 from lts.engine.supervisor import RestartPolicy, SupervisedState, supervise
@@ -99,6 +100,7 @@ class Engine:
             for pid in await repo.active_portfolio_ids(self.db):
                 if pid not in skip:
                     self.start_portfolio(pid)
+            trading.start_soon(self._freeze_after_startup, name="heap freeze")
             log.info("engine running: %d portfolio(s), database %s", len(self.portfolios),
                      self.db.url.render_as_string(hide_password=True))
             self.started.set()
@@ -106,6 +108,17 @@ class Engine:
         for pid, handle in self.portfolios.items():
             if handle.state.status != "error":
                 self.journal.update_portfolio({"id": pid, "status": "stopped"})
+
+    async def _freeze_after_startup(self, limit: float = 60.0) -> None:
+        """Once every portfolio has recovered (or failed), keep the start-up heap out of later
+        garbage collections (see :mod:`lts.engine.heap`)."""
+        with anyio.move_on_after(limit):
+            # a poll: the set of portfolios and their outcomes (running or error) both change
+            while any(  # noqa: ASYNC110
+                    h.state.status != "error" and (h.runner is None or h.runner.orders is None)
+                    for h in self.portfolios.values()):
+                await anyio.sleep(0.1)
+        freeze_startup_heap()
 
     def stop(self) -> None:
         """Begin a graceful shutdown."""

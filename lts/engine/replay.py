@@ -22,6 +22,7 @@ from lts.bus import InProcessBus
 from lts.domain.market import Bar
 from lts.engine.clock import ReplayClock
 from lts.engine.feeds import FeedHub
+from lts.engine.heap import freeze_startup_heap, unfreeze_heap
 from lts.engine.risk import RiskLimits
 from lts.engine.runner import PortfolioRunner, RunnerContext
 from lts.errors import InvalidParams
@@ -129,8 +130,12 @@ async def _replay(db: Any, url: str, bars: list[Bar], opts: ReplayOptions, regis
         runner.peak_equity = float(opts.cash)
         if opts.progress:
             tg.start_soon(_progress, runner, len(bars))
+        freeze_startup_heap()
         started = time.perf_counter()
-        await runner.run()
+        try:
+            await runner.run()
+        finally:
+            unfreeze_heap()
         await journal.flush()
         elapsed = time.perf_counter() - started
         tg.cancel_scope.cancel()
