@@ -4,10 +4,12 @@ and from broker reports back to orders, the ledger, the journal and the bus.
 Write-ahead: the order row is committed before the broker sees the order (``durable=True``,
 live trading); a backtest may hand it over before the commit. Client order ids are
 ``<portfolio id>-<n>``, numbered on from the highest the journal holds, so a restart never reuses
-one. Fills are idempotent: a ``(broker, trade_id)`` seen before changes nothing.
+one. Fills are idempotent: a ``(broker, trade_id)`` seen before changes nothing (remembered for the
+last 100,000 fills; a report replayed after that many later fills is not recognized).
 """
 
 import logging
+from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -31,6 +33,9 @@ from lts.persistence.journal import Journal
 from lts.plugins.broker import Broker
 
 log = logging.getLogger("lts.orders")
+
+#: An event's JSON, encoded once; the journal stores it as the ``payload`` JSON as it is.
+_encode = msgspec.json.Encoder().encode
 
 
 def order_row(order: Order, broker: str) -> dict[str, Any]:
@@ -72,7 +77,8 @@ class OrderManager:
     def __init__(self, portfolio_id: int, *, journal: Journal, bus: Bus, clock: Clock,
                  risk: RiskCheck, ledger: Ledger, open_orders: dict[str, Order],
                  brokers: Mapping[str, Broker], durable: bool, next_order_number: int,
-                 next_event_seq: int, seen_trades: set[tuple[str, str]]) -> None:
+                 next_event_seq: int, seen_trades: set[tuple[str, str]],
+                 remembered_trades: int = 100_000) -> None:
         self.portfolio_id = portfolio_id
         self.journal = journal
         self.bus = bus
@@ -84,11 +90,15 @@ class OrderManager:
         self.durable = durable
         self._number = next_order_number
         self._seq = next_event_seq
-        self._seen = seen_trades
+        # Trades already applied, remembered for the last ``remembered_trades`` fills: bounded,
+        # so a process that trades for months does not grow without end.
+        self._seen = set(seen_trades)
+        self._seen_order: deque[tuple[str, str]] = deque(seen_trades)
+        self._remember = remembered_trades
         self.orders_created = 0
         self.orders_denied = 0
         self.duplicate_fills = 0
-        self.on_submitted: Callable[[Order], None] | None = None
+        self._deferred: list[tuple[Callable[..., None], tuple[Any, ...]]] | None = None
 
     # -- requests -> orders -------------------------------------------------------------------
     async def submit(self, request: OrderRequest) -> Order:
@@ -113,17 +123,26 @@ class OrderManager:
         if self.durable:
             await durable  # write-ahead: the row is on disk before the broker sees the order
         order.transition(OrderStatus.SUBMITTED, self.clock.now_ns())
+        # The broker sees the order first; what it answers at once waits until the bookkeeping
+        # of the submission is done, so events keep their order (submitted before accepted).
+        deferred: list[tuple[Callable[..., None], tuple[Any, ...]]] = []
+        self._deferred = deferred
+        refused: Exception | None = None
+        try:
+            broker.submit(order)
+        except Exception as exc:  # the broker refused before sending: a rejection, not a crash
+            refused = exc
+        finally:
+            self._deferred = None
         self.journal.update_order(order_update_row(order))
         self._emit("order.submitted", order, order.ts_last)
         log.info("order %s submitted: %s %s %s %s", coid, order.side.value, order.quantity,
                  order.symbol, order.order_type.value)
-        if self.on_submitted is not None:
-            self.on_submitted(order)
-        try:
-            broker.submit(order)
-        except Exception as exc:  # the broker refused before sending: a rejection, not a crash
+        if refused is not None:
             self.on_order_status(coid, OrderStatus.REJECTED, self.clock.now_ns(),
-                                 f"broker refused: {type(exc).__name__}")
+                                 f"broker refused: {type(refused).__name__}")
+        for report, args in deferred:
+            report(*args)
         return order
 
     def cancel(self, client_order_id: str) -> bool:
@@ -149,6 +168,9 @@ class OrderManager:
     # -- broker reports -----------------------------------------------------------------------
     def on_order_status(self, client_order_id: str, status: OrderStatus, ts: int,
                         reason: str = "") -> None:
+        if self._deferred is not None:
+            self._deferred.append((self.on_order_status, (client_order_id, status, ts, reason)))
+            return
         order = self.open.get(client_order_id)
         if order is None:
             log.warning("status %s for an order not open here: %s", status.value, client_order_id)
@@ -168,6 +190,9 @@ class OrderManager:
             log.warning("order %s %s %s", client_order_id, status.value, reason)
 
     def on_fill(self, fill: Fill) -> None:
+        if self._deferred is not None:
+            self._deferred.append((self.on_fill, (fill,)))
+            return
         key = (fill.broker, fill.trade_id)
         if key in self._seen:
             self.duplicate_fills += 1
@@ -178,6 +203,9 @@ class OrderManager:
                       fill.client_order_id)
             return
         self._seen.add(key)
+        self._seen_order.append(key)
+        if len(self._seen_order) > self._remember:
+            self._seen.discard(self._seen_order.popleft())
         order.apply_fill(fill.quantity, fill.price, fill.ts_event)
         pos = self.ledger.apply_fill(fill)
         self.journal.insert_fill(fill_row(fill), position_row(self.portfolio_id, pos,
@@ -203,5 +231,5 @@ class OrderManager:
         self.journal.insert_order_event({
             "portfolio_id": self.portfolio_id, "seq": self._seq, "type": kind,
             "client_order_id": order.client_order_id,
-            "payload": msgspec.to_builtins(event), "ts_event": ts})
+            "payload": msgspec.Raw(_encode(event)), "ts_event": ts})
         self.bus.publish_nowait(event, self.portfolio_id)

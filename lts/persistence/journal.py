@@ -29,6 +29,7 @@ from typing import Any, Final
 
 import anyio
 import anyio.abc
+import msgspec
 from sqlalchemy import bindparam, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import (
@@ -182,6 +183,14 @@ class _SqliteText:
         if len(keys) == 1:
             return [(take(row),) for row in rows]
         return [take(row) for row in rows]
+
+
+def _decoded(row: Row) -> Row:
+    """For the Core path: a pre-encoded JSON value (``msgspec.Raw``) back to Python values, as
+    SQLAlchemy's ``JSON`` type encodes them itself."""
+    if not any(type(v) is msgspec.Raw for v in row.values()):
+        return row
+    return {k: msgspec.json.decode(v) if type(v) is msgspec.Raw else v for k, v in row.items()}
 
 
 def _group(groups: dict[tuple[str, ...], list[Row]], row: Row) -> None:
@@ -406,7 +415,8 @@ class Journal:
                         await connection.exec_driver_sql(text.sql(kind, keys),
                                                          text.params(rows, keys))
                     else:
-                        await connection.execute(statements.for_kind(kind), rows)
+                        await connection.execute(statements.for_kind(kind),
+                                                 [_decoded(row) for row in rows])
         self.commits += 1
         self.last_batch_size = len(records)
         self.last_commit_latency = time.perf_counter() - started

@@ -42,8 +42,7 @@ class SmaCrossover(PluginBase):
         p: SmaParams = self.params
         self._fast_n = p.fast
         self._slow_n = p.slow
-        self._fast: deque[float] = deque()
-        self._slow: deque[float] = deque()
+        self._window: deque[float] = deque(maxlen=p.slow)  # the last ``slow`` closes
         self._fast_sum = 0.0
         self._slow_sum = 0.0
         self._down = Target.FLAT if p.long_only else Target.SHORT
@@ -54,19 +53,21 @@ class SmaCrossover(PluginBase):
 
     def on_bar(self, bar: Bar) -> Signal | None:
         close = bar.close
-        fast, slow = self._fast, self._slow
-        fast.append(close)
-        self._fast_sum += close
-        if len(fast) > self._fast_n:
-            self._fast_sum -= fast.popleft()
-        slow.append(close)
-        self._slow_sum += close
-        if len(slow) > self._slow_n:
-            self._slow_sum -= slow.popleft()
+        window = self._window
+        held = len(window)
+        fast_sum = self._fast_sum + close
+        slow_sum = self._slow_sum + close
+        if held >= self._fast_n:
+            fast_sum -= window[-self._fast_n]  # the close leaving the fast window
+        if held == self._slow_n:
+            slow_sum -= window[0]  # the close leaving the slow window
+        window.append(close)
+        self._fast_sum = fast_sum
+        self._slow_sum = slow_sum
         self.bars_seen += 1
-        if len(slow) < self._slow_n:
+        if held + 1 < self._slow_n:
             return None
-        diff = self._fast_sum / self._fast_n - self._slow_sum / self._slow_n
+        diff = fast_sum / self._fast_n - slow_sum / self._slow_n
         prev = self.last_diff
         self.last_diff = diff
         if prev is None:
