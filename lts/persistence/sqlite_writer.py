@@ -34,8 +34,8 @@ def _json_text(value: dict[str, Any] | list[Any]) -> str:
 
 
 # How the journal's values reach SQLite, as the Money and JSON column types store them: a
-# Decimal as its exact text, a dict or list as JSON text, pre-encoded JSON as it is. (sqlite3 has no other use for these
-# types: without an adapter it refuses to bind them.)
+# Decimal as its exact text, a dict or list as JSON text, pre-encoded JSON as it is. (sqlite3
+# has no other use for these types: without an adapter it refuses to bind them.)
 sqlite3.register_adapter(Decimal, str)
 sqlite3.register_adapter(dict, _json_text)
 sqlite3.register_adapter(list, _json_text)
