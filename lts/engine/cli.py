@@ -6,8 +6,11 @@ correlation id to find it.
 """
 
 import argparse
+import atexit
 import json
 import logging
+import logging.handlers
+import queue
 import sys
 import uuid
 from collections.abc import Sequence
@@ -89,9 +92,23 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def _logging(level: str) -> None:
-    logging.basicConfig(level=level, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+    """Log lines are formatted and written by a listener thread: the event loop only queues the
+    record (formatting and writing one line on the loop cost about 8 µs per order measured)."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+    records: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
+    listener = logging.handlers.QueueListener(records, handler)
+    listener.start()
+    atexit.register(listener.stop)
+    logging.basicConfig(level=level, handlers=[_LoopQueueHandler(records)], force=True)
     logging.getLogger("alembic").setLevel(logging.WARNING)
+
+
+class _LoopQueueHandler(logging.handlers.QueueHandler):
+    def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
+        # keep the record as it is (the listener's handler formats it, traceback included);
+        # the stdlib version formats on the calling thread, which is what this avoids
+        return record
 
 
 def _params(items: list[str]) -> dict[str, Any]:
