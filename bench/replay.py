@@ -76,10 +76,13 @@ def bare_loop(bars: list[Bar]) -> float:
 
 
 def reference_fills(bars: list[Bar]) -> list[tuple[str, Decimal, Decimal]]:
-    """Long-only SMA(10/30) crossover, fixed quantity, market orders filled at the next open."""
-    fw: deque[float] = deque()
-    sw: deque[float] = deque()
-    fs = ss = 0.0
+    """Long-only SMA(10/30) crossover, fixed quantity, market orders filled at the next open.
+
+    Means compared exactly: closes as integers in units of 1e-8, ``fast_sum * SLOW`` against
+    ``slow_sum * FAST`` (the rule ``sma_crossover`` documents).
+    """
+    window: deque[int] = deque()
+    fs = ss = 0
     prev = None
     position = Decimal(0)
     pending: str | None = None
@@ -90,18 +93,17 @@ def reference_fills(bars: list[Bar]) -> list[tuple[str, Decimal, Decimal]]:
             out.append((pending, QTY, price))
             position += QTY if pending == "buy" else -QTY
             pending = None
-        c = bar.close
-        fw.append(c)
+        c = round(bar.close * 100_000_000)
+        window.append(c)
         fs += c
-        if len(fw) > FAST:
-            fs -= fw.popleft()
-        sw.append(c)
         ss += c
-        if len(sw) > SLOW:
-            ss -= sw.popleft()
-        if len(sw) < SLOW:
+        if len(window) > FAST:
+            fs -= window[-FAST - 1]
+        if len(window) > SLOW:
+            ss -= window.popleft()
+        if len(window) < SLOW:
             continue
-        diff = fs / FAST - ss / SLOW
+        diff = fs * SLOW - ss * FAST
         p, prev = prev, diff
         if p is None:
             continue

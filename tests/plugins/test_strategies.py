@@ -121,8 +121,6 @@ def test_matches_the_naive_rule_on_a_random_walk(seed: int) -> None:
     assert expected  # a 400-bar walk crosses: the comparison is not vacuous
 
 
-@pytest.mark.xfail(strict=True, reason="BUG lts/plugins/strategy/sma_crossover.py on_bar: "
-                   "running float sums drift, so equal means on a cent grid read as a cross")
 def test_equal_means_on_a_cent_grid_are_not_a_cross() -> None:
     closes = [0.7, 1.3, 0.3, 0.3]
     # fast=1, slow=2: bar 2 crosses below (0.3 < 0.8); at bar 3 fast == slow == 0.3 exactly

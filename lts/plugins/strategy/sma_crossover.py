@@ -2,7 +2,9 @@
 
 A cross above is ``fast[t-1] < slow[t-1]`` and ``fast[t] > slow[t]``; it signals LONG. The cross
 below signals FLAT (or SHORT with ``long_only=false``). Means are kept as running sums over the
-last ``fast`` and ``slow`` closes, so each bar costs O(1).
+last ``fast`` and ``slow`` closes, so each bar costs O(1). The sums are integers (closes in units
+of 1e-8) and the means are compared as ``fast_sum * slow - slow_sum * fast``: exact, so equal
+means never read as a cross the way drifting float sums would make them.
 """
 
 from collections import deque
@@ -13,6 +15,8 @@ from pydantic import Field, model_validator
 from lts.domain.market import Bar
 from lts.domain.signals import Signal, Target
 from lts.plugins.base import PluginBase, PluginParams
+
+SCALE = 100_000_000  # closes are compared exactly, in units of 1e-8
 
 
 class SmaParams(PluginParams):
@@ -42,17 +46,24 @@ class SmaCrossover(PluginBase):
         p: SmaParams = self.params
         self._fast_n = p.fast
         self._slow_n = p.slow
-        self._window: deque[float] = deque(maxlen=p.slow)  # the last ``slow`` closes
-        self._fast_sum = 0.0
-        self._slow_sum = 0.0
+        self._window: deque[int] = deque(maxlen=p.slow)  # the last ``slow`` closes, scaled
+        self._fast_sum = 0
+        self._slow_sum = 0
         self._down = Target.FLAT if p.long_only else Target.SHORT
         self._quantity = p.quantity
-        self.last_diff: float | None = None
+        self._last_cross: int | None = None  # fast_sum * slow - slow_sum * fast, last bar
         self.bars_seen = getattr(self, "bars_seen", 0)
         self.signals = getattr(self, "signals", 0)
 
+    @property
+    def last_diff(self) -> float | None:
+        """Fast mean minus slow mean at the last bar (debug information)."""
+        if self._last_cross is None:
+            return None
+        return self._last_cross / (self._fast_n * self._slow_n * SCALE)
+
     def on_bar(self, bar: Bar) -> Signal | None:
-        close = bar.close
+        close = round(bar.close * SCALE)
         window = self._window
         held = len(window)
         fast_sum = self._fast_sum + close
@@ -67,9 +78,9 @@ class SmaCrossover(PluginBase):
         self.bars_seen += 1
         if held + 1 < self._slow_n:
             return None
-        diff = fast_sum / self._fast_n - slow_sum / self._slow_n
-        prev = self.last_diff
-        self.last_diff = diff
+        diff = fast_sum * self._slow_n - slow_sum * self._fast_n
+        prev = self._last_cross
+        self._last_cross = diff
         if prev is None:
             return None
         if prev < 0 < diff:
