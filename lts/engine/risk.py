@@ -59,6 +59,13 @@ class RiskCheck:
         self._day_start_equity = Decimal(0)
         self.denials = 0
 
+    def observe_equity(self, now: int, equity: Decimal) -> None:
+        """Take the day's starting equity (the daily-loss baseline) at the first look of each
+        UTC day; the live runner looks every second, a backtest at its first order check."""
+        day = now // _DAY_NS
+        if day != self._day:
+            self._day, self._day_start_equity = day, equity
+
     def check(self, req: OrderRequest, view: PortfolioView, open_orders: int,
               now: int) -> Reason | None:
         reason = self._check(req, view, open_orders, now)
@@ -102,9 +109,7 @@ class RiskCheck:
                 return Reason.MAX_GROSS_EXPOSURE
         if lim.max_daily_loss is not None:
             equity = view.equity()
-            day = now // _DAY_NS
-            if day != self._day:
-                self._day, self._day_start_equity = day, equity
+            self.observe_equity(now, equity)
             if self._day_start_equity - equity > lim.max_daily_loss:
                 return Reason.MAX_DAILY_LOSS
         self._recent.append(now)

@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from lts.bus import InProcessBus, Mailbox, Overflow
 from lts.domain.clock import Clock
 from lts.domain.market import Bar, FeedEnded
-from lts.domain.orders import Order
+from lts.domain.orders import Order, OrderStatus
 from lts.engine.clock import ReplayClock
 from lts.engine.feeds import FeedHub, FeedLease
 from lts.engine.ledger import Ledger
@@ -204,11 +204,22 @@ class PortfolioRunner:
             await self.ctx.journal.wait_below_high_water()
 
     async def _watch_acknowledgements(self) -> None:
-        assert self.orders is not None
+        """Once a second: orders sent without an answer become UNKNOWN, UNKNOWN orders are
+        reconciled with their broker, and the risk check sees the equity (daily-loss baseline)."""
+        om = self.orders
+        assert om is not None
         timeout_ns = int(self.ctx.ack_timeout * 1e9)
         while True:
             await anyio.sleep(min(1.0, self.ctx.ack_timeout))
-            self.orders.mark_unacknowledged(timeout_ns)
+            om.mark_unacknowledged(timeout_ns)
+            if self.risk.limits.max_daily_loss is not None:
+                self.risk.observe_equity(self.ctx.clock.now_ns(), self.ledger.equity())
+            unknown = [o for o in self.open_orders.values() if o.status is OrderStatus.UNKNOWN]
+            if unknown:
+                try:
+                    await self._reconcile(om, unknown)
+                except ReconciliationError as exc:
+                    log.warning("portfolio %s: %s; retrying", self.portfolio_id, exc)
 
     def _feed_ended(self, item: object, historical: bool) -> int:
         if isinstance(item, FeedEnded):

@@ -135,3 +135,14 @@ def test_max_daily_loss_from_the_equity_at_the_first_check_of_the_day() -> None:
     next_day = T0 + 86_400 * SECOND
     assert check(risk, ledger, 1, now=next_day) is None  # a new day, a new start
 
+
+
+def test_a_loss_before_the_first_check_of_the_day_counts_once_equity_was_observed() -> None:
+    """The live runner shows the risk check the equity every second, so a loss taken before the
+    day's first order still counts against the daily limit."""
+    risk = RiskCheck(RiskLimits(max_daily_loss=Decimal(500)))
+    ledger = make_ledger(prices={"AAA": 100.0})
+    ledger.apply_fill(make_fill(10, 100))
+    risk.observe_equity(T0, ledger.equity())  # start of the day: 100,000
+    ledger.mark("AAA", 49.0)  # -510 before any order was checked
+    assert check(risk, ledger, 1, now=T0 + SECOND) is Reason.MAX_DAILY_LOSS
