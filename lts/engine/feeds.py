@@ -60,6 +60,13 @@ class FeedHub:
         """Use this instance for that key instead of building one (preloaded replay data)."""
         self._provided[feed_key(plugin, params, symbol)] = feed
 
+    def is_historical(self, plugin: str, params: dict[str, Any], symbol: str) -> bool:
+        """Whether that feed replays history (its bars must never be dropped)."""
+        provided = self._provided.get(feed_key(plugin, params, symbol))
+        if provided is not None:
+            return provided.historical
+        return bool(getattr(self._registry.get("pipeline", plugin), "historical", False))
+
     def make(self, plugin: str, params: dict[str, Any], symbol: str) -> Feed:
         provided = self._provided.get(feed_key(plugin, params, symbol))
         if provided is not None:

@@ -99,6 +99,7 @@ class OrderManager:
         self.orders_denied = 0
         self.duplicate_fills = 0
         self._deferred: list[tuple[Callable[..., None], tuple[Any, ...]]] | None = None
+        self._batch: dict[str, Order] | None = None  # orders changed in the current batch
 
     # -- requests -> orders -------------------------------------------------------------------
     async def submit(self, request: OrderRequest) -> Order:
@@ -134,7 +135,7 @@ class OrderManager:
             refused = exc
         finally:
             self._deferred = None
-        self.journal.update_order(order_update_row(order))
+        self._changed(order)
         self._emit("order.submitted", order, order.ts_last)
         log.info("order %s submitted: %s %s %s %s", coid, order.side.value, order.quantity,
                  order.symbol, order.order_type.value)
@@ -182,7 +183,7 @@ class OrderManager:
         except InvalidTransition as exc:
             log.warning("ignored broker report: %s", exc)
             return
-        self.journal.update_order(order_update_row(order))
+        self._changed(order)
         self._emit(f"order.{status.value}", order, ts)
         if status in TERMINAL_STATUSES:
             del self.open[client_order_id]
@@ -210,7 +211,7 @@ class OrderManager:
         pos = self.ledger.apply_fill(fill)
         self.journal.insert_fill(fill_row(fill), position_row(self.portfolio_id, pos,
                                                               fill.ts_event))
-        self.journal.update_order(order_update_row(order))
+        self._changed(order)
         self._emit(f"order.{order.status.value}", order, fill.ts_event, fill)
         if order.status in TERMINAL_STATUSES:
             del self.open[fill.client_order_id]
@@ -224,6 +225,25 @@ class OrderManager:
     def apply_report_fills(self, fills: tuple[Fill, ...]) -> None:
         for fill in fills:
             self.on_fill(fill)
+
+    # -- order row updates --------------------------------------------------------------------
+    def _changed(self, order: Order) -> None:
+        """An order's row must be updated: now, or at the end of the runner's batch, so an
+        order that changes three times while one batch of bars is worked is written once."""
+        if self._batch is None:
+            self.journal.update_order(order_update_row(order))
+        else:
+            self._batch[order.client_order_id] = order
+
+    def begin_batch(self) -> None:
+        self._batch = {}
+
+    def end_batch(self) -> None:
+        batch, self._batch = self._batch, None
+        if batch:
+            update = self.journal.update_order
+            for order in batch.values():
+                update(order_update_row(order))
 
     def _emit(self, kind: str, order: Order, ts: int, fill: Fill | None = None) -> None:
         self._seq += 1

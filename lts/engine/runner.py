@@ -143,8 +143,8 @@ class PortfolioRunner:
         feed has ended)."""
         self._build_plugins()
         self.orders = await self._recover()
-        historical = any(self.ctx.feeds.make(a.pipeline_plugin, a.pipeline_params,
-                                             a.symbol).historical for a in self.spec.assets)
+        historical = any(self.ctx.feeds.is_historical(a.pipeline_plugin, a.pipeline_params,
+                                                      a.symbol) for a in self.spec.assets)
         policy = Overflow.BLOCK if historical else Overflow.DROP_OLDEST
         mailbox: Mailbox[Any] = Mailbox(self.ctx.mailbox_capacity, policy,
                                         name=f"portfolio-{self.portfolio_id}")
@@ -171,33 +171,41 @@ class PortfolioRunner:
         assert om is not None
         strategies, brokers, ledger = self.strategies, self.brokers, self.ledger
         allocator, clock = self.allocator, self._replay_clock
+        mark = ledger.mark
         live_feeds = len(self.spec.assets)
         while live_feeds:
             batch = await mailbox.get_batch()
             bars = len(batch)
-            for item in batch:
-                if type(item) is not Bar:
-                    bars -= 1
-                    live_feeds -= self._feed_ended(item, historical)
-                    continue
-                bar: Bar = item
-                sym = bar.symbol
-                if clock is not None:
-                    clock.ts = bar.ts_event
-                equity = ledger.mark(sym, bar.close)
-                if self.track_equity:
-                    if equity > self.peak_equity:
-                        self.peak_equity = equity
-                    elif self.peak_equity - equity > self.max_drawdown:
-                        self.max_drawdown = self.peak_equity - equity
-                brokers[sym].on_bar(bar)
-                signal = strategies[sym].on_bar(bar)
-                if signal is not None:
-                    log.info("signal %s %s (%s)", sym, signal.target.value, signal.reason)
-                    for request in allocator.allocate(signal, ledger):
-                        await om.submit(request)
-                if self.on_bar_done is not None:
-                    self.on_bar_done(bar)
+            track, on_done = self.track_equity, self.on_bar_done
+            peak, drawdown = self.peak_equity, self.max_drawdown
+            om.begin_batch()
+            try:
+                for item in batch:
+                    if type(item) is not Bar:
+                        bars -= 1
+                        live_feeds -= self._feed_ended(item, historical)
+                        continue
+                    bar: Bar = item
+                    sym = bar.symbol
+                    if clock is not None:
+                        clock.ts = bar.ts_event
+                    equity = mark(sym, bar.close)
+                    if track:
+                        if equity > peak:
+                            peak = equity
+                        elif peak - equity > drawdown:
+                            drawdown = peak - equity
+                    brokers[sym].on_bar(bar)
+                    signal = strategies[sym].on_bar(bar)
+                    if signal is not None:
+                        log.info("signal %s %s (%s)", sym, signal.target.value, signal.reason)
+                        for request in allocator.allocate(signal, ledger):
+                            await om.submit(request)
+                    if on_done is not None:
+                        on_done(bar)
+            finally:
+                om.end_batch()  # written even when a plugin raised mid-batch
+            self.peak_equity, self.max_drawdown = peak, drawdown
             self.bars += bars
             if bars:
                 self.last_tick_ns = self.ctx.clock.now_ns()

@@ -53,7 +53,6 @@ class _Working:
     day: int
     triggered: bool = False
     fills: int = 0
-    first_bar_seen: bool = False
 
 
 class PaperBroker(PluginBase):
@@ -133,9 +132,8 @@ class PaperBroker(PluginBase):
         price = self._price(work, bar)
         if price is not None:
             cap = self._cap(bar)
-            if tif is TimeInForce.FOK and cap is not None and cap < work.leaves:
-                price = None
-            else:
+            whole = cap is None or cap >= work.leaves
+            if tif is not TimeInForce.FOK or whole:  # FOK: the whole quantity or nothing
                 self._execute(work, price, cap, bar.ts_event)
         if work.leaves == 0:
             return True
