@@ -18,6 +18,8 @@ Ticks are paced (default 1,200 at 250/s after 100 warm-up ticks) so each order i
 Cases, interleaved in every repeat so drift of the shared machine hits them alike:
 
   direct      the same strategy -> broker call in a bare paced loop (no bus, risk, journal)
+  asyncio hop the direct call in a second task woken by an asyncio.Event: the platform's floor
+              for any design that hands market data from one task to another
   bus hop     feed -> FeedHub -> bus -> mailbox -> a task that makes the direct call
   (a) engine  durable=False, SQLite WAL synchronous=NORMAL (the commit is not awaited)
   (a) +INFO   the same with the engine's default log level (INFO) written to a file
@@ -280,6 +282,39 @@ async def run_direct(ticks: int, rate: float) -> None:
             broker.submit(_direct_order(n, sig, clock))
 
 
+async def run_asyncio_hop(ticks: int, rate: float) -> None:
+    """The platform's floor: the direct call, made in a second task woken by an asyncio.Event
+    (no LTS code between the two tasks)."""
+    clock = LiveClock()
+    strategy = FlipStrategy(quantity="1")
+    broker = RecordingBroker()
+    broker.bind(_NullReports(), clock)
+    ready = asyncio.Event()
+    inbox: list[Bar] = []
+
+    async def consume() -> None:
+        n = 0
+        while True:
+            await ready.wait()
+            ready.clear()
+            bars, inbox[:] = list(inbox), []
+            for bar in bars:
+                broker.on_bar(bar)
+                sig = strategy.on_bar(bar)
+                if sig is not None:
+                    n += 1
+                    broker.submit(_direct_order(n, sig, clock))
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(consume)
+        async for bar in paced_bars(SYMBOL, ticks, 1.0 / rate):
+            PROBE.pub[bar.ts_event] = perf_ns()
+            inbox.append(bar)
+            ready.set()
+        await anyio.sleep(0.05)
+        tg.cancel_scope.cancel()
+
+
 async def run_bus_hop(ticks: int, rate: float) -> None:
     """Baseline: the real feed hub, bus and mailbox, then the direct call in the consumer."""
     clock = LiveClock()
@@ -463,7 +498,7 @@ async def commit_floors(directory: Path, n: int = 300) -> dict[str, dict[str, fl
 
 # -- main --------------------------------------------------------------------------------------
 
-CASES = ("direct", "bus hop", "(a) engine", "(a) +INFO", "(b) engine")
+CASES = ("direct", "asyncio hop", "bus hop", "(a) engine", "(a) +INFO", "(b) engine")
 
 
 async def one_case(case: str, tmp: Path, template: Path, run: int, ticks: int, rate: float,
@@ -477,6 +512,8 @@ async def one_case(case: str, tmp: Path, template: Path, run: int, ticks: int, r
     with GcPauses() as gcp:
         if case == "direct":
             await run_direct(total, rate)
+        elif case == "asyncio hop":
+            await run_asyncio_hop(total, rate)
         elif case == "bus hop":
             await run_bus_hop(total, rate)
         else:
@@ -497,7 +534,7 @@ async def one_case(case: str, tmp: Path, template: Path, run: int, ticks: int, r
                     root.removeHandler(handler)
                     handler.close()
                     root.setLevel(logging.WARNING)
-    res = collect(WARMUP, engine=case not in ("direct", "bus hop"))
+    res = collect(WARMUP, engine=case.startswith("("))
     res.gc_pauses_us = gcp.pauses_us
     return res, info
 
@@ -566,7 +603,7 @@ async def amain(args: argparse.Namespace) -> int:
               "decide = strategy,\n  allocator, risk, order, journal enqueue; durable = the "
               "awaited commit; hand-over = state,\n  journal update, order event, logging -> "
               "broker.submit")
-        for case in CASES[2:]:
+        for case in (c for c in CASES if c.startswith("(")):
             segs = results[case][0].segments
             parts = []
             for name in segs:
