@@ -41,7 +41,9 @@ class PluginLoadError(PluginError):
 
 class InvalidParams(PluginError):
     def __init__(self, plugin: str, field: str, message: str) -> None:
-        super().__init__(f"{plugin}: param {field!r}: {message}")
+        # field "params": a rule across several params (fast < slow)
+        where = "params" if field == "params" else f"param {field!r}"
+        super().__init__(f"{plugin}: {where}: {message}")
         self.plugin = plugin
         self.field = field
 
