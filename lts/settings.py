@@ -53,9 +53,12 @@ class DemoSettings(_Section):
 
 
 class ApiSettings(_Section):
-    enabled: bool = False
+    enabled: bool = Field(True, description="serve the control API (core plugin 'api')")
     host: str = "127.0.0.1"
-    port: int = Field(8000, ge=0, le=65535)
+    port: int = Field(8000, ge=0, le=65535, description="0: any free port (logged)")
+    docs: bool = Field(True, description="serve /docs and /openapi.json")
+    cors_origins: list[str] = Field(default_factory=list, description="origins allowed by CORS")
+    max_body_bytes: int = Field(1_048_576, ge=1024, description="larger request bodies get 413")
 
 
 class Settings(BaseSettings):

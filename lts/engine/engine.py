@@ -52,6 +52,8 @@ class Engine:
         self._journal: Journal | None = None
         self._feeds: FeedHub | None = None
         self.started = anyio.Event()
+        self.running = False
+        self.api_port: int | None = None  # where the API listens, once it does
 
     @property
     def db(self) -> AsyncEngine:
@@ -61,6 +63,10 @@ class Engine:
     @property
     def journal(self) -> Journal:
         assert self._journal is not None, "engine not started"
+        return self._journal
+
+    @property
+    def journal_or_none(self) -> Journal | None:
         return self._journal
 
     @property
@@ -93,6 +99,9 @@ class Engine:
             self._trading = trading
             self._feeds = FeedHub(self.registry, self.bus, self.clock, trading)
             trading.start_soon(self._watch_signals, name="signals")
+            if s.api.enabled:
+                api = self.registry.create("core", "api")
+                await trading.start(api.serve, self, name="api")
             if s.engine.run_for is not None:
                 trading.start_soon(self._stop_after, s.engine.run_for, name="run-for")
             skip = set() if s.demo.enabled else {await repo.portfolio_id_by_name(self.db,
@@ -103,7 +112,9 @@ class Engine:
             trading.start_soon(self._freeze_after_startup, name="heap freeze")
             log.info("engine running: %d portfolio(s), database %s", len(self.portfolios),
                      self.db.url.render_as_string(hide_password=True))
+            self.running = True
             self.started.set()
+        self.running = False
         self._trading = None
         for pid, handle in self.portfolios.items():
             if handle.state.status != "error":

@@ -71,6 +71,7 @@ class PortfolioRunner:
         self.open_orders: dict[str, Order] = {}
         self._replay_clock = ctx.clock if isinstance(ctx.clock, ReplayClock) else None
         self._leases: list[FeedLease] = []
+        self._mailbox: Mailbox[Any] | None = None
         self.ledger = Ledger(spec.initial_cash, {a.symbol: a.lot_size for a in spec.assets},
                              self.open_orders)
         limits = RiskLimits.model_validate({**ctx.default_risk.model_dump(), **spec.risk_params})
@@ -148,6 +149,7 @@ class PortfolioRunner:
         policy = Overflow.BLOCK if historical else Overflow.DROP_OLDEST
         mailbox: Mailbox[Any] = Mailbox(self.ctx.mailbox_capacity, policy,
                                         name=f"portfolio-{self.portfolio_id}")
+        self._mailbox = mailbox
         try:
             for a in self.spec.assets:
                 self._leases.append(self.ctx.feeds.acquire(a.pipeline_plugin, a.pipeline_params,
@@ -238,6 +240,10 @@ class PortfolioRunner:
         return 0
 
     # -- reporting ------------------------------------------------------------------------------
+    @property
+    def mailbox_depth(self) -> int:
+        return 0 if self._mailbox is None else len(self._mailbox)
+
     def equity(self) -> Decimal:
         return self.ledger.equity()
 

@@ -23,7 +23,7 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from operator import itemgetter
 from typing import Any, Final
 
@@ -260,6 +260,7 @@ class Journal:
         self.records_failed = 0
         self.last_batch_size = 0
         self.last_commit_latency = 0.0  # seconds: BEGIN to COMMIT of the last batch
+        self.on_commit: Callable[[float, int], None] | None = None  # (seconds, records)
 
     # -- producers -----------------------------------------------------------------------------
 
@@ -404,6 +405,8 @@ class Journal:
             self.commits += 1
             self.last_batch_size = len(records)
             self.last_commit_latency = time.perf_counter() - started
+            if self.on_commit is not None:
+                self.on_commit(self.last_commit_latency, len(records))
             return
         connection = await self._get_connection()
         statements = self._statements
@@ -420,6 +423,8 @@ class Journal:
         self.commits += 1
         self.last_batch_size = len(records)
         self.last_commit_latency = time.perf_counter() - started
+        if self.on_commit is not None:
+            self.on_commit(self.last_commit_latency, len(records))
 
     def _fail(self, records: Sequence[_Record], exc: Exception) -> None:
         records = [record for record in records if not record[3].done()]

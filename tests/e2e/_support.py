@@ -106,6 +106,7 @@ class Launcher:
         env = {k: v for k, v in os.environ.items() if not k.startswith("LTS_")}
         env["LTS_ADMIN_PASSWORD"] = ADMIN_PASSWORD
         env["PYTHONUNBUFFERED"] = "1"
+        env.setdefault("LTS_API__PORT", "0")  # the API on any free loopback port
         env.pop("PYTHONWARNINGS", None)
         if self.extra_pythonpath:
             parts = [str(p) for p in self.extra_pythonpath]

@@ -41,7 +41,7 @@ max_restarts = 3
 def test_defaults() -> None:
     s = load_settings()
     assert (s.profile, s.log_level, s.api.port, s.api.host, s.api.enabled) == (
-        "dev", "INFO", 8000, "127.0.0.1", False)
+        "dev", "INFO", 8000, "127.0.0.1", True)
     assert s.engine.max_restarts == 20
     assert s.risk.max_open_orders == 100
     assert s.database.url is None

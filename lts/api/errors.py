@@ -1,0 +1,56 @@
+"""One place maps errors to HTTP answers: a stable ``code``, a safe ``detail``, the request's
+correlation id. A 5xx never carries ``str(exc)``: the log gets the detail, the client the id.
+"""
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+from lts.errors import ConfigError, InvalidParams, LtsError, PluginNotFound
+
+log = logging.getLogger("lts.api")
+
+
+def correlation_id(request: Request) -> str:
+    return str(request.scope.get("state", {}).get("correlation_id", ""))
+
+
+def _answer(request: Request, status: int, code: str, detail: object,
+            headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"detail": detail, "code": code,
+                         "correlation_id": correlation_id(request)},
+                        status_code=status, headers=headers)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        code = {401: "unauthenticated", 403: "forbidden", 404: "not_found", 405: "not_allowed",
+                409: "conflict", 429: "too_many_requests"}.get(exc.status_code, "http_error")
+        return _answer(request, exc.status_code, code, exc.detail,
+                       dict(exc.headers) if exc.headers else None)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [{"field": ".".join(str(p) for p in e.get("loc", ()) if p != "body"),
+                   "message": e.get("msg", "invalid")} for e in exc.errors()]
+        return _answer(request, 422, "invalid_request", errors)
+
+    @app.exception_handler(LtsError)
+    async def lts_error(request: Request, exc: LtsError) -> JSONResponse:
+        if isinstance(exc, InvalidParams):
+            return _answer(request, 422, "invalid_params",
+                           [{"field": exc.field, "message": str(exc)}])
+        if isinstance(exc, PluginNotFound | ConfigError):
+            return _answer(request, 422, "invalid_request", str(exc))
+        return _answer(request, 400, "bad_request", str(exc))
+
+    @app.exception_handler(Exception)
+    async def internal(request: Request, exc: Exception) -> JSONResponse:
+        cid = correlation_id(request)
+        log.error("internal error on %s %s (correlation id %s)", request.method,
+                  request.url.path, cid, exc_info=exc)
+        return _answer(request, 500, "internal_error", "internal error")

@@ -1,0 +1,114 @@
+"""Prometheus metrics of one app, in its own registry (never the global one).
+
+Engine figures are read when Prometheus scrapes (a collector), so the trading path pays nothing
+for them; HTTP, loop lag and journal commits are observed as they happen. Names: ``lts_`` prefix,
+base units, counters end in ``_total``; labels never carry an order or user id.
+"""
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from lts import __version__
+
+if TYPE_CHECKING:
+    from lts.engine.engine import Engine
+
+_LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
+
+
+class EngineCollector(Collector):
+    """Reads the engine's counters at scrape time."""
+
+    def __init__(self, engine: "Engine") -> None:
+        self._engine = engine
+
+    def collect(self) -> Iterator[Metric]:
+        engine = self._engine
+        published = CounterMetricFamily("lts_events_published", "Events published on the bus",
+                                        labels=["type"])
+        for kind, count in sorted(engine.bus.published.items()):
+            published.add_metric([kind], count)
+        yield published
+        dropped = CounterMetricFamily("lts_events_dropped",
+                                      "Market data dropped or conflated by a full mailbox",
+                                      labels=["mailbox"])
+        for name, count in sorted(engine.bus.dropped().items()):
+            dropped.add_metric([name], count)
+        yield dropped
+        yield from self._portfolios(engine)
+        journal = engine.journal_or_none
+        if journal is not None:
+            yield CounterMetricFamily("lts_journal_commits", "Journal transactions committed",
+                                      value=journal.commits)
+            yield CounterMetricFamily("lts_journal_records", "Journal records written",
+                                      value=journal.records_written)
+            yield GaugeMetricFamily("lts_journal_backlog", "Journal records not yet committed",
+                                    value=journal.backlog)
+
+    @staticmethod
+    def _portfolios(engine: "Engine") -> Iterator[Metric]:
+        labels = ["portfolio"]
+        equity = GaugeMetricFamily("lts_portfolio_equity", "Cash plus marked positions",
+                                   labels=labels)
+        realized = GaugeMetricFamily("lts_portfolio_realized_pnl", "Realized P&L",
+                                     labels=labels)
+        depth = GaugeMetricFamily("lts_mailbox_depth", "Market data waiting for a portfolio",
+                                  labels=labels)
+        orders = CounterMetricFamily("lts_orders", "Orders created", labels=labels)
+        denied = CounterMetricFamily("lts_orders_denied", "Orders denied by risk checks",
+                                     labels=labels)
+        fills = CounterMetricFamily("lts_fills", "Fills applied", labels=labels)
+        open_orders = GaugeMetricFamily("lts_open_orders", "Orders not yet final", labels=labels)
+        restarts = CounterMetricFamily("lts_portfolio_restarts",
+                                       "Portfolio restarts after a plugin error", labels=labels)
+        in_error = GaugeMetricFamily("lts_portfolio_in_error", "1 when the portfolio is in error",
+                                     labels=labels)
+        for pid, handle in sorted(engine.portfolios.items()):
+            label = [str(pid)]
+            restarts.add_metric(label, handle.state.restarts)
+            in_error.add_metric(label, 1.0 if handle.state.status == "error" else 0.0)
+            runner = handle.runner
+            if runner is None or runner.orders is None:
+                continue
+            equity.add_metric(label, float(runner.ledger.equity()))
+            realized.add_metric(label, float(runner.ledger.realized_pnl()))
+            depth.add_metric(label, runner.mailbox_depth)
+            orders.add_metric(label, runner.orders.orders_created)
+            denied.add_metric(label, runner.orders.orders_denied)
+            fills.add_metric(label, runner.ledger.fills)
+            open_orders.add_metric(label, len(runner.open_orders))
+        yield from (equity, realized, depth, orders, denied, fills, open_orders, restarts,
+                    in_error)
+
+
+class ApiMetrics:
+    """The app's registry and the metrics observed as things happen."""
+
+    def __init__(self, engine: "Engine") -> None:
+        self.registry = CollectorRegistry()
+        reg = self.registry
+        self.http_requests = Counter("lts_http_requests", "HTTP requests",
+                                     ["method", "route", "status"], registry=reg)
+        self.loop_lag = Histogram("lts_event_loop_lag_seconds",
+                                  "How late the event loop ran a 100 ms timer",
+                                  buckets=_LATENCY_BUCKETS, registry=reg)
+        self.journal_commit = Histogram("lts_journal_commit_seconds",
+                                        "Journal batch: BEGIN to COMMIT",
+                                        buckets=_LATENCY_BUCKETS, registry=reg)
+        self.journal_batch = Histogram("lts_journal_batch_size", "Records per journal commit",
+                                       buckets=(1, 2, 5, 10, 50, 100, 500, 1000, 5000, 10000),
+                                       registry=reg)
+        self.ws_clients = Gauge("lts_websocket_clients", "Connected WebSocket clients",
+                                registry=reg)
+        self.login_failures = Counter("lts_login_failures", "Failed logins", registry=reg)
+        build = Gauge("lts_build_info", "LTS version", ["version"], registry=reg)
+        build.labels(__version__).set(1)
+        reg.register(EngineCollector(engine))
+
+    def observe_commit(self, seconds: float, records: int) -> None:
+        self.journal_commit.observe(seconds)
+        self.journal_batch.observe(records)

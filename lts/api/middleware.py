@@ -1,0 +1,107 @@
+"""ASGI middleware at the HTTP edge: a correlation id on every request, security headers, a
+body-size limit, and the per-route request counter. Plain ASGI (no ``BaseHTTPMiddleware``): it
+adds no task per request and leaves WebSockets alone.
+"""
+
+import logging
+import uuid
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from lts.api.metrics import ApiMetrics
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+App = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+log = logging.getLogger("lts.api")
+
+SECURITY_HEADERS = [
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"cache-control", b"no-store"),
+    (b"content-security-policy", b"default-src 'none'; frame-ancestors 'none'"),
+]
+# The interactive docs load their own scripts and styles from the same origin.
+DOCS_CSP = (b"content-security-policy",
+            b"default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
+            b"script-src 'self' 'unsafe-inline'")
+
+
+class EdgeMiddleware:
+    """Correlation id (``x-correlation-id``, taken from the request when sane), security
+    headers, a ``max_body`` limit (413) and the ``lts_http_requests_total`` counter."""
+
+    def __init__(self, app: App, metrics: ApiMetrics, max_body: int) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.max_body = max_body
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        given = dict(scope["headers"]).get(b"x-correlation-id", b"").decode("latin-1")
+        cid = given if given.isalnum() and 8 <= len(given) <= 64 else uuid.uuid4().hex
+        scope.setdefault("state", {})["correlation_id"] = cid
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_body:
+            await _too_large(send, cid)
+            self._count(scope, 413)
+            return
+        received = 0
+        status = 500
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_body:
+                    raise _BodyTooLarge
+            return message
+
+        async def send_with_headers(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                headers = list(message.get("headers", []))
+                path = scope.get("path", "")
+                docs = path.startswith(("/docs", "/redoc"))
+                headers.extend(h for h in SECURITY_HEADERS
+                               if not (docs and h[0] == b"content-security-policy"))
+                if docs:
+                    headers.append(DOCS_CSP)
+                headers.append((b"x-correlation-id", cid.encode()))
+                message["headers"] = headers
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, send_with_headers)
+        except _BodyTooLarge:
+            status = 413
+            await _too_large(send, cid)
+        finally:
+            self._count(scope, status)
+
+    def _count(self, scope: Scope, status: int) -> None:
+        route = scope.get("route")
+        template = getattr(route, "path", None) or "unmatched"
+        self.metrics.http_requests.labels(scope["method"], template, str(status)).inc()
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+async def _too_large(send: Send, cid: str) -> None:
+    body = (b'{"detail":"request body too large","code":"body_too_large","correlation_id":"'
+            + cid.encode() + b'"}')
+    await send({"type": "http.response.start", "status": 413,
+                "headers": [(b"content-type", b"application/json"),
+                            (b"content-length", str(len(body)).encode()),
+                            (b"x-correlation-id", cid.encode()), *SECURITY_HEADERS]})
+    await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,1 @@
+"""Route modules, one per resource (``/api/v1/...``) plus the operational endpoints."""

@@ -1,0 +1,94 @@
+"""Core plugin ``api``: uvicorn serving the FastAPI app inside the engine's own event loop.
+
+One process, one loop: the server runs as a task of the engine's root group. uvicorn's own
+signal handling is switched off (the engine owns SIGINT and SIGTERM); on shutdown the server is
+told to exit and given a few seconds to finish the requests in flight. httptools is used when
+installed. A port already in use stops the start with one clear line.
+"""
+
+import contextlib
+import logging
+import socket
+import time
+from collections.abc import Generator
+from typing import Any
+
+import anyio
+import uvicorn
+from anyio.abc import TaskStatus
+
+from lts.api.app import create_app
+from lts.api.metrics import ApiMetrics
+from lts.errors import ConfigError
+from lts.plugins.base import PluginBase, PluginParams
+
+log = logging.getLogger("lts.api")
+
+
+class _InLoopServer(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield  # the engine handles signals
+
+
+def _http_impl() -> str:
+    try:
+        import httptools  # noqa: F401
+    except ImportError:
+        return "h11"
+    return "httptools"
+
+
+class ApiServer(PluginBase):
+    Params = PluginParams
+    plugin_name = "api"
+    plugin_debug_vars = ["port"]
+
+    def __init__(self, **params: object) -> None:
+        super().__init__(**params)
+        self.port: int | None = None
+
+    async def serve(self, engine: Any, *, task_status: TaskStatus[None]) -> None:
+        settings = engine.settings.api
+        metrics = ApiMetrics(engine)
+        engine.journal.on_commit = metrics.observe_commit
+        app = create_app(engine, metrics)
+        try:
+            sock = socket.create_server((settings.host, settings.port), reuse_port=False)
+        except OSError as exc:
+            raise ConfigError(f"api: cannot listen on {settings.host}:{settings.port}: "
+                              f"{exc.strerror or exc}") from None
+        self.port = engine.api_port = sock.getsockname()[1]
+        config = uvicorn.Config(app, lifespan="off", log_config=None, access_log=False,
+                                http=_http_impl(), ws="websockets-sansio",
+                                server_header=False, timeout_graceful_shutdown=5)
+        server = _InLoopServer(config)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self._run, server, sock)
+            tg.start_soon(self._probe_loop_lag, metrics)
+            while not server.started:  # noqa: ASYNC110 - uvicorn offers a flag, not an event
+                await anyio.sleep(0.01)
+            log.info("API listening on http://%s:%d (docs: %s)", settings.host, self.port,
+                     "/docs" if settings.docs else "off")
+            task_status.started()
+            try:
+                await anyio.sleep_forever()
+            finally:
+                server.should_exit = True
+                tg.cancel_scope.cancel()
+
+    @staticmethod
+    async def _run(server: uvicorn.Server, sock: socket.socket) -> None:
+        # shielded: a cancelled engine tells the server to exit and lets it close cleanly
+        with anyio.CancelScope(shield=True):
+            try:
+                await server.serve(sockets=[sock])
+            except SystemExit:  # uvicorn exits the process when its start-up fails
+                raise RuntimeError("the API server failed to start (see the log)") from None
+
+    @staticmethod
+    async def _probe_loop_lag(metrics: ApiMetrics, period: float = 0.1) -> None:
+        while True:
+            started = time.perf_counter()
+            await anyio.sleep(period)
+            metrics.loop_lag.observe(max(0.0, time.perf_counter() - started - period))
