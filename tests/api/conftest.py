@@ -1,0 +1,73 @@
+"""A real engine with its real API: uvicorn on a free loopback port, inside the engine's loop,
+on a temporary SQLite file, trading the demo portfolio. Requests go over real HTTP (urllib, in a
+worker thread so the engine's loop keeps running)."""
+
+import json
+import socket
+import urllib.error
+import urllib.request
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from lts.engine.engine import Engine
+from lts.settings import load_settings
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Reply:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+@dataclass
+class Api:
+    engine: Engine
+    base: str
+
+    async def request(self, method: str, path: str, body: bytes | None = None,
+                      headers: dict[str, str] | None = None) -> Reply:
+        def call() -> Reply:
+            req = urllib.request.Request(self.base + path, data=body, method=method,
+                                         headers=headers or {})
+            try:
+                with urllib.request.urlopen(req, timeout=10) as resp:  # noqa: S310 - loopback
+                    return Reply(resp.status, {k.lower(): v for k, v in resp.headers.items()},
+                                 resp.read())
+            except urllib.error.HTTPError as err:
+                return Reply(err.code, {k.lower(): v for k, v in err.headers.items()},
+                             err.read())
+
+        return await anyio.to_thread.run_sync(call)
+
+
+@pytest.fixture
+async def api(tmp_path: Path) -> AsyncIterator[Api]:
+    port = free_port()
+    settings = load_settings(overrides={
+        "admin_password": "Adm1n-pass-word",
+        "database": {"url": f"sqlite+aiosqlite:///{tmp_path / 'lts.db'}"},
+        "api": {"port": port},
+        "demo": {"interval": 0.05},
+    })
+    engine = Engine(settings)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(engine.run)
+        with anyio.fail_after(30):
+            await engine.started.wait()
+        yield Api(engine, f"http://127.0.0.1:{port}")
+        engine.stop()

@@ -1,0 +1,76 @@
+"""Operational endpoints of the control API against a real engine and a real uvicorn server
+(SYS-014 observability, SYS-019 error sanitization)."""
+
+import anyio
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from .conftest import Api
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_healthz_answers_with_security_headers_and_a_correlation_id(api: Api) -> None:
+    reply = await api.request("GET", "/healthz")
+    assert (reply.status, reply.json()) == (200, {"status": "ok"})
+    assert reply.headers["x-content-type-options"] == "nosniff"
+    assert reply.headers["x-frame-options"] == "DENY"
+    assert "default-src 'none'" in reply.headers["content-security-policy"]
+    assert len(reply.headers["x-correlation-id"]) == 32
+    assert "server" not in reply.headers
+
+
+async def test_a_sane_correlation_id_from_the_client_is_kept(api: Api) -> None:
+    reply = await api.request("GET", "/healthz", headers={"x-correlation-id": "abc123DEF456"})
+    assert reply.headers["x-correlation-id"] == "abc123DEF456"
+    reply = await api.request("GET", "/healthz", headers={"x-correlation-id": "no spaces!"})
+    assert reply.headers["x-correlation-id"] != "no spaces!"
+
+
+async def test_readyz_reports_database_engine_and_portfolios(api: Api) -> None:
+    reply = await api.request("GET", "/readyz")
+    assert reply.status == 200
+    body = reply.json()
+    assert body["ready"] is body["database"] is body["engine_running"] is True
+    assert body["portfolios_in_error"] == []
+
+
+async def test_an_unknown_route_is_a_404_with_a_stable_code(api: Api) -> None:
+    reply = await api.request("GET", "/api/v1/nothing-here")
+    assert reply.status == 404
+    body = reply.json()
+    assert body["code"] == "not_found"
+    assert body["correlation_id"] == reply.headers["x-correlation-id"]
+
+
+async def test_a_body_over_the_limit_gets_413(api: Api) -> None:
+    reply = await api.request("POST", "/healthz", body=b"x" * 2_000_000,
+                              headers={"content-type": "application/json"})
+    assert reply.status == 413
+    assert reply.json()["code"] == "body_too_large"
+
+
+async def test_metrics_parse_and_show_the_engine_trading(api: Api) -> None:
+    """SYS-014: /metrics is Prometheus text from the app's own registry, with the engine's
+    figures (the demo portfolio trades within seconds)."""
+    with anyio.fail_after(20):
+        while True:
+            families = {f.name: f for f in text_string_to_metric_families(
+                (await api.request("GET", "/metrics")).body.decode())}
+            fills = sum(s.value for s in families["lts_fills"].samples
+                        if s.name == "lts_fills_total")
+            if fills > 0:
+                break
+            await anyio.sleep(0.2)
+    assert {s.labels["type"] for s in families["lts_events_published"].samples} >= {"Bar"}
+    equity = [s for s in families["lts_portfolio_equity"].samples]
+    assert [s.labels for s in equity] == [{"portfolio": "1"}]
+    assert families["lts_build_info"].samples[0].labels["version"]
+    assert families["lts_journal_commit_seconds"].type == "histogram"
+    assert families["lts_event_loop_lag_seconds"].type == "histogram"
+    for family in families.values():  # naming rules of the issue
+        assert family.name.startswith("lts_")
+        for sample in family.samples:
+            assert "order_id" not in sample.labels and "user" not in sample.labels
+    http = families["lts_http_requests"]
+    assert any(s.labels.get("route") == "/metrics" for s in http.samples)
