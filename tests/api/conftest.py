@@ -45,7 +45,7 @@ class Api:
             req = urllib.request.Request(self.base + path, data=body, method=method,
                                          headers=headers or {})
             try:
-                with urllib.request.urlopen(req, timeout=10) as resp:  # noqa: S310 - loopback
+                with urllib.request.urlopen(req, timeout=10) as resp:
                     return Reply(resp.status, {k.lower(): v for k, v in resp.headers.items()},
                                  resp.read())
             except urllib.error.HTTPError as err:

@@ -71,6 +71,7 @@ async def test_metrics_parse_and_show_the_engine_trading(api: Api) -> None:
     for family in families.values():  # naming rules of the issue
         assert family.name.startswith("lts_")
         for sample in family.samples:
-            assert "order_id" not in sample.labels and "user" not in sample.labels
+            assert "order_id" not in sample.labels
+            assert "user" not in sample.labels
     http = families["lts_http_requests"]
     assert any(s.labels.get("route") == "/metrics" for s in http.samples)
