@@ -10,6 +10,7 @@ to one line and exit status 2, the API to a 4xx with a stable code.
     │   ├── PluginNotFound     no plugin of that kind and name
     │   ├── PluginLoadError    the plugin's module failed to import
     │   └── InvalidParams      a param is unknown or has a bad value (carries the field)
+    ├── Conflict               a unique name is taken, or a state forbids the change
     ├── SchemaError            the database schema is older than the code
     └── ReconciliationError    a portfolio's orders could not be reconciled with its broker
 """
@@ -46,6 +47,10 @@ class InvalidParams(PluginError):
         super().__init__(f"{plugin}: {where}: {message}")
         self.plugin = plugin
         self.field = field
+
+
+class Conflict(LtsError):
+    pass
 
 
 class SchemaError(LtsError):

@@ -61,6 +61,22 @@ class ApiSettings(_Section):
     max_body_bytes: int = Field(1_048_576, ge=1024, description="larger request bodies get 413")
 
 
+DEV_JWT_SECRET = "dev-only-placeholder-jwt-secret-change-me!"  # noqa: S105 - refused in prod
+
+
+class AuthSettings(_Section):
+    plugin: str = Field("local", description="aaa plugin that authenticates users")
+    allow_registration: bool = Field(True, description="anyone may register (as a viewer)")
+    jwt_secret: SecretStr = Field(SecretStr(DEV_JWT_SECRET),
+                                  description="HS256 key; refused in prod if default or short")
+    access_token_minutes: int = Field(15, ge=1, le=1440)
+    session_idle_minutes: int = Field(60, ge=1, description="idle longer: the session ends")
+    session_absolute_hours: float = Field(12.0, gt=0, description="a login lasts at most this")
+    bcrypt_rounds: int = Field(12, ge=4, le=16)
+    login_max_failures: int = Field(5, ge=1, description="per user name and per client address")
+    login_window_seconds: float = Field(300.0, gt=0, description="failures counted over this")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="LTS_", env_nested_delimiter="__",
                                       extra="forbid")
@@ -74,6 +90,7 @@ class Settings(BaseSettings):
     demo: DemoSettings = DemoSettings()
     risk: RiskLimits = RiskLimits()
     api: ApiSettings = ApiSettings()
+    auth: AuthSettings = AuthSettings()
 
     @classmethod
     def settings_customise_sources(
@@ -82,6 +99,14 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
+
+
+def check_jwt_secret(settings: Settings) -> None:
+    """The ``prod`` profile refuses the placeholder JWT secret and any shorter than 32 chars."""
+    secret = settings.auth.jwt_secret.get_secret_value()
+    if settings.profile == "prod" and (secret == DEV_JWT_SECRET or len(secret) < 32):
+        raise ConfigError("setting 'auth.jwt_secret': the prod profile needs a secret of at "
+                          "least 32 characters, not the placeholder")
 
 
 def parse_set(items: list[str]) -> dict[str, Any]:
@@ -128,9 +153,11 @@ def load_settings(config_file: Path | None = None,
         model_config = SettingsConfigDict(toml_file=config_file)
 
     try:
-        return _FromFile(**(overrides or {}))
+        settings = _FromFile(**(overrides or {}))
     except ValidationError as exc:
         err = exc.errors()[0]
         key = ".".join(str(p) for p in err.get("loc", ())) or "?"
         msg = "unknown setting" if err.get("type") == "extra_forbidden" else err.get("msg")
         raise ConfigError(f"setting {key!r}: {msg}") from None
+    check_jwt_secret(settings)
+    return settings

@@ -9,7 +9,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from lts.errors import ConfigError, InvalidParams, LtsError, PluginNotFound
+from lts.errors import ConfigError, Conflict, InvalidParams, LtsError, PluginNotFound
 
 log = logging.getLogger("lts.api")
 
@@ -44,6 +44,8 @@ def install_error_handlers(app: FastAPI) -> None:
         if isinstance(exc, InvalidParams):
             return _answer(request, 422, "invalid_params",
                            [{"field": exc.field, "message": str(exc)}])
+        if isinstance(exc, Conflict):
+            return _answer(request, 409, "conflict", str(exc))
         if isinstance(exc, PluginNotFound | ConfigError):
             return _answer(request, 422, "invalid_request", str(exc))
         return _answer(request, 400, "bad_request", str(exc))

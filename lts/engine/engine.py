@@ -38,6 +38,7 @@ class PortfolioHandle:
     scope: anyio.CancelScope
     state: SupervisedState = field(default_factory=SupervisedState)
     runner: PortfolioRunner | None = None
+    finished: anyio.Event = field(default_factory=anyio.Event)
 
 
 class Engine:
@@ -161,10 +162,17 @@ class Engine:
         self._trading.start_soon(self._portfolio_task, portfolio_id, handle,
                                  name=f"portfolio {portfolio_id}")
 
-    def stop_portfolio(self, portfolio_id: int) -> None:
+    async def stop_portfolio(self, portfolio_id: int) -> None:
+        """Stop one portfolio's runner (nothing else) and wait until it has stopped."""
         handle = self.portfolios.get(portfolio_id)
         if handle is not None:
             handle.scope.cancel()
+            await handle.finished.wait()
+
+    async def restart_portfolio(self, portfolio_id: int) -> None:
+        """Stop, then start again from the database (after its spec changed)."""
+        await self.stop_portfolio(portfolio_id)
+        self.start_portfolio(portfolio_id)
 
     def set_trading_state(self, portfolio_id: int, state: TradingState) -> None:
         handle = self.portfolios.get(portfolio_id)
@@ -188,7 +196,12 @@ class Engine:
 
         policy = RestartPolicy(s.engine.restart_initial_delay, s.engine.restart_max_delay,
                                s.engine.max_restarts)
-        with handle.scope:
-            await supervise(portfolio_id, run_once, self.journal, policy, handle.state)
-        if handle.scope.cancel_called:
-            handle.state.status = "stopped"
+        try:
+            with handle.scope:
+                await supervise(portfolio_id, run_once, self.journal, policy, handle.state)
+            if handle.scope.cancel_called:
+                handle.state.status = "stopped"
+                if self._trading is not None:  # stopped alone, the engine runs on
+                    self.journal.update_portfolio({"id": portfolio_id, "status": "stopped"})
+        finally:
+            handle.finished.set()

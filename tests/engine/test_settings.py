@@ -159,4 +159,4 @@ def test_merge_is_deep_and_the_top_wins() -> None:
 def test_settings_is_the_one_tree() -> None:
     assert set(Settings.model_fields) == {"profile", "log_level", "admin_username",
                                           "admin_password", "database", "engine", "demo", "risk",
-                                          "api"}
+                                          "api", "auth"}

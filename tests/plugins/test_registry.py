@@ -81,7 +81,7 @@ def test_unknown_plugin_names_the_known_ones() -> None:
         reg.get("strategy", "moon_phase")
     assert str(err.value) == (
         "unknown strategy plugin 'moon_phase' (known: buy_and_hold, sma_crossover)")
-    with pytest.raises(PluginNotFound, match=r"\(known: none\)"):
+    with pytest.raises(PluginNotFound, match=r"\(known: local\)"):
         reg.get("aaa", "ldap")
 
 

@@ -1,25 +1,15 @@
 """Operational endpoints: ``/healthz`` (the process answers), ``/readyz`` (database reachable,
 engine running, which portfolios are in error) and ``/metrics`` (Prometheus text)."""
 
-from typing import Annotated
-
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
 from sqlalchemy import text
 
-from lts.api.context import ApiContext
+from lts.api.deps import ContextDep
 
 router = APIRouter(tags=["operations"])
-
-
-def get_context(request: Request) -> ApiContext:
-    ctx: ApiContext = request.app.state.ctx
-    return ctx
-
-
-ContextDep = Annotated[ApiContext, Depends(get_context)]
 
 
 class Health(BaseModel):

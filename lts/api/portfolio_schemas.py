@@ -1,0 +1,112 @@
+"""Request and response models of portfolios, assets and positions. Requests refuse unknown
+fields; responses are built from rows field by field, never returned as rows."""
+
+from decimal import Decimal
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+Name = Annotated[str, StringConstraints(min_length=1, max_length=100)]
+Symbol = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._:/-]{1,64}$")]
+PluginName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9_]{1,64}$")]
+TradingStateName = Literal["ACTIVE", "REDUCING", "HALTED"]
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class PortfolioCreate(_In):
+    name: Name
+    initial_cash: Decimal = Field(gt=0, max_digits=20, decimal_places=8)
+    portfolio_plugin: PluginName = "fixed_fraction"
+    portfolio_params: dict[str, Any] = Field(default_factory=dict)
+    risk_params: dict[str, Any] = Field(default_factory=dict)
+
+
+class PortfolioUpdate(_In):
+    name: Name | None = None
+    portfolio_plugin: PluginName | None = None
+    portfolio_params: dict[str, Any] | None = None
+    risk_params: dict[str, Any] | None = None
+
+
+class PortfolioPublic(BaseModel):
+    id: int
+    name: str
+    owner_id: int | None
+    portfolio_plugin: str
+    portfolio_params: dict[str, Any]
+    initial_cash: Decimal
+    risk_params: dict[str, Any]
+    is_active: bool
+    trading_state: TradingStateName
+    status: str
+    last_error: str | None
+
+
+class TradingStateChange(_In):
+    state: TradingStateName
+
+
+class PortfolioStatus(BaseModel):
+    id: int
+    runner: str
+    last_error: str | None
+    restarts: int
+    last_tick_ns: int | None
+    bars: int
+    open_orders: int
+    equity: Decimal | None
+
+
+class PositionPublic(BaseModel):
+    symbol: str
+    quantity: Decimal
+    avg_price: Decimal
+    realized_pnl: Decimal
+    fees: Decimal
+
+
+class AssetCreate(_In):
+    symbol: Symbol
+    strategy_plugin: PluginName
+    strategy_params: dict[str, Any] = Field(default_factory=dict)
+    broker_plugin: PluginName = "paper"
+    broker_params: dict[str, Any] = Field(default_factory=dict)
+    pipeline_plugin: PluginName = "synthetic"
+    pipeline_params: dict[str, Any] = Field(default_factory=dict)
+    tick_size: Decimal = Field(Decimal("0.01"), gt=0)
+    lot_size: Decimal = Field(Decimal(1), gt=0)
+
+
+class AssetUpdate(_In):
+    strategy_plugin: PluginName | None = None
+    strategy_params: dict[str, Any] | None = None
+    broker_plugin: PluginName | None = None
+    broker_params: dict[str, Any] | None = None
+    pipeline_plugin: PluginName | None = None
+    pipeline_params: dict[str, Any] | None = None
+
+
+class AssetPublic(BaseModel):
+    id: int
+    portfolio_id: int
+    symbol: str
+    is_active: bool
+    strategy_plugin: str
+    strategy_params: dict[str, Any]
+    broker_plugin: str
+    broker_params: dict[str, Any]
+    pipeline_plugin: str
+    pipeline_params: dict[str, Any]
+    tick_size: Decimal
+    lot_size: Decimal
+
+
+def portfolio_public(row: dict[str, Any]) -> PortfolioPublic:
+    return PortfolioPublic.model_validate({k: row[k] for k in PortfolioPublic.model_fields})
+
+
+def asset_public(row: dict[str, Any]) -> AssetPublic:
+    return AssetPublic.model_validate({k: row[k] for k in AssetPublic.model_fields})

@@ -1,0 +1,106 @@
+"""Auth routes (``/api/v1/auth``) over the aaa plugin and :mod:`lts.api.security`: register (a
+new user is a viewer), login (throttled, every outcome audited), refresh with rotation, logout,
+me, and password change. Failures answer a plain 401 that says nothing about which part failed.
+"""
+
+from fastapi import APIRouter, HTTPException, Request, Response
+
+from lts.api import security
+from lts.api.audit import audit
+from lts.api.deps import AuthDep, ContextDep, CurrentUser, Principal, client_address
+from lts.api.schemas import (
+    LoginRequest,
+    PasswordChange,
+    RefreshRequest,
+    TokenPair,
+    UserCreate,
+    UserPublic,
+)
+
+router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
+
+
+def _pair(tokens: security.IssuedTokens) -> TokenPair:
+    return TokenPair(access_token=tokens.access_token, refresh_token=tokens.refresh_token,
+                     expires_in=tokens.expires_in)
+
+
+@router.post("/register", status_code=201, response_model=UserPublic)
+async def register(body: UserCreate, request: Request, ctx: ContextDep,
+                   auth: AuthDep) -> UserPublic:
+    target = f"user:{body.username}"
+    if not ctx.engine.settings.auth.allow_registration:
+        audit(ctx, request, None, "auth.register", target, "denied")
+        raise HTTPException(403, "registration is closed")
+    user = await auth.create_user(ctx.engine.db, body.username, body.email, body.password)
+    if user is None:
+        audit(ctx, request, None, "auth.register", target, "failure", {"reason": "taken"})
+        raise HTTPException(409, "user name taken")
+    audit(ctx, request, None, "auth.register", f"user:{user.id}", "success",
+          {"username": user.username})
+    return UserPublic.model_validate(user)
+
+
+@router.post("/login", response_model=TokenPair)
+async def login(body: LoginRequest, request: Request, ctx: ContextDep,
+                auth: AuthDep) -> TokenPair:
+    client = client_address(request)
+    result = await auth.authenticate(ctx.engine.db, body.username, body.password, client)
+    if result.user is None:
+        ctx.metrics.login_failures.inc()
+        audit(ctx, request, None, "auth.login", f"user:{body.username}", "failure",
+              {"reason": result.reason})
+        if result.retry_after:
+            raise HTTPException(429, "too many failed logins",
+                                headers={"Retry-After": str(result.retry_after)})
+        raise HTTPException(401, "invalid user name or password",
+                            headers={"WWW-Authenticate": "Bearer"})
+    user = result.user
+    tokens = await security.open_session(ctx.engine.db, ctx.engine.settings.auth, user.id,
+                                         client)
+    audit(ctx, request, Principal(user.id, user.username, user.role, tokens.session_id),
+          "auth.login", f"user:{user.id}", "success")
+    return _pair(tokens)
+
+
+@router.post("/refresh", response_model=TokenPair)
+async def refresh(body: RefreshRequest, request: Request, ctx: ContextDep) -> TokenPair:
+    try:
+        tokens = await security.rotate(ctx.engine.db, ctx.engine.settings.auth,
+                                       body.refresh_token, client_address(request))
+    except security.InvalidToken:
+        audit(ctx, request, None, "auth.refresh", "session", "failure")
+        raise HTTPException(401, "invalid refresh token",
+                            headers={"WWW-Authenticate": "Bearer"}) from None
+    audit(ctx, request, None, "auth.refresh", f"user:{tokens.user_id}", "success")
+    return _pair(tokens)
+
+
+@router.post("/logout", status_code=204, response_class=Response)
+async def logout(request: Request, ctx: ContextDep, who: CurrentUser) -> Response:
+    await security.revoke_session(ctx.engine.db, who.session_id)
+    audit(ctx, request, who, "auth.logout", f"user:{who.user_id}", "success")
+    return Response(status_code=204)
+
+
+@router.get("/me", response_model=UserPublic)
+async def me(ctx: ContextDep, auth: AuthDep, who: CurrentUser) -> UserPublic:
+    user = await auth.get_user(ctx.engine.db, who.user_id)
+    if user is None:
+        raise HTTPException(401, "not authenticated")
+    return UserPublic.model_validate(user)
+
+
+@router.post("/password", status_code=204, response_class=Response)
+async def change_password(body: PasswordChange, request: Request, ctx: ContextDep,
+                          auth: AuthDep, who: CurrentUser) -> Response:
+    target = f"user:{who.user_id}"
+    if not await auth.change_password(ctx.engine.db, who.user_id, body.old_password,
+                                      body.new_password):
+        audit(ctx, request, who, "auth.password", target, "failure",
+              {"reason": "old password does not match"})
+        raise HTTPException(403, "the old password does not match")
+    # every other login of this user ends; this one goes on
+    await security.revoke_user_sessions(ctx.engine.db, who.user_id, keep=who.session_id)
+    audit(ctx, request, who, "auth.password", target, "success")
+    return Response(status_code=204)

@@ -1,0 +1,144 @@
+"""``/api/v1/orders``: list (filtered, paged), get, place a manual order, cancel.
+
+A manual order goes through the same path as a strategy's: the running portfolio's order
+manager (risk checks, write-ahead journal, broker). Orders of portfolios the caller may not see
+answer 404.
+"""
+
+from decimal import Decimal
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, HTTPException, Query, Request, status
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import select
+
+from lts.api.context import ApiContext
+from lts.api.deps import ContextDep, CurrentUser, Principal, TraderUser
+from lts.api.portfolio_schemas import Symbol
+from lts.api.routes.portfolios import audited, owned
+from lts.domain.orders import OrderRequest, OrderType, Side, TimeInForce
+from lts.engine.order_manager import OrderManager
+from lts.errors import Conflict, InvalidParams
+from lts.persistence.tables import orders, portfolios
+
+router = APIRouter(prefix="/api/v1/orders", tags=["orders"])
+
+
+class OrderCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    portfolio_id: int
+    symbol: Symbol
+    side: Literal["buy", "sell"]
+    quantity: Decimal = Field(gt=0, max_digits=24, decimal_places=8)
+    order_type: Literal["market", "limit", "stop", "stop_limit"] = "market"
+    time_in_force: Literal["gtc", "ioc", "fok", "day"] = "gtc"
+    limit_price: Decimal | None = Field(None, gt=0)
+    stop_price: Decimal | None = Field(None, gt=0)
+
+
+class OrderPublic(BaseModel):
+    client_order_id: str
+    portfolio_id: int
+    symbol: str
+    side: str
+    order_type: str
+    time_in_force: str
+    quantity: Decimal
+    limit_price: Decimal | None
+    stop_price: Decimal | None
+    status: str
+    filled_quantity: Decimal
+    avg_fill_price: Decimal | None
+    broker: str
+    reason: str
+    tag: str
+    ts_init: int
+    ts_last: int
+
+
+def _public(row: Any) -> OrderPublic:
+    return OrderPublic.model_validate({k: row[k] for k in OrderPublic.model_fields})
+
+
+def _order_manager(ctx: ApiContext, portfolio_id: int) -> OrderManager:
+    handle = ctx.engine.portfolios.get(portfolio_id)
+    runner = handle.runner if handle is not None else None
+    if runner is None or runner.orders is None or handle is None \
+            or handle.state.status != "running":
+        raise Conflict("the portfolio is not running: activate it first")
+    return runner.orders
+
+
+@router.get("", response_model=list[OrderPublic])
+async def list_orders(
+    ctx: ContextDep, who: CurrentUser,
+    portfolio_id: int | None = None, symbol: str | None = None,
+    order_status: Annotated[str | None, Query(alias="status")] = None,
+    since_ns: int | None = None, until_ns: int | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> list[OrderPublic]:
+    query = select(orders).join(portfolios, portfolios.c.id == orders.c.portfolio_id)
+    if who.role != "admin":
+        query = query.where(portfolios.c.owner_id == who.user_id)
+    for column, value in ((orders.c.portfolio_id, portfolio_id), (orders.c.symbol, symbol),
+                          (orders.c.status, order_status)):
+        if value is not None:
+            query = query.where(column == value)
+    if since_ns is not None:
+        query = query.where(orders.c.ts_init >= since_ns)
+    if until_ns is not None:
+        query = query.where(orders.c.ts_init < until_ns)
+    query = query.order_by(orders.c.id.desc()).limit(limit).offset(offset)
+    async with ctx.engine.db.connect() as conn:
+        return [_public(r) for r in (await conn.execute(query)).mappings()]
+
+
+async def _visible(ctx: ApiContext, who: Principal, client_order_id: str) -> Any:
+    async with ctx.engine.db.connect() as conn:
+        row = (await conn.execute(select(orders).where(
+            orders.c.client_order_id == client_order_id))).mappings().one_or_none()
+    if row is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "order not found")
+    await owned(ctx, who, row["portfolio_id"])
+    return row
+
+
+@router.get("/{client_order_id}", response_model=OrderPublic)
+async def get_order(client_order_id: str, ctx: ContextDep, who: CurrentUser) -> OrderPublic:
+    return _public(await _visible(ctx, who, client_order_id))
+
+
+@router.post("", response_model=OrderPublic, status_code=status.HTTP_201_CREATED)
+async def place_order(body: OrderCreate, request: Request, ctx: ContextDep,
+                      who: TraderUser) -> OrderPublic:
+    target = f"portfolio:{body.portfolio_id}"
+    async with audited(ctx, request, who, "order.create", target) as detail:
+        await owned(ctx, who, body.portfolio_id)
+        om = _order_manager(ctx, body.portfolio_id)
+        if body.symbol not in om.brokers:
+            raise InvalidParams("order", "symbol", "not an asset of this portfolio")
+        kind = OrderType(body.order_type)
+        if kind in (OrderType.LIMIT, OrderType.STOP_LIMIT) and body.limit_price is None:
+            raise InvalidParams("order", "limit_price", "required for this order type")
+        if kind in (OrderType.STOP, OrderType.STOP_LIMIT) and body.stop_price is None:
+            raise InvalidParams("order", "stop_price", "required for this order type")
+        order = await om.submit(OrderRequest(
+            body.symbol, Side(body.side), body.quantity, kind, TimeInForce(body.time_in_force),
+            body.limit_price, body.stop_price, tag=f"manual:{who.username}"[:64]))
+        detail.update(client_order_id=order.client_order_id, status=order.status.value)
+    await ctx.engine.journal.flush()
+    return _public(await _visible(ctx, who, order.client_order_id))
+
+
+@router.delete("/{client_order_id}", response_model=OrderPublic)
+async def cancel_order(client_order_id: str, request: Request, ctx: ContextDep,
+                       who: TraderUser) -> OrderPublic:
+    async with audited(ctx, request, who, "order.cancel", f"order:{client_order_id}"):
+        row = await _visible(ctx, who, client_order_id)
+        om = _order_manager(ctx, row["portfolio_id"])
+        if not om.cancel(client_order_id):
+            raise Conflict("the order is no longer open")
+    await ctx.engine.journal.flush()
+    return _public(await _visible(ctx, who, client_order_id))

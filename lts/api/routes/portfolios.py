@@ -1,0 +1,179 @@
+"""``/api/v1/portfolios``: the portfolio lifecycle, the kill switch, positions and status.
+
+A trader sees and changes only the portfolios they own (another's answers 404, nothing changes);
+an admin sees all; a viewer reads their own. Starting, stopping and restarting go through the
+live engine and touch no other portfolio. Every change is audited, failures included.
+"""
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from decimal import Decimal
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, Request, status
+from pydantic import ValidationError
+
+from lts.api.audit import audit
+from lts.api.context import ApiContext
+from lts.api.deps import ContextDep, CurrentUser, Principal, TraderUser
+from lts.api.portfolio_schemas import (
+    PortfolioCreate,
+    PortfolioPublic,
+    PortfolioStatus,
+    PortfolioUpdate,
+    PositionPublic,
+    TradingStateChange,
+    portfolio_public,
+)
+from lts.engine.risk import RiskLimits, TradingState
+from lts.errors import Conflict, InvalidParams
+from lts.persistence import portfolio_store as store
+
+router = APIRouter(prefix="/api/v1/portfolios", tags=["portfolios"])
+
+
+async def owned(ctx: ApiContext, who: Principal, portfolio_id: int) -> dict[str, Any]:
+    """The portfolio's row if ``who`` may see it; 404 otherwise (no hint that it exists)."""
+    row = await store.get_portfolio(ctx.engine.db, portfolio_id)
+    if row is None or (who.role != "admin" and row["owner_id"] != who.user_id):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "portfolio not found")
+    return row
+
+
+@asynccontextmanager
+async def audited(ctx: ApiContext, request: Request, who: Principal, action: str,
+                  target: str) -> AsyncIterator[dict[str, Any]]:
+    """Audit the change inside the block: success, or failure with the error's class."""
+    detail: dict[str, Any] = {}
+    try:
+        yield detail
+    except Exception as exc:
+        detail["error"] = type(exc).__name__
+        audit(ctx, request, who, action, target, "failure", detail)
+        raise
+    audit(ctx, request, who, action, target, "success", detail)
+
+
+def _validate(ctx: ApiContext, plugin: str | None, params: dict[str, Any] | None,
+              risk: dict[str, Any] | None) -> None:
+    if plugin is not None:
+        ctx.engine.registry.validate("portfolio", plugin, params or {})
+    if risk is not None:
+        try:
+            RiskLimits.model_validate(risk)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            field = "risk_params." + ".".join(str(p) for p in err["loc"])
+            raise InvalidParams("risk", field, err["msg"]) from None
+
+
+@router.get("", response_model=list[PortfolioPublic])
+async def list_portfolios(ctx: ContextDep, who: CurrentUser) -> list[PortfolioPublic]:
+    rows = await store.list_portfolios(ctx.engine.db,
+                                       None if who.role == "admin" else who.user_id)
+    return [portfolio_public(r) for r in rows]
+
+
+@router.post("", response_model=PortfolioPublic, status_code=status.HTTP_201_CREATED)
+async def create_portfolio(body: PortfolioCreate, request: Request, ctx: ContextDep,
+                           who: TraderUser) -> PortfolioPublic:
+    async with audited(ctx, request, who, "portfolio.create", f"portfolio:{body.name}"):
+        _validate(ctx, body.portfolio_plugin, body.portfolio_params, body.risk_params)
+        pid = await store.create_portfolio(ctx.engine.db, {
+            **body.model_dump(), "owner_id": who.user_id, "is_active": False})
+    row = await store.get_portfolio(ctx.engine.db, pid)
+    assert row is not None
+    return portfolio_public(row)
+
+
+@router.get("/{portfolio_id}", response_model=PortfolioPublic)
+async def get_portfolio(portfolio_id: int, ctx: ContextDep, who: CurrentUser) -> PortfolioPublic:
+    return portfolio_public(await owned(ctx, who, portfolio_id))
+
+
+@router.patch("/{portfolio_id}", response_model=PortfolioPublic)
+async def update_portfolio(portfolio_id: int, body: PortfolioUpdate, request: Request,
+                           ctx: ContextDep, who: TraderUser) -> PortfolioPublic:
+    target = f"portfolio:{portfolio_id}"
+    async with audited(ctx, request, who, "portfolio.update", target) as detail:
+        row = await owned(ctx, who, portfolio_id)
+        values = body.model_dump(exclude_none=True)
+        detail["fields"] = sorted(values)
+        _validate(ctx, values.get("portfolio_plugin", row["portfolio_plugin"]),
+                  values.get("portfolio_params", row["portfolio_params"]),
+                  values.get("risk_params"))
+        await store.update_portfolio(ctx.engine.db, portfolio_id, values)
+        if row["is_active"] and portfolio_id in ctx.engine.portfolios:
+            await ctx.engine.restart_portfolio(portfolio_id)
+    return portfolio_public(await owned(ctx, who, portfolio_id))
+
+
+@router.delete("/{portfolio_id}", status_code=status.HTTP_204_NO_CONTENT)
+async def delete_portfolio(portfolio_id: int, request: Request, ctx: ContextDep,
+                           who: TraderUser) -> None:
+    async with audited(ctx, request, who, "portfolio.delete", f"portfolio:{portfolio_id}"):
+        row = await owned(ctx, who, portfolio_id)
+        if row["is_active"]:
+            raise Conflict("deactivate the portfolio before deleting it")
+        await store.delete_portfolio(ctx.engine.db, portfolio_id)
+
+
+@router.post("/{portfolio_id}/activate", response_model=PortfolioPublic)
+async def activate(portfolio_id: int, request: Request, ctx: ContextDep,
+                   who: TraderUser) -> PortfolioPublic:
+    async with audited(ctx, request, who, "portfolio.activate", f"portfolio:{portfolio_id}"):
+        await owned(ctx, who, portfolio_id)
+        await store.update_portfolio(ctx.engine.db, portfolio_id, {"is_active": True})
+        ctx.engine.start_portfolio(portfolio_id)
+    return portfolio_public(await owned(ctx, who, portfolio_id))
+
+
+@router.post("/{portfolio_id}/deactivate", response_model=PortfolioPublic)
+async def deactivate(portfolio_id: int, request: Request, ctx: ContextDep,
+                     who: TraderUser) -> PortfolioPublic:
+    async with audited(ctx, request, who, "portfolio.deactivate", f"portfolio:{portfolio_id}"):
+        await owned(ctx, who, portfolio_id)
+        await store.update_portfolio(ctx.engine.db, portfolio_id, {"is_active": False})
+        await ctx.engine.stop_portfolio(portfolio_id)
+        await ctx.engine.journal.flush()
+    return portfolio_public(await owned(ctx, who, portfolio_id))
+
+
+@router.put("/{portfolio_id}/trading-state", response_model=PortfolioPublic)
+async def set_trading_state(portfolio_id: int, body: TradingStateChange, request: Request,
+                            ctx: ContextDep, who: TraderUser) -> PortfolioPublic:
+    """The kill switch: HALTED denies every new order at once, REDUCING only lets orders
+    through that shrink a position; the state survives restarts."""
+    target = f"portfolio:{portfolio_id}"
+    async with audited(ctx, request, who, "portfolio.trading_state", target) as detail:
+        await owned(ctx, who, portfolio_id)
+        detail["state"] = body.state
+        ctx.engine.set_trading_state(portfolio_id, TradingState(body.state))
+        await store.update_portfolio(ctx.engine.db, portfolio_id, {"trading_state": body.state})
+    return portfolio_public(await owned(ctx, who, portfolio_id))
+
+
+@router.get("/{portfolio_id}/positions", response_model=list[PositionPublic])
+async def positions(portfolio_id: int, ctx: ContextDep,
+                    who: CurrentUser) -> list[PositionPublic]:
+    await owned(ctx, who, portfolio_id)
+    rows = await store.list_positions(ctx.engine.db, portfolio_id)
+    return [PositionPublic.model_validate({k: r[k] for k in PositionPublic.model_fields})
+            for r in rows]
+
+
+@router.get("/{portfolio_id}/status", response_model=PortfolioStatus)
+async def portfolio_status(portfolio_id: int, ctx: ContextDep,
+                           who: CurrentUser) -> PortfolioStatus:
+    row = await owned(ctx, who, portfolio_id)
+    handle = ctx.engine.portfolios.get(portfolio_id)
+    runner = handle.runner if handle is not None else None
+    live = runner is not None and runner.orders is not None
+    equity: Decimal | None = runner.ledger.equity() if live and runner is not None else None
+    return PortfolioStatus(
+        id=portfolio_id, runner=handle.state.status if handle is not None else "stopped",
+        last_error=handle.state.last_error if handle is not None else row["last_error"],
+        restarts=handle.state.restarts if handle is not None else 0,
+        last_tick_ns=runner.last_tick_ns if runner is not None else None,
+        bars=runner.bars if runner is not None else 0,
+        open_orders=len(runner.open_orders) if runner is not None else 0, equity=equity)

@@ -1,0 +1,66 @@
+"""User administration (``/api/v1/users``, admin only): list, show, change role, disable and
+delete. Disabling or deleting a user ends their sessions at once. An admin cannot demote,
+disable or delete themselves (409): there is always someone left to undo a mistake.
+"""
+
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Query, Request, Response
+
+from lts.api import security
+from lts.api.audit import audit
+from lts.api.deps import AdminUser, AuthDep, ContextDep
+from lts.api.schemas import UserPublic, UserUpdate
+
+router = APIRouter(prefix="/api/v1/users", tags=["users"])
+
+
+@router.get("", response_model=list[UserPublic])
+async def list_users(ctx: ContextDep, auth: AuthDep, who: AdminUser,
+                     offset: Annotated[int, Query(ge=0)] = 0,
+                     limit: Annotated[int, Query(ge=1, le=500)] = 100) -> list[UserPublic]:
+    return [UserPublic.model_validate(u)
+            for u in await auth.list_users(ctx.engine.db, offset, limit)]
+
+
+@router.get("/{user_id}", response_model=UserPublic)
+async def get_user(user_id: int, ctx: ContextDep, auth: AuthDep, who: AdminUser) -> UserPublic:
+    user = await auth.get_user(ctx.engine.db, user_id)
+    if user is None:
+        raise HTTPException(404, "no such user")
+    return UserPublic.model_validate(user)
+
+
+@router.patch("/{user_id}", response_model=UserPublic)
+async def update_user(user_id: int, body: UserUpdate, request: Request, ctx: ContextDep,
+                      auth: AuthDep, who: AdminUser) -> UserPublic:
+    target = f"user:{user_id}"
+    change = body.model_dump(exclude_none=True)
+    if user_id == who.user_id and (change.get("role", "admin") != "admin"
+                                   or change.get("is_active", True) is False):
+        audit(ctx, request, who, "user.update", target, "failure", {"reason": "self", **change})
+        raise HTTPException(409, "an admin cannot demote or disable themselves")
+    user = await auth.update_user(ctx.engine.db, user_id, role=body.role,
+                                  is_active=body.is_active)
+    if user is None:
+        audit(ctx, request, who, "user.update", target, "failure", {"reason": "not found"})
+        raise HTTPException(404, "no such user")
+    if body.is_active is False:
+        await security.revoke_user_sessions(ctx.engine.db, user_id)
+    audit(ctx, request, who, "user.update", target, "success", change)
+    return UserPublic.model_validate(user)
+
+
+@router.delete("/{user_id}", status_code=204, response_class=Response)
+async def delete_user(user_id: int, request: Request, ctx: ContextDep, auth: AuthDep,
+                      who: AdminUser) -> Response:
+    target = f"user:{user_id}"
+    if user_id == who.user_id:
+        audit(ctx, request, who, "user.delete", target, "failure", {"reason": "self"})
+        raise HTTPException(409, "an admin cannot delete themselves")
+    await security.revoke_user_sessions(ctx.engine.db, user_id)
+    if not await auth.delete_user(ctx.engine.db, user_id):
+        audit(ctx, request, who, "user.delete", target, "failure", {"reason": "not found"})
+        raise HTTPException(404, "no such user")
+    audit(ctx, request, who, "user.delete", target, "success")
+    return Response(status_code=204)

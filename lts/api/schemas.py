@@ -1,0 +1,87 @@
+"""Request and response models of the auth and users routes. Inputs refuse unknown fields (no
+``role`` by mass assignment); outputs are separate models that carry no hash or secret.
+
+Password rule: at most 72 UTF-8 bytes (bcrypt's limit: refused, never truncated), at least 10
+characters, and at least three of lower case, upper case, digits and other characters.
+"""
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from lts.plugins.aaa.passwords import MAX_BYTES
+
+Role = Literal["admin", "trader", "viewer"]
+MIN_PASSWORD_CHARS = 10
+
+
+class _Input(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+def _fits_bcrypt(password: str) -> str:
+    if len(password.encode()) > MAX_BYTES:
+        raise ValueError(f"at most {MAX_BYTES} UTF-8 bytes")
+    return password
+
+
+def strong_password(password: str) -> str:
+    _fits_bcrypt(password)
+    if len(password) < MIN_PASSWORD_CHARS:
+        raise ValueError(f"at least {MIN_PASSWORD_CHARS} characters")
+    classes = (any(c.islower() for c in password), any(c.isupper() for c in password),
+               any(c.isdigit() for c in password), any(not c.isalnum() for c in password))
+    if sum(classes) < 3:
+        raise ValueError("needs three of: lower case, upper case, digits, other characters")
+    return password
+
+
+class UserCreate(_Input):
+    username: str = Field(min_length=3, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
+    email: str | None = Field(None, max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+    password: str
+
+    _password = field_validator("password")(strong_password)
+
+
+class LoginRequest(_Input):
+    username: str = Field(min_length=1, max_length=64)
+    password: str = Field(min_length=1)
+
+    _password = field_validator("password")(_fits_bcrypt)
+
+
+class RefreshRequest(_Input):
+    refresh_token: str = Field(min_length=1, max_length=256)
+
+
+class PasswordChange(_Input):
+    old_password: str = Field(min_length=1)
+    new_password: str
+
+    _old = field_validator("old_password")(_fits_bcrypt)
+    _new = field_validator("new_password")(strong_password)
+
+
+class UserUpdate(_Input):
+    role: Role | None = None
+    is_active: bool | None = None
+
+
+class TokenPair(BaseModel):
+    access_token: str
+    refresh_token: str
+    token_type: Literal["bearer"] = "bearer"  # noqa: S105 - the scheme, not a secret
+    expires_in: int = Field(description="seconds the access token is valid")
+
+
+class UserPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    username: str
+    email: str | None
+    role: Role
+    is_active: bool
+    created_at: datetime

@@ -1,0 +1,86 @@
+"""Manual orders over the real API go through the same risk checks, journal and broker as a
+strategy's (SYS-006, SYS-016)."""
+
+from collections.abc import Awaitable, Callable
+
+import anyio
+import pytest
+
+from .conftest import Api
+from .test_portfolios import ADMIN, call, login, make_trader
+
+pytestmark = pytest.mark.anyio
+
+QUIET_ASSET = {"symbol": "QUIET", "strategy_plugin": "sma_crossover",
+               "strategy_params": {"fast": 400, "slow": 800, "quantity": "1"},
+               "pipeline_plugin": "synthetic",
+               "pipeline_params": {"seed": 5, "interval": 0.02, "volatility": 0.001}}
+
+
+async def until(check: Callable[[], Awaitable[bool]], limit: float = 15) -> None:
+    with anyio.fail_after(limit):
+        while not await check():  # noqa: ASYNC110 - polls the API
+            await anyio.sleep(0.05)
+
+
+async def running_portfolio(api: Api, trader: dict[str, str]) -> int:
+    pid: int = (await call(api, "POST", "/api/v1/portfolios", trader,
+                           {"name": "manual", "initial_cash": "100000"})).json()["id"]
+    assert (await call(api, "POST", f"/api/v1/portfolios/{pid}/assets", trader,
+                       QUIET_ASSET)).status == 201
+    assert (await call(api, "POST", f"/api/v1/portfolios/{pid}/activate", trader)).status == 200
+
+    async def ticking() -> bool:
+        status = (await call(api, "GET", f"/api/v1/portfolios/{pid}/status", trader)).json()
+        return bool(status["bars"] > 0)
+
+    await until(ticking)
+    return pid
+
+
+async def test_manual_orders_fill_cancel_and_are_denied_when_halted(api: Api) -> None:
+    admin = await login(api, *ADMIN)
+    tom = await make_trader(api, admin, "tom")
+    pid = await running_portfolio(api, tom)
+
+    placed = await call(api, "POST", "/api/v1/orders", tom, {
+        "portfolio_id": pid, "symbol": "QUIET", "side": "buy", "quantity": "3"})
+    assert placed.status == 201, placed.body
+    coid = placed.json()["client_order_id"]
+
+    async def filled() -> bool:
+        order = (await call(api, "GET", f"/api/v1/orders/{coid}", tom)).json()
+        return bool(order["status"] == "filled")
+
+    await until(filled)
+    positions = (await call(api, "GET", f"/api/v1/portfolios/{pid}/positions", tom)).json()
+    assert [(p["symbol"], p["quantity"]) for p in positions] == [("QUIET", "3")]
+
+    resting = await call(api, "POST", "/api/v1/orders", tom, {
+        "portfolio_id": pid, "symbol": "QUIET", "side": "buy", "quantity": "1",
+        "order_type": "limit", "limit_price": "0.01"})
+    assert resting.json()["status"] in ("submitted", "accepted")
+    cancel = await call(api, "DELETE", f"/api/v1/orders/{resting.json()['client_order_id']}",
+                        tom)
+    assert cancel.status == 200
+    assert cancel.json()["status"] == "canceled"
+
+    missing_price = await call(api, "POST", "/api/v1/orders", tom, {
+        "portfolio_id": pid, "symbol": "QUIET", "side": "buy", "quantity": "1",
+        "order_type": "limit"})
+    assert missing_price.status == 422
+    assert missing_price.json()["detail"][0]["field"] == "limit_price"
+
+    await call(api, "PUT", f"/api/v1/portfolios/{pid}/trading-state", tom, {"state": "HALTED"})
+    halted = await call(api, "POST", "/api/v1/orders", tom, {
+        "portfolio_id": pid, "symbol": "QUIET", "side": "buy", "quantity": "1"})
+    assert halted.json()["status"] == "denied"
+    assert halted.json()["reason"] == "TRADING_HALTED"
+
+    listed = (await call(api, "GET", f"/api/v1/orders?portfolio_id={pid}&status=filled",
+                         tom)).json()
+    assert [o["client_order_id"] for o in listed] == [coid]
+
+    eve = await make_trader(api, admin, "eve")
+    assert (await call(api, "GET", f"/api/v1/orders/{coid}", eve)).status == 404
+    assert (await call(api, "GET", "/api/v1/orders", eve)).json() == []
