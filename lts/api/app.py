@@ -10,7 +10,7 @@ from lts.api.context import ApiContext
 from lts.api.errors import install_error_handlers
 from lts.api.metrics import ApiMetrics
 from lts.api.middleware import EdgeMiddleware
-from lts.api.routes import assets, auth, health, orders, portfolios, users
+from lts.api.routes import assets, auth, health, orders, portfolios, users, ws
 
 if TYPE_CHECKING:
     from lts.engine.engine import Engine
@@ -30,6 +30,7 @@ def create_app(engine: "Engine", metrics: ApiMetrics | None = None) -> FastAPI:
     app.include_router(portfolios.router)
     app.include_router(assets.router)
     app.include_router(orders.router)
+    app.include_router(ws.router)
     app.add_middleware(CORSMiddleware, allow_origins=list(settings.cors_origins),
                        allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
                        allow_headers=["authorization", "content-type", "x-correlation-id"],

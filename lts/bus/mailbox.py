@@ -9,6 +9,9 @@ Overflow policies, chosen where the mailbox is created:
   awaits :meth:`Mailbox.put` (orders, fills, replayed market data).
 - ``DROP_OLDEST``: the oldest item is discarded and counted (live market data for a slow strategy).
 - ``CONFLATE``: keep only the newest item per conflation key (``key_of``), counted.
+- ``CLOSE``: a consumer that cannot keep up is cut off: the mailbox closes itself
+  (``overflowed``), later items are ignored, and the producer never waits or fails (a
+  WebSocket client; it is disconnected and resumes by sequence number).
 """
 
 import asyncio
@@ -24,6 +27,7 @@ class Overflow(enum.Enum):
     BLOCK = "block"
     DROP_OLDEST = "drop_oldest"
     CONFLATE = "conflate"
+    CLOSE = "close"
 
 
 class MailboxFull(Exception):
@@ -36,7 +40,7 @@ class MailboxClosed(Exception):
 
 class Mailbox(Generic[T]):
     __slots__ = ("_conflated", "_items", "_key_of", "_not_empty", "_not_full", "capacity",
-                 "closed", "dropped", "name", "policy")
+                 "closed", "dropped", "name", "overflowed", "policy")
 
     def __init__(self, capacity: int, policy: Overflow, *, name: str = "",
                  key_of: Callable[[T], Hashable] | None = None) -> None:
@@ -49,6 +53,7 @@ class Mailbox(Generic[T]):
         self.name = name
         self.dropped = 0
         self.closed = False
+        self.overflowed = False
         self._items: deque[T] = deque()
         self._key_of = key_of
         self._conflated: dict[Hashable, T] = {}
@@ -62,6 +67,8 @@ class Mailbox(Generic[T]):
     def put_nowait(self, item: T) -> None:
         """Deliver ``item`` now, applying the overflow policy when full."""
         if self.closed:
+            if self.policy is Overflow.CLOSE:
+                return  # cut off already: the producer never notices
             raise MailboxClosed(self.name)
         if self.policy is Overflow.CONFLATE:
             key = self._key_of(item)  # type: ignore[misc]
@@ -74,6 +81,11 @@ class Mailbox(Generic[T]):
                 if self.policy is Overflow.BLOCK:
                     self._not_full.clear()
                     raise MailboxFull(self.name)
+                if self.policy is Overflow.CLOSE:
+                    self.overflowed = True
+                    self.dropped += 1
+                    self.close()
+                    return
                 items.popleft()
                 self.dropped += 1
             items.append(item)

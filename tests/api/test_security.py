@@ -123,3 +123,9 @@ def test_throttle_counts_failures_per_key_over_a_sliding_window() -> None:
     assert throttle.retry_after("user:a") == 0
     throttle.succeeded("user:c")
     assert throttle.retry_after("user:c") == 0
+
+
+async def test_openapi_declares_the_bearer_scheme(api: Api) -> None:
+    reply = await call(api, "GET", "/openapi.json")
+    assert reply.status == 200
+    assert "HTTPBearer" in reply.json()["components"]["securitySchemes"]

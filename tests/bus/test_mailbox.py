@@ -204,3 +204,13 @@ async def test_close_wakes_a_blocked_producer_with_mailbox_closed() -> None:
         box.close()
     assert outcome == ["closed"]
     assert box.drain() == ["a"]
+
+
+def test_close_policy_cuts_off_a_slow_consumer_without_failing_the_producer() -> None:
+    box: Mailbox[int] = Mailbox(2, Overflow.CLOSE, name="ws")
+    box.put_nowait(1)
+    box.put_nowait(2)
+    box.put_nowait(3)  # over the bound: the consumer is cut off, the producer goes on
+    box.put_nowait(4)
+    assert (box.overflowed, box.closed, box.dropped) == (True, True, 1)
+    assert box.drain() == [1, 2]

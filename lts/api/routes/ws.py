@@ -1,0 +1,178 @@
+"""WebSocket ``/ws/orders``: order events and fills of the portfolios a client may see.
+
+Protocol: the first message authenticates (``{"action": "auth", "token": ACCESS_TOKEN}``, never a
+token in the URL); then ``{"action": "subscribe", "portfolios": [ids], "since": N}`` replays the
+journal's events after sequence number ``N`` and streams new ones, each a JSON object with
+``type``, ``portfolio_id``, ``seq`` and the order's fields. Each client has a bounded mailbox
+with the CLOSE policy: a client that falls behind is disconnected (1013) and never slows trading.
+A revoked or expired session closes the socket with 1008, as does a wrong Origin.
+"""
+
+import contextlib
+import logging
+from typing import Any
+
+import anyio
+import msgspec
+from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+from sqlalchemy import select
+
+from lts.api import security
+from lts.api.context import ApiContext
+from lts.bus import Mailbox, MailboxClosed, Overflow
+from lts.bus.inprocess import Subscription
+from lts.domain.events import OrderEvent
+from lts.persistence.tables import order_events, portfolios
+
+router = APIRouter()
+log = logging.getLogger("lts.api.ws")
+
+POLICY_VIOLATION = 1008
+TRY_AGAIN_LATER = 1013
+QUEUE_BOUND = 10_000
+AUTH_TIMEOUT = 10.0
+SESSION_CHECK_EVERY = 5.0
+_encode = msgspec.json.Encoder(decimal_format="string").encode
+
+
+class _Closed(Exception):
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+
+async def _authenticate(ws: WebSocket, ctx: ApiContext) -> tuple[int, str, str]:
+    """(user id, session id, role) from the first message."""
+    with anyio.move_on_after(AUTH_TIMEOUT):
+        first = await ws.receive_json()
+        if not isinstance(first, dict) or first.get("action") != "auth":
+            raise _Closed(POLICY_VIOLATION, "authenticate first")
+        settings = ctx.engine.settings.auth
+        try:
+            user_id, sid = security.decode_access_token(settings, str(first.get("token", "")))
+            user = await security.session_user(ctx.engine.db, settings, user_id, sid)
+        except security.InvalidToken:
+            raise _Closed(POLICY_VIOLATION, "invalid token") from None
+        return user.user_id, user.session_id, user.role
+    raise _Closed(POLICY_VIOLATION, "no authentication in time")
+
+
+async def _visible(ctx: ApiContext, user_id: int, role: str, wanted: list[int]) -> list[int]:
+    query = select(portfolios.c.id).where(portfolios.c.id.in_(wanted))
+    if role != "admin":
+        query = query.where(portfolios.c.owner_id == user_id)
+    async with ctx.engine.db.connect() as conn:
+        return sorted(int(pid) for pid in (await conn.execute(query)).scalars())
+
+
+async def _replay(ws: WebSocket, ctx: ApiContext, pid: int, since: int) -> int:
+    """Send the journal's events of ``pid`` after ``since``; return the last seq sent."""
+    await ctx.engine.journal.flush()
+    last = since
+    async with ctx.engine.db.connect() as conn:
+        rows = await conn.execute(select(order_events.c.seq, order_events.c.payload).where(
+            order_events.c.portfolio_id == pid, order_events.c.seq > since)
+            .order_by(order_events.c.seq))
+        for seq, payload in rows:
+            await ws.send_text(_encode(payload).decode())
+            last = seq
+    return last
+
+
+class _Client:
+    """One connection: its mailbox, its subscriptions, the last seq sent per portfolio."""
+
+    def __init__(self) -> None:
+        self.box: Mailbox[OrderEvent] = Mailbox(QUEUE_BOUND, Overflow.CLOSE, name="websocket")
+        self.subs: list[Subscription] = []
+        self.last_seq: dict[int, int] = {}
+        self.sending = anyio.Lock()  # a replay and the live stream never interleave
+
+
+@router.websocket("/ws/orders")
+async def order_events_ws(ws: WebSocket) -> None:
+    ctx: ApiContext = ws.app.state.ctx
+    origin = ws.headers.get("origin")
+    if origin is not None and origin not in ctx.engine.settings.api.cors_origins:
+        await ws.close(POLICY_VIOLATION, "origin not allowed")
+        return
+    await ws.accept()
+    ctx.metrics.ws_clients.inc()
+    client = _Client()
+    try:
+        await _session(ws, ctx, client)
+    except _Closed as closed:
+        await _close(ws, closed.code, closed.reason)
+    except WebSocketDisconnect:
+        pass
+    finally:
+        for sub in client.subs:
+            sub.cancel()
+        ctx.metrics.ws_clients.dec()
+
+
+async def _session(ws: WebSocket, ctx: ApiContext, client: _Client) -> None:
+    user_id, sid, role = await _authenticate(ws, ctx)
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(_watch_session, ctx, user_id, sid)
+            tg.start_soon(_send, ws, client)
+            await _serve_requests(ws, ctx, user_id, role, client)
+    except* _Closed as group:
+        raise group.exceptions[0] from None
+    except* WebSocketDisconnect as group:
+        raise group.exceptions[0] from None
+
+
+async def _serve_requests(ws: WebSocket, ctx: ApiContext, user_id: int, role: str,
+                          client: _Client) -> None:
+    while True:
+        message: Any = await ws.receive_json()
+        if not isinstance(message, dict) or message.get("action") != "subscribe":
+            await ws.send_json({"type": "error", "detail": "expected a subscribe message"})
+            continue
+        wanted = [p for p in message.get("portfolios", []) if isinstance(p, int)]
+        since = message.get("since", 0)
+        since = since if isinstance(since, int) and since >= 0 else 0
+        allowed = await _visible(ctx, user_id, role, wanted)
+        for pid in allowed:
+            if pid in client.last_seq:
+                continue
+            async with client.sending:
+                client.last_seq[pid] = since
+                client.subs.append(ctx.engine.bus.subscribe(OrderEvent, client.box, pid))
+                client.last_seq[pid] = await _replay(ws, ctx, pid, since)
+        await ws.send_json({"type": "subscribed", "portfolios": allowed,
+                            "refused": sorted(set(wanted) - set(allowed))})
+
+
+async def _send(ws: WebSocket, client: _Client) -> None:
+    box, last = client.box, client.last_seq
+    while not box.overflowed:
+        try:
+            batch = await box.get_batch()
+        except MailboxClosed:
+            break
+        async with client.sending:
+            for event in batch:
+                if event.seq <= last.get(event.portfolio_id, 0):
+                    continue  # sent already by the replay
+                last[event.portfolio_id] = event.seq
+                await ws.send_text(_encode(event).decode())
+    raise _Closed(TRY_AGAIN_LATER, "too slow: reconnect and resume with since")
+
+
+async def _watch_session(ctx: ApiContext, user_id: int, sid: str) -> None:
+    settings = ctx.engine.settings.auth
+    while True:
+        await anyio.sleep(SESSION_CHECK_EVERY)
+        try:
+            await security.session_user(ctx.engine.db, settings, user_id, sid)
+        except security.InvalidToken:
+            raise _Closed(POLICY_VIOLATION, "session ended") from None
+
+
+async def _close(ws: WebSocket, code: int, reason: str) -> None:
+    with contextlib.suppress(RuntimeError, WebSocketDisconnect):  # closed by the client already
+        await ws.close(code, reason)

@@ -1,0 +1,99 @@
+"""WebSocket of order events against the real engine and uvicorn (SYS-006, SYS-014, SYS-016):
+authentication by first message, replay from a sequence number, live events, closing rules."""
+
+import json
+from typing import Any
+
+import anyio
+import pytest
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
+
+from .conftest import Api
+from .test_portfolios import ADMIN, login
+
+pytestmark = pytest.mark.anyio
+
+
+def ws_url(api: Api) -> str:
+    return api.base.replace("http://", "ws://") + "/ws/orders"
+
+
+async def token(api: Api) -> str:
+    return (await login(api, *ADMIN))["authorization"].removeprefix("Bearer ")
+
+
+async def receive(ws: ClientConnection) -> Any:
+    with anyio.fail_after(15):
+        return json.loads(await ws.recv())
+
+
+async def test_events_replay_from_since_then_stream_live(api: Api) -> None:
+    """The demo portfolio (id 1) trades; a client gets every event in sequence, resumes after a
+    reconnect without gaps or repeats."""
+    access = await token(api)
+    seen: list[int] = []
+    async with connect(ws_url(api)) as ws:
+        await ws.send(json.dumps({"action": "auth", "token": access}))
+        await ws.send(json.dumps({"action": "subscribe", "portfolios": [1, 999], "since": 0}))
+        while len(seen) < 6:
+            msg = await receive(ws)
+            if msg["type"] == "subscribed":
+                assert (msg["portfolios"], msg["refused"]) == ([1], [999])
+                continue
+            assert msg["portfolio_id"] == 1
+            assert msg["type"].startswith("order.")
+            assert {"client_order_id", "status", "quantity", "seq"} <= set(msg)
+            seen.append(msg["seq"])
+    assert seen == list(range(seen[0], seen[0] + len(seen)))  # no gap, no repeat
+
+    async with connect(ws_url(api)) as ws:  # resume after the last seen
+        await ws.send(json.dumps({"action": "auth", "token": access}))
+        await ws.send(json.dumps({"action": "subscribe", "portfolios": [1],
+                                  "since": seen[-1]}))
+        msg = await receive(ws)
+        while msg["type"] == "subscribed":
+            msg = await receive(ws)
+        assert msg["seq"] == seen[-1] + 1
+
+
+async def drain_until_closed(ws: ClientConnection) -> None:
+    while True:
+        await receive(ws)
+
+
+async def test_without_authentication_the_socket_closes_1008(api: Api) -> None:
+    async with connect(ws_url(api)) as ws:
+        await ws.send(json.dumps({"action": "subscribe", "portfolios": [1]}))
+        with pytest.raises(ConnectionClosed) as closed:
+            await receive(ws)
+    assert closed.value.rcvd is not None
+    assert closed.value.rcvd.code == 1008
+
+    async with connect(ws_url(api)) as ws:
+        await ws.send(json.dumps({"action": "auth", "token": "not.a.token"}))
+        with pytest.raises(ConnectionClosed) as closed:
+            await receive(ws)
+    assert closed.value.rcvd is not None
+    assert closed.value.rcvd.code == 1008
+
+
+async def test_a_foreign_origin_is_refused(api: Api) -> None:
+    with pytest.raises(Exception, match="403"):
+        async with connect(ws_url(api), origin="https://evil.example"):  # type: ignore[arg-type]
+            pass
+
+
+async def test_logout_closes_the_socket_with_1008(api: Api) -> None:
+    headers = await login(api, *ADMIN)
+    access = headers["authorization"].removeprefix("Bearer ")
+    async with connect(ws_url(api)) as ws:
+        await ws.send(json.dumps({"action": "auth", "token": access}))
+        await ws.send(json.dumps({"action": "subscribe", "portfolios": [], "since": 0}))
+        assert (await receive(ws))["type"] == "subscribed"
+        out = await api.request("POST", "/api/v1/auth/logout", b"{}", headers)
+        assert out.status in (200, 204)
+        with pytest.raises(ConnectionClosed) as closed:
+            await drain_until_closed(ws)
+    assert closed.value.rcvd is not None
+    assert closed.value.rcvd.code == 1008
