@@ -110,3 +110,28 @@ def portfolio_public(row: dict[str, Any]) -> PortfolioPublic:
 
 def asset_public(row: dict[str, Any]) -> AssetPublic:
     return AssetPublic.model_validate({k: row[k] for k in AssetPublic.model_fields})
+
+
+class AssetPnl(BaseModel):
+    symbol: str
+    quantity: Decimal
+    realized_pnl: Decimal
+    unrealized_pnl: Decimal
+    fees: Decimal
+    pnl: Decimal
+
+
+class PortfolioAnalytics(BaseModel):
+    """Equity curve statistics over the portfolio's fills (Sharpe per fill, not annualized)."""
+
+    initial_cash: Decimal
+    equity: Decimal
+    total_return: float
+    max_drawdown: Decimal
+    max_drawdown_pct: float
+    sharpe: float | None
+    trades: int
+    win_rate: float | None
+    assets: list[AssetPnl]
+    best_asset: str | None
+    worst_asset: str | None

@@ -55,6 +55,10 @@ async def test_manual_orders_fill_cancel_and_are_denied_when_halted(api: Api) ->
     await until(filled)
     positions = (await call(api, "GET", f"/api/v1/portfolios/{pid}/positions", tom)).json()
     assert [(p["symbol"], p["quantity"]) for p in positions] == [("QUIET", "3")]
+    stats = (await call(api, "GET", f"/api/v1/portfolios/{pid}/analytics", tom)).json()
+    assert stats["trades"] == 0  # still long: no round trip yet
+    assert [(a["symbol"], a["quantity"]) for a in stats["assets"]] == [("QUIET", "3")]
+    assert stats["best_asset"] == stats["worst_asset"] == "QUIET"
 
     resting = await call(api, "POST", "/api/v1/orders", tom, {
         "portfolio_id": pid, "symbol": "QUIET", "side": "buy", "quantity": "1",

@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 from decimal import Decimal
 from typing import Any
 
+import anyio
 from fastapi import APIRouter, HTTPException, Request, status
 from pydantic import ValidationError
 
@@ -17,6 +18,8 @@ from lts.api.audit import audit
 from lts.api.context import ApiContext
 from lts.api.deps import ContextDep, CurrentUser, Principal, TraderUser
 from lts.api.portfolio_schemas import (
+    AssetPnl,
+    PortfolioAnalytics,
     PortfolioCreate,
     PortfolioPublic,
     PortfolioStatus,
@@ -25,9 +28,12 @@ from lts.api.portfolio_schemas import (
     TradingStateChange,
     portfolio_public,
 )
+from lts.domain.analytics import analyze
+from lts.domain.values import to_decimal
 from lts.engine.risk import RiskLimits, TradingState
 from lts.errors import Conflict, InvalidParams
 from lts.persistence import portfolio_store as store
+from lts.persistence import repositories as repo
 
 router = APIRouter(prefix="/api/v1/portfolios", tags=["portfolios"])
 
@@ -177,3 +183,24 @@ async def portfolio_status(portfolio_id: int, ctx: ContextDep,
         last_tick_ns=runner.last_tick_ns if runner is not None else None,
         bars=runner.bars if runner is not None else 0,
         open_orders=len(runner.open_orders) if runner is not None else 0, equity=equity)
+
+
+@router.get("/{portfolio_id}/analytics", response_model=PortfolioAnalytics)
+async def analytics(portfolio_id: int, ctx: ContextDep, who: CurrentUser) -> PortfolioAnalytics:
+    """Computed from the journal's fills in a worker thread (the loop keeps trading); open
+    positions are marked at the running portfolio's last prices, else at their last fill."""
+    row = await owned(ctx, who, portfolio_id)
+    await ctx.engine.journal.flush()
+    fills = await repo.load_fills(ctx.engine.db, portfolio_id)
+    handle = ctx.engine.portfolios.get(portfolio_id)
+    runner = handle.runner if handle is not None else None
+    marks = {} if runner is None else {s: to_decimal(p) for s, p in runner.ledger.last.items()}
+    result = await anyio.to_thread.run_sync(analyze, row["initial_cash"], fills, marks)
+    return PortfolioAnalytics(
+        initial_cash=result.initial_cash, equity=result.equity,
+        total_return=result.total_return, max_drawdown=result.max_drawdown,
+        max_drawdown_pct=result.max_drawdown_pct, sharpe=result.sharpe, trades=result.trades,
+        win_rate=result.win_rate, best_asset=result.best_asset, worst_asset=result.worst_asset,
+        assets=[AssetPnl(symbol=a.symbol, quantity=a.quantity, realized_pnl=a.realized_pnl,
+                         unrealized_pnl=a.unrealized_pnl, fees=a.fees, pnl=a.pnl)
+                for a in result.assets])
