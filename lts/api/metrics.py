@@ -102,6 +102,10 @@ class ApiMetrics:
         self.journal_batch = Histogram("lts_journal_batch_size", "Records per journal commit",
                                        buckets=(1, 2, 5, 10, 50, 100, 500, 1000, 5000, 10000),
                                        registry=reg)
+        self.tick_to_order = Histogram("lts_tick_to_order_seconds",
+                                       "From a bar's time to its orders handed to the broker",
+                                       buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005,
+                                                0.01, 0.025, 0.05, 0.1), registry=reg)
         self.ws_clients = Gauge("lts_websocket_clients", "Connected WebSocket clients",
                                 registry=reg)
         self.login_failures = Counter("lts_login_failures", "Failed logins", registry=reg)

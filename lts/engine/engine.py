@@ -9,6 +9,7 @@ journal commits what is queued, portfolios are marked stopped, and the database 
 
 import logging
 import signal
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import anyio
@@ -55,6 +56,7 @@ class Engine:
         self.started = anyio.Event()
         self.running = False
         self.api_port: int | None = None  # where the API listens, once it does
+        self.observe_tick_to_order: Callable[[float], None] | None = None  # set by the API
 
     @property
     def db(self) -> AsyncEngine:
@@ -185,7 +187,8 @@ class Engine:
         ctx = RunnerContext(registry=self.registry, bus=self.bus, journal=self.journal,
                             db=self.db, feeds=self._feeds, clock=self.clock, durable=True,
                             mailbox_capacity=s.engine.mailbox_capacity,
-                            ack_timeout=s.engine.ack_timeout, default_risk=s.risk)
+                            ack_timeout=s.engine.ack_timeout, default_risk=s.risk,
+                            observe_tick_to_order=self.observe_tick_to_order)
 
         async def run_once() -> None:
             spec = await repo.load_portfolio(self.db, portfolio_id)

@@ -9,6 +9,7 @@ order id and positions are rebuilt from fills before the first bar is taken.
 
 import json
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -51,6 +52,8 @@ class RunnerContext:
     durable: bool = True
     mailbox_capacity: int = 10_000
     ack_timeout: float = 10.0
+    #: live only: seconds from a bar's time to its orders handed to the broker (a histogram)
+    observe_tick_to_order: Callable[[float], None] | None = None
     default_risk: RiskLimits = field(default_factory=RiskLimits)
 
 
@@ -174,6 +177,7 @@ class PortfolioRunner:
         strategies, brokers, ledger = self.strategies, self.brokers, self.ledger
         allocator, clock = self.allocator, self._replay_clock
         mark = ledger.mark
+        observe = self.ctx.observe_tick_to_order if clock is None else None
         live_feeds = len(self.spec.assets)
         while live_feeds:
             batch = await mailbox.get_batch()
@@ -203,6 +207,8 @@ class PortfolioRunner:
                         log.info("signal %s %s (%s)", sym, signal.target.value, signal.reason)
                         for request in allocator.allocate(signal, ledger):
                             await om.submit(request)
+                        if observe is not None:
+                            observe((time.time_ns() - bar.ts_event) / 1e9)
                     if on_done is not None:
                         on_done(bar)
             finally:

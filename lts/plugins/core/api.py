@@ -52,6 +52,7 @@ class ApiServer(PluginBase):
         settings = engine.settings.api
         metrics = ApiMetrics(engine)
         engine.journal.on_commit = metrics.observe_commit
+        engine.observe_tick_to_order = metrics.tick_to_order.observe
         app = create_app(engine, metrics)
         try:
             sock = socket.create_server((settings.host, settings.port), reuse_port=False)
