@@ -33,7 +33,7 @@ async def ensure_admin(db: AsyncEngine, settings: Settings) -> None:
               file=sys.stderr, flush=True)
 
 
-def demo_spec(demo: DemoSettings) -> repo.PortfolioSpec:
+def demo_spec(demo: DemoSettings, owner_id: int | None = None) -> repo.PortfolioSpec:
     assets = tuple(
         repo.AssetSpec(
             symbol=sym, strategy_plugin="sma_crossover",
@@ -42,12 +42,15 @@ def demo_spec(demo: DemoSettings) -> repo.PortfolioSpec:
             pipeline_plugin="synthetic",
             pipeline_params={"seed": 42 + i, "interval": demo.interval, "volatility": 0.004},
         ) for i, sym in enumerate(demo.symbols))
-    return repo.PortfolioSpec(name=demo.name, initial_cash=demo.initial_cash, assets=assets)
+    return repo.PortfolioSpec(name=demo.name, initial_cash=demo.initial_cash, assets=assets,
+                              owner_id=owner_id)
 
 
-async def ensure_demo(db: AsyncEngine, demo: DemoSettings) -> int:
+async def ensure_demo(db: AsyncEngine, demo: DemoSettings, owner: str) -> int:
+    """The demo portfolio, owned by the initial admin user ``owner``."""
     pid = await repo.portfolio_id_by_name(db, demo.name)
     if pid is None:
-        pid = await repo.create_portfolio(db, demo_spec(demo))
+        owner_id = await repo.user_id_by_name(db, owner)
+        pid = await repo.create_portfolio(db, demo_spec(demo, owner_id))
         log.info("created demo portfolio %r (id %s)", demo.name, pid)
     return pid

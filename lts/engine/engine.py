@@ -85,7 +85,7 @@ class Engine:
         try:
             await bootstrap.ensure_admin(self.db, s)
             if s.demo.enabled:
-                await bootstrap.ensure_demo(self.db, s.demo)
+                await bootstrap.ensure_demo(self.db, s.demo, s.admin_username)
             self._journal = Journal(self.db)
             async with anyio.create_task_group() as root:
                 await root.start(self.journal.run)

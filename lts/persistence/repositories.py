@@ -167,3 +167,10 @@ async def create_user(engine: AsyncEngine, username: str, password_hash: str, ro
             username=username, email=email, password_hash=password_hash, role=role)
             .returning(users.c.id))).scalar_one()
     return int(uid)
+
+
+async def user_id_by_name(engine: AsyncEngine, username: str) -> int | None:
+    async with engine.connect() as conn:
+        uid = (await conn.execute(select(users.c.id).where(users.c.username == username))
+               ).scalar_one_or_none()
+    return None if uid is None else int(uid)

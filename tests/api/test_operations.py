@@ -70,7 +70,7 @@ async def test_metrics_parse_and_show_the_engine_trading(api: Api) -> None:
     assert families["lts_event_loop_lag_seconds"].type == "histogram"
     ticks = families["lts_tick_to_order_seconds"]
     assert ticks.type == "histogram"
-    assert [s.value for s in ticks.samples if s.name.endswith("_count")][0] > 0
+    assert next(s.value for s in ticks.samples if s.name.endswith("_count")) > 0
     for family in families.values():  # naming rules of the issue
         assert family.name.startswith("lts_")
         for sample in family.samples:
