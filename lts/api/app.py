@@ -10,7 +10,19 @@ from lts.api.context import ApiContext
 from lts.api.errors import install_error_handlers
 from lts.api.metrics import ApiMetrics
 from lts.api.middleware import EdgeMiddleware
-from lts.api.routes import assets, auth, health, orders, portfolios, users, ws
+from lts.api.routes import (
+    assets,
+    audit_log,
+    auth,
+    config,
+    health,
+    orders,
+    plugins,
+    portfolios,
+    stats,
+    users,
+    ws,
+)
 
 if TYPE_CHECKING:
     from lts.engine.engine import Engine
@@ -31,6 +43,10 @@ def create_app(engine: "Engine", metrics: ApiMetrics | None = None) -> FastAPI:
     app.include_router(assets.router)
     app.include_router(orders.router)
     app.include_router(ws.router)
+    app.include_router(plugins.router)
+    app.include_router(audit_log.router)
+    app.include_router(config.router)
+    app.include_router(stats.router)
     app.add_middleware(CORSMiddleware, allow_origins=list(settings.cors_origins),
                        allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
                        allow_headers=["authorization", "content-type", "x-correlation-id"],
