@@ -1,9 +1,10 @@
 """What the API's handlers reach: the engine and the app's metrics (constructor injection; the
 HTTP edge gets them through ``Depends``)."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from lts.api.event_text import EventText
 from lts.api.metrics import ApiMetrics
 
 if TYPE_CHECKING:
@@ -14,3 +15,4 @@ if TYPE_CHECKING:
 class ApiContext:
     engine: "Engine"
     metrics: ApiMetrics
+    event_text: EventText = field(default_factory=EventText)

@@ -19,6 +19,7 @@ from sqlalchemy import select
 
 from lts.api import security
 from lts.api.context import ApiContext
+from lts.api.event_text import EventText
 from lts.bus import Mailbox, MailboxClosed, Overflow
 from lts.bus.inprocess import Subscription
 from lts.domain.events import OrderEvent
@@ -117,7 +118,7 @@ async def _session(ws: WebSocket, ctx: ApiContext, client: _Client) -> None:
     try:
         async with anyio.create_task_group() as tg:
             tg.start_soon(_watch_session, ctx, user_id, sid)
-            tg.start_soon(_send, ws, client)
+            tg.start_soon(_send, ws, client, ctx.event_text)
             await _serve_requests(ws, ctx, user_id, role, client)
     except* _Closed as group:
         raise group.exceptions[0] from None
@@ -147,7 +148,7 @@ async def _serve_requests(ws: WebSocket, ctx: ApiContext, user_id: int, role: st
                             "refused": sorted(set(wanted) - set(allowed))})
 
 
-async def _send(ws: WebSocket, client: _Client) -> None:
+async def _send(ws: WebSocket, client: _Client, text_of: EventText) -> None:
     box, last = client.box, client.last_seq
     while not box.overflowed:
         try:
@@ -159,7 +160,7 @@ async def _send(ws: WebSocket, client: _Client) -> None:
                 if event.seq <= last.get(event.portfolio_id, 0):
                     continue  # sent already by the replay
                 last[event.portfolio_id] = event.seq
-                await ws.send_text(_encode(event).decode())
+                await ws.send_text(text_of(event))
     raise _Closed(TRY_AGAIN_LATER, "too slow: reconnect and resume with since")
 
 
