@@ -2,6 +2,7 @@
 correlation id. A 5xx never carries ``str(exc)``: the log gets the detail, the client the id.
 """
 
+import contextlib
 import logging
 
 from fastapi import FastAPI, Request
@@ -9,6 +10,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
+from lts.api import security
+from lts.api.audit import audit
 from lts.errors import ConfigError, Conflict, InvalidParams, LtsError, PluginNotFound
 
 log = logging.getLogger("lts.api")
@@ -25,9 +28,29 @@ def _answer(request: Request, status: int, code: str, detail: object,
                         status_code=status, headers=headers)
 
 
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def _audit_rejected(request: Request, action: str, detail: dict[str, object]) -> None:
+    """A mutating request refused before any handler ran still leaves an audit row. The caller
+    is named by the user id in its token when the token decodes (no database read here)."""
+    if request.method in _SAFE_METHODS:
+        return
+    ctx = request.app.state.ctx
+    header = request.headers.get("authorization", "")
+    user_id: int | None = None
+    if header.lower().startswith("bearer "):
+        with contextlib.suppress(security.InvalidToken):
+            user_id = security.decode_access_token(ctx.engine.settings.auth, header[7:])[0]
+    audit(ctx, request, None, action, request.url.path, "failure",
+          {"method": request.method, "user_id": user_id, **detail})
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        if request.scope.get("endpoint") is None:  # no route took it (404, 405)
+            _audit_rejected(request, "request.unrouted", {"status": exc.status_code})
         code = {401: "unauthenticated", 403: "forbidden", 404: "not_found", 405: "not_allowed",
                 409: "conflict", 429: "too_many_requests"}.get(exc.status_code, "http_error")
         return _answer(request, exc.status_code, code, exc.detail,
@@ -37,6 +60,7 @@ def install_error_handlers(app: FastAPI) -> None:
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = [{"field": ".".join(str(p) for p in e.get("loc", ()) if p != "body"),
                    "message": e.get("msg", "invalid")} for e in exc.errors()]
+        _audit_rejected(request, "request.invalid", {"fields": [e["field"] for e in errors]})
         return _answer(request, 422, "invalid_request", errors)
 
     @app.exception_handler(LtsError)

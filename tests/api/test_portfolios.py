@@ -141,6 +141,17 @@ async def test_requests_refuse_unknown_fields_and_keep_text_verbatim(api: Api) -
                         {"name": "x", "initial_cash": "1", "owner_id": 1})
     assert sneaky.status == 422
     assert sneaky.json()["detail"][0]["field"] == "owner_id"
+    assert (await call(api, "POST", "/api/v1/no-such-thing", alice, {})).status == 404
+    await api.engine.journal.flush()
+    async with api.engine.db.connect() as conn:
+        rejected = (await conn.execute(select(audit_logs.c.action, audit_logs.c.outcome,
+                                              audit_logs.c.detail).where(
+            audit_logs.c.action.in_(["request.invalid", "request.unrouted"]))
+            .order_by(audit_logs.c.id))).all()
+    assert [(a, o) for a, o, _ in rejected] == [("request.invalid", "failure"),
+                                                ("request.unrouted", "failure")]
+    assert rejected[0].detail["fields"] == ["owner_id"]
+    assert rejected[0].detail["user_id"] is not None  # the caller is named, from the token
     name = "'); DROP TABLE portfolios; -- <script>alert(1)</script>"
     made = await call(api, "POST", "/api/v1/portfolios", alice,
                       {"name": name, "initial_cash": "1"})
