@@ -5,6 +5,7 @@ on top. Errors become one :class:`~lts.errors.ConfigError` line naming the key.
 """
 
 import json
+import logging
 import tomllib
 from decimal import Decimal
 from pathlib import Path
@@ -20,6 +21,8 @@ from pydantic_settings import (
 
 from lts.engine.risk import RiskLimits
 from lts.errors import ConfigError
+
+_log = logging.getLogger("lts.settings")
 
 
 class _Section(BaseModel):
@@ -161,3 +164,30 @@ def load_settings(config_file: Path | None = None,
         raise ConfigError(f"setting {key!r}: {msg}") from None
     check_jwt_secret(settings)
     return settings
+
+
+#: Keys an admin may change while the engine runs (``PATCH /api/v1/config``); they are stored in
+#: the ``configuration`` table and applied again at every start, on top of the other sources.
+RUNTIME_KEYS = frozenset({f"risk.{name}" for name in RiskLimits.model_fields}
+                         | {"engine.ack_timeout"})
+
+
+def with_runtime_overrides(settings: Settings, overrides: dict[str, Any]) -> Settings:
+    """``settings`` with the stored runtime overrides applied (dotted keys). A key that is not
+    runtime-changeable, or a value that no longer validates, is skipped with a warning."""
+    sections: dict[str, dict[str, Any]] = {}
+    for key, value in overrides.items():
+        if key not in RUNTIME_KEYS:
+            _log.warning("stored override %r ignored: not a runtime setting", key)
+            continue
+        section, name = key.split(".", 1)
+        sections.setdefault(section, {})[name] = value
+    update: dict[str, Any] = {}
+    for section, values in sections.items():
+        current = getattr(settings, section)
+        try:
+            update[section] = type(current).model_validate({**current.model_dump(), **values})
+        except ValidationError as exc:
+            _log.warning("stored overrides of %r ignored: %s", section,
+                         exc.errors()[0].get("msg"))
+    return settings.model_copy(update=update) if update else settings

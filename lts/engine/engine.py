@@ -29,7 +29,7 @@ from lts.persistence.db import check_url, default_sqlite_url, make_engine
 from lts.persistence.journal import Journal
 from lts.persistence.migrations import upgrade_to_head
 from lts.plugins.registry import Registry
-from lts.settings import Settings
+from lts.settings import Settings, with_runtime_overrides
 
 log = logging.getLogger("lts.engine")
 
@@ -83,6 +83,8 @@ class Engine:
         await upgrade_to_head(self.url)
         self._db = make_engine(self.url, sqlite_synchronous=s.database.sqlite_synchronous)
         try:
+            self.settings = s = with_runtime_overrides(
+                s, await repo.load_configuration(self.db))
             await bootstrap.ensure_admin(self.db, s)
             if s.demo.enabled:
                 await bootstrap.ensure_demo(self.db, s.demo, s.admin_username)

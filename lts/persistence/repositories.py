@@ -21,7 +21,16 @@ from lts.domain.orders import (
     Side,
     TimeInForce,
 )
-from lts.persistence.tables import assets, fills, order_events, orders, portfolios, positions, users
+from lts.persistence.tables import (
+    assets,
+    configuration,
+    fills,
+    order_events,
+    orders,
+    portfolios,
+    positions,
+    users,
+)
 
 
 @dataclass(frozen=True)
@@ -174,3 +183,10 @@ async def user_id_by_name(engine: AsyncEngine, username: str) -> int | None:
         uid = (await conn.execute(select(users.c.id).where(users.c.username == username))
                ).scalar_one_or_none()
     return None if uid is None else int(uid)
+
+
+async def load_configuration(engine: AsyncEngine) -> dict[str, Any]:
+    """Runtime overrides stored through the API: dotted key -> value."""
+    async with engine.connect() as conn:
+        rows = await conn.execute(select(configuration.c.key, configuration.c.value))
+        return {r.key: r.value for r in rows}

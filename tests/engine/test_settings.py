@@ -160,3 +160,18 @@ def test_settings_is_the_one_tree() -> None:
     assert set(Settings.model_fields) == {"profile", "log_level", "admin_username",
                                           "admin_password", "database", "engine", "demo", "risk",
                                           "api", "auth"}
+
+
+def test_runtime_overrides_apply_on_top_and_bad_ones_are_skipped() -> None:
+    """SYS-005: overrides stored through the API come back at every start."""
+    from lts.settings import with_runtime_overrides
+
+    base = load_settings()
+    s = with_runtime_overrides(base, {"risk.max_order_notional": "2500",
+                                      "engine.ack_timeout": 3, "api.port": 1})
+    assert s.risk.max_order_notional == Decimal(2500)
+    assert s.engine.ack_timeout == 3
+    assert s.api.port == base.api.port  # not a runtime key: skipped
+    assert s.risk.max_open_orders == base.risk.max_open_orders
+    bad = with_runtime_overrides(base, {"risk.max_order_notional": "-1"})
+    assert bad.risk.max_order_notional == base.risk.max_order_notional

@@ -37,12 +37,10 @@ from lts.api.routes.portfolios import audited
 from lts.engine.risk import RiskLimits
 from lts.errors import Conflict, InvalidParams
 from lts.persistence.tables import configuration
-from lts.settings import EngineSettings, Settings
+from lts.settings import RUNTIME_KEYS, EngineSettings, Settings
 
 router = APIRouter(prefix="/api/v1/config", tags=["config"])
 
-RUNTIME_KEYS = frozenset({f"risk.{name}" for name in RiskLimits.model_fields}
-                         | {"engine.ack_timeout"})
 _SECTIONS: dict[str, type[BaseModel]] = {"risk": RiskLimits, "engine": EngineSettings}
 
 
