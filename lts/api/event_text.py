@@ -7,7 +7,8 @@ import msgspec
 
 from lts.domain.events import OrderEvent
 
-_encode = msgspec.json.Encoder(decimal_format="string").encode
+#: The one encoder of what WebSocket clients receive (live events and replayed payloads).
+encode = msgspec.json.Encoder(decimal_format="string").encode
 
 
 class EventText:
@@ -21,7 +22,7 @@ class EventText:
         hit = self._texts.get(id(event))
         if hit is not None and hit[0] is event:
             return hit[1]
-        text = _encode(event).decode()
+        text = encode(event).decode()
         self._texts[id(event)] = (event, text)  # the event is kept, so its id is not reused
         if len(self._texts) > self._size:
             self._texts.popitem(last=False)

@@ -120,11 +120,6 @@ class Mailbox(Generic[T]):
             i += len(chunk)
             self._not_empty.set()
 
-    async def wait_not_full(self) -> None:
-        if len(self._items) >= self.capacity:
-            self._not_full.clear()
-            await self._not_full.wait()
-
     def drain(self, max_items: int = 1 << 30) -> list[T]:
         """Take up to ``max_items`` without waiting (oldest first)."""
         if self._conflated:

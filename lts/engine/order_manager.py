@@ -222,9 +222,6 @@ class OrderManager:
                  fill.side.value, fill.quantity, fill.symbol, fill.price, fill.fee, pos.symbol,
                  pos.quantity)
 
-    def apply_report_fills(self, fills: tuple[Fill, ...]) -> None:
-        for fill in fills:
-            self.on_fill(fill)
 
     # -- order row updates --------------------------------------------------------------------
     def _changed(self, order: Order) -> None:

@@ -132,7 +132,8 @@ class PortfolioRunner:
                 raise ReconciliationError(
                     f"broker {broker.name} could not reconcile: {type(exc).__name__}") from exc
             for report in reports:
-                om.apply_report_fills(report.fills)
+                for fill in report.fills:
+                    om.on_fill(fill)
                 om.on_order_status(report.client_order_id, report.status, now, report.reason)
         log.info("portfolio %s: reconciled %d open order(s); %d still open", self.portfolio_id,
                  len(open_orders), len(self.open_orders))

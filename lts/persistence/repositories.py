@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import func, insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from lts.domain.orders import (
@@ -155,13 +155,6 @@ async def next_numbers(engine: AsyncEngine, portfolio_id: int) -> tuple[int, int
                                   .where(order_events.c.portfolio_id == portfolio_id))
                ).scalar_one_or_none()
     return top + 1, int(seq or 0)
-
-
-async def set_portfolio_status(engine: AsyncEngine, portfolio_id: int, status: str,
-                               last_error: str | None = None) -> None:
-    async with engine.begin() as conn:
-        await conn.execute(update(portfolios).where(portfolios.c.id == portfolio_id)
-                           .values(status=status, last_error=last_error))
 
 
 async def user_count(engine: AsyncEngine) -> int:

@@ -3,42 +3,26 @@
 register, log in and read the audit trail."""
 
 import json
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
-import anyio
 from sqlalchemy import select
 
-from lts.engine.engine import Engine
 from lts.persistence.tables import audit_logs
-from lts.settings import load_settings, merge
+from lts.settings import merge
 
-from .conftest import Api, Reply, free_port
+from .conftest import Api, Reply
+from .conftest import running_api as _running_api
 
 ADMIN = ("admin", "Adm1n-pass-word")
 PASSWORD = "Tr4der-pass-word"
 LEAKS = (b"password_hash", b"refresh_hash", b"$2b$")
 
 
-@asynccontextmanager
-async def running_api(tmp_path: Path, **sections: Any) -> AsyncIterator[Api]:
-    port = free_port()
-    settings = load_settings(overrides=merge({
-        "admin_password": ADMIN[1],
-        "database": {"url": f"sqlite+aiosqlite:///{tmp_path / 'lts.db'}"},
-        "api": {"port": port},
-        "demo": {"enabled": False},
-        "auth": {"bcrypt_rounds": 4},
-    }, sections))
-    engine = Engine(settings)
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(engine.run)
-        with anyio.fail_after(30):
-            await engine.started.wait()
-        yield Api(engine, f"http://127.0.0.1:{port}")
-        engine.stop()
+def running_api(tmp_path: Path, **sections: Any) -> AbstractAsyncContextManager[Api]:
+    """The engine and its API without the demo portfolio."""
+    return _running_api(tmp_path, **merge({"demo": {"enabled": False}}, sections))
 
 
 async def call(api: Api, method: str, path: str, body: Any = None,

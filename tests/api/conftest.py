@@ -7,6 +7,7 @@ import socket
 import urllib.error
 import urllib.request
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ import anyio
 import pytest
 
 from lts.engine.engine import Engine
-from lts.settings import load_settings
+from lts.settings import load_settings, merge
 
 
 def free_port() -> int:
@@ -55,15 +56,16 @@ class Api:
         return await anyio.to_thread.run_sync(call)
 
 
-@pytest.fixture
-async def api(tmp_path: Path) -> AsyncIterator[Api]:
+@asynccontextmanager
+async def running_api(tmp_path: Path, **sections: Any) -> AsyncIterator[Api]:
+    """The engine and its API on a free port; ``sections`` override settings (deep merge)."""
     port = free_port()
-    settings = load_settings(overrides={
+    settings = load_settings(overrides=merge({
         "admin_password": "Adm1n-pass-word",
         "database": {"url": f"sqlite+aiosqlite:///{tmp_path / 'lts.db'}"},
         "api": {"port": port},
-        "demo": {"interval": 0.05},
-    })
+        "auth": {"bcrypt_rounds": 4},
+    }, sections))
     engine = Engine(settings)
     async with anyio.create_task_group() as tg:
         tg.start_soon(engine.run)
@@ -71,3 +73,10 @@ async def api(tmp_path: Path) -> AsyncIterator[Api]:
             await engine.started.wait()
         yield Api(engine, f"http://127.0.0.1:{port}")
         engine.stop()
+
+
+@pytest.fixture
+async def api(tmp_path: Path) -> AsyncIterator[Api]:
+    """The demo portfolio trading fast (a bar every 50 ms)."""
+    async with running_api(tmp_path, demo={"interval": 0.05}) as running:
+        yield running

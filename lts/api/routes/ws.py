@@ -13,13 +13,12 @@ import logging
 from typing import Any
 
 import anyio
-import msgspec
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from sqlalchemy import select
 
 from lts.api import security
 from lts.api.context import ApiContext
-from lts.api.event_text import EventText
+from lts.api.event_text import EventText, encode
 from lts.bus import Mailbox, MailboxClosed, Overflow
 from lts.bus.inprocess import Subscription
 from lts.domain.events import OrderEvent
@@ -33,7 +32,6 @@ TRY_AGAIN_LATER = 1013
 QUEUE_BOUND = 10_000
 AUTH_TIMEOUT = 10.0
 SESSION_CHECK_EVERY = 5.0
-_encode = msgspec.json.Encoder(decimal_format="string").encode
 
 
 class _Closed(Exception):
@@ -76,7 +74,7 @@ async def _replay(ws: WebSocket, ctx: ApiContext, pid: int, since: int) -> int:
             order_events.c.portfolio_id == pid, order_events.c.seq > since)
             .order_by(order_events.c.seq))
         for seq, payload in rows:
-            await ws.send_text(_encode(payload).decode())
+            await ws.send_text(encode(payload).decode())
             last = seq
     return last
 
