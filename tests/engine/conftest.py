@@ -7,10 +7,10 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import closing
 from dataclasses import dataclass, field
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import anyio
+import asyncpg
 import pytest
 from sqlalchemy import select
 from sqlalchemy.engine import make_url
@@ -37,12 +37,13 @@ INITIAL_CASH = Decimal(100_000)
 @dataclass
 class RecordingVenue:
     """A fake venue (satisfies ``Broker``): records what it is sent and answers nothing unless
-    the test reports through ``reports``. With ``db_path`` it reads, through its own sqlite3
-    connection, what the database holds for each order at the moment the order reaches it.
+    the test reports through ``reports``. With ``read_status`` (a reader on a connection of its
+    own, outside the engine) it records what the database holds for each order at the moment the
+    order reaches it: only committed rows are visible there.
     ``refuse`` makes ``submit`` raise, as a venue client does when it cannot send."""
 
     name: str = "venue"
-    db_path: Path | None = None
+    read_status: Callable[[str], str | None] | None = None
     refuse: Exception | None = None
     orders: list[Order] = field(default_factory=list)
     cancels: list[str] = field(default_factory=list)
@@ -54,11 +55,9 @@ class RecordingVenue:
         self.reports = reports
 
     def submit(self, order: Order) -> None:
-        if self.db_path is not None:
-            with closing(sqlite3.connect(self.db_path)) as conn:
-                row = conn.execute("SELECT status FROM orders WHERE client_order_id = ?",
-                                   (order.client_order_id,)).fetchone()
-            self.rows_at_submit.append((order.client_order_id, None if row is None else row[0]))
+        if self.read_status is not None:
+            self.rows_at_submit.append((order.client_order_id,
+                                        self.read_status(order.client_order_id)))
         if self.refuse is not None:
             raise self.refuse
         self.orders.append(order)
@@ -103,11 +102,33 @@ class Desk:
             return [dict(r) for r in (await conn.execute(query)).mappings()]
 
 
+StatusReader = Callable[[str], str | None]
+
+
 @pytest.fixture
-def db_path(db_url: str) -> Path:
-    database = make_url(db_url).database
-    assert database is not None
-    return Path(database)
+def read_status(migrated_url: str, run_in_thread: Callable[..., Any]) -> StatusReader:
+    """The committed status of an order, read through a connection of its own (sqlite3 or
+    asyncpg), blocking, as a venue's own process would see the database."""
+    url = make_url(migrated_url)
+    query = "SELECT status FROM orders WHERE client_order_id = {}"
+    if url.get_backend_name() == "sqlite":
+        def read_sqlite(coid: str) -> str | None:
+            with closing(sqlite3.connect(str(url.database))) as conn:
+                row = conn.execute(query.format("?"), (coid,)).fetchone()
+            return None if row is None else str(row[0])
+        return read_sqlite
+    dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
+
+    def read_pg(coid: str) -> str | None:
+        async def read() -> Any:
+            conn = await asyncpg.connect(dsn)
+            try:
+                return await conn.fetchval(query.format("$1"), coid)
+            finally:
+                await conn.close()
+        value = run_in_thread(read)
+        return None if value is None else str(value)
+    return read_pg
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ fills, integrity).
 """
 
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
 
@@ -17,7 +16,7 @@ from lts.persistence.tables import fills, order_events, orders, positions
 from lts.plugins.broker.paper import PaperBroker
 
 from ._support import SECOND, T0, make_fill, make_request
-from .conftest import INITIAL_CASH, Desk, DeskFactory, RecordingVenue
+from .conftest import INITIAL_CASH, Desk, DeskFactory, RecordingVenue, StatusReader
 
 pytestmark = pytest.mark.anyio
 
@@ -42,11 +41,11 @@ def kinds(desk: Desk) -> list[tuple[str, int]]:
 # -- write-ahead ----------------------------------------------------------------------------------
 
 async def test_the_order_row_is_committed_before_the_venue_sees_the_order(
-        make_desk: DeskFactory, db_path: Path) -> None:
-    """Write-ahead (architecture §5). The fake venue, inside ``submit``, reads the database file
-    through its own sqlite3 connection: only a committed row is visible there. The row it sees is
+        make_desk: DeskFactory, read_status: StatusReader) -> None:
+    """Write-ahead (architecture §5). The fake venue, inside ``submit``, reads the database
+    through a connection of its own: only a committed row is visible there. The row it sees is
     the PENDING_SUBMIT insert; the SUBMITTED update follows without being waited for."""
-    venue = RecordingVenue(db_path=db_path)
+    venue = RecordingVenue(read_status=read_status)
     desk = make_desk(venue, durable=True)
     desk.ledger.mark("AAA", 100.0)
     order = await desk.om.submit(make_request(10))
@@ -60,9 +59,9 @@ async def test_the_order_row_is_committed_before_the_venue_sees_the_order(
 
 
 async def test_without_durable_the_venue_may_see_the_order_first(
-        make_desk: DeskFactory, db_path: Path) -> None:
+        make_desk: DeskFactory, read_status: StatusReader) -> None:
     """The backtest mode, and the proof that the probe above can tell the difference."""
-    venue = RecordingVenue(db_path=db_path)
+    venue = RecordingVenue(read_status=read_status)
     desk = make_desk(venue, durable=False)
     desk.ledger.mark("AAA", 100.0)
     await desk.om.submit(make_request(10))
