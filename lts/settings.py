@@ -1,11 +1,17 @@
 """The one settings tree. Precedence, lowest first: code defaults < TOML file (``--config``) <
-environment (``LTS_`` prefix, ``__`` nesting: ``LTS_API__PORT=8123``) < command line
-(``--set api.port=8123`` and the dedicated flags). Runtime overrides through the API come later,
-on top. Errors become one :class:`~lts.errors.ConfigError` line naming the key.
+secret files < environment (``LTS_`` prefix, ``__`` nesting: ``LTS_API__PORT=8123``) < command
+line (``--set api.port=8123`` and the dedicated flags). Runtime overrides through the API come
+later, on top. Errors become one :class:`~lts.errors.ConfigError` line naming the key.
+
+Secret files: when ``LTS_SECRETS_DIR`` names a directory (Docker and compose mount secrets at
+``/run/secrets``), each file in it named like an environment variable (``LTS_AUTH__JWT_SECRET``,
+``LTS_ADMIN_PASSWORD``, ``LTS_DATABASE__URL``) holds that setting's value, so secrets never pass
+through the environment or the command line.
 """
 
 import json
 import logging
+import os
 import tomllib
 from decimal import Decimal
 from pathlib import Path
@@ -14,8 +20,10 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 from pydantic_settings import (
     BaseSettings,
+    NestedSecretsSettingsSource,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
+    SettingsError,
     TomlConfigSettingsSource,
 )
 
@@ -80,6 +88,9 @@ class AuthSettings(_Section):
     login_window_seconds: float = Field(300.0, gt=0, description="failures counted over this")
 
 
+SECRETS_DIR_VARIABLE = "LTS_SECRETS_DIR"
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="LTS_", env_nested_delimiter="__",
                                       extra="forbid")
@@ -101,7 +112,14 @@ class Settings(BaseSettings):
         env_settings: PydanticBaseSettingsSource, dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        secrets_dir = os.environ.get(SECRETS_DIR_VARIABLE)
+        if secrets_dir:
+            sources.append(NestedSecretsSettingsSource(
+                file_secret_settings, secrets_dir=secrets_dir, secrets_dir_missing="error",
+                secrets_nested_delimiter="__", secrets_prefix="LTS_"))
+        sources.append(TomlConfigSettingsSource(settings_cls))
+        return tuple(sources)
 
 
 def check_jwt_secret(settings: Settings) -> None:
@@ -157,6 +175,8 @@ def load_settings(config_file: Path | None = None,
 
     try:
         settings = _FromFile(**(overrides or {}))
+    except SettingsError as exc:
+        raise ConfigError(f"settings: {exc}") from None
     except ValidationError as exc:
         err = exc.errors()[0]
         key = ".".join(str(p) for p in err.get("loc", ())) or "?"

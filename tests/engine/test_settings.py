@@ -175,3 +175,27 @@ def test_runtime_overrides_apply_on_top_and_bad_ones_are_skipped() -> None:
     assert s.risk.max_open_orders == base.risk.max_open_orders
     bad = with_runtime_overrides(base, {"risk.max_order_notional": "-1"})
     assert bad.risk.max_order_notional == base.risk.max_order_notional
+
+
+def test_secret_files_in_lts_secrets_dir_set_values(tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """Compose and Docker secrets: a file per setting, named like its environment variable;
+    the environment still wins over a file."""
+    (tmp_path / "LTS_AUTH__JWT_SECRET").write_text("s" * 40)
+    (tmp_path / "LTS_ADMIN_PASSWORD").write_text("from-a-file")
+    monkeypatch.setenv("LTS_SECRETS_DIR", str(tmp_path))
+    settings = load_settings()
+    assert settings.auth.jwt_secret.get_secret_value() == "s" * 40
+    assert settings.admin_password is not None
+    assert settings.admin_password.get_secret_value() == "from-a-file"
+    monkeypatch.setenv("LTS_ADMIN_PASSWORD", "from-the-environment")
+    admin = load_settings().admin_password
+    assert admin is not None
+    assert admin.get_secret_value() == "from-the-environment"
+
+
+def test_a_missing_secrets_dir_is_one_config_error(tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LTS_SECRETS_DIR", str(tmp_path / "absent"))
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_settings()
