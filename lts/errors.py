@@ -11,7 +11,11 @@ to one line and exit status 2, the API to a 4xx with a stable code.
     │   ├── PluginLoadError    the plugin's module failed to import
     │   └── InvalidParams      a param is unknown or has a bad value (carries the field)
     ├── Conflict               a unique name is taken, or a state forbids the change
-    ├── SchemaError            the database schema is older than the code
+    ├── SchemaError            the database schema is not the one the code needs
+    ├── BackupError            a backup file is unreadable, corrupt or truncated; a restore
+    │                          target is not empty
+    ├── CredentialError        a stored broker credential does not decrypt (altered, moved to
+    │                          another user or broker, or its key version is not configured)
     └── ReconciliationError    a portfolio's orders could not be reconciled with its broker
 """
 
@@ -57,5 +61,13 @@ class SchemaError(LtsError):
     pass
 
 
+class BackupError(LtsError):
+    pass
+
+
 class ReconciliationError(LtsError):
+    pass
+
+
+class CredentialError(LtsError):
     pass

@@ -6,6 +6,10 @@ with a per-portfolio sequence number (the WebSocket resumes from it). Constraint
 :class:`~lts.persistence.types.Money`; event times are integer nanoseconds. A CHECK on a Money
 column casts to REAL: on SQLite Money is text, and ``quantity > 0`` would compare text (``'0.0'``
 would pass).
+
+``broker_credentials`` holds each user's broker API keys sealed with AES-GCM
+(:mod:`lts.persistence.keyring`): the nonce, the ciphertext and the version of the master key
+that sealed it; never the plain text.
 """
 
 from sqlalchemy import (
@@ -18,6 +22,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -161,6 +166,7 @@ positions = Table(
            nullable=False),
     Column("symbol", String(64), nullable=False),
     Column("quantity", Money, nullable=False),
+    Column("cost", Money, nullable=False),  # signed cost basis, exact; avg_price = cost / quantity
     Column("avg_price", Money, nullable=False),
     Column("realized_pnl", Money, nullable=False),
     Column("fees", Money, nullable=False),
@@ -212,4 +218,18 @@ statistics = Table(
     Column("value", Money, nullable=False),
     Column("ts", DateTime(timezone=True), nullable=False, server_default=func.current_timestamp()),
     Index("ix_statistics_name_ts", "name", "ts"),
+)
+
+broker_credentials = Table(
+    "broker_credentials", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("broker", String(64), nullable=False),
+    Column("key_version", String(16), nullable=False),
+    Column("nonce", LargeBinary, nullable=False),
+    Column("ciphertext", LargeBinary, nullable=False),
+    _created(),
+    Column("updated_at", DateTime(timezone=True), nullable=False,
+           server_default=func.current_timestamp()),
+    UniqueConstraint("user_id", "broker"),
 )
