@@ -67,8 +67,8 @@ def fill_row(fill: Fill) -> dict[str, Any]:
 
 def position_row(portfolio_id: int, pos: Position, ts: int) -> dict[str, Any]:
     return {"portfolio_id": portfolio_id, "symbol": pos.symbol, "quantity": pos.quantity,
-            "avg_price": pos.avg_price, "realized_pnl": pos.realized_pnl, "fees": pos.fees,
-            "ts_last": ts}
+            "cost": pos.cost, "avg_price": pos.avg_price, "realized_pnl": pos.realized_pnl,
+            "fees": pos.fees, "ts_last": ts}
 
 
 class OrderManager:
@@ -122,6 +122,10 @@ class OrderManager:
         durable = self.journal.insert_order(order_row(order, broker.name))
         self.open[coid] = order
         if self.durable:
+            # The batch's changes so far go into the same commit as the fills and events
+            # already queued: a crash while this waits never leaves a fill without its order's
+            # filled quantity.
+            self._write_changed()
             await durable  # write-ahead: the row is on disk before the broker sees the order
         order.transition(OrderStatus.SUBMITTED, self.clock.now_ns())
         # The broker sees the order first; what it answers at once waits until the bookkeeping
@@ -236,11 +240,16 @@ class OrderManager:
         self._batch = {}
 
     def end_batch(self) -> None:
-        batch, self._batch = self._batch, None
-        if batch:
+        self._write_changed()
+        self._batch = None
+
+    def _write_changed(self) -> None:
+        """Queue the row updates of the orders changed in the current batch so far."""
+        if self._batch:
             update = self.journal.update_order
-            for order in batch.values():
+            for order in self._batch.values():
                 update(order_update_row(order))
+            self._batch.clear()
 
     def _emit(self, kind: str, order: Order, ts: int, fill: Fill | None = None) -> None:
         self._seq += 1

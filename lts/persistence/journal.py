@@ -7,20 +7,29 @@ the row is committed. One writer task (:meth:`Journal.run`) takes everything que
 kind of write, commits and resolves the futures, so durability costs one commit per batch, not
 per row.
 
-Within a batch the kinds run in a fixed order: order inserts, order updates, fill inserts,
-position upserts (last state per ``(portfolio_id, symbol)`` wins), order event inserts, audit
-inserts, portfolio updates; order updates, like positions, keep the last state per order (each
-update carries the order's whole mutable state). Producers must therefore not enqueue an update
-or a fill before the insert of its order. A batch that fails on a bad record (a constraint
-violation, a bad value) is split in halves and retried until the bad records stand alone, so
-only their futures fail; a batch that fails for another reason (the database is unavailable)
-fails all its futures. Every future is resolved: nobody awaiting is left hanging.
+Within a batch the kinds run in a fixed order: order inserts, order updates, fills with their
+positions, order event inserts, audit inserts, portfolio updates; order updates keep the last
+state per order (each update carries the order's whole mutable state). Producers must therefore
+not enqueue an update or a fill before the insert of its order.
+
+Positions differ by store. SQLite has one writer (the engine's): a fill carries its ledger's new
+position state and the last state per ``(portfolio_id, symbol)`` of the batch is upserted. On
+PostgreSQL several engines may fill one position, so the position is recomputed from its locked
+row and the fills the batch really inserted (:mod:`lts.persistence.pg_fills`); the state a fill
+carries is not used there. A batch that hits a serialization failure or a deadlock (SQLSTATE
+40001, 40P01) is rolled back and retried whole, a few times with a short backoff.
+
+A batch that fails on a bad record (a constraint violation, a bad value) is split in halves and
+retried until the bad records stand alone, so only their futures fail; a batch that fails for
+another reason (the database is unavailable) fails all its futures. Every future is resolved:
+nobody awaiting is left hanging.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
@@ -29,9 +38,7 @@ from typing import Any, Final
 
 import anyio
 import anyio.abc
-import msgspec
 from sqlalchemy import bindparam, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import (
     ArgumentError,
     CompileError,
@@ -45,16 +52,10 @@ from sqlalchemy.exc import (
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql.base import Executable
 
+from lts.persistence.pg_bulk import BulkInsert
+from lts.persistence.pg_fills import PgFillWriter
 from lts.persistence.sqlite_writer import SqliteBatchWriter, Statement
-from lts.persistence.tables import (
-    audit_logs,
-    fills,
-    metadata,
-    order_events,
-    orders,
-    portfolios,
-    positions,
-)
+from lts.persistence.tables import audit_logs, metadata, order_events, orders, portfolios
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +64,8 @@ Row = Mapping[str, Any]
 # Kinds of record, in the order a batch writes them.
 _ORDER_INSERT: Final = 0
 _ORDER_UPDATE: Final = 1
-_FILL: Final = 2  # the fill insert, then (as kind 3) its position upsert
+_FILL: Final = 2  # the fill insert, then its position (kind 3)
+_POSITION: Final = 3  # SQLite: the fill's position state upserted; PostgreSQL: see pg_fills
 _ORDER_EVENT: Final = 4
 _AUDIT: Final = 5
 _PORTFOLIO_UPDATE: Final = 6
@@ -71,7 +73,7 @@ _KINDS: Final = 7
 _KIND_NAMES: Final = ("order insert", "order update", "fill", "position upsert", "order event",
                       "audit", "portfolio update")
 
-_POSITION_STATE: Final = ("quantity", "avg_price", "realized_pnl", "fees", "ts_last")
+_POSITION_STATE: Final = ("quantity", "cost", "avg_price", "realized_pnl", "fees", "ts_last")
 
 # A record: (kind, row, position row of a fill or None, future).
 _Record = tuple[int, Row, Row | None, asyncio.Future[None]]
@@ -81,6 +83,12 @@ _RECORD_ERRORS: Final = (
     IntegrityError, InterfaceError, DataError, ProgrammingError, CompileError, ArgumentError,
     KeyError, TypeError, ValueError, ArithmeticError,
 )
+
+# PostgreSQL's serialization failure and deadlock: the whole batch is tried again.
+_RETRY_SQLSTATES: Final = frozenset({"40001", "40P01"})
+_RETRIES: Final = 6  # after the first attempt
+_BACKOFF_S: Final = 0.005  # doubled per retry, capped, with jitter
+_BACKOFF_CAP_S: Final = 0.1
 
 
 class JournalClosedError(RuntimeError):
@@ -94,43 +102,36 @@ def _is_record_error(exc: BaseException) -> bool:
     return isinstance(exc, StatementError) and not isinstance(exc, DBAPIError)
 
 
-class _Statements:
-    """The statements of one dialect, built once so SQLAlchemy's compiled cache serves them."""
+def _is_transient(exc: BaseException) -> bool:
+    """A serialization failure or deadlock: the transaction may simply be tried again."""
+    return isinstance(exc, DBAPIError) and \
+        getattr(exc.orig, "sqlstate", None) in _RETRY_SQLSTATES
 
-    def __init__(self, dialect_name: str) -> None:
-        fill: Executable
-        if dialect_name == "sqlite":
-            fill = sqlite.insert(fills).on_conflict_do_nothing(
-                index_elements=[fills.c.broker, fills.c.trade_id])
-            pos = sqlite.insert(positions)
-            self.upsert_position: Executable = pos.on_conflict_do_update(
-                index_elements=[positions.c.portfolio_id, positions.c.symbol],
-                set_={name: pos.excluded[name] for name in _POSITION_STATE})
-        elif dialect_name == "postgresql":
-            fill = postgresql.insert(fills).on_conflict_do_nothing(
-                index_elements=[fills.c.broker, fills.c.trade_id])
-            pg_pos = postgresql.insert(positions)
-            self.upsert_position = pg_pos.on_conflict_do_update(
-                index_elements=[positions.c.portfolio_id, positions.c.symbol],
-                set_={name: pg_pos.excluded[name] for name in _POSITION_STATE})
-        else:
-            raise ValueError(f"the journal supports sqlite and postgresql, not {dialect_name!r}")
-        self.insert_fill: Executable = fill
-        self.insert_order: Executable = orders.insert()
-        self.update_order: Executable = update(orders).where(
-            orders.c.client_order_id == bindparam("b_coid"))
-        self.insert_order_event: Executable = order_events.insert()
-        self.insert_audit: Executable = audit_logs.insert()
-        self.update_portfolio: Executable = update(portfolios).where(
-            portfolios.c.id == bindparam("b_id"))
 
-    def for_kind(self, kind: int) -> Executable:
-        return (self.insert_order, self.update_order, self.insert_fill, self.upsert_position,
-                self.insert_order_event, self.insert_audit, self.update_portfolio)[kind]
+def _backoff(retry: int) -> float:
+    jitter = 0.5 + random.random()  # noqa: S311 - spreads retries, no secret
+    return float(min(_BACKOFF_CAP_S, _BACKOFF_S * 2.0 ** retry) * jitter)
+
+
+class _PgStatements:
+    """PostgreSQL's statements, built once: bulk inserts (:mod:`lts.persistence.pg_bulk`),
+    Core updates (SQLAlchemy's compiled cache serves them) and the fill step."""
+
+    def __init__(self) -> None:
+        self.fills = PgFillWriter()
+        self.inserts: dict[int, BulkInsert] = {
+            _ORDER_INSERT: BulkInsert(orders),
+            _ORDER_EVENT: BulkInsert(order_events),
+            _AUDIT: BulkInsert(audit_logs),
+        }
+        self.updates: dict[int, Executable] = {
+            _ORDER_UPDATE: update(orders).where(orders.c.client_order_id == bindparam("b_coid")),
+            _PORTFOLIO_UPDATE: update(portfolios).where(portfolios.c.id == bindparam("b_id")),
+        }
 
 
 _UPSERT_POSITION_SQL: Final = (
-    " ON CONFLICT (portfolio_id, symbol) DO UPDATE SET "
+    " ON CONFLICT (portfolio_id, symbol) DO UPDATE SET "  # nosec B608
     + ", ".join(f"{c} = excluded.{c}" for c in _POSITION_STATE))
 
 
@@ -164,13 +165,13 @@ class _SqliteText:
             sets = ", ".join(f"{k} = ?" for k in keys[:-1])
             column = "client_order_id" if kind == _ORDER_UPDATE else "id"
             assert where in ("b_coid", "b_id")
-            text = f"UPDATE {table} SET {sets} WHERE {column} = ?"  # noqa: S608 - checked names
+            text = f"UPDATE {table} SET {sets} WHERE {column} = ?"  # noqa: S608 # nosec B608
         else:
-            text = (f"INSERT INTO {table} ({', '.join(keys)}) "  # noqa: S608 - checked names
+            text = (f"INSERT INTO {table} ({', '.join(keys)}) "  # noqa: S608 # nosec B608
                     f"VALUES ({', '.join('?' * len(keys))})")
             if kind == _FILL:
                 text += " ON CONFLICT (broker, trade_id) DO NOTHING"
-            elif kind == _FILL + 1:
+            elif kind == _POSITION:
                 text += _UPSERT_POSITION_SQL
         self._sql[(kind, keys)] = text
         return text
@@ -183,14 +184,6 @@ class _SqliteText:
         if len(keys) == 1:
             return [(take(row),) for row in rows]
         return [take(row) for row in rows]
-
-
-def _decoded(row: Row) -> Row:
-    """For the Core path: a pre-encoded JSON value (``msgspec.Raw``) back to Python values, as
-    SQLAlchemy's ``JSON`` type encodes them itself."""
-    if not any(type(v) is msgspec.Raw for v in row.values()):
-        return row
-    return {k: msgspec.json.decode(v) if type(v) is msgspec.Raw else v for k, v in row.items()}
 
 
 def _group(groups: dict[tuple[str, ...], list[Row]], row: Row) -> None:
@@ -228,7 +221,7 @@ def _plan(records: Sequence[_Record]) -> list[dict[tuple[str, ...], list[Row]]]:
     for row in last_update.values():
         _group(plan[_ORDER_UPDATE], _rebind(row, "client_order_id", "b_coid"))
     for position in last_position.values():
-        _group(plan[_FILL + 1], position)
+        _group(plan[_POSITION], position)
     return plan
 
 
@@ -239,9 +232,12 @@ class Journal:
                  high_water: int = 50_000, inline_writes: bool = False) -> None:
         if max_batch < 1 or high_water < 1:
             raise ValueError("max_batch and high_water must be positive")
+        dialect = engine.dialect.name
+        if dialect not in ("sqlite", "postgresql"):
+            raise ValueError(f"the journal supports sqlite and postgresql, not {dialect!r}")
         self._engine = engine
-        self._statements = _Statements(engine.dialect.name)
-        self._sqlite_text = _SqliteText() if engine.dialect.name == "sqlite" else None
+        self._sqlite_text = _SqliteText() if dialect == "sqlite" else None
+        self._pg_statements = _PgStatements() if dialect == "postgresql" else None
         self._sqlite: SqliteBatchWriter | None = None
         self._inline_writes = inline_writes  # SQLite: commit on the loop's thread (backtests)
         self._max_batch = max_batch
@@ -258,6 +254,7 @@ class Journal:
         self.commits = 0
         self.records_written = 0
         self.records_failed = 0
+        self.retries = 0  # batches tried again after a serialization failure or deadlock
         self.last_batch_size = 0
         self.last_commit_latency = 0.0  # seconds: BEGIN to COMMIT of the last batch
         self.on_commit: Callable[[float, int], None] | None = None  # (seconds, records)
@@ -283,8 +280,9 @@ class Journal:
         return self._enqueue(_ORDER_UPDATE, row)
 
     def insert_fill(self, fill_row: Row, position_row: Row) -> asyncio.Future[None]:
-        """Insert a fill (a duplicate ``(broker, trade_id)`` is ignored) and upsert the absolute
-        position state ``position_row`` on ``(portfolio_id, symbol)``, in one transaction."""
+        """Insert a fill (a duplicate ``(broker, trade_id)`` is ignored) and change its position
+        in the same transaction: on SQLite to the state ``position_row`` (every column of
+        ``positions`` but ``id``), on PostgreSQL by applying the fill to the locked row."""
         return self._enqueue(_FILL, fill_row, position_row)
 
     def insert_order_event(self, row: Row) -> asyncio.Future[None]:
@@ -396,35 +394,54 @@ class Journal:
 
     async def _commit(self, records: Sequence[_Record]) -> None:
         started = time.perf_counter()
-        text, writer = self._sqlite_text, self._sqlite
-        if text is not None and writer is not None:
-            batch: list[Statement] = [
-                (text.sql(kind, keys), text.params(rows, keys))
-                for kind, groups in enumerate(_plan(records)) for keys, rows in groups.items()]
-            await writer.write(batch)
-            self.commits += 1
-            self.last_batch_size = len(records)
-            self.last_commit_latency = time.perf_counter() - started
-            if self.on_commit is not None:
-                self.on_commit(self.last_commit_latency, len(records))
-            return
-        connection = await self._get_connection()
-        statements = self._statements
-        text = self._sqlite_text
-        async with connection.begin():
-            for kind, groups in enumerate(_plan(records)):
-                for keys, rows in groups.items():
-                    if text is not None:
-                        await connection.exec_driver_sql(text.sql(kind, keys),
-                                                         text.params(rows, keys))
-                    else:
-                        await connection.execute(statements.for_kind(kind),
-                                                 [_decoded(row) for row in rows])
+        if self._sqlite_text is not None:
+            await self._commit_sqlite(self._sqlite_text, records)
+        else:
+            await self._commit_postgresql(records)
         self.commits += 1
         self.last_batch_size = len(records)
         self.last_commit_latency = time.perf_counter() - started
         if self.on_commit is not None:
             self.on_commit(self.last_commit_latency, len(records))
+
+    async def _commit_sqlite(self, text: _SqliteText, records: Sequence[_Record]) -> None:
+        batch: list[Statement] = [
+            (text.sql(kind, keys), text.params(rows, keys))
+            for kind, groups in enumerate(_plan(records)) for keys, rows in groups.items()]
+        if self._sqlite is not None:
+            await self._sqlite.write(batch)
+            return
+        connection = await self._get_connection()  # an in-memory database: no writer thread
+        async with connection.begin():
+            for sql, params in batch:
+                await connection.exec_driver_sql(sql, params)
+
+    async def _commit_postgresql(self, records: Sequence[_Record]) -> None:
+        statements = self._pg_statements
+        assert statements is not None
+        plan = _plan(records)
+        fill_rows = [row for kind, row, _, _ in records if kind == _FILL]
+        connection = await self._get_connection()
+        for attempt in range(_RETRIES + 1):
+            try:
+                async with connection.begin():
+                    for kind, groups in enumerate(plan):
+                        if kind == _FILL:
+                            await statements.fills.write(connection, fill_rows)
+                        elif kind in statements.inserts:
+                            await statements.inserts[kind].execute(
+                                connection, [row for rows in groups.values() for row in rows])
+                        elif kind in statements.updates:
+                            for rows in groups.values():
+                                await connection.execute(statements.updates[kind], rows)
+                return
+            except DBAPIError as exc:
+                if attempt == _RETRIES or not _is_transient(exc):
+                    raise
+                self.retries += 1
+                log.warning("journal: batch of %d records tried again (%s)", len(records),
+                            getattr(exc.orig, "sqlstate", "?"))
+                await asyncio.sleep(_backoff(attempt))
 
     def _fail(self, records: Sequence[_Record], exc: Exception) -> None:
         records = [record for record in records if not record[3].done()]
@@ -445,7 +462,10 @@ class Journal:
 
     async def _get_connection(self) -> AsyncConnection:
         if self._connection is None:
-            self._connection = await self._engine.connect()
+            connection = await self._engine.connect()
+            if self._pg_statements is not None:  # the row locks assume READ COMMITTED
+                await connection.execution_options(isolation_level="READ COMMITTED")
+            self._connection = connection
         return self._connection
 
     async def _close_connection(self) -> None:

@@ -69,6 +69,24 @@ async def test_without_durable_the_venue_may_see_the_order_first(
     assert [r["status"] for r in await desk.rows(orders)] == ["submitted"]
 
 
+async def test_a_new_order_in_a_batch_commits_the_batch_changes_before_it(
+        make_desk: DeskFactory, read_status: StatusReader, portfolio_id: int) -> None:
+    """Order rows are written once per batch of bars, but a new order's write-ahead commit takes
+    the batch's changes so far with it: when the venue sees the second order, the first one's
+    fill and its FILLED row are on disk together (a crash in between leaves no fill without its
+    order's filled quantity)."""
+    first_coid = f"{portfolio_id}-1"
+    venue = RecordingVenue(read_status=lambda _coid: read_status(first_coid))
+    desk = make_desk(venue, durable=True)
+    desk.ledger.mark("AAA", 100.0)
+    await desk.om.submit(make_request(10))
+    desk.om.begin_batch()
+    desk.om.on_fill(venue_fill(desk, "10", "100", "T1"))
+    await desk.om.submit(make_request(5))
+    desk.om.end_batch()
+    assert venue.rows_at_submit[1] == (f"{desk.portfolio_id}-2", "filled")
+
+
 # -- denials --------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize(("state", "limits", "reason"), [

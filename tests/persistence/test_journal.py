@@ -1,4 +1,4 @@
-"""The group-commit journal writer against a real SQLite file."""
+"""The group-commit journal writer, on a real SQLite file and on the real PostgreSQL server."""
 
 import asyncio
 import logging
@@ -36,19 +36,20 @@ def order_row(coid: str, portfolio_id: int = 1) -> dict[str, Any]:
     }
 
 
-def fill_row(coid: str, trade_id: str, quantity: str = "0.25") -> dict[str, Any]:
+def fill_row(coid: str, trade_id: str, quantity: str = "0.25", ts: int = 2) -> dict[str, Any]:
     return {
         "portfolio_id": 1, "client_order_id": coid, "broker": "paper", "trade_id": trade_id,
         "symbol": "BTC-USD", "side": "buy", "quantity": Decimal(quantity),
-        "price": Decimal("100.25"), "fee": Decimal("0.01"), "ts_event": 2,
+        "price": Decimal("100.25"), "fee": Decimal("0.01"), "ts_event": ts,
     }
 
 
-def position_row(quantity: str, ts: int) -> dict[str, Any]:
+def position_row(quantity: str, fees: str, ts: int) -> dict[str, Any]:
+    """The state of a long bought at 100.25 in ``fees / 0.01`` fills (what a ledger sends)."""
     return {
         "portfolio_id": 1, "symbol": "BTC-USD", "quantity": Decimal(quantity),
-        "avg_price": Decimal("100.25"), "realized_pnl": Decimal(0), "fees": Decimal("0.01"),
-        "ts_last": ts,
+        "cost": Decimal(quantity) * Decimal("100.25"), "avg_price": Decimal("100.25"),
+        "realized_pnl": Decimal(0), "fees": Decimal(fees), "ts_last": ts,
     }
 
 
@@ -96,19 +97,19 @@ async def test_group_commit_of_concurrent_producers(engine: AsyncEngine,
     assert journal.backlog == 0
 
 
-async def test_fill_is_idempotent_and_position_is_the_last_state(engine: AsyncEngine,
-                                                                 journal: Journal) -> None:
+async def test_fill_is_idempotent_and_position_follows_the_fills(engine: AsyncEngine,
+                                                                  journal: Journal) -> None:
     await journal.insert_order(order_row("c1"))
     # Same batch: the duplicate and two position states.
     same_batch = [
-        journal.insert_fill(fill_row("c1", "t1"), position_row("0.25", 2)),
-        journal.insert_fill(fill_row("c1", "t1"), position_row("0.25", 2)),
-        journal.insert_fill(fill_row("c1", "t2"), position_row("0.5", 3)),
+        journal.insert_fill(fill_row("c1", "t1"), position_row("0.25", "0.01", 2)),
+        journal.insert_fill(fill_row("c1", "t1"), position_row("0.25", "0.01", 2)),
+        journal.insert_fill(fill_row("c1", "t2", ts=3), position_row("0.5", "0.02", 3)),
     ]
     await asyncio.gather(*same_batch)
     # A later batch: a replayed duplicate and a new fill.
-    await journal.insert_fill(fill_row("c1", "t2"), position_row("0.5", 3))
-    await journal.insert_fill(fill_row("c1", "t3", "0.1"), position_row("0.6", 4))
+    await journal.insert_fill(fill_row("c1", "t2", ts=3), position_row("0.5", "0.02", 3))
+    await journal.insert_fill(fill_row("c1", "t3", "0.1", ts=4), position_row("0.6", "0.03", 4))
 
     async with engine.connect() as connection:
         trades = list((await connection.execute(
@@ -116,13 +117,13 @@ async def test_fill_is_idempotent_and_position_is_the_last_state(engine: AsyncEn
         rows = (await connection.execute(select(positions))).mappings().all()
     assert trades == ["t1", "t2", "t3"]
     assert len(rows) == 1
-    assert {k: rows[0][k] for k in position_row("0", 0)} == position_row("0.6", 4)
+    assert {k: rows[0][k] for k in position_row("0", "0", 0)} == position_row("0.6", "0.03", 4)
 
 
 async def test_a_bad_record_fails_alone(engine: AsyncEngine, journal: Journal,
                                         caplog: pytest.LogCaptureFixture) -> None:
     good = [journal.insert_order(order_row(f"g{i}")) for i in range(50)]
-    bad = journal.insert_fill(fill_row("no-such-order", "tx"), position_row("1", 9))
+    bad = journal.insert_fill(fill_row("no-such-order", "tx"), position_row("1", "0.01", 9))
     good += [journal.insert_order(order_row(f"h{i}")) for i in range(50)]
     with caplog.at_level(logging.ERROR, logger="lts.persistence.journal"):
         results = await asyncio.gather(*good, bad, return_exceptions=True)
