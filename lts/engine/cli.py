@@ -1,4 +1,6 @@
-"""The command line: ``python -m lts.engine [run] ...`` and ``python -m lts.engine replay ...``.
+"""The command line: ``python -m lts.engine [run] ...`` and ``python -m lts.engine replay ...``,
+plus the operator's commands, each in its own module: ``keys``, ``db``, ``backup``/``restore``
+and ``selftest``.
 
 Bad input (a flag, a setting, a data file, a plugin or a param) prints one line and exits with
 status 2, never a traceback. An unexpected error is logged with its detail and the user gets a
@@ -21,6 +23,7 @@ from typing import Any, NoReturn
 import anyio
 import msgspec
 
+from lts.engine import backup_command, db_command, keys_command, selftest
 from lts.errors import ConfigError, LtsError
 from lts.settings import Settings, load_settings, merge, parse_set
 
@@ -74,6 +77,10 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--slippage-bps", type=_decimal, default=Decimal(0))
     rp.add_argument("--fill-at", choices=["next-open", "close"], default="next-open")
     rp.add_argument("--json", action="store_true", help="end with one JSON summary line")
+    keys_command.add_parser(sub, _common)
+    db_command.add_parser(sub, _common)
+    backup_command.add_parsers(sub, _common)
+    selftest.add_parser(sub, _common)
     return parser
 
 
@@ -178,6 +185,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "replay":
             return _replay(args)
+        if args.command == "keys":
+            _logging(args.log_level or "WARNING")
+            return keys_command.run(args, _settings)
+        if args.command in ("db", "backup", "restore", "selftest"):
+            _logging(args.log_level or "WARNING")
+            command = {"db": db_command.run, "backup": backup_command.run,
+                       "restore": backup_command.run, "selftest": selftest.run}[args.command]
+            return command(args, _settings)
         return _run(args)
     except LtsError as exc:
         print(f"lts: error: {exc}", file=sys.stderr)

@@ -1,8 +1,9 @@
 """The engine: the root task group and the lifecycle of one LTS process.
 
-Start-up: migrate the schema, create the admin user and the demo portfolio on first start,
-discover plugins, start the journal writer, then one supervised runner per active portfolio
-(each in its own cancel scope, so one can be stopped or restarted without touching the others).
+Start-up: check the schema (migrating it where allowed: :mod:`lts.persistence.migrations`), create
+the admin user and the demo portfolio on first start, discover plugins, start the journal
+writer, then one supervised runner per active portfolio (each in its own cancel scope, so one
+can be stopped or restarted without touching the others).
 Shutdown (SIGINT, SIGTERM, ``--run-for``): runners and feeds are cancelled first, then the
 journal commits what is queued, portfolios are marked stopped, and the database is closed.
 """
@@ -27,7 +28,7 @@ from lts.engine.supervisor import RestartPolicy, SupervisedState, supervise
 from lts.persistence import repositories as repo
 from lts.persistence.db import check_url, default_sqlite_url, make_engine
 from lts.persistence.journal import Journal
-from lts.persistence.migrations import upgrade_to_head
+from lts.persistence.migrations import ensure_schema
 from lts.plugins.registry import Registry
 from lts.settings import Settings, with_runtime_overrides
 
@@ -80,9 +81,9 @@ class Engine:
     async def run(self) -> None:
         s = self.settings
         check_url(self.url)
-        await upgrade_to_head(self.url)
         self._db = make_engine(self.url, sqlite_synchronous=s.database.sqlite_synchronous)
         try:
+            await ensure_schema(self.db, self.url, auto_migrate=s.database.auto_migrate)
             self.settings = s = with_runtime_overrides(
                 s, await repo.load_configuration(self.db))
             await bootstrap.ensure_admin(self.db, s)
