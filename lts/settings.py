@@ -29,6 +29,7 @@ from pydantic_settings import (
 
 from lts.engine.risk import RiskLimits
 from lts.errors import ConfigError
+from lts.persistence.keyring import Keyring
 
 _log = logging.getLogger("lts.settings")
 
@@ -41,6 +42,9 @@ class DatabaseSettings(_Section):
     url: str | None = Field(None, description="SQLAlchemy async URL; default: SQLite in ./data")
     data_dir: Path = Path("data")
     sqlite_synchronous: Literal["OFF", "NORMAL", "FULL"] = "FULL"
+    auto_migrate: bool | None = Field(
+        None, description="migrate the schema to head at start; default: yes on SQLite, no on "
+        "PostgreSQL (the engine refuses to start until 'db upgrade' ran)")
 
 
 class EngineSettings(_Section):
@@ -69,7 +73,21 @@ class ApiSettings(_Section):
     port: int = Field(8000, ge=0, le=65535, description="0: any free port (logged)")
     docs: bool = Field(True, description="serve /docs and /openapi.json")
     cors_origins: list[str] = Field(default_factory=list, description="origins allowed by CORS")
+    trusted_proxies: list[str] = Field(
+        default_factory=list, description="addresses of reverse proxies whose X-Forwarded-For "
+        "names the client; none by default (the peer's address is the client's)")
     max_body_bytes: int = Field(1_048_576, ge=1024, description="larger request bodies get 413")
+    max_concurrent_requests: int = Field(
+        64, ge=0, le=100_000, description="HTTP requests served at once; more get 503; 0: no bound")
+    rate_limit_per_second: float = Field(
+        50.0, ge=0, le=1_000_000,
+        description="requests per second per client address; more get 429; 0: no rate limit")
+    rate_limit_burst: int = Field(100, ge=1, le=1_000_000,
+                                  description="requests a client address may make at once")
+    cache_seconds: float = Field(
+        2.0, ge=0, le=60, description="open sessions and portfolio rows are answered from memory "
+        "this long before they are read again (changes through this process act at once; 0: "
+        "read on every request)")
 
 
 DEV_JWT_SECRET = "dev-only-placeholder-jwt-secret-change-me!"  # noqa: S105 - refused in prod
@@ -99,6 +117,9 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     admin_username: str = "admin"
     admin_password: SecretStr | None = None
+    master_key: SecretStr | None = Field(
+        None, description="keys that seal broker credentials: 'v2:BASE64,v1:BASE64' (first "
+        "encrypts; each opens its version); required in prod")
     database: DatabaseSettings = DatabaseSettings()
     engine: EngineSettings = EngineSettings()
     demo: DemoSettings = DemoSettings()
@@ -128,6 +149,18 @@ def check_jwt_secret(settings: Settings) -> None:
     if settings.profile == "prod" and (secret == DEV_JWT_SECRET or len(secret) < 32):
         raise ConfigError("setting 'auth.jwt_secret': the prod profile needs a secret of at "
                           "least 32 characters, not the placeholder")
+
+
+def check_master_key(settings: Settings) -> None:
+    """A set master key must parse; the ``prod`` profile refuses to run without one (the
+    secret store has no plain-text mode)."""
+    if settings.master_key is None:
+        if settings.profile == "prod":
+            raise ConfigError("setting 'master_key': the prod profile needs it (set "
+                              "LTS_MASTER_KEY or the LTS_MASTER_KEY secret file; "
+                              "`python -m lts.engine keys new` makes a key)")
+        return
+    Keyring.from_setting(settings.master_key)
 
 
 def parse_set(items: list[str]) -> dict[str, Any]:
@@ -183,6 +216,7 @@ def load_settings(config_file: Path | None = None,
         msg = "unknown setting" if err.get("type") == "extra_forbidden" else err.get("msg")
         raise ConfigError(f"setting {key!r}: {msg}") from None
     check_jwt_secret(settings)
+    check_master_key(settings)
     return settings
 
 

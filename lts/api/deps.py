@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security import OAuth2PasswordBearer
 
 from lts.api import security
 from lts.api.audit import audit, request_address
@@ -19,7 +19,9 @@ from lts.api.context import ApiContext
 from lts.plugins.aaa.local import LocalAuth
 
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-_bearer = HTTPBearer(auto_error=False, description="access token from POST /api/v1/auth/login")
+# The bearer scheme, declared as OAuth2's password flow so the interactive docs can log in.
+_bearer = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/login", auto_error=False,
+                               description="access token from POST /api/v1/auth/login")
 
 
 @dataclass(frozen=True)
@@ -30,7 +32,10 @@ class Principal:
     session_id: str
 
 
-def get_context(request: Request) -> ApiContext:
+# Dependencies are ``async def`` even when they await nothing: FastAPI runs a plain ``def``
+# dependency in a worker thread, a hop per request that waits for the GIL behind the trading loop.
+
+async def get_context(request: Request) -> ApiContext:
     ctx: ApiContext = request.app.state.ctx
     return ctx
 
@@ -42,7 +47,7 @@ def client_address(request: Request) -> str:
     return request_address(request)
 
 
-def get_auth(request: Request, ctx: ContextDep) -> LocalAuth:
+async def get_auth(request: Request, ctx: ContextDep) -> LocalAuth:
     """The app's aaa plugin, made from the registry on first use and kept on the app."""
     auth: LocalAuth | None = getattr(request.app.state, "auth", None)
     if auth is None:
@@ -61,16 +66,13 @@ def _unauthenticated() -> HTTPException:
     return HTTPException(401, "not authenticated", headers={"WWW-Authenticate": "Bearer"})
 
 
-async def current_user(
-        request: Request, ctx: ContextDep,
-        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> Principal:
+async def current_user(request: Request,
+                       token: Annotated[str | None, Depends(_bearer)]) -> Principal:
+    ctx: ApiContext = request.app.state.ctx  # not a dependency: each one costs per request
     try:
-        if credentials is None or credentials.scheme.lower() != "bearer":
+        if not token:
             raise security.InvalidToken
-        settings = ctx.engine.settings.auth
-        user_id, sid = security.decode_access_token(settings, credentials.credentials)
-        found = await security.session_user(ctx.engine.db, settings, user_id, sid)
+        found = await ctx.sessions.user_for_token(token)
     except security.InvalidToken:
         if request.method not in _SAFE_METHODS:
             audit(ctx, request, None, "auth.check", request.url.path, "denied",

@@ -41,7 +41,7 @@ def _audit_rejected(request: Request, action: str, detail: dict[str, object]) ->
     user_id: int | None = None
     if header.lower().startswith("bearer "):
         with contextlib.suppress(security.InvalidToken):
-            user_id = security.decode_access_token(ctx.engine.settings.auth, header[7:])[0]
+            user_id = ctx.sessions.decode(header[7:])[0]
     audit(ctx, request, None, action, request.url.path, "failure",
           {"method": request.method, "user_id": user_id, **detail})
 

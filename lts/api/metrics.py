@@ -93,6 +93,11 @@ class ApiMetrics:
         reg = self.registry
         self.http_requests = Counter("lts_http_requests", "HTTP requests",
                                      ["method", "route", "status"], registry=reg)
+        self.http_refused = Counter("lts_http_refused",
+                                    "HTTP requests refused by admission control",
+                                    ["reason"], registry=reg)
+        self.http_in_flight = Gauge("lts_http_requests_in_flight",
+                                    "Admitted HTTP requests being served", registry=reg)
         self.loop_lag = Histogram("lts_event_loop_lag_seconds",
                                   "How late the event loop ran a 100 ms timer",
                                   buckets=_LATENCY_BUCKETS, registry=reg)

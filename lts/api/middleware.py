@@ -4,9 +4,11 @@ adds no task per request and leaves WebSockets alone.
 """
 
 import logging
-import uuid
+import os
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
+
+from prometheus_client import Counter
 
 from lts.api.metrics import ApiMetrics
 
@@ -39,15 +41,17 @@ class EdgeMiddleware:
         self.app = app
         self.metrics = metrics
         self.max_body = max_body
+        self._counters: dict[tuple[str, str, int], Counter] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        given = dict(scope["headers"]).get(b"x-correlation-id", b"").decode("latin-1")
-        cid = given if given.isalnum() and 8 <= len(given) <= 64 else uuid.uuid4().hex
+        headers = dict(scope["headers"])
+        given = headers.get(b"x-correlation-id", b"").decode("latin-1")
+        cid = given if given.isalnum() and 8 <= len(given) <= 64 else os.urandom(16).hex()
         scope.setdefault("state", {})["correlation_id"] = cid
-        declared = dict(scope["headers"]).get(b"content-length")
+        declared = headers.get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_body:
             await _too_large(send, cid)
             self._count(scope, 413)
@@ -89,8 +93,12 @@ class EdgeMiddleware:
 
     def _count(self, scope: Scope, status: int) -> None:
         route = scope.get("route")
-        template = getattr(route, "path", None) or "unmatched"
-        self.metrics.http_requests.labels(scope["method"], template, str(status)).inc()
+        key = (scope["method"], getattr(route, "path", None) or "unmatched", status)
+        counter = self._counters.get(key)
+        if counter is None:  # one child per (method, route, status): a bounded set
+            counter = self._counters[key] = self.metrics.http_requests.labels(
+                key[0], key[1], str(status))
+        counter.inc()
 
 
 class _BodyTooLarge(Exception):

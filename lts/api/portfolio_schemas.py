@@ -1,6 +1,7 @@
 """Request and response models of portfolios, assets and positions. Requests refuse unknown
 fields; responses are built from rows field by field, never returned as rows."""
 
+from collections.abc import Mapping
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
@@ -104,11 +105,11 @@ class AssetPublic(BaseModel):
     lot_size: Decimal
 
 
-def portfolio_public(row: dict[str, Any]) -> PortfolioPublic:
+def portfolio_public(row: Mapping[str, Any]) -> PortfolioPublic:
     return PortfolioPublic.model_validate({k: row[k] for k in PortfolioPublic.model_fields})
 
 
-def asset_public(row: dict[str, Any]) -> AssetPublic:
+def asset_public(row: Mapping[str, Any]) -> AssetPublic:
     return AssetPublic.model_validate({k: row[k] for k in AssetPublic.model_fields})
 
 

@@ -76,6 +76,11 @@ class TokenPair(BaseModel):
     expires_in: int = Field(description="seconds the access token is valid")
 
 
+class WsTicket(BaseModel):
+    ticket: str
+    expires_in: int = Field(description="seconds the ticket can be redeemed, once")
+
+
 class UserPublic(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 

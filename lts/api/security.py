@@ -1,11 +1,13 @@
 """Tokens and sessions of the control API (architecture §10): what turns a login into access.
 
 An access token is a short-lived JWT (HS256 only, ``exp``/``iat``/``sub``/``jti``/``sid``
-required) naming a row of ``sessions``; every request reads that row (one primary-key query
-joined to its user), so logout, revocation, a disabled user or a changed role take effect at
-once. A refresh token is ``<session id>.<random>``; only the SHA-256 of the random part is
-stored. Refreshing revokes the session and opens a new one in the same family (same absolute
-expiry); presenting a refresh token whose session is already revoked revokes the whole family.
+required) naming a row of ``sessions``; :func:`session_user` reads that row (one primary-key
+query joined to its user). The API asks through :class:`lts.api.sessions.SessionCache`, which
+answers repeated requests from memory and forgets a session the moment it is revoked, so logout,
+revocation, a disabled user or a changed role take effect at once. A refresh token is
+``<session id>.<random>``; only the SHA-256 of the random part is stored. Refreshing revokes the
+session and opens a new one in the same family (same absolute expiry); presenting a refresh
+token whose session is already revoked revokes the whole family.
 """
 
 import hashlib
@@ -32,14 +34,26 @@ class InvalidToken(Exception):
     """A token or session that grants nothing; the client gets a plain 401."""
 
 
+class FamilyRevoked(InvalidToken):
+    """A refresh token was presented again: its whole family of sessions is now revoked."""
+
+    def __init__(self, family_id: str) -> None:
+        super().__init__(family_id)
+        self.family_id = family_id
+
+
 @dataclass(frozen=True)
 class SessionUser:
-    """An open session and its user, as the per-request check reads them."""
+    """An open session and its user, as the per-request check reads them; ``expires_at`` and
+    ``seen_at`` (the ``last_seen_at`` now stored) are epoch seconds."""
 
     session_id: str
     user_id: int
     username: str
     role: str
+    family_id: str = ""
+    expires_at: float = 0.0
+    seen_at: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -72,13 +86,14 @@ def issue_access_token(auth: AuthSettings, user_id: int, session_id: str,
     return jwt.encode(claims, auth.jwt_secret.get_secret_value(), algorithm=ALGORITHM)
 
 
-def decode_access_token(auth: AuthSettings, token: str) -> tuple[int, str]:
-    """``(user id, session id)`` of a valid token; raises InvalidToken otherwise."""
+def decode_access_token(auth: AuthSettings, token: str) -> tuple[int, str, float]:
+    """``(user id, session id, expiry in epoch seconds)`` of a valid token; raises InvalidToken
+    otherwise."""
     try:
         claims: dict[str, Any] = jwt.decode(token, auth.jwt_secret.get_secret_value(),
                                             algorithms=[ALGORITHM],
                                             options={"require": _REQUIRED})
-        return int(claims["sub"]), str(claims["sid"])
+        return int(claims["sub"]), str(claims["sid"]), float(claims["exp"])
     except (jwt.InvalidTokenError, ValueError, TypeError):
         raise InvalidToken from None
 
@@ -103,9 +118,9 @@ async def session_user(db: AsyncEngine, auth: AuthSettings, user_id: int,
                        session_id: str) -> SessionUser:
     """The open session ``session_id`` of an active ``user_id``; raises InvalidToken when it is
     revoked, past its absolute expiry or idle too long. Marks it seen (at most once a minute)."""
-    q = (select(sessions.c.user_id, sessions.c.revoked_at, sessions.c.expires_at,
-                sessions.c.last_seen_at, sessions.c.created_at, users.c.username, users.c.role,
-                users.c.is_active)
+    q = (select(sessions.c.user_id, sessions.c.family_id, sessions.c.revoked_at,
+                sessions.c.expires_at, sessions.c.last_seen_at, sessions.c.created_at,
+                users.c.username, users.c.role, users.c.is_active)
          .join(users, users.c.id == sessions.c.user_id).where(sessions.c.id == session_id))
     async with db.connect() as conn:
         row = (await conn.execute(q)).first()
@@ -121,7 +136,9 @@ async def session_user(db: AsyncEngine, auth: AuthSettings, user_id: int,
         async with db.begin() as conn:
             await conn.execute(update(sessions).where(sessions.c.id == session_id)
                                .values(last_seen_at=now))
-    return SessionUser(session_id, user_id, row.username, row.role)
+        seen = now
+    return SessionUser(session_id, user_id, row.username, row.role, row.family_id,
+                       _aware(row.expires_at).timestamp(), seen.timestamp())
 
 
 async def rotate(db: AsyncEngine, auth: AuthSettings, refresh_token: str,
@@ -147,7 +164,7 @@ async def rotate(db: AsyncEngine, auth: AuthSettings, refresh_token: str,
             .values(revoked_at=now))
     if spent.rowcount != 1:  # reuse: someone else holds the family's live token
         await revoke_family(db, row.family_id)
-        raise InvalidToken
+        raise FamilyRevoked(row.family_id)
     expires_at = _aware(row.expires_at)
     idle = now - _aware(row.last_seen_at or row.created_at)
     if (not row.is_active or expires_at <= now

@@ -58,12 +58,14 @@ class Api:
 
 @asynccontextmanager
 async def running_api(tmp_path: Path, **sections: Any) -> AsyncIterator[Api]:
-    """The engine and its API on a free port; ``sections`` override settings (deep merge)."""
+    """The engine and its API on a free port; ``sections`` override settings (deep merge).
+    Every test talks from 127.0.0.1, many requests in a burst: the per-client rate limit is
+    raised far above what a test sends (tests/api/test_admission.py sets its own)."""
     port = free_port()
     settings = load_settings(overrides=merge({
         "admin_password": "Adm1n-pass-word",
         "database": {"url": f"sqlite+aiosqlite:///{tmp_path / 'lts.db'}"},
-        "api": {"port": port},
+        "api": {"port": port, "rate_limit_per_second": 10_000, "rate_limit_burst": 100_000},
         "auth": {"bcrypt_rounds": 4},
     }, sections))
     engine = Engine(settings)

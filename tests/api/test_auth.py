@@ -93,6 +93,43 @@ async def test_refresh_rotates_and_a_reused_token_revokes_the_family(api: Api) -
     assert outcomes == ["success", "failure", "failure"]
 
 
+async def test_login_takes_the_oauth2_password_form(api: Api) -> None:
+    """What the interactive docs send; its extra fields (grant_type, scope) are ignored, a
+    missing field is a 422 naming it, another content type a 415."""
+    await register(api, "olga")
+    form = "application/x-www-form-urlencoded"
+    reply = await api.request("POST", "/api/v1/auth/login",
+                              f"grant_type=password&username=olga&password={PASSWORD}&scope="
+                              .encode(), {"content-type": form})
+    assert reply.status == 200, reply.body
+    access = reply.json()["access_token"]
+    assert (await call(api, "GET", "/api/v1/auth/me", token=access)).json()["username"] == "olga"
+    missing = await api.request("POST", "/api/v1/auth/login", b"username=olga",
+                                {"content-type": form})
+    assert missing.status == 422
+    assert [e["field"] for e in missing.json()["detail"]] == ["password"]
+    other = await api.request("POST", "/api/v1/auth/login", b"olga", {"content-type": "text/plain"})
+    assert other.status == 415
+    unknown = await call(api, "POST", "/api/v1/auth/login",
+                         {"username": "olga", "password": PASSWORD, "role": "admin"})
+    assert unknown.status == 422
+
+
+async def test_a_reused_refresh_token_ends_a_successor_already_in_use(api: Api) -> None:
+    """The successor session answered requests (so it is held in memory) before the old token
+    came back: it still ends at once."""
+    await register(api, "hank")
+    first = await login(api, "hank")
+    second = (await call(api, "POST", "/api/v1/auth/refresh",
+                         {"refresh_token": first["refresh_token"]})).json()
+    for _ in range(3):
+        assert (await call(api, "GET", "/api/v1/auth/me",
+                           token=second["access_token"])).status == 200
+    assert (await call(api, "POST", "/api/v1/auth/refresh",
+                       {"refresh_token": first["refresh_token"]})).status == 401
+    assert (await call(api, "GET", "/api/v1/auth/me", token=second["access_token"])).status == 401
+
+
 async def test_a_forged_refresh_token_is_refused(api: Api) -> None:
     await register(api, "erin")
     tokens = await login(api, "erin")

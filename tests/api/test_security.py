@@ -96,7 +96,8 @@ def test_prod_refuses_the_placeholder_or_a_short_jwt_secret() -> None:
         load_settings(overrides={"profile": "prod"})
     with pytest.raises(ConfigError, match=r"auth\.jwt_secret"):
         load_settings(overrides={"profile": "prod", "auth": {"jwt_secret": "short"}})
-    ok = load_settings(overrides={"profile": "prod", "auth": {"jwt_secret": "k" * 32}})
+    ok = load_settings(overrides={"profile": "prod", "auth": {"jwt_secret": "k" * 32},
+                                  "master_key": "v1:a2tra2tra2tra2tra2tra2tra2tra2tra2tra2tra2s="})
     assert ok.auth.jwt_secret.get_secret_value() == "k" * 32
     assert load_settings().auth.access_token_minutes == 15
     assert len(SECRET) >= 64
@@ -125,7 +126,24 @@ def test_throttle_counts_failures_per_key_over_a_sliding_window() -> None:
     assert throttle.retry_after("user:c") == 0
 
 
-async def test_openapi_declares_the_bearer_scheme(api: Api) -> None:
+async def test_openapi_declares_the_bearer_scheme_as_the_password_flow(api: Api) -> None:
+    """The docs' Authorize button logs in through /auth/login's OAuth2 password form."""
     reply = await call(api, "GET", "/openapi.json")
     assert reply.status == 200
-    assert "HTTPBearer" in reply.json()["components"]["securitySchemes"]
+    spec = reply.json()
+    [scheme] = spec["components"]["securitySchemes"].values()
+    assert scheme["flows"]["password"]["tokenUrl"] == "/api/v1/auth/login"
+    body = spec["paths"]["/api/v1/auth/login"]["post"]["requestBody"]["content"]
+    assert set(body) == {"application/json", "application/x-www-form-urlencoded"}
+
+
+async def test_a_forwarded_for_header_is_not_believed_without_a_trusted_proxy(api: Api) -> None:
+    """The audit trail, login throttling and rate limits key on the peer's address; a client
+    cannot choose another with X-Forwarded-For unless it is a configured proxy."""
+    reply = await api.request("POST", "/api/v1/auth/login",
+                              json.dumps({"username": "nobody", "password": "x"}).encode(),
+                              {"content-type": "application/json",
+                               "x-forwarded-for": "203.0.113.9"})
+    assert reply.status == 401
+    [row] = await audit_rows(api, "auth.login")
+    assert row["client_address"] == "127.0.0.1"

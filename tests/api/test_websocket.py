@@ -97,3 +97,42 @@ async def test_logout_closes_the_socket_with_1008(api: Api) -> None:
             await drain_until_closed(ws)
     assert closed.value.rcvd is not None
     assert closed.value.rcvd.code == 1008
+
+
+async def ticket(api: Api, headers: dict[str, str]) -> str:
+    reply = await api.request("POST", "/api/v1/auth/ws-ticket", None, headers)
+    assert reply.status == 200, reply.body
+    body = json.loads(reply.body)
+    assert body["expires_in"] > 0
+    return str(body["ticket"])
+
+
+async def test_a_ticket_in_the_url_lets_a_client_in_once(api: Api) -> None:
+    """``POST /auth/ws-ticket`` gives a short-lived, single-use ticket: the socket needs no auth
+    message, and the same ticket never works twice."""
+    headers = await login(api, *ADMIN)
+    once = await ticket(api, headers)
+    async with connect(f"{ws_url(api)}?ticket={once}") as ws:
+        await ws.send(json.dumps({"action": "subscribe", "portfolios": [1], "since": 0}))
+        msg = await receive(ws)
+        while msg["type"] != "subscribed":  # the replay of the journal comes first
+            assert msg["portfolio_id"] == 1
+            msg = await receive(ws)
+        assert msg["portfolios"] == [1]
+    for spent in (once, "made-up"):
+        async with connect(f"{ws_url(api)}?ticket={spent}") as ws:
+            with pytest.raises(ConnectionClosed) as closed:
+                await receive(ws)
+        assert closed.value.rcvd is not None
+        assert closed.value.rcvd.code == 1008
+
+
+async def test_a_ticket_of_an_ended_session_is_refused(api: Api) -> None:
+    headers = await login(api, *ADMIN)
+    unused = await ticket(api, headers)
+    assert (await api.request("POST", "/api/v1/auth/logout", b"{}", headers)).status == 204
+    async with connect(f"{ws_url(api)}?ticket={unused}") as ws:
+        with pytest.raises(ConnectionClosed) as closed:
+            await receive(ws)
+    assert closed.value.rcvd is not None
+    assert closed.value.rcvd.code == 1008

@@ -158,8 +158,8 @@ def test_merge_is_deep_and_the_top_wins() -> None:
 
 def test_settings_is_the_one_tree() -> None:
     assert set(Settings.model_fields) == {"profile", "log_level", "admin_username",
-                                          "admin_password", "database", "engine", "demo", "risk",
-                                          "api", "auth"}
+                                          "admin_password", "master_key", "database", "engine",
+                                          "demo", "risk", "api", "auth"}
 
 
 def test_runtime_overrides_apply_on_top_and_bad_ones_are_skipped() -> None:

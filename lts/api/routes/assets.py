@@ -2,6 +2,7 @@
 and pipeline plugins and their params (validated against each plugin's params model: 422 naming
 the field). A change to an asset of a running portfolio restarts that portfolio only."""
 
+from collections.abc import Mapping
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request, status
@@ -28,7 +29,7 @@ def _validate_plugins(ctx: ApiContext, asset: dict[str, Any]) -> None:
             raise InvalidParams(exc.plugin, f"{params_key}.{exc.field}", str(exc)) from None
 
 
-async def _restart_if_running(ctx: ApiContext, portfolio: dict[str, Any]) -> None:
+async def _restart_if_running(ctx: ApiContext, portfolio: Mapping[str, Any]) -> None:
     if portfolio["is_active"] and portfolio["id"] in ctx.engine.portfolios:
         await ctx.engine.restart_portfolio(portfolio["id"])
 

@@ -1,9 +1,15 @@
-"""Auth routes (``/api/v1/auth``) over the aaa plugin and :mod:`lts.api.security`: register (a
-new user is a viewer), login (throttled, every outcome audited), refresh with rotation, logout,
-me, and password change. Failures answer a plain 401 that says nothing about which part failed.
+"""Auth routes (``/api/v1/auth``) over the aaa plugin and the session cache: register (a new
+user is a viewer), login (throttled, every outcome audited; JSON, or the OAuth2 password form
+that the interactive docs send), refresh with rotation, logout, me, password change, and
+single-use WebSocket tickets. Failures answer a plain 401 that says nothing about which part
+failed.
 """
 
+from typing import Any
+
 from fastapi import APIRouter, HTTPException, Request, Response
+from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
 
 from lts.api import security
 from lts.api.audit import audit
@@ -15,6 +21,7 @@ from lts.api.schemas import (
     TokenPair,
     UserCreate,
     UserPublic,
+    WsTicket,
 )
 
 router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
@@ -41,9 +48,35 @@ async def register(body: UserCreate, request: Request, ctx: ContextDep,
     return UserPublic.model_validate(user)
 
 
-@router.post("/login", response_model=TokenPair)
-async def login(body: LoginRequest, request: Request, ctx: ContextDep,
-                auth: AuthDep) -> TokenPair:
+_FORM = "application/x-www-form-urlencoded"
+_LOGIN_FORM_SCHEMA = {"type": "object", "required": ["username", "password"], "properties": {
+    "grant_type": {"type": "string", "enum": ["password"]},
+    "username": {"type": "string"}, "password": {"type": "string", "format": "password"}}}
+_LOGIN_BODY: dict[str, Any] = {"requestBody": {"required": True, "content": {
+    "application/json": {"schema": LoginRequest.model_json_schema()},
+    _FORM: {"schema": _LOGIN_FORM_SCHEMA}}}}
+
+
+async def _login_request(request: Request) -> LoginRequest:
+    """The login body: JSON (unknown fields refused), or the OAuth2 password form (its other
+    fields, such as ``grant_type`` and ``scope``, are ignored)."""
+    kind = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    try:
+        if kind == _FORM:
+            form = await request.form()
+            return LoginRequest.model_validate({"username": form.get("username"),
+                                                "password": form.get("password")})
+        if kind == "application/json":
+            return LoginRequest.model_validate_json(await request.body())
+    except ValidationError as exc:
+        raise RequestValidationError([{**e, "loc": ("body", *e["loc"])}
+                                      for e in exc.errors(include_url=False)]) from None
+    raise HTTPException(415, "send JSON or an OAuth2 password form")
+
+
+@router.post("/login", response_model=TokenPair, openapi_extra=_LOGIN_BODY)
+async def login(request: Request, ctx: ContextDep, auth: AuthDep) -> TokenPair:
+    body = await _login_request(request)
     client = client_address(request)
     result = await auth.authenticate(ctx.engine.db, body.username, body.password, client)
     if result.user is None:
@@ -56,8 +89,7 @@ async def login(body: LoginRequest, request: Request, ctx: ContextDep,
         raise HTTPException(401, "invalid user name or password",
                             headers={"WWW-Authenticate": "Bearer"})
     user = result.user
-    tokens = await security.open_session(ctx.engine.db, ctx.engine.settings.auth, user.id,
-                                         client)
+    tokens = await ctx.sessions.open(user.id, client)
     audit(ctx, request, Principal(user.id, user.username, user.role, tokens.session_id),
           "auth.login", f"user:{user.id}", "success")
     return _pair(tokens)
@@ -66,8 +98,7 @@ async def login(body: LoginRequest, request: Request, ctx: ContextDep,
 @router.post("/refresh", response_model=TokenPair)
 async def refresh(body: RefreshRequest, request: Request, ctx: ContextDep) -> TokenPair:
     try:
-        tokens = await security.rotate(ctx.engine.db, ctx.engine.settings.auth,
-                                       body.refresh_token, client_address(request))
+        tokens = await ctx.sessions.rotate(body.refresh_token, client_address(request))
     except security.InvalidToken:
         audit(ctx, request, None, "auth.refresh", "session", "failure")
         raise HTTPException(401, "invalid refresh token",
@@ -78,7 +109,7 @@ async def refresh(body: RefreshRequest, request: Request, ctx: ContextDep) -> To
 
 @router.post("/logout", status_code=204, response_class=Response)
 async def logout(request: Request, ctx: ContextDep, who: CurrentUser) -> Response:
-    await security.revoke_session(ctx.engine.db, who.session_id)
+    await ctx.sessions.revoke_session(who.session_id)
     audit(ctx, request, who, "auth.logout", f"user:{who.user_id}", "success")
     return Response(status_code=204)
 
@@ -101,6 +132,16 @@ async def change_password(body: PasswordChange, request: Request, ctx: ContextDe
               {"reason": "old password does not match"})
         raise HTTPException(403, "the old password does not match")
     # every other login of this user ends; this one goes on
-    await security.revoke_user_sessions(ctx.engine.db, who.user_id, keep=who.session_id)
+    await ctx.sessions.revoke_user(who.user_id, keep=who.session_id)
     audit(ctx, request, who, "auth.password", target, "success")
     return Response(status_code=204)
+
+
+@router.post("/ws-ticket", response_model=WsTicket)
+async def ws_ticket(request: Request, ctx: ContextDep, who: CurrentUser) -> WsTicket:
+    """A single-use ticket for ``/ws/orders?ticket=...``, valid for a few seconds, for clients
+    that cannot send a first message before they are let in; never a long-lived token in a
+    URL."""
+    ticket, expires_in = ctx.sessions.issue_ticket(who.user_id, who.session_id)
+    audit(ctx, request, who, "auth.ws_ticket", f"user:{who.user_id}", "success")
+    return WsTicket(ticket=ticket, expires_in=expires_in)

@@ -5,7 +5,7 @@ an admin sees all; a viewer reads their own. Starting, stopping and restarting g
 live engine and touch no other portfolio. Every change is audited, failures included.
 """
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from decimal import Decimal
 from typing import Any
@@ -38,12 +38,22 @@ from lts.persistence import repositories as repo
 router = APIRouter(prefix="/api/v1/portfolios", tags=["portfolios"])
 
 
-async def owned(ctx: ApiContext, who: Principal, portfolio_id: int) -> dict[str, Any]:
+async def owned(ctx: ApiContext, who: Principal, portfolio_id: int) -> Mapping[str, Any]:
     """The portfolio's row if ``who`` may see it; 404 otherwise (no hint that it exists)."""
-    row = await store.get_portfolio(ctx.engine.db, portfolio_id)
+    row = await ctx.portfolios.get(portfolio_id)
     if row is None or (who.role != "admin" and row["owner_id"] != who.user_id):
         raise HTTPException(status.HTTP_404_NOT_FOUND, "portfolio not found")
     return row
+
+
+def _public(ctx: ApiContext, row: Mapping[str, Any]) -> PortfolioPublic:
+    """The row as the API shows it, with the runner's live status and last error (fresher than
+    the row, which the engine writes through the journal)."""
+    handle = ctx.engine.portfolios.get(row["id"])
+    if handle is None:
+        return portfolio_public(row)
+    return portfolio_public({**row, "status": handle.state.status,
+                             "last_error": handle.state.last_error})
 
 
 @asynccontextmanager
@@ -77,7 +87,7 @@ def _validate(ctx: ApiContext, plugin: str | None, params: dict[str, Any] | None
 async def list_portfolios(ctx: ContextDep, who: CurrentUser) -> list[PortfolioPublic]:
     rows = await store.list_portfolios(ctx.engine.db,
                                        None if who.role == "admin" else who.user_id)
-    return [portfolio_public(r) for r in rows]
+    return [_public(ctx, r) for r in rows]
 
 
 @router.post("", response_model=PortfolioPublic, status_code=status.HTTP_201_CREATED)
@@ -85,16 +95,16 @@ async def create_portfolio(body: PortfolioCreate, request: Request, ctx: Context
                            who: TraderUser) -> PortfolioPublic:
     async with audited(ctx, request, who, "portfolio.create", f"portfolio:{body.name}"):
         _validate(ctx, body.portfolio_plugin, body.portfolio_params, body.risk_params)
-        pid = await store.create_portfolio(ctx.engine.db, {
+        pid = await ctx.portfolios.create({
             **body.model_dump(), "owner_id": who.user_id, "is_active": False})
-    row = await store.get_portfolio(ctx.engine.db, pid)
+    row = await ctx.portfolios.get(pid)
     assert row is not None
-    return portfolio_public(row)
+    return _public(ctx, row)
 
 
 @router.get("/{portfolio_id}", response_model=PortfolioPublic)
 async def get_portfolio(portfolio_id: int, ctx: ContextDep, who: CurrentUser) -> PortfolioPublic:
-    return portfolio_public(await owned(ctx, who, portfolio_id))
+    return _public(ctx, await owned(ctx, who, portfolio_id))
 
 
 @router.patch("/{portfolio_id}", response_model=PortfolioPublic)
@@ -108,10 +118,10 @@ async def update_portfolio(portfolio_id: int, body: PortfolioUpdate, request: Re
         _validate(ctx, values.get("portfolio_plugin", row["portfolio_plugin"]),
                   values.get("portfolio_params", row["portfolio_params"]),
                   values.get("risk_params"))
-        await store.update_portfolio(ctx.engine.db, portfolio_id, values)
+        await ctx.portfolios.update(portfolio_id, values)
         if row["is_active"] and portfolio_id in ctx.engine.portfolios:
             await ctx.engine.restart_portfolio(portfolio_id)
-    return portfolio_public(await owned(ctx, who, portfolio_id))
+    return _public(ctx, await owned(ctx, who, portfolio_id))
 
 
 @router.delete("/{portfolio_id}", status_code=status.HTTP_204_NO_CONTENT)
@@ -121,7 +131,7 @@ async def delete_portfolio(portfolio_id: int, request: Request, ctx: ContextDep,
         row = await owned(ctx, who, portfolio_id)
         if row["is_active"]:
             raise Conflict("deactivate the portfolio before deleting it")
-        await store.delete_portfolio(ctx.engine.db, portfolio_id)
+        await ctx.portfolios.delete(portfolio_id)
 
 
 @router.post("/{portfolio_id}/activate", response_model=PortfolioPublic)
@@ -129,9 +139,9 @@ async def activate(portfolio_id: int, request: Request, ctx: ContextDep,
                    who: TraderUser) -> PortfolioPublic:
     async with audited(ctx, request, who, "portfolio.activate", f"portfolio:{portfolio_id}"):
         await owned(ctx, who, portfolio_id)
-        await store.update_portfolio(ctx.engine.db, portfolio_id, {"is_active": True})
+        await ctx.portfolios.update(portfolio_id, {"is_active": True})
         ctx.engine.start_portfolio(portfolio_id)
-    return portfolio_public(await owned(ctx, who, portfolio_id))
+    return _public(ctx, await owned(ctx, who, portfolio_id))
 
 
 @router.post("/{portfolio_id}/deactivate", response_model=PortfolioPublic)
@@ -139,10 +149,10 @@ async def deactivate(portfolio_id: int, request: Request, ctx: ContextDep,
                      who: TraderUser) -> PortfolioPublic:
     async with audited(ctx, request, who, "portfolio.deactivate", f"portfolio:{portfolio_id}"):
         await owned(ctx, who, portfolio_id)
-        await store.update_portfolio(ctx.engine.db, portfolio_id, {"is_active": False})
+        await ctx.portfolios.update(portfolio_id, {"is_active": False})
         await ctx.engine.stop_portfolio(portfolio_id)
         await ctx.engine.journal.flush()
-    return portfolio_public(await owned(ctx, who, portfolio_id))
+    return _public(ctx, await owned(ctx, who, portfolio_id))
 
 
 @router.put("/{portfolio_id}/trading-state", response_model=PortfolioPublic)
@@ -155,8 +165,8 @@ async def set_trading_state(portfolio_id: int, body: TradingStateChange, request
         await owned(ctx, who, portfolio_id)
         detail["state"] = body.state
         ctx.engine.set_trading_state(portfolio_id, TradingState(body.state))
-        await store.update_portfolio(ctx.engine.db, portfolio_id, {"trading_state": body.state})
-    return portfolio_public(await owned(ctx, who, portfolio_id))
+        await ctx.portfolios.update(portfolio_id, {"trading_state": body.state})
+    return _public(ctx, await owned(ctx, who, portfolio_id))
 
 
 @router.get("/{portfolio_id}/positions", response_model=list[PositionPublic])

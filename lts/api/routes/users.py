@@ -7,7 +7,6 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response
 
-from lts.api import security
 from lts.api.audit import audit
 from lts.api.deps import AdminUser, AuthDep, ContextDep
 from lts.api.schemas import UserPublic, UserUpdate
@@ -46,7 +45,8 @@ async def update_user(user_id: int, body: UserUpdate, request: Request, ctx: Con
         audit(ctx, request, who, "user.update", target, "failure", {"reason": "not found"})
         raise HTTPException(404, "no such user")
     if body.is_active is False:
-        await security.revoke_user_sessions(ctx.engine.db, user_id)
+        await ctx.sessions.revoke_user(user_id)
+    ctx.sessions.forget_user(user_id)  # the next request reads the new role
     audit(ctx, request, who, "user.update", target, "success", change)
     return UserPublic.model_validate(user)
 
@@ -58,7 +58,7 @@ async def delete_user(user_id: int, request: Request, ctx: ContextDep, auth: Aut
     if user_id == who.user_id:
         audit(ctx, request, who, "user.delete", target, "failure", {"reason": "self"})
         raise HTTPException(409, "an admin cannot delete themselves")
-    await security.revoke_user_sessions(ctx.engine.db, user_id)
+    await ctx.sessions.revoke_user(user_id)
     if not await auth.delete_user(ctx.engine.db, user_id):
         audit(ctx, request, who, "user.delete", target, "failure", {"reason": "not found"})
         raise HTTPException(404, "no such user")

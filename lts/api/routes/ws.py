@@ -1,11 +1,13 @@
 """WebSocket ``/ws/orders``: order events and fills of the portfolios a client may see.
 
-Protocol: the first message authenticates (``{"action": "auth", "token": ACCESS_TOKEN}``, never a
-token in the URL); then ``{"action": "subscribe", "portfolios": [ids], "since": N}`` replays the
-journal's events after sequence number ``N`` and streams new ones, each a JSON object with
-``type``, ``portfolio_id``, ``seq`` and the order's fields. Each client has a bounded mailbox
-with the CLOSE policy: a client that falls behind is disconnected (1013) and never slows trading.
-A revoked or expired session closes the socket with 1008, as does a wrong Origin.
+Protocol: the first message authenticates (``{"action": "auth", "token": ACCESS_TOKEN}``), or the
+URL carries a single-use ticket from ``POST /api/v1/auth/ws-ticket`` (``/ws/orders?ticket=T``;
+never a long-lived token in a URL); then
+``{"action": "subscribe", "portfolios": [ids], "since": N}`` replays the journal's events after
+sequence number ``N`` and streams new ones, each a JSON object with ``type``, ``portfolio_id``,
+``seq`` and the order's fields. Each client has a bounded mailbox with the CLOSE policy: a
+client that falls behind is disconnected (1013) and never slows trading. A revoked or expired
+session closes the socket with 1008, as does a wrong Origin.
 """
 
 import contextlib
@@ -15,6 +17,7 @@ from typing import Any
 import anyio
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from sqlalchemy import select
+from starlette.websockets import WebSocketDisconnected
 
 from lts.api import security
 from lts.api.context import ApiContext
@@ -22,7 +25,7 @@ from lts.api.event_text import EventText, encode
 from lts.bus import Mailbox, MailboxClosed, Overflow
 from lts.bus.inprocess import Subscription
 from lts.domain.events import OrderEvent
-from lts.persistence.tables import order_events, portfolios
+from lts.persistence.tables import order_events
 
 router = APIRouter()
 log = logging.getLogger("lts.api.ws")
@@ -31,7 +34,7 @@ POLICY_VIOLATION = 1008
 TRY_AGAIN_LATER = 1013
 QUEUE_BOUND = 10_000
 AUTH_TIMEOUT = 10.0
-SESSION_CHECK_EVERY = 5.0
+SESSION_CHECK_EVERY = 1.0  # answered from the session cache: cheap
 
 
 class _Closed(Exception):
@@ -42,27 +45,31 @@ class _Closed(Exception):
 
 
 async def _authenticate(ws: WebSocket, ctx: ApiContext) -> tuple[int, str, str]:
-    """(user id, session id, role) from the first message."""
-    with anyio.move_on_after(AUTH_TIMEOUT):
-        first = await ws.receive_json()
-        if not isinstance(first, dict) or first.get("action") != "auth":
-            raise _Closed(POLICY_VIOLATION, "authenticate first")
-        settings = ctx.engine.settings.auth
-        try:
-            user_id, sid = security.decode_access_token(settings, str(first.get("token", "")))
-            user = await security.session_user(ctx.engine.db, settings, user_id, sid)
-        except security.InvalidToken:
-            raise _Closed(POLICY_VIOLATION, "invalid token") from None
-        return user.user_id, user.session_id, user.role
+    """(user id, session id, role) from the URL's ticket, else from the first message."""
+    ticket = ws.query_params.get("ticket")
+    try:
+        if ticket is not None:
+            user = await ctx.sessions.redeem_ticket(ticket)
+            return user.user_id, user.session_id, user.role
+        with anyio.move_on_after(AUTH_TIMEOUT):
+            first = await ws.receive_json()
+            if not isinstance(first, dict) or first.get("action") != "auth":
+                raise _Closed(POLICY_VIOLATION, "authenticate first")
+            user = await ctx.sessions.user_for_token(str(first.get("token", "")))
+            return user.user_id, user.session_id, user.role
+    except security.InvalidToken:
+        raise _Closed(POLICY_VIOLATION, "invalid token" if ticket is None
+                      else "invalid ticket") from None
     raise _Closed(POLICY_VIOLATION, "no authentication in time")
 
 
 async def _visible(ctx: ApiContext, user_id: int, role: str, wanted: list[int]) -> list[int]:
-    query = select(portfolios.c.id).where(portfolios.c.id.in_(wanted))
-    if role != "admin":
-        query = query.where(portfolios.c.owner_id == user_id)
-    async with ctx.engine.db.connect() as conn:
-        return sorted(int(pid) for pid in (await conn.execute(query)).scalars())
+    allowed = []
+    for pid in sorted(set(wanted)):
+        row = await ctx.portfolios.get(pid)
+        if row is not None and (role == "admin" or row["owner_id"] == user_id):
+            allowed.append(pid)
+    return allowed
 
 
 async def _replay(ws: WebSocket, ctx: ApiContext, pid: int, since: int) -> int:
@@ -86,7 +93,9 @@ class _Client:
         self.box: Mailbox[OrderEvent] = Mailbox(QUEUE_BOUND, Overflow.CLOSE, name="websocket")
         self.subs: list[Subscription] = []
         self.last_seq: dict[int, int] = {}
-        self.sending = anyio.Lock()  # a replay and the live stream never interleave
+        # a replay and the live stream never interleave; fast_acquire: no trip round the loop
+        # when the lock is free (it nearly always is)
+        self.sending = anyio.Lock(fast_acquire=True)
 
 
 @router.websocket("/ws/orders")
@@ -103,7 +112,7 @@ async def order_events_ws(ws: WebSocket) -> None:
         await _session(ws, ctx, client)
     except _Closed as closed:
         await _close(ws, closed.code, closed.reason)
-    except WebSocketDisconnect:
+    except (WebSocketDisconnect, WebSocketDisconnected):
         pass
     finally:
         for sub in client.subs:
@@ -120,8 +129,8 @@ async def _session(ws: WebSocket, ctx: ApiContext, client: _Client) -> None:
             await _serve_requests(ws, ctx, user_id, role, client)
     except* _Closed as group:
         raise group.exceptions[0] from None
-    except* WebSocketDisconnect as group:
-        raise group.exceptions[0] from None
+    except* (WebSocketDisconnect, WebSocketDisconnected):
+        pass  # the client went away (a send may find the socket closed first)
 
 
 async def _serve_requests(ws: WebSocket, ctx: ApiContext, user_id: int, role: str,
@@ -163,11 +172,10 @@ async def _send(ws: WebSocket, client: _Client, text_of: EventText) -> None:
 
 
 async def _watch_session(ctx: ApiContext, user_id: int, sid: str) -> None:
-    settings = ctx.engine.settings.auth
     while True:
         await anyio.sleep(SESSION_CHECK_EVERY)
         try:
-            await security.session_user(ctx.engine.db, settings, user_id, sid)
+            await ctx.sessions.user(user_id, sid)
         except security.InvalidToken:
             raise _Closed(POLICY_VIOLATION, "session ended") from None
 

@@ -60,8 +60,13 @@ class ApiServer(PluginBase):
             raise ConfigError(f"api: cannot listen on {settings.host}:{settings.port}: "
                               f"{exc.strerror or exc}") from None
         self.port = engine.api_port = sock.getsockname()[1]
+        # X-Forwarded-For is believed only from the configured proxies (uvicorn's default
+        # believes any local peer, which would let a local client pick its own address for
+        # the audit trail, login throttling and rate limits)
+        trusted = list(settings.trusted_proxies)
         config = uvicorn.Config(app, lifespan="off", log_config=None, access_log=False,
                                 http=_http_impl(), ws="websockets-sansio",
+                                proxy_headers=bool(trusted), forwarded_allow_ips=trusted or None,
                                 server_header=False, timeout_graceful_shutdown=5)
         server = _InLoopServer(config)
         async with anyio.create_task_group() as tg:
