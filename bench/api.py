@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import multiprocessing as mp
 import shutil
@@ -151,52 +152,134 @@ def http_load(port: int, path: str, headers: dict[str, str], conns: int, start_a
 
 def ws_clients(url: str, token: str, clients: int, since: int, start_ns: int,
                end_ns: int) -> dict[str, Any]:
-    return asyncio.run(_ws_clients(url, token, clients, since, start_ns, end_ns))
+    try:
+        import uvloop
+        return uvloop.run(_ws_clients(url, token, clients, since, start_ns, end_ns))
+    except ImportError:
+        return asyncio.run(_ws_clients(url, token, clients, since, start_ns, end_ns))
+
+
+class _LightClient(asyncio.Protocol):
+    """A WebSocket client as light as it gets (RFC 6455 by hand: handshake, masked client
+    frames, unmasked server frames, pong), so the 25 clients sharing a process cost little and
+    their stamps say when the bytes arrived. Fills count from the moment this client's
+    subscription (and its replay) is done, inside the window."""
+
+    def __init__(self, host: str, path: str, token: str, since: int, start_ns: int,
+                 end_ns: int, out: dict[str, Any], done: asyncio.Future[None]) -> None:
+        import msgspec
+        self.decode = msgspec.json.decode
+        self.host, self.path, self.token, self.since = host, path, token, since
+        self.start_ns, self.end_ns, self.out, self.done = start_ns, end_ns, out, done
+        self.buf = b""
+        self.open = False
+        self.counting_from: int | None = None
+        self.transport: Any = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        import base64
+        import os
+        self.transport = transport  # uvloop's transport is no asyncio.Transport subclass
+        key = base64.b64encode(os.urandom(16)).decode()
+        transport.write((f"GET {self.path} HTTP/1.1\r\nHost: {self.host}\r\n"
+                         "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                         f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n")
+                        .encode())
+
+    def _send(self, opcode: int, payload: bytes) -> None:
+        import os
+        mask = os.urandom(4)
+        n = len(payload)
+        head = bytes([0x80 | opcode]) + (bytes([0x80 | n]) if n < 126
+                                         else bytes([0x80 | 126]) + n.to_bytes(2, "big"))
+        masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+        self.transport.write(head + mask + masked)
+
+    def data_received(self, data: bytes) -> None:
+        now = time.time_ns()
+        self.buf += data
+        if not self.open:
+            end = self.buf.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            if b" 101 " not in self.buf[:end]:
+                self.out["errors"] += 1
+                self._finish()
+                return
+            self.open, self.buf = True, self.buf[end + 4:]
+            self._send(1, json.dumps({"action": "auth", "token": self.token}).encode())
+            self._send(1, json.dumps({"action": "subscribe", "portfolios": [DEMO_PORTFOLIO],
+                                      "since": self.since}).encode())
+        while len(self.buf) >= 2:
+            opcode, n, at = self.buf[0] & 0x0F, self.buf[1] & 0x7F, 2
+            if n == 126:
+                n, at = int.from_bytes(self.buf[2:4], "big"), 4
+            elif n == 127:
+                n, at = int.from_bytes(self.buf[2:10], "big"), 10
+            if len(self.buf) < at + n:
+                return
+            payload, self.buf = self.buf[at:at + n], self.buf[at + n:]
+            if opcode == 9:
+                self._send(10, payload)
+            elif opcode == 8:
+                self.out["closed_early"] += 1
+                if len(payload) >= 2:
+                    self.out["close_codes"].append(int.from_bytes(payload[:2], "big"))
+                self._finish()
+                return
+            elif opcode == 1:
+                self._message(self.decode(payload), now)
+
+    def _message(self, msg: dict[str, Any], now: int) -> None:
+        if msg.get("type") == "subscribed":
+            self.out["subscribed"] += 1
+            self.counting_from = max(self.start_ns, now)
+            return
+        if self.counting_from is None:
+            return
+        fill = msg.get("fill")
+        ts = fill["ts_event"] if fill is not None else msg.get("ts_event", 0)
+        if ts >= self.counting_from:
+            self.out["events"] += 1
+            if fill is not None:
+                self.out["fills"] += 1
+                self.out["delays"].append((now - ts) / 1e6)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._finish()
+
+    def _finish(self) -> None:
+        if not self.done.done():
+            self.done.set_result(None)
+        if self.transport is not None:
+            self.transport.close()
 
 
 async def _ws_clients(url: str, token: str, clients: int, since: int, start_ns: int,
                       end_ns: int) -> dict[str, Any]:
-    from websockets.asyncio.client import connect
-    from websockets.exceptions import ConnectionClosed
+    from urllib.parse import urlsplit
 
-    delays: list[float] = []
-    counts = {"subscribed": 0, "events": 0, "fills": 0, "closed_early": 0, "errors": 0}
-    close_codes: list[int] = []
-
-    async def one() -> None:
+    parts = urlsplit(url)
+    host, port = parts.hostname or "127.0.0.1", parts.port or 80
+    out: dict[str, Any] = {"subscribed": 0, "events": 0, "fills": 0, "closed_early": 0,
+                           "errors": 0, "delays": [], "close_codes": []}
+    loop = asyncio.get_running_loop()
+    done: list[asyncio.Future[None]] = []
+    for _ in range(clients):
+        finished: asyncio.Future[None] = loop.create_future()
+        done.append(finished)
         try:
-            async with connect(url, open_timeout=20) as ws:
-                await ws.send(json.dumps({"action": "auth", "token": token}))
-                await ws.send(json.dumps({"action": "subscribe", "portfolios": [DEMO_PORTFOLIO],
-                                          "since": since}))
-                while (left := end_ns - time.time_ns()) > 0:
-                    try:
-                        raw = await asyncio.wait_for(ws.recv(), left / 1e9)
-                    except TimeoutError:
-                        break
-                    now = time.time_ns()
-                    msg = json.loads(raw)
-                    if msg.get("type") == "subscribed":
-                        counts["subscribed"] += 1
-                        continue
-                    fill = msg.get("fill")
-                    if fill is None:
-                        if msg.get("ts_event", 0) >= start_ns:
-                            counts["events"] += 1
-                        continue
-                    if fill["ts_event"] >= start_ns:
-                        counts["events"] += 1
-                        counts["fills"] += 1
-                        delays.append((now - fill["ts_event"]) / 1e6)
-        except ConnectionClosed as closed:
-            counts["closed_early"] += 1
-            if closed.rcvd is not None:
-                close_codes.append(closed.rcvd.code)
-        except Exception:
-            counts["errors"] += 1
-
-    await asyncio.gather(*(one() for _ in range(clients)))
-    return {"delays": delays, "counts": counts, "close_codes": close_codes}
+            await loop.create_connection(
+                lambda f=finished: _LightClient(f"{host}:{port}", parts.path, token, since,
+                                                start_ns, end_ns, out, f), host, port)
+        except OSError:
+            out["errors"] += 1
+            finished.set_result(None)
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(max(0.0, (end_ns - time.time_ns()) / 1e9)):
+            await asyncio.gather(*done)
+    counts = {k: out[k] for k in ("subscribed", "events", "fills", "closed_early", "errors")}
+    return {"delays": out["delays"], "counts": counts, "close_codes": out["close_codes"]}
 
 
 # -- in the engine's process --------------------------------------------------------------------

@@ -51,10 +51,11 @@ def create_app(engine: "Engine", metrics: ApiMetrics | None = None) -> FastAPI:
     for module in (portfolios, orders, assets, auth, ws, health, users, plugins, audit_log,
                    config, stats, credentials):
         _add_routes(app, module.router)
-    app.add_middleware(CORSMiddleware, allow_origins=list(settings.cors_origins),
-                       allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
-                       allow_headers=["authorization", "content-type", "x-correlation-id"],
-                       allow_credentials=False)
+    if settings.cors_origins:  # without any, no cross-origin request is let in: nothing to add
+        app.add_middleware(CORSMiddleware, allow_origins=list(settings.cors_origins),
+                           allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+                           allow_headers=["authorization", "content-type", "x-correlation-id"],
+                           allow_credentials=False)
     # the last added runs first: edge (correlation id, headers) -> admission -> CORS -> routes
     app.add_middleware(AdmissionMiddleware, metrics=metrics,
                        max_concurrent=settings.max_concurrent_requests,

@@ -19,9 +19,6 @@ from lts.api.context import ApiContext
 from lts.plugins.aaa.local import LocalAuth
 
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-# The bearer scheme, declared as OAuth2's password flow so the interactive docs can log in.
-_bearer = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/login", auto_error=False,
-                               description="access token from POST /api/v1/auth/login")
 
 
 @dataclass(frozen=True)
@@ -66,21 +63,29 @@ def _unauthenticated() -> HTTPException:
     return HTTPException(401, "not authenticated", headers={"WWW-Authenticate": "Bearer"})
 
 
-async def current_user(request: Request,
-                       token: Annotated[str | None, Depends(_bearer)]) -> Principal:
-    ctx: ApiContext = request.app.state.ctx  # not a dependency: each one costs per request
-    try:
-        if not token:
-            raise security.InvalidToken
-        found = await ctx.sessions.user_for_token(token)
-    except security.InvalidToken:
-        if request.method not in _SAFE_METHODS:
-            audit(ctx, request, None, "auth.check", request.url.path, "denied",
-                  {"method": request.method, "reason": "unauthenticated"})
-        raise _unauthenticated() from None
-    return Principal(found.user_id, found.username, found.role, found.session_id)
+class _BearerSession(OAuth2PasswordBearer):
+    """The caller of a request, from its bearer token and open session; one dependency (each
+    one costs per request in FastAPI), declared in OpenAPI as OAuth2's password flow so the
+    interactive docs can log in. Answers 401 (audited when the request would change
+    something)."""
+
+    async def __call__(self, request: Request) -> Principal:  # type: ignore[override]
+        ctx: ApiContext = request.app.state.ctx
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        try:
+            if scheme.lower() != "bearer" or not token:
+                raise security.InvalidToken
+            found = await ctx.sessions.user_for_token(token)
+        except security.InvalidToken:
+            if request.method not in _SAFE_METHODS:
+                audit(ctx, request, None, "auth.check", request.url.path, "denied",
+                      {"method": request.method, "reason": "unauthenticated"})
+            raise _unauthenticated() from None
+        return Principal(found.user_id, found.username, found.role, found.session_id)
 
 
+current_user = _BearerSession(tokenUrl="/api/v1/auth/login", auto_error=False,
+                              description="access token from POST /api/v1/auth/login")
 CurrentUser = Annotated[Principal, Depends(current_user)]
 
 

@@ -7,7 +7,8 @@ import msgspec
 
 from lts.domain.events import OrderEvent
 
-#: The one encoder of what WebSocket clients receive (live events and replayed payloads).
+#: The encoder of what WebSocket clients receive live (a replay sends the journal's payload, the
+#: same JSON: the order manager encodes it with msgspec's defaults, as here).
 encode = msgspec.json.Encoder(decimal_format="string").encode
 
 

@@ -46,6 +46,9 @@ class PortfolioPublic(BaseModel):
     last_error: str | None
 
 
+_PORTFOLIO_FIELDS = tuple(PortfolioPublic.model_fields)
+
+
 class TradingStateChange(_In):
     state: TradingStateName
 
@@ -106,7 +109,7 @@ class AssetPublic(BaseModel):
 
 
 def portfolio_public(row: Mapping[str, Any]) -> PortfolioPublic:
-    return PortfolioPublic.model_validate({k: row[k] for k in PortfolioPublic.model_fields})
+    return PortfolioPublic.model_validate({k: row[k] for k in _PORTFOLIO_FIELDS})
 
 
 def asset_public(row: Mapping[str, Any]) -> AssetPublic:

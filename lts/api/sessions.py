@@ -12,7 +12,8 @@ which through the async driver is two thread hops that wait for the GIL behind t
   when its entry is older than ``api.cache_seconds`` (so a revocation made by another
   process is seen within that time; 0 reads the row on every request), when the idle mark is due
   (``last_seen_at`` is written at most once a minute, which also enforces the idle timeout), or
-  when the session passes its absolute expiry.
+  when the session passes its absolute expiry. Concurrent misses of one session share one read
+  (a hundred WebSocket watchers of one login do not read it a hundred times).
 
 Every revocation made through this process goes through the cache too (:meth:`revoke_session`,
 :meth:`revoke_family`, :meth:`revoke_user`, :meth:`rotate`), as do role changes, disables and
@@ -26,6 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
+import anyio
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from lts.api import security
@@ -65,6 +67,7 @@ class SessionCache:
         self._tokens: dict[str, _Token] = {}
         self._sessions: dict[str, _Session] = {}
         self._tickets: dict[str, _Token] = {}
+        self._reading: dict[str, anyio.Event] = {}  # sessions being read from the database
 
     # -- checks --------------------------------------------------------------------------------
 
@@ -83,15 +86,24 @@ class SessionCache:
     async def user(self, user_id: int, session_id: str) -> SessionUser:
         """The open session ``session_id`` of ``user_id``; InvalidToken when it has ended."""
         entry = self._sessions.get(session_id)
+        if entry is None and session_id in self._reading:
+            await self._reading[session_id].wait()  # one read for a crowd (WebSocket watchers)
+            entry = self._sessions.get(session_id)
         if (entry is not None and entry.user.user_id == user_id
                 and self._clock() < entry.fresh_until and self._wall() < entry.valid_until):
             return entry.user
         self._sessions.pop(session_id, None)
-        found = await security.session_user(self.db, self.settings, user_id, session_id)
-        idle_mark = found.seen_at + security.TOUCH_EVERY.total_seconds()
-        _put(self._sessions, session_id,
-             _Session(found, self._clock() + self.ttl,
-                      min(idle_mark, found.expires_at)), self.max_entries)
+        done = self._reading.setdefault(session_id, anyio.Event())
+        try:
+            found = await security.session_user(self.db, self.settings, user_id, session_id)
+            idle_mark = found.seen_at + security.TOUCH_EVERY.total_seconds()
+            _put(self._sessions, session_id,
+                 _Session(found, self._clock() + self.ttl,
+                          min(idle_mark, found.expires_at)), self.max_entries)
+        finally:
+            if self._reading.get(session_id) is done:
+                del self._reading[session_id]
+            done.set()
         return found
 
     async def user_for_token(self, token: str) -> SessionUser:

@@ -147,3 +147,22 @@ async def test_a_forwarded_for_header_is_not_believed_without_a_trusted_proxy(ap
     assert reply.status == 401
     [row] = await audit_rows(api, "auth.login")
     assert row["client_address"] == "127.0.0.1"
+
+
+async def test_cors_lets_in_only_the_configured_origins(api: Api, tmp_path: Path) -> None:
+    """Restrictive by default: no origin is allowed (a browser refuses the cross-origin call);
+    a configured one is, for the API's methods and headers only, without credentials."""
+    preflight = {"origin": "https://desk.example", "access-control-request-method": "PUT",
+                 "access-control-request-headers": "authorization"}
+    default = await api.request("OPTIONS", "/api/v1/portfolios", None, preflight)
+    assert "access-control-allow-origin" not in default.headers
+    (tmp_path / "cors").mkdir()
+    async with running_api(tmp_path / "cors", api={"cors_origins": ["https://desk.example"]}
+                           ) as cors:
+        allowed = await cors.request("OPTIONS", "/api/v1/portfolios", None, preflight)
+        assert allowed.status == 200
+        assert allowed.headers["access-control-allow-origin"] == "https://desk.example"
+        assert "access-control-allow-credentials" not in allowed.headers
+        other = await cors.request("OPTIONS", "/api/v1/portfolios", None,
+                                   {**preflight, "origin": "https://evil.example"})
+        assert "access-control-allow-origin" not in other.headers

@@ -57,6 +57,25 @@ async def test_events_replay_from_since_then_stream_live(api: Api) -> None:
         assert msg["seq"] == seen[-1] + 1
 
 
+async def test_a_replayed_event_is_the_same_json_as_the_live_one(api: Api) -> None:
+    """Live events are encoded from the event, replays send the journal's payload: the same
+    object either way."""
+    access = await token(api)
+    async with connect(ws_url(api)) as ws:
+        await ws.send(json.dumps({"action": "auth", "token": access}))
+        await ws.send(json.dumps({"action": "subscribe", "portfolios": [1], "since": 10**9}))
+        msg = await receive(ws)
+        while msg["type"] == "subscribed":
+            msg = await receive(ws)
+        live = msg
+    async with connect(ws_url(api)) as ws:
+        await ws.send(json.dumps({"action": "auth", "token": access}))
+        await ws.send(json.dumps({"action": "subscribe", "portfolios": [1],
+                                  "since": live["seq"] - 1}))
+        replayed = await receive(ws)
+    assert replayed == live
+
+
 async def drain_until_closed(ws: ClientConnection) -> None:
     while True:
         await receive(ws)

@@ -10,18 +10,19 @@ client that falls behind is disconnected (1013) and never slows trading. A revok
 session closes the socket with 1008, as does a wrong Origin.
 """
 
+import asyncio
 import contextlib
 import logging
 from typing import Any
 
 import anyio
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
-from sqlalchemy import select
+from sqlalchemy import Text, cast, func, select
 from starlette.websockets import WebSocketDisconnected
 
 from lts.api import security
 from lts.api.context import ApiContext
-from lts.api.event_text import EventText, encode
+from lts.api.event_text import EventText
 from lts.bus import Mailbox, MailboxClosed, Overflow
 from lts.bus.inprocess import Subscription
 from lts.domain.events import OrderEvent
@@ -73,17 +74,21 @@ async def _visible(ctx: ApiContext, user_id: int, role: str, wanted: list[int]) 
 
 
 async def _replay(ws: WebSocket, ctx: ApiContext, pid: int, since: int) -> int:
-    """Send the journal's events of ``pid`` after ``since``; return the last seq sent."""
+    """Send the journal's events of ``pid`` after ``since``; return the last seq sent (a
+    ``since`` past the journal's last event counts as that event: live events follow)."""
     await ctx.engine.journal.flush()
-    last = since
+    of_pid = order_events.c.portfolio_id == pid
     async with ctx.engine.db.connect() as conn:
-        rows = await conn.execute(select(order_events.c.seq, order_events.c.payload).where(
-            order_events.c.portfolio_id == pid, order_events.c.seq > since)
-            .order_by(order_events.c.seq))
-        for seq, payload in rows:
-            await ws.send_text(encode(payload).decode())
-            last = seq
-    return last
+        # the stored payload is the event's JSON as it went out live: sent as it is
+        rows = (await conn.execute(select(order_events.c.seq, cast(order_events.c.payload, Text))
+                                   .where(of_pid, order_events.c.seq > since)
+                                   .order_by(order_events.c.seq))).all()
+        if not rows:
+            top = await conn.scalar(select(func.max(order_events.c.seq)).where(of_pid))
+            return min(since, top or 0)
+    for _, payload in rows:
+        await ws.send_text(payload)
+    return int(rows[-1][0])
 
 
 class _Client:
@@ -93,9 +98,10 @@ class _Client:
         self.box: Mailbox[OrderEvent] = Mailbox(QUEUE_BOUND, Overflow.CLOSE, name="websocket")
         self.subs: list[Subscription] = []
         self.last_seq: dict[int, int] = {}
-        # a replay and the live stream never interleave; fast_acquire: no trip round the loop
-        # when the lock is free (it nearly always is)
-        self.sending = anyio.Lock(fast_acquire=True)
+        # a replay and the live stream never interleave; asyncio's lock: taking a free one costs
+        # nothing (anyio's looks up the task and checks for cancellation), and this is per batch
+        # per client
+        self.sending = asyncio.Lock()
 
 
 @router.websocket("/ws/orders")

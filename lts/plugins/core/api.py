@@ -64,8 +64,11 @@ class ApiServer(PluginBase):
         # believes any local peer, which would let a local client pick its own address for
         # the audit trail, login throttling and rate limits)
         trusted = list(settings.trusted_proxies)
+        # WebSocket frames are not compressed: an order event is a few hundred bytes, and
+        # per-message deflate costs a zlib pass per client for every event
         config = uvicorn.Config(app, lifespan="off", log_config=None, access_log=False,
                                 http=_http_impl(), ws="websockets-sansio",
+                                ws_per_message_deflate=False,
                                 proxy_headers=bool(trusted), forwarded_allow_ips=trusted or None,
                                 server_header=False, timeout_graceful_shutdown=5)
         server = _InLoopServer(config)
