@@ -78,7 +78,8 @@ async def running_api(tmp_path: Path, **sections: Any) -> AsyncIterator[Api]:
 
 
 @pytest.fixture
-async def api(tmp_path: Path) -> AsyncIterator[Api]:
-    """The demo portfolio trading fast (a bar every 50 ms)."""
-    async with running_api(tmp_path, demo={"interval": 0.05}) as running:
+async def api(tmp_path: Path, migrated_url: str) -> AsyncIterator[Api]:
+    """The demo portfolio trading fast (a bar every 50 ms), on SQLite and on PostgreSQL."""
+    async with running_api(tmp_path, demo={"interval": 0.05},
+                           database={"url": migrated_url}) as running:
         yield running

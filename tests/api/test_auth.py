@@ -17,8 +17,8 @@ pytestmark = pytest.mark.anyio
 
 
 @pytest.fixture
-async def api(tmp_path: Path) -> AsyncIterator[Api]:
-    async with running_api(tmp_path) as api:
+async def api(tmp_path: Path, migrated_url: str) -> AsyncIterator[Api]:
+    async with running_api(tmp_path, database={"url": migrated_url}) as api:
         yield api
 
 

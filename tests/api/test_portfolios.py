@@ -110,6 +110,7 @@ async def test_a_trader_runs_a_portfolio_and_halts_it(api: Api) -> None:
     assert status["runner"] == "stopped"
     assert api.engine.portfolios[1].state.status == "running"  # the demo never noticed
 
+    await api.engine.journal.flush()  # audit rows are queued, never awaited by the request
     async with api.engine.db.connect() as conn:
         actions = set((await conn.execute(select(audit_logs.c.action).where(
             audit_logs.c.target == f"portfolio:{pid}"))).scalars())

@@ -25,8 +25,9 @@ SECRET = "a-test-secret-long-enough-for-hs512-" + "x" * 30  # 64 bytes or more
 
 
 @pytest.fixture
-async def api(tmp_path: Path) -> AsyncIterator[Api]:
-    async with running_api(tmp_path, auth={"jwt_secret": SECRET}) as api:
+async def api(tmp_path: Path, migrated_url: str) -> AsyncIterator[Api]:
+    async with running_api(tmp_path, auth={"jwt_secret": SECRET},
+                           database={"url": migrated_url}) as api:
         yield api
 
 

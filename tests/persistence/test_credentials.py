@@ -81,7 +81,8 @@ def test_the_first_entry_seals_and_every_entry_opens_its_version() -> None:
     ("v1:" + base64.b64encode(b"k" * 16).decode(), r"entry 1 \(v1\): the key must be 32"),
     (f"{V1},{relabelled(V2, 'v1')}", "key version 'v1' appears twice"),
     ("bad version:" + V1.split(":")[1], "entry 1: expected VERSION"),
-])
+], ids=["empty", "no-colon", "trailing-comma", "not-base64", "short-key", "twice",
+        "bad-version"])  # the keys are random: ids keep the collection the same everywhere
 def test_a_bad_master_key_is_one_line_naming_the_setting(text: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message) as err:
         Keyring.parse(text)
