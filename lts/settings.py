@@ -71,7 +71,8 @@ class ApiSettings(_Section):
     enabled: bool = Field(True, description="serve the control API (core plugin 'api')")
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535, description="0: any free port (logged)")
-    docs: bool = Field(True, description="serve /docs and /openapi.json")
+    docs: bool | None = Field(None, description="serve /docs and /openapi.json; default: yes, "
+                              "but not in the prod profile")
     cors_origins: list[str] = Field(default_factory=list, description="origins allowed by CORS")
     trusted_proxies: list[str] = Field(
         default_factory=list, description="addresses of reverse proxies whose X-Forwarded-For "

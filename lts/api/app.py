@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 
 def create_app(engine: "Engine", metrics: ApiMetrics | None = None) -> FastAPI:
     settings = engine.settings.api
-    docs = settings.docs
+    docs = settings.docs if settings.docs is not None else engine.settings.profile != "prod"
     # LTS exports its own Prometheus metrics; FastAPI's OpenTelemetry bridge stays off (it looks
     # for configured providers on every request)
     app = FastAPI(title="LTS", version=__version__, openapi_url="/openapi.json" if docs else None,

@@ -167,3 +167,15 @@ async def test_cors_lets_in_only_the_configured_origins(api: Api, tmp_path: Path
         other = await cors.request("OPTIONS", "/api/v1/portfolios", None,
                                    {**preflight, "origin": "https://evil.example"})
         assert "access-control-allow-origin" not in other.headers
+
+
+async def test_the_prod_profile_serves_no_interactive_docs(tmp_path: Path) -> None:
+    """Unless ``api.docs`` turns them on."""
+    prod = {"profile": "prod", "auth": {"jwt_secret": SECRET},
+            "master_key": "v1:" + base64.b64encode(b"k" * 32).decode()}
+    async with running_api(tmp_path, **prod) as api:
+        for path in ("/docs", "/openapi.json"):
+            assert (await api.request("GET", path)).status == 404
+    (tmp_path / "on").mkdir()
+    async with running_api(tmp_path / "on", **prod, api={"docs": True}) as api:
+        assert (await api.request("GET", "/openapi.json")).status == 200

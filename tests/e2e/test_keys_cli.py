@@ -3,6 +3,7 @@ in its environment or in a secret file), on SQLite and PostgreSQL; and the ``pro
 refusing to start without a master key."""
 
 import base64
+import json
 import subprocess
 import sys
 from collections.abc import Callable
@@ -194,3 +195,8 @@ def test_prod_refuses_to_start_without_a_master_key(launcher: Launcher, tmp_path
     started = cli(launcher, {**prod, "LTS_MASTER_KEY": V1}, "--no-demo", "--run-for", "1",
                    "--db-url", url)
     assert started.returncode == 0, started.stderr
+    # the prod profile logs JSON lines, for a log shipper
+    lines = [json.loads(line) for line in started.stderr.splitlines() if line.strip()]
+    assert lines
+    assert all({"ts", "level", "logger", "message"} <= set(line) for line in lines)
+    assert any(line["message"] == "engine stopped" for line in lines)
