@@ -21,7 +21,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import anyio
+import asyncpg
 import pytest
+from sqlalchemy.engine import make_url
 
 from lts.persistence.db import make_engine
 from lts.persistence.migrations import upgrade_to_head
@@ -201,34 +203,56 @@ def synthetic_asset(symbol: str, *, seed: int, interval: float, strategy: str = 
 # -- reading the database ----------------------------------------------------------------------
 
 class Db:
-    """Read-only queries on the engine's SQLite file (a fresh connection per query, so the
-    test never holds a read transaction open while the engine writes)."""
+    """Read-only queries on the engine's database, SQLite file or PostgreSQL database, with
+    ``?`` placeholders either way (a fresh connection per query, so the test never holds a read
+    transaction open while the engine writes). Rows answer by name and by position."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
+    def __init__(self, where: Path | str) -> None:
+        self.url = sqlite_url(where) if isinstance(where, Path) else where
+        parsed = make_url(self.url)
+        self.sqlite = parsed.get_backend_name() == "sqlite"
+        self.path = Path(parsed.database or "")
+        self._dsn = parsed.set(drivername="postgresql").render_as_string(hide_password=False)
 
     def exists(self) -> bool:
-        return self.path.is_file()
+        return self.path.is_file() if self.sqlite else True
 
-    def rows(self, sql: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]:
-        with contextlib.closing(sqlite3.connect(self.path, timeout=10)) as conn:
-            conn.row_factory = sqlite3.Row
-            return conn.execute(sql, tuple(params)).fetchall()
+    def rows(self, sql: str, params: Iterable[Any] = ()) -> list[Any]:
+        if self.sqlite:
+            with contextlib.closing(sqlite3.connect(self.path, timeout=10)) as conn:
+                conn.row_factory = sqlite3.Row
+                return conn.execute(sql, tuple(params)).fetchall()
+        pieces = sql.split("?")
+        numbered = pieces[0] + "".join(f"${i}{rest}" for i, rest in enumerate(pieces[1:], 1))
+
+        async def query() -> list[Any]:
+            conn = await asyncpg.connect(self._dsn)
+            try:
+                return list(await conn.fetch(numbered, *params))
+            finally:
+                await conn.close()
+
+        return anyio.run(query)
 
     def scalar(self, sql: str, params: Iterable[Any] = ()) -> Any:
         rows = self.rows(sql, params)
         return rows[0][0] if rows else None
 
     def has_table(self, name: str) -> bool:
-        return bool(self.exists() and self.scalar(
-            "SELECT count(*) FROM sqlite_master WHERE type='table' AND name=?", (name,)))
+        if not self.exists():
+            return False
+        if self.sqlite:
+            return bool(self.scalar(
+                "SELECT count(*) FROM sqlite_master WHERE type='table' AND name=?", (name,)))
+        return bool(self.scalar("SELECT count(*) FROM information_schema.tables "
+                                "WHERE table_schema = 'public' AND table_name = ?", (name,)))
 
     def count(self, table: str, where: str = "1=1", params: Iterable[Any] = ()) -> int:
         if not self.has_table(table):
             return 0
         return int(self.scalar(f"SELECT count(*) FROM {table} WHERE {where}", params))
 
-    def portfolio(self, pid: int) -> sqlite3.Row:
+    def portfolio(self, pid: int) -> Any:
         rows = self.rows("SELECT * FROM portfolios WHERE id=?", (pid,))
         assert rows, f"no portfolio {pid}"
         return rows[0]

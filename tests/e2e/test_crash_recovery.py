@@ -24,7 +24,6 @@ from ._support import (
     order_number,
     prepare_portfolios,
     problem_lines,
-    sqlite_url,
     synthetic_asset,
     wait_until,
 )
@@ -86,7 +85,7 @@ def _check_restart(db: Db, pid: int, before: tuple[set[str], int, set[str]]) -> 
         assert not left_open, f"orders open at the crash were not reconciled: {left_open}"
 
 
-def test_sigkill_twice_then_recover(launcher: Launcher, db: Db, db_path: Path) -> None:
+def test_sigkill_twice_then_recover(launcher: Launcher, db_url: str) -> None:
     """SYS-011 (recovery after a crash), SYS-013 (integrity), SYS-006 (orders and positions),
     STC-006.
 
@@ -97,7 +96,7 @@ def test_sigkill_twice_then_recover(launcher: Launcher, db: Db, db_path: Path) -
     event sequence has no gap; orders open at a crash end canceled (the paper venue forgot
     them) or filled; the restarts log no warning or error and exit cleanly.
     """
-    url = sqlite_url(db_path)
+    url, db = db_url, Db(db_url)  # on SQLite and on PostgreSQL
     [pid] = prepare_portfolios(url, [PortfolioSpec(
         name="crashy", initial_cash=Decimal(100_000), assets=(
             synthetic_asset(FAST, seed=11, interval=0.02, broker_params={"fees_bps": "1"}),
@@ -146,7 +145,7 @@ RESTARTS = 40
 
 
 def test_supervised_restart_recovers_from_everything_the_crashed_run_wrote(
-        launcher: Launcher, db: Db, db_path: Path, plugin_dir: Path) -> None:
+        launcher: Launcher, db_url: str, plugin_dir: Path) -> None:
     """SYS-011 (restart after a failure), SYS-013 (integrity), SYS-006 (positions), STC-006.
 
     A portfolio trades ``churn`` on R1 (an order every bar, filled at once at the close: long 1,
@@ -156,7 +155,7 @@ def test_supervised_restart_recovers_from_everything_the_crashed_run_wrote(
     sum of R1's fills) never leaves {0, 1}, the positions table equals the fills, and recovery
     never finds the stored position different from the fills.
     """
-    url = sqlite_url(db_path)
+    url, db = db_url, Db(db_url)  # on SQLite and on PostgreSQL
     [pid] = prepare_portfolios(url, [PortfolioSpec(
         name="restarty", initial_cash=Decimal(100_000), assets=(
             synthetic_asset("R1", seed=21, interval=0.02, strategy="churn", strategy_params={},
