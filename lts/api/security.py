@@ -51,9 +51,9 @@ class SessionUser:
     user_id: int
     username: str
     role: str
-    family_id: str = ""
-    expires_at: float = 0.0
-    seen_at: float = 0.0
+    family_id: str
+    expires_at: float
+    seen_at: float
 
 
 @dataclass(frozen=True)

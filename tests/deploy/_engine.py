@@ -1,34 +1,21 @@
-"""The real engine for the deploy tests: in-process with its API (uvicorn on a free loopback
-port, as in tests/api) or as ``python -m lts.engine`` subprocesses started with a compose
-service's command, environment and secret files. Traffic only to 127.0.0.1."""
+"""The real engine for the deploy tests as ``python -m lts.engine`` subprocesses started with a
+compose service's command, environment and secret files (in-process, the tests use
+``tests/api``'s ``running_api``). Traffic only to 127.0.0.1."""
 
 import contextlib
 import os
-import socket
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
-import anyio
 import pytest
-
-from lts.engine.engine import Engine
-from lts.settings import load_settings, merge
 
 #: Bound of every wait (a wait that runs out fails with a message; never asserted on).
 WAIT = 60.0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def http(url: str, body: bytes | None = None,
@@ -44,26 +31,6 @@ def http(url: str, body: bytes | None = None,
         return err.code, err.read()
     except OSError:
         return 0, b""
-
-
-@asynccontextmanager
-async def running_engine(tmp_path: Path, **sections: Any) -> AsyncIterator[str]:
-    """The engine and its API on a free port, on a temporary SQLite file; yields the API's
-    base URL. ``sections`` override settings (deep merge)."""
-    port = free_port()
-    settings = load_settings(overrides=merge({
-        "admin_password": "Adm1n-pass-word",
-        "database": {"url": f"sqlite+aiosqlite:///{tmp_path / 'lts.db'}"},
-        "api": {"port": port},
-        "auth": {"bcrypt_rounds": 4},
-    }, sections))
-    engine = Engine(settings)
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(engine.run)
-        with anyio.fail_after(30):
-            await engine.started.wait()
-        yield f"http://127.0.0.1:{port}"
-        engine.stop()
 
 
 def _clean_env() -> dict[str, str]:

@@ -20,19 +20,13 @@ from typing import Any
 import anyio
 import asyncpg
 import pytest
+from api.conftest import free_port, running_api
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy.engine import make_url
 
 from lts.persistence.migrations import head_revision
 
-from ._engine import (
-    WAIT,
-    free_port,
-    http,
-    processes,
-    running_engine,
-    wait_until,
-)
+from ._engine import WAIT, http, processes, wait_until
 from ._stack import (
     COMPOSE,
     DASHBOARD,
@@ -452,8 +446,8 @@ async def test_dashboard_queries_only_series_the_engine_exports(tmp_path: Path) 
     """Every ``lts_*`` series of every dashboard query (``_total``, ``_bucket``, ``_sum``,
     ``_count`` as Prometheus names them) is in a trading engine's /metrics, and every label the
     query matches or groups by is a label of that series."""
-    async with running_engine(tmp_path, demo={"interval": 0.05}) as base:
-        families = await _scrape_while_trading(base)
+    async with running_api(tmp_path, demo={"interval": 0.05}) as api:
+        families = await _scrape_while_trading(api.base)
     series = exported_series(families)
     queries = dashboard_queries(dashboard())
     assert len(queries) > 8
