@@ -1,14 +1,16 @@
 """What the API's handlers reach: the engine, the app's metrics, and the in-memory views of
-sessions and portfolio rows (constructor injection; the HTTP edge gets them through
-``Depends``)."""
+sessions and portfolio rows, and the aaa plugin (constructor injection; the HTTP edge gets them
+through ``Depends``)."""
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import TYPE_CHECKING
 
 from lts.api.event_text import EventText
 from lts.api.metrics import ApiMetrics
 from lts.api.portfolio_rows import PortfolioRows
 from lts.api.sessions import SessionCache
+from lts.plugins.aaa.local import LocalAuth
 
 if TYPE_CHECKING:
     from lts.engine.engine import Engine
@@ -21,3 +23,12 @@ class ApiContext:
     sessions: SessionCache
     portfolios: PortfolioRows
     event_text: EventText = field(default_factory=EventText)
+
+    @cached_property
+    def auth(self) -> LocalAuth:
+        """The aaa plugin named by ``auth.plugin``, made from the registry on first use."""
+        settings = self.engine.settings
+        auth: LocalAuth | None = self.engine.registry.create("aaa", settings.auth.plugin)
+        assert auth is not None
+        auth.configure(settings)
+        return auth

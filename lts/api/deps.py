@@ -1,14 +1,17 @@
 """The HTTP edge's dependencies (``Depends`` stops here; the engine uses constructor injection):
-the app's context, the aaa plugin, the caller as a :class:`Principal`, and role checks.
+the app's context, and the caller with their role checked.
 
-``CurrentUser`` answers 401 (code ``unauthenticated``) without a valid bearer token of an open
-session; ``require_roles`` answers 403 (code ``forbidden``) and writes an audit row when the
-caller's role is not among those allowed.
+A route that needs a signed-in user takes one :class:`Caller` (the context and the
+:class:`Principal`) from one dependency: ``CurrentUser`` (any role), ``TraderUser`` (admin or
+trader) or ``AdminUser``. One dependency rather than a chain of them, because FastAPI solves every
+dependency node anew on each request (a cache key, generator checks, the request's parameters:
+about a tenth of a cheap request per node). Without a valid bearer token of an open session the
+answer is 401 (code ``unauthenticated``); with a role not among those allowed, 403 (code
+``forbidden``). Both are audited when the request would change something; a 403 always is.
 """
 
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, NamedTuple
 
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import OAuth2PasswordBearer
@@ -16,9 +19,9 @@ from fastapi.security import OAuth2PasswordBearer
 from lts.api import security
 from lts.api.audit import audit, request_address
 from lts.api.context import ApiContext
-from lts.plugins.aaa.local import LocalAuth
 
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+ROLES = frozenset({"admin", "trader", "viewer"})
 
 
 @dataclass(frozen=True)
@@ -27,6 +30,13 @@ class Principal:
     username: str
     role: str  # "admin" | "trader" | "viewer"
     session_id: str
+
+
+class Caller(NamedTuple):
+    """Who calls, and the context they act through: ``ctx, who = caller``."""
+
+    ctx: ApiContext
+    who: Principal
 
 
 # Dependencies are ``async def`` even when they await nothing: FastAPI runs a plain ``def``
@@ -44,32 +54,24 @@ def client_address(request: Request) -> str:
     return request_address(request)
 
 
-async def get_auth(request: Request, ctx: ContextDep) -> LocalAuth:
-    """The app's aaa plugin, made from the registry on first use and kept on the app."""
-    auth: LocalAuth | None = getattr(request.app.state, "auth", None)
-    if auth is None:
-        settings = ctx.engine.settings
-        auth = ctx.engine.registry.create("aaa", settings.auth.plugin)
-        assert auth is not None
-        auth.configure(settings)
-        request.app.state.auth = auth
-    return auth
-
-
-AuthDep = Annotated[LocalAuth, Depends(get_auth)]
-
-
 def _unauthenticated() -> HTTPException:
     return HTTPException(401, "not authenticated", headers={"WWW-Authenticate": "Bearer"})
 
 
-class _BearerSession(OAuth2PasswordBearer):
-    """The caller of a request, from its bearer token and open session; one dependency (each
-    one costs per request in FastAPI), declared in OpenAPI as OAuth2's password flow so the
-    interactive docs can log in. Answers 401 (audited when the request would change
-    something)."""
+class SignedIn(OAuth2PasswordBearer):
+    """The caller of a request, from its bearer token and open session, if their role is one of
+    ``roles``. Declared in OpenAPI as OAuth2's password flow so the interactive docs can log
+    in; every instance is the same scheme there."""
 
-    async def __call__(self, request: Request) -> Principal:  # type: ignore[override]
+    def __init__(self, *roles: str) -> None:
+        assert roles, "name at least one role"
+        assert set(roles) <= ROLES, roles
+        super().__init__(tokenUrl="/api/v1/auth/login", auto_error=False,
+                         scheme_name="BearerSession",
+                         description="access token from POST /api/v1/auth/login")
+        self.roles = frozenset(roles)
+
+    async def __call__(self, request: Request) -> Caller:  # type: ignore[override]
         ctx: ApiContext = request.app.state.ctx
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
         try:
@@ -81,31 +83,17 @@ class _BearerSession(OAuth2PasswordBearer):
                 audit(ctx, request, None, "auth.check", request.url.path, "denied",
                       {"method": request.method, "reason": "unauthenticated"})
             raise _unauthenticated() from None
-        return Principal(found.user_id, found.username, found.role, found.session_id)
-
-
-current_user = _BearerSession(tokenUrl="/api/v1/auth/login", auto_error=False,
-                              description="access token from POST /api/v1/auth/login")
-CurrentUser = Annotated[Principal, Depends(current_user)]
-
-
-def require_roles(*roles: str) -> Callable[..., Awaitable[Principal]]:
-    allowed = frozenset(roles)
-
-    async def check(request: Request, ctx: ContextDep, principal: CurrentUser) -> Principal:
-        if principal.role not in allowed:
-            audit(ctx, request, principal, "auth.check", request.url.path, "denied",
-                  {"method": request.method, "role": principal.role,
-                   "needs": sorted(allowed)})
+        who = Principal(found.user_id, found.username, found.role, found.session_id)
+        if who.role not in self.roles:
+            audit(ctx, request, who, "auth.check", request.url.path, "denied",
+                  {"method": request.method, "role": who.role, "needs": sorted(self.roles)})
             raise HTTPException(403, "forbidden")
-        return principal
-
-    check.__name__ = f"require_{'_or_'.join(roles)}"
-    return check
+        return Caller(ctx, who)
 
 
-TraderUser = Annotated[Principal, Depends(require_roles("admin", "trader"))]
-AdminUser = Annotated[Principal, Depends(require_roles("admin"))]
+CurrentUser = Annotated[Caller, Depends(SignedIn("admin", "trader", "viewer"))]
+TraderUser = Annotated[Caller, Depends(SignedIn("admin", "trader"))]
+AdminUser = Annotated[Caller, Depends(SignedIn("admin"))]
 
-__all__ = ["AdminUser", "AuthDep", "ContextDep", "CurrentUser", "Principal", "TraderUser",
-           "client_address", "get_auth", "get_context", "require_roles"]
+__all__ = ["AdminUser", "Caller", "ContextDep", "CurrentUser", "Principal", "SignedIn",
+           "TraderUser", "client_address", "get_context"]

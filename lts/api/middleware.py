@@ -3,6 +3,7 @@ body-size limit, and the per-route request counter. Plain ASGI (no ``BaseHTTPMid
 adds no task per request and leaves WebSockets alone.
 """
 
+import itertools
 import logging
 import os
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -33,6 +34,22 @@ DOCS_CSP = (b"content-security-policy",
             b"script-src 'self' 'unsafe-inline'")
 
 
+_HEADERS = [*SECURITY_HEADERS]
+_DOCS_HEADERS = [h for h in SECURITY_HEADERS if h[0] != b"content-security-policy"] + [DOCS_CSP]
+
+
+class CorrelationIds:
+    """Unique request ids without a system call each: this process's random prefix and a
+    counter (32 hex digits, like a UUID's). They need to be unique, not secret."""
+
+    def __init__(self) -> None:
+        self._prefix = os.urandom(8).hex()
+        self._counter = itertools.count(1)
+
+    def next(self) -> str:
+        return f"{self._prefix}{next(self._counter):016x}"
+
+
 class EdgeMiddleware:
     """Correlation id (``x-correlation-id``, taken from the request when sane), security
     headers, a ``max_body`` limit (413) and the ``lts_http_requests_total`` counter."""
@@ -42,6 +59,7 @@ class EdgeMiddleware:
         self.metrics = metrics
         self.max_body = max_body
         self._counters: dict[tuple[str, str, int], Counter] = {}
+        self._ids = CorrelationIds()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -49,7 +67,7 @@ class EdgeMiddleware:
             return
         headers = dict(scope["headers"])
         given = headers.get(b"x-correlation-id", b"").decode("latin-1")
-        cid = given if given.isalnum() and 8 <= len(given) <= 64 else os.urandom(16).hex()
+        cid = given if given.isalnum() and 8 <= len(given) <= 64 else self._ids.next()
         scope.setdefault("state", {})["correlation_id"] = cid
         declared = headers.get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_body:
@@ -72,15 +90,10 @@ class EdgeMiddleware:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                headers = list(message.get("headers", []))
-                path = scope.get("path", "")
-                docs = path.startswith(("/docs", "/redoc"))
-                headers.extend(h for h in SECURITY_HEADERS
-                               if not (docs and h[0] == b"content-security-policy"))
-                if docs:
-                    headers.append(DOCS_CSP)
-                headers.append((b"x-correlation-id", cid.encode()))
-                message["headers"] = headers
+                docs = scope.get("path", "").startswith(("/docs", "/redoc"))
+                message["headers"] = [*message.get("headers", ()),
+                                      *(_DOCS_HEADERS if docs else _HEADERS),
+                                      (b"x-correlation-id", cid.encode())]
             await send(message)
 
         try:

@@ -1,7 +1,7 @@
 """The per-request session check of the control API, answered from memory.
 
 Where it sits: every authenticated HTTP request and WebSocket goes through
-:meth:`SessionCache.user_for_token` (from ``lts.api.deps.current_user``). Checking a bearer token
+:meth:`SessionCache.user_for_token` (from ``lts.api.deps.SignedIn``). Checking a bearer token
 the plain way costs a JWT verification (about 30-80 µs here) and a read of the ``sessions`` row,
 which through the async driver is two thread hops that wait for the GIL behind the trading loop
 (milliseconds under load). So the cache keeps:

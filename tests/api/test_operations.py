@@ -18,6 +18,9 @@ async def test_healthz_answers_with_security_headers_and_a_correlation_id(api: A
     assert "default-src 'none'" in reply.headers["content-security-policy"]
     assert len(reply.headers["x-correlation-id"]) == 32
     assert "server" not in reply.headers
+    ids = {(await api.request("GET", "/healthz")).headers["x-correlation-id"] for _ in range(20)}
+    assert len(ids) == 20
+    assert reply.headers["x-correlation-id"] not in ids
 
 
 async def test_a_sane_correlation_id_from_the_client_is_kept(api: Api) -> None:

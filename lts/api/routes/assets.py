@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, Request, status
 
 from lts.api.context import ApiContext
-from lts.api.deps import ContextDep, CurrentUser, TraderUser
+from lts.api.deps import CurrentUser, TraderUser
 from lts.api.portfolio_schemas import AssetCreate, AssetPublic, AssetUpdate, asset_public
 from lts.api.routes.portfolios import audited, owned
 from lts.errors import InvalidParams
@@ -42,14 +42,16 @@ async def _asset(ctx: ApiContext, portfolio_id: int, asset_id: int) -> dict[str,
 
 
 @router.get("", response_model=list[AssetPublic])
-async def list_assets(portfolio_id: int, ctx: ContextDep, who: CurrentUser) -> list[AssetPublic]:
+async def list_assets(portfolio_id: int, caller: CurrentUser) -> list[AssetPublic]:
+    ctx, who = caller
     await owned(ctx, who, portfolio_id)
     return [asset_public(r) for r in await store.list_assets(ctx.engine.db, portfolio_id)]
 
 
 @router.post("", response_model=AssetPublic, status_code=status.HTTP_201_CREATED)
-async def add_asset(portfolio_id: int, body: AssetCreate, request: Request, ctx: ContextDep,
-                    who: TraderUser) -> AssetPublic:
+async def add_asset(portfolio_id: int, body: AssetCreate, request: Request,
+                    caller: TraderUser) -> AssetPublic:
+    ctx, who = caller
     async with audited(ctx, request, who, "asset.create", f"portfolio:{portfolio_id}"):
         portfolio = await owned(ctx, who, portfolio_id)
         values = body.model_dump()
@@ -60,15 +62,16 @@ async def add_asset(portfolio_id: int, body: AssetCreate, request: Request, ctx:
 
 
 @router.get("/{asset_id}", response_model=AssetPublic)
-async def get_asset(portfolio_id: int, asset_id: int, ctx: ContextDep,
-                    who: CurrentUser) -> AssetPublic:
+async def get_asset(portfolio_id: int, asset_id: int, caller: CurrentUser) -> AssetPublic:
+    ctx, who = caller
     await owned(ctx, who, portfolio_id)
     return asset_public(await _asset(ctx, portfolio_id, asset_id))
 
 
 @router.patch("/{asset_id}", response_model=AssetPublic)
 async def update_asset(portfolio_id: int, asset_id: int, body: AssetUpdate, request: Request,
-                       ctx: ContextDep, who: TraderUser) -> AssetPublic:
+                       caller: TraderUser) -> AssetPublic:
+    ctx, who = caller
     async with audited(ctx, request, who, "asset.update", f"asset:{asset_id}") as detail:
         portfolio = await owned(ctx, who, portfolio_id)
         row = await _asset(ctx, portfolio_id, asset_id)
@@ -81,8 +84,9 @@ async def update_asset(portfolio_id: int, asset_id: int, body: AssetUpdate, requ
 
 
 @router.delete("/{asset_id}", status_code=status.HTTP_204_NO_CONTENT)
-async def delete_asset(portfolio_id: int, asset_id: int, request: Request, ctx: ContextDep,
-                       who: TraderUser) -> None:
+async def delete_asset(portfolio_id: int, asset_id: int, request: Request,
+                       caller: TraderUser) -> None:
+    ctx, who = caller
     async with audited(ctx, request, who, "asset.delete", f"asset:{asset_id}"):
         portfolio = await owned(ctx, who, portfolio_id)
         await _asset(ctx, portfolio_id, asset_id)
@@ -102,12 +106,14 @@ async def _set_active(portfolio_id: int, asset_id: int, active: bool, request: R
 
 
 @router.post("/{asset_id}/activate", response_model=AssetPublic)
-async def activate_asset(portfolio_id: int, asset_id: int, request: Request, ctx: ContextDep,
-                         who: TraderUser) -> AssetPublic:
+async def activate_asset(portfolio_id: int, asset_id: int, request: Request,
+                         caller: TraderUser) -> AssetPublic:
+    ctx, who = caller
     return await _set_active(portfolio_id, asset_id, True, request, ctx, who)
 
 
 @router.post("/{asset_id}/deactivate", response_model=AssetPublic)
-async def deactivate_asset(portfolio_id: int, asset_id: int, request: Request, ctx: ContextDep,
-                           who: TraderUser) -> AssetPublic:
+async def deactivate_asset(portfolio_id: int, asset_id: int, request: Request,
+                           caller: TraderUser) -> AssetPublic:
+    ctx, who = caller
     return await _set_active(portfolio_id, asset_id, False, request, ctx, who)

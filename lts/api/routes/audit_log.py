@@ -18,7 +18,7 @@ from sqlalchemy import Result, String, func, select, type_coerce
 from sqlalchemy.sql.elements import ColumnElement
 
 from lts.api.admin_schemas import AuditEntry, AuditPage
-from lts.api.deps import AdminUser, ContextDep
+from lts.api.deps import AdminUser
 from lts.persistence.tables import audit_logs
 
 router = APIRouter(prefix="/api/v1", tags=["audit"])
@@ -51,12 +51,13 @@ def _page_json(result: Result[Any], total: int, limit: int, offset: int) -> byte
 
 
 @router.get("/audit", response_model=AuditPage)
-async def list_audit(ctx: ContextDep, who: AdminUser, action: Text64 = None,
+async def list_audit(caller: AdminUser, action: Text64 = None,
                      actor: Text64 = None, outcome: Annotated[str | None, Query(
                          min_length=1, max_length=16)] = None,
                      since: datetime | None = None, until: datetime | None = None,
                      limit: Annotated[int, Query(ge=1, le=500)] = 100,
                      offset: Annotated[int, Query(ge=0)] = 0) -> Response:
+    ctx = caller.ctx
     db = ctx.engine.db
     where: list[ColumnElement[bool]] = []
     if action is not None:

@@ -13,7 +13,7 @@ from pydantic import ValidationError
 
 from lts.api import security
 from lts.api.audit import audit
-from lts.api.deps import AuthDep, ContextDep, CurrentUser, Principal, client_address
+from lts.api.deps import ContextDep, CurrentUser, Principal, client_address
 from lts.api.schemas import (
     LoginRequest,
     PasswordChange,
@@ -33,13 +33,12 @@ def _pair(tokens: security.IssuedTokens) -> TokenPair:
 
 
 @router.post("/register", status_code=201, response_model=UserPublic)
-async def register(body: UserCreate, request: Request, ctx: ContextDep,
-                   auth: AuthDep) -> UserPublic:
+async def register(body: UserCreate, request: Request, ctx: ContextDep) -> UserPublic:
     target = f"user:{body.username}"
     if not ctx.engine.settings.auth.allow_registration:
         audit(ctx, request, None, "auth.register", target, "denied")
         raise HTTPException(403, "registration is closed")
-    user = await auth.create_user(ctx.engine.db, body.username, body.email, body.password)
+    user = await ctx.auth.create_user(ctx.engine.db, body.username, body.email, body.password)
     if user is None:
         audit(ctx, request, None, "auth.register", target, "failure", {"reason": "taken"})
         raise HTTPException(409, "user name taken")
@@ -75,10 +74,10 @@ async def _login_request(request: Request) -> LoginRequest:
 
 
 @router.post("/login", response_model=TokenPair, openapi_extra=_LOGIN_BODY)
-async def login(request: Request, ctx: ContextDep, auth: AuthDep) -> TokenPair:
+async def login(request: Request, ctx: ContextDep) -> TokenPair:
     body = await _login_request(request)
     client = client_address(request)
-    result = await auth.authenticate(ctx.engine.db, body.username, body.password, client)
+    result = await ctx.auth.authenticate(ctx.engine.db, body.username, body.password, client)
     if result.user is None:
         ctx.metrics.login_failures.inc()
         audit(ctx, request, None, "auth.login", f"user:{body.username}", "failure",
@@ -108,25 +107,27 @@ async def refresh(body: RefreshRequest, request: Request, ctx: ContextDep) -> To
 
 
 @router.post("/logout", status_code=204, response_class=Response)
-async def logout(request: Request, ctx: ContextDep, who: CurrentUser) -> Response:
+async def logout(request: Request, caller: CurrentUser) -> Response:
+    ctx, who = caller
     await ctx.sessions.revoke_session(who.session_id)
     audit(ctx, request, who, "auth.logout", f"user:{who.user_id}", "success")
     return Response(status_code=204)
 
 
 @router.get("/me", response_model=UserPublic)
-async def me(ctx: ContextDep, auth: AuthDep, who: CurrentUser) -> UserPublic:
-    user = await auth.get_user(ctx.engine.db, who.user_id)
+async def me(caller: CurrentUser) -> UserPublic:
+    ctx, who = caller
+    user = await ctx.auth.get_user(ctx.engine.db, who.user_id)
     if user is None:
         raise HTTPException(401, "not authenticated")
     return UserPublic.model_validate(user)
 
 
 @router.post("/password", status_code=204, response_class=Response)
-async def change_password(body: PasswordChange, request: Request, ctx: ContextDep,
-                          auth: AuthDep, who: CurrentUser) -> Response:
+async def change_password(body: PasswordChange, request: Request, caller: CurrentUser) -> Response:
+    ctx, who = caller
     target = f"user:{who.user_id}"
-    if not await auth.change_password(ctx.engine.db, who.user_id, body.old_password,
+    if not await ctx.auth.change_password(ctx.engine.db, who.user_id, body.old_password,
                                       body.new_password):
         audit(ctx, request, who, "auth.password", target, "failure",
               {"reason": "old password does not match"})
@@ -138,10 +139,11 @@ async def change_password(body: PasswordChange, request: Request, ctx: ContextDe
 
 
 @router.post("/ws-ticket", response_model=WsTicket)
-async def ws_ticket(request: Request, ctx: ContextDep, who: CurrentUser) -> WsTicket:
+async def ws_ticket(request: Request, caller: CurrentUser) -> WsTicket:
     """A single-use ticket for ``/ws/orders?ticket=...``, valid for a few seconds, for clients
     that cannot send a first message before they are let in; never a long-lived token in a
     URL."""
+    ctx, who = caller
     ticket, expires_in = ctx.sessions.issue_ticket(who.user_id, who.session_id)
     audit(ctx, request, who, "auth.ws_ticket", f"user:{who.user_id}", "success")
     return WsTicket(ticket=ticket, expires_in=expires_in)

@@ -32,7 +32,7 @@ from sqlalchemy.exc import ArgumentError
 
 from lts.api.admin_schemas import REDACTED, ConfigPatch, ConfigPublic, Source, is_secret_key
 from lts.api.context import ApiContext
-from lts.api.deps import AdminUser, ContextDep
+from lts.api.deps import AdminUser
 from lts.api.routes.portfolios import audited
 from lts.engine.risk import RiskLimits
 from lts.errors import Conflict, InvalidParams
@@ -103,7 +103,8 @@ async def _view(ctx: ApiContext) -> ConfigPublic:
 
 
 @router.get("", response_model=ConfigPublic)
-async def get_config(ctx: ContextDep, who: AdminUser) -> ConfigPublic:
+async def get_config(caller: AdminUser) -> ConfigPublic:
+    ctx = caller.ctx
     return await _view(ctx)
 
 
@@ -161,8 +162,8 @@ def _apply(ctx: ApiContext, sections: dict[str, BaseModel]) -> None:
 
 
 @router.patch("", response_model=ConfigPublic)
-async def patch_config(body: ConfigPatch, request: Request, ctx: ContextDep,
-                       who: AdminUser) -> ConfigPublic:
+async def patch_config(body: ConfigPatch, request: Request, caller: AdminUser) -> ConfigPublic:
+    ctx, who = caller
     async with audited(ctx, request, who, "config.update", "config") as detail:
         detail["keys"] = sorted(body.values)[:50]
         sections = _validated(ctx, body.values)

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from lts.api.audit import audit
 from lts.api.context import ApiContext
-from lts.api.deps import ContextDep, CurrentUser, TraderUser
+from lts.api.deps import CurrentUser, TraderUser
 from lts.api.routes.portfolios import audited
 from lts.errors import Conflict
 from lts.persistence.credentials import (
@@ -62,7 +62,8 @@ def _store(ctx: ApiContext) -> CredentialStore:
 
 @router.put("/{broker}", response_model=CredentialPublic)
 async def put_credential(broker: Broker, body: CredentialPut, request: Request,
-                         ctx: ContextDep, who: TraderUser) -> CredentialPublic:
+                         caller: TraderUser) -> CredentialPublic:
+    ctx, who = caller
     async with audited(ctx, request, who, "credential.put", f"credential:{broker}") as detail:
         detail["fields"] = sorted(body.model_dump(exclude_none=True))
         store = _store(ctx)
@@ -77,13 +78,14 @@ async def put_credential(broker: Broker, body: CredentialPut, request: Request,
 
 
 @router.get("", response_model=list[CredentialPublic])
-async def list_credentials(ctx: ContextDep, who: CurrentUser) -> list[CredentialPublic]:
+async def list_credentials(caller: CurrentUser) -> list[CredentialPublic]:
+    ctx, who = caller
     return [_public(i) for i in await _store(ctx).list(who.user_id)]
 
 
 @router.delete("/{broker}", status_code=204, response_class=Response)
-async def delete_credential(broker: Broker, request: Request, ctx: ContextDep,
-                            who: TraderUser) -> Response:
+async def delete_credential(broker: Broker, request: Request, caller: TraderUser) -> Response:
+    ctx, who = caller
     target = f"credential:{broker}"
     if not await _store(ctx).delete(who.user_id, broker):
         audit(ctx, request, who, "credential.delete", target, "failure",

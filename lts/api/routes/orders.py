@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
 from lts.api.context import ApiContext
-from lts.api.deps import ContextDep, CurrentUser, Principal, TraderUser
+from lts.api.deps import CurrentUser, Principal, TraderUser
 from lts.api.portfolio_schemas import Symbol
 from lts.api.routes.portfolios import audited, owned
 from lts.domain.orders import OrderRequest, OrderType, Side, TimeInForce
@@ -72,13 +72,14 @@ def _order_manager(ctx: ApiContext, portfolio_id: int) -> OrderManager:
 
 @router.get("", response_model=list[OrderPublic])
 async def list_orders(
-    ctx: ContextDep, who: CurrentUser,
+    caller: CurrentUser,
     portfolio_id: int | None = None, symbol: str | None = None,
     order_status: Annotated[str | None, Query(alias="status")] = None,
     since_ns: int | None = None, until_ns: int | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> list[OrderPublic]:
+    ctx, who = caller
     query = select(orders).join(portfolios, portfolios.c.id == orders.c.portfolio_id)
     if who.role != "admin":
         query = query.where(portfolios.c.owner_id == who.user_id)
@@ -106,13 +107,14 @@ async def _visible(ctx: ApiContext, who: Principal, client_order_id: str) -> Any
 
 
 @router.get("/{client_order_id}", response_model=OrderPublic)
-async def get_order(client_order_id: str, ctx: ContextDep, who: CurrentUser) -> OrderPublic:
+async def get_order(client_order_id: str, caller: CurrentUser) -> OrderPublic:
+    ctx, who = caller
     return _public(await _visible(ctx, who, client_order_id))
 
 
 @router.post("", response_model=OrderPublic, status_code=status.HTTP_201_CREATED)
-async def place_order(body: OrderCreate, request: Request, ctx: ContextDep,
-                      who: TraderUser) -> OrderPublic:
+async def place_order(body: OrderCreate, request: Request, caller: TraderUser) -> OrderPublic:
+    ctx, who = caller
     target = f"portfolio:{body.portfolio_id}"
     async with audited(ctx, request, who, "order.create", target) as detail:
         await owned(ctx, who, body.portfolio_id)
@@ -133,8 +135,8 @@ async def place_order(body: OrderCreate, request: Request, ctx: ContextDep,
 
 
 @router.delete("/{client_order_id}", response_model=OrderPublic)
-async def cancel_order(client_order_id: str, request: Request, ctx: ContextDep,
-                       who: TraderUser) -> OrderPublic:
+async def cancel_order(client_order_id: str, request: Request, caller: TraderUser) -> OrderPublic:
+    ctx, who = caller
     async with audited(ctx, request, who, "order.cancel", f"order:{client_order_id}"):
         row = await _visible(ctx, who, client_order_id)
         om = _order_manager(ctx, row["portfolio_id"])

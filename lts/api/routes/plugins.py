@@ -17,7 +17,7 @@ import anyio.lowlevel
 from fastapi import APIRouter, Response
 
 from lts.api.admin_schemas import DebugExport, PluginCatalog, PluginPublic, PortfolioDebug, jsonable
-from lts.api.deps import AdminUser, ContextDep, CurrentUser
+from lts.api.deps import AdminUser, CurrentUser
 from lts.plugins.registry import KINDS, PluginInfo
 
 if TYPE_CHECKING:
@@ -38,7 +38,8 @@ def _schema(info: PluginInfo) -> dict[str, Any] | None:
 
 
 @router.get("/plugins", response_model=PluginCatalog)
-async def list_plugins(ctx: ContextDep, who: CurrentUser) -> PluginCatalog:
+async def list_plugins(caller: CurrentUser) -> PluginCatalog:
+    ctx = caller.ctx
     registry = ctx.engine.registry
     kinds = list(KINDS) + sorted({k for k, _ in registry.plugins} - set(KINDS))
     return PluginCatalog(
@@ -67,7 +68,8 @@ def _export_json(snapshots: dict[str, dict[str, Any]]) -> bytes:
 
 
 @router.get("/debug", response_model=DebugExport)
-async def debug_export(ctx: ContextDep, who: AdminUser) -> Response:
+async def debug_export(caller: AdminUser) -> Response:
+    ctx = caller.ctx
     snapshots: dict[str, dict[str, Any]] = {}
     for pid, handle in sorted(ctx.engine.portfolios.items()):
         snapshots[str(pid)] = _snapshot(pid, handle)

@@ -16,7 +16,7 @@ from pydantic import ValidationError
 
 from lts.api.audit import audit
 from lts.api.context import ApiContext
-from lts.api.deps import ContextDep, CurrentUser, Principal, TraderUser
+from lts.api.deps import CurrentUser, Principal, TraderUser
 from lts.api.portfolio_schemas import (
     AssetPnl,
     PortfolioAnalytics,
@@ -84,15 +84,17 @@ def _validate(ctx: ApiContext, plugin: str | None, params: dict[str, Any] | None
 
 
 @router.get("", response_model=list[PortfolioPublic])
-async def list_portfolios(ctx: ContextDep, who: CurrentUser) -> list[PortfolioPublic]:
+async def list_portfolios(caller: CurrentUser) -> list[PortfolioPublic]:
+    ctx, who = caller
     rows = await store.list_portfolios(ctx.engine.db,
                                        None if who.role == "admin" else who.user_id)
     return [_public(ctx, r) for r in rows]
 
 
 @router.post("", response_model=PortfolioPublic, status_code=status.HTTP_201_CREATED)
-async def create_portfolio(body: PortfolioCreate, request: Request, ctx: ContextDep,
-                           who: TraderUser) -> PortfolioPublic:
+async def create_portfolio(body: PortfolioCreate, request: Request,
+                           caller: TraderUser) -> PortfolioPublic:
+    ctx, who = caller
     async with audited(ctx, request, who, "portfolio.create", f"portfolio:{body.name}"):
         _validate(ctx, body.portfolio_plugin, body.portfolio_params, body.risk_params)
         pid = await ctx.portfolios.create({
@@ -103,13 +105,15 @@ async def create_portfolio(body: PortfolioCreate, request: Request, ctx: Context
 
 
 @router.get("/{portfolio_id}", response_model=PortfolioPublic)
-async def get_portfolio(portfolio_id: int, ctx: ContextDep, who: CurrentUser) -> PortfolioPublic:
+async def get_portfolio(portfolio_id: int, caller: CurrentUser) -> PortfolioPublic:
+    ctx, who = caller
     return _public(ctx, await owned(ctx, who, portfolio_id))
 
 
 @router.patch("/{portfolio_id}", response_model=PortfolioPublic)
 async def update_portfolio(portfolio_id: int, body: PortfolioUpdate, request: Request,
-                           ctx: ContextDep, who: TraderUser) -> PortfolioPublic:
+                           caller: TraderUser) -> PortfolioPublic:
+    ctx, who = caller
     target = f"portfolio:{portfolio_id}"
     async with audited(ctx, request, who, "portfolio.update", target) as detail:
         row = await owned(ctx, who, portfolio_id)
@@ -125,8 +129,8 @@ async def update_portfolio(portfolio_id: int, body: PortfolioUpdate, request: Re
 
 
 @router.delete("/{portfolio_id}", status_code=status.HTTP_204_NO_CONTENT)
-async def delete_portfolio(portfolio_id: int, request: Request, ctx: ContextDep,
-                           who: TraderUser) -> None:
+async def delete_portfolio(portfolio_id: int, request: Request, caller: TraderUser) -> None:
+    ctx, who = caller
     async with audited(ctx, request, who, "portfolio.delete", f"portfolio:{portfolio_id}"):
         row = await owned(ctx, who, portfolio_id)
         if row["is_active"]:
@@ -135,8 +139,8 @@ async def delete_portfolio(portfolio_id: int, request: Request, ctx: ContextDep,
 
 
 @router.post("/{portfolio_id}/activate", response_model=PortfolioPublic)
-async def activate(portfolio_id: int, request: Request, ctx: ContextDep,
-                   who: TraderUser) -> PortfolioPublic:
+async def activate(portfolio_id: int, request: Request, caller: TraderUser) -> PortfolioPublic:
+    ctx, who = caller
     async with audited(ctx, request, who, "portfolio.activate", f"portfolio:{portfolio_id}"):
         await owned(ctx, who, portfolio_id)
         await ctx.portfolios.update(portfolio_id, {"is_active": True})
@@ -145,8 +149,8 @@ async def activate(portfolio_id: int, request: Request, ctx: ContextDep,
 
 
 @router.post("/{portfolio_id}/deactivate", response_model=PortfolioPublic)
-async def deactivate(portfolio_id: int, request: Request, ctx: ContextDep,
-                     who: TraderUser) -> PortfolioPublic:
+async def deactivate(portfolio_id: int, request: Request, caller: TraderUser) -> PortfolioPublic:
+    ctx, who = caller
     async with audited(ctx, request, who, "portfolio.deactivate", f"portfolio:{portfolio_id}"):
         await owned(ctx, who, portfolio_id)
         await ctx.portfolios.update(portfolio_id, {"is_active": False})
@@ -157,9 +161,10 @@ async def deactivate(portfolio_id: int, request: Request, ctx: ContextDep,
 
 @router.put("/{portfolio_id}/trading-state", response_model=PortfolioPublic)
 async def set_trading_state(portfolio_id: int, body: TradingStateChange, request: Request,
-                            ctx: ContextDep, who: TraderUser) -> PortfolioPublic:
+                            caller: TraderUser) -> PortfolioPublic:
     """The kill switch: HALTED denies every new order at once, REDUCING only lets orders
     through that shrink a position; the state survives restarts."""
+    ctx, who = caller
     target = f"portfolio:{portfolio_id}"
     async with audited(ctx, request, who, "portfolio.trading_state", target) as detail:
         await owned(ctx, who, portfolio_id)
@@ -170,8 +175,8 @@ async def set_trading_state(portfolio_id: int, body: TradingStateChange, request
 
 
 @router.get("/{portfolio_id}/positions", response_model=list[PositionPublic])
-async def positions(portfolio_id: int, ctx: ContextDep,
-                    who: CurrentUser) -> list[PositionPublic]:
+async def positions(portfolio_id: int, caller: CurrentUser) -> list[PositionPublic]:
+    ctx, who = caller
     await owned(ctx, who, portfolio_id)
     rows = await store.list_positions(ctx.engine.db, portfolio_id)
     return [PositionPublic.model_validate({k: r[k] for k in PositionPublic.model_fields})
@@ -179,8 +184,8 @@ async def positions(portfolio_id: int, ctx: ContextDep,
 
 
 @router.get("/{portfolio_id}/status", response_model=PortfolioStatus)
-async def portfolio_status(portfolio_id: int, ctx: ContextDep,
-                           who: CurrentUser) -> PortfolioStatus:
+async def portfolio_status(portfolio_id: int, caller: CurrentUser) -> PortfolioStatus:
+    ctx, who = caller
     row = await owned(ctx, who, portfolio_id)
     handle = ctx.engine.portfolios.get(portfolio_id)
     runner = handle.runner if handle is not None else None
@@ -196,9 +201,10 @@ async def portfolio_status(portfolio_id: int, ctx: ContextDep,
 
 
 @router.get("/{portfolio_id}/analytics", response_model=PortfolioAnalytics)
-async def analytics(portfolio_id: int, ctx: ContextDep, who: CurrentUser) -> PortfolioAnalytics:
+async def analytics(portfolio_id: int, caller: CurrentUser) -> PortfolioAnalytics:
     """Computed from the journal's fills in a worker thread (the loop keeps trading); open
     positions are marked at the running portfolio's last prices, else at their last fill."""
+    ctx, who = caller
     row = await owned(ctx, who, portfolio_id)
     await ctx.engine.journal.flush()
     fills = await repo.load_fills(ctx.engine.db, portfolio_id)

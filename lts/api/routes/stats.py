@@ -17,7 +17,7 @@ from sqlalchemy import func, select
 
 from lts.api.admin_schemas import EngineStats, PortfolioStats, Stats
 from lts.api.context import ApiContext
-from lts.api.deps import ContextDep, CurrentUser
+from lts.api.deps import CurrentUser
 from lts.persistence.tables import fills, orders, portfolios
 
 router = APIRouter(prefix="/api/v1", tags=["stats"])
@@ -37,7 +37,8 @@ def _rate(count: int, uptime: float) -> float:
 
 
 @router.get("/stats", response_model=Stats)
-async def stats(ctx: ContextDep, who: CurrentUser) -> Stats:
+async def stats(caller: CurrentUser) -> Stats:
+    ctx, who = caller
     engine = ctx.engine
     uptime = max(time.time() - _started(ctx), 1e-9)
     listed = select(portfolios.c.id, portfolios.c.name).order_by(portfolios.c.id)

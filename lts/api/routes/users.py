@@ -8,38 +8,41 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Query, Request, Response
 
 from lts.api.audit import audit
-from lts.api.deps import AdminUser, AuthDep, ContextDep
+from lts.api.deps import AdminUser
 from lts.api.schemas import UserPublic, UserUpdate
 
 router = APIRouter(prefix="/api/v1/users", tags=["users"])
 
 
 @router.get("", response_model=list[UserPublic])
-async def list_users(ctx: ContextDep, auth: AuthDep, who: AdminUser,
+async def list_users(caller: AdminUser,
                      offset: Annotated[int, Query(ge=0)] = 0,
                      limit: Annotated[int, Query(ge=1, le=500)] = 100) -> list[UserPublic]:
+    ctx = caller.ctx
     return [UserPublic.model_validate(u)
-            for u in await auth.list_users(ctx.engine.db, offset, limit)]
+            for u in await ctx.auth.list_users(ctx.engine.db, offset, limit)]
 
 
 @router.get("/{user_id}", response_model=UserPublic)
-async def get_user(user_id: int, ctx: ContextDep, auth: AuthDep, who: AdminUser) -> UserPublic:
-    user = await auth.get_user(ctx.engine.db, user_id)
+async def get_user(user_id: int, caller: AdminUser) -> UserPublic:
+    ctx = caller.ctx
+    user = await ctx.auth.get_user(ctx.engine.db, user_id)
     if user is None:
         raise HTTPException(404, "no such user")
     return UserPublic.model_validate(user)
 
 
 @router.patch("/{user_id}", response_model=UserPublic)
-async def update_user(user_id: int, body: UserUpdate, request: Request, ctx: ContextDep,
-                      auth: AuthDep, who: AdminUser) -> UserPublic:
+async def update_user(user_id: int, body: UserUpdate, request: Request,
+                      caller: AdminUser) -> UserPublic:
+    ctx, who = caller
     target = f"user:{user_id}"
     change = body.model_dump(exclude_none=True)
     if user_id == who.user_id and (change.get("role", "admin") != "admin"
                                    or change.get("is_active", True) is False):
         audit(ctx, request, who, "user.update", target, "failure", {"reason": "self", **change})
         raise HTTPException(409, "an admin cannot demote or disable themselves")
-    user = await auth.update_user(ctx.engine.db, user_id, role=body.role,
+    user = await ctx.auth.update_user(ctx.engine.db, user_id, role=body.role,
                                   is_active=body.is_active)
     if user is None:
         audit(ctx, request, who, "user.update", target, "failure", {"reason": "not found"})
@@ -52,14 +55,14 @@ async def update_user(user_id: int, body: UserUpdate, request: Request, ctx: Con
 
 
 @router.delete("/{user_id}", status_code=204, response_class=Response)
-async def delete_user(user_id: int, request: Request, ctx: ContextDep, auth: AuthDep,
-                      who: AdminUser) -> Response:
+async def delete_user(user_id: int, request: Request, caller: AdminUser) -> Response:
+    ctx, who = caller
     target = f"user:{user_id}"
     if user_id == who.user_id:
         audit(ctx, request, who, "user.delete", target, "failure", {"reason": "self"})
         raise HTTPException(409, "an admin cannot delete themselves")
     await ctx.sessions.revoke_user(user_id)
-    if not await auth.delete_user(ctx.engine.db, user_id):
+    if not await ctx.auth.delete_user(ctx.engine.db, user_id):
         audit(ctx, request, who, "user.delete", target, "failure", {"reason": "not found"})
         raise HTTPException(404, "no such user")
     audit(ctx, request, who, "user.delete", target, "success")
