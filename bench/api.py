@@ -6,8 +6,9 @@ inside the engine's event loop (uvloop when installed, httptools when installed,
 on a temporary SQLite file (WAL, ``synchronous=FULL``), the demo portfolio (id 1, owned by the
 admin) trading two synthetic symbols with ``demo.interval`` (default here 0.02 s: ten times
 the default pace, so fills are frequent), ``auth.bcrypt_rounds=4`` (logins are not measured),
-the per-client rate limit off (all load comes from one address; the concurrency bound stays at
-its default).
+the per-client rate limit off (all load comes from one address) and the per-turn read gate off
+(``api.requests_per_loop_turn`` trades throughput for tick latency on purpose; bench/api_load.py
+measures it; the concurrency bound stays at its default).
 All traffic goes to 127.0.0.1.
 
 (a) requests/s of an authenticated ``GET /api/v1/portfolios/1`` (admin's bearer token: JWT
@@ -487,8 +488,10 @@ async def main_async(args: argparse.Namespace) -> None:
         "admin_password": ADMIN_PASSWORD,
         "log_level": "WARNING",
         "database": {"url": f"sqlite+aiosqlite:///{tmp / 'lts.db'}"},
-        # all the load comes from one address: the per-client rate limit would answer 429
-        "api": {"port": api_port, "rate_limit_per_second": 0},
+        # all the load comes from one address: the per-client rate limit would answer 429; and
+        # this measures what a request costs, not admission: the per-turn read gate (which
+        # gives trading its turns at some cost in throughput: bench/api_load.py) is off too
+        "api": {"port": api_port, "rate_limit_per_second": 0, "requests_per_loop_turn": 0},
         "auth": {"bcrypt_rounds": 4},
         "demo": {"interval": args.interval},
     })

@@ -36,11 +36,12 @@ repeats of each run's p50 / p99 / max:
                        mix of authenticated GETs: portfolio, positions, orders list (50), status
   saturation, on       ``--sat-conns`` connections from ``--sat-addrs`` addresses (127.0.1.x)
                        sending as fast as answers come (one request in flight per connection),
-                       same mix; admission control at its defaults (64 in flight, 50 req/s and
-                       a burst of 100 per address; ``--max-concurrent`` and ``--rate-limit``
+                       same mix; admission control at its defaults (one connection read per
+                       turn of the loop, 64 in flight, 50 req/s and a burst of 100 per
+                       address; ``--per-turn``, ``--max-concurrent`` and ``--rate-limit``
                        change them for every case but the next)
-  saturation, off      the same load; admission control off (no bound, no rate limit): the
-                       baseline
+  saturation, off      the same load; admission control off (no read gate, no bound, no rate
+                       limit): the baseline
 
 Targets (architecture §4): tick p99 <= 2 ms at 300 req/s, <= 5 ms under saturation (admission
 on). Also printed: answered req/s by status (2xx, 429, 503, other), the engine loop thread's CPU
@@ -98,7 +99,8 @@ ADMIN_PASSWORD = "Adm1n-pass-word"  # a throwaway bench database
 RECORD = struct.Struct("<qd")  # ts_event (ns, wall clock), price
 PACED_TARGET_MS = 2.0
 SATURATED_TARGET_MS = 5.0
-ADMISSION_OFF = {"max_concurrent_requests": 0, "rate_limit_per_second": 0}
+ADMISSION_OFF = {"max_concurrent_requests": 0, "requests_per_loop_turn": 0,
+                 "rate_limit_per_second": 0}
 CASES = ("no API load", "paced", "saturation, on", "saturation, off")
 
 
@@ -395,6 +397,8 @@ def admission(case: str, args: argparse.Namespace) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if args.max_concurrent is not None:
         out["max_concurrent_requests"] = args.max_concurrent
+    if args.per_turn is not None:
+        out["requests_per_loop_turn"] = args.per_turn
     if args.rate_limit is not None:
         out["rate_limit_per_second"] = args.rate_limit
     return out
@@ -580,6 +584,8 @@ def main() -> int:
     ap.add_argument("--sat-addrs", type=int, default=16)
     ap.add_argument("--max-concurrent", type=int, default=None,
                     help="api.max_concurrent_requests where admission is on (default: 64)")
+    ap.add_argument("--per-turn", type=int, default=None,
+                    help="api.requests_per_loop_turn where admission is on (default: 1)")
     ap.add_argument("--rate-limit", type=float, default=None,
                     help="api.rate_limit_per_second where admission is on (default: 50)")
     ap.add_argument("--cases", nargs="+", choices=CASES, default=list(CASES))

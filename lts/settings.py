@@ -80,6 +80,12 @@ class ApiSettings(_Section):
     max_body_bytes: int = Field(1_048_576, ge=1024, description="larger request bodies get 413")
     max_concurrent_requests: int = Field(
         64, ge=0, le=100_000, description="HTTP requests served at once; more get 503; 0: no bound")
+    requests_per_loop_turn: int = Field(
+        1, ge=0, le=100_000, description="HTTP connections read in one turn of the event loop "
+        "(about a request each: the API's share of the loop, trading runs between turns); the "
+        "others are read in a later turn; 0: no bound")
+    read_threads: int = Field(1, ge=1, le=64, description="worker threads (and database "
+                              "connections) for the API's reads, which run off the event loop")
     rate_limit_per_second: float = Field(
         50.0, ge=0, le=1_000_000,
         description="requests per second per client address; more get 429; 0: no rate limit")

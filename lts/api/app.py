@@ -28,6 +28,7 @@ from lts.api.routes import (
     ws,
 )
 from lts.api.sessions import SessionCache
+from lts.persistence.reader import Reader
 
 if TYPE_CHECKING:
     from lts.engine.engine import Engine
@@ -43,9 +44,10 @@ def create_app(engine: "Engine", metrics: ApiMetrics | None = None) -> FastAPI:
                   telemetry={"tracing": False, "metrics": False, "logs": False})
     metrics = metrics or ApiMetrics(engine)
     ttl = settings.cache_seconds
+    reader = Reader(engine.db, settings.read_threads)
     app.state.ctx = ApiContext(engine=engine, metrics=metrics,
                                sessions=SessionCache(engine.db, engine.settings.auth, ttl),
-                               portfolios=PortfolioRows(engine.db, ttl))
+                               portfolios=PortfolioRows(engine.db, reader, ttl), reader=reader)
     install_error_handlers(app)
     # Most used first: a request is matched against the routes in this order.
     for module in (portfolios, orders, assets, auth, ws, health, users, plugins, audit_log,

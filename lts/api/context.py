@@ -1,6 +1,6 @@
-"""What the API's handlers reach: the engine, the app's metrics, and the in-memory views of
-sessions and portfolio rows, and the aaa plugin (constructor injection; the HTTP edge gets them
-through ``Depends``)."""
+"""What the API's handlers reach: the engine, the app's metrics, the in-memory views of sessions
+and portfolio rows, the reader (database reads off the loop) and the aaa plugin (constructor
+injection; the HTTP edge gets them through ``Depends``)."""
 
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -10,6 +10,7 @@ from lts.api.event_text import EventText
 from lts.api.metrics import ApiMetrics
 from lts.api.portfolio_rows import PortfolioRows
 from lts.api.sessions import SessionCache
+from lts.persistence.reader import Reader
 from lts.plugins.aaa.local import LocalAuth
 
 if TYPE_CHECKING:
@@ -22,6 +23,7 @@ class ApiContext:
     metrics: ApiMetrics
     sessions: SessionCache
     portfolios: PortfolioRows
+    reader: Reader
     event_text: EventText = field(default_factory=EventText)
 
     @cached_property

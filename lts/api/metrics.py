@@ -98,6 +98,10 @@ class ApiMetrics:
                                     ["reason"], registry=reg)
         self.http_in_flight = Gauge("lts_http_requests_in_flight",
                                     "Admitted HTTP requests being served", registry=reg)
+        self.http_connections_waiting = Gauge(
+            "lts_http_connections_waiting",
+            "HTTP connections with data waiting for a turn of the event loop to be read",
+            registry=reg)
         self.loop_lag = Histogram("lts_event_loop_lag_seconds",
                                   "How late the event loop ran a 100 ms timer",
                                   buckets=_LATENCY_BUCKETS, registry=reg)

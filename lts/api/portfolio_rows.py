@@ -18,14 +18,17 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from lts.persistence import portfolio_store as store
+from lts.persistence.reader import Reader
 
 Row = Mapping[str, Any]
 
 
 class PortfolioRows:
-    def __init__(self, db: AsyncEngine, ttl: float, *, max_entries: int = 10_000,
+    def __init__(self, db: AsyncEngine, reader: Reader, ttl: float, *,
+                 max_entries: int = 10_000,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.db = db
+        self.reader = reader
         self.ttl = ttl
         self.max_entries = max_entries
         self._clock = clock
@@ -36,7 +39,7 @@ class PortfolioRows:
         kept = self._rows.get(portfolio_id)
         if kept is not None and self._clock() < kept[0]:
             return kept[1]
-        row = await store.get_portfolio(self.db, portfolio_id)
+        row = await store.get_portfolio(self.reader, portfolio_id)
         if row is None:
             self._rows.pop(portfolio_id, None)
             return None

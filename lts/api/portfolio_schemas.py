@@ -1,5 +1,6 @@
 """Request and response models of portfolios, assets and positions. Requests refuse unknown
-fields; responses are built from rows field by field, never returned as rows."""
+fields; responses are models validated from rows, which keep only the declared fields (extra
+keys are ignored), never rows returned as they are."""
 
 from collections.abc import Mapping
 from decimal import Decimal
@@ -44,9 +45,6 @@ class PortfolioPublic(BaseModel):
     trading_state: TradingStateName
     status: str
     last_error: str | None
-
-
-_PORTFOLIO_FIELDS = tuple(PortfolioPublic.model_fields)
 
 
 class TradingStateChange(_In):
@@ -109,11 +107,11 @@ class AssetPublic(BaseModel):
 
 
 def portfolio_public(row: Mapping[str, Any]) -> PortfolioPublic:
-    return PortfolioPublic.model_validate({k: row[k] for k in _PORTFOLIO_FIELDS})
+    return PortfolioPublic.model_validate(row)  # the declared fields only (extra keys ignored)
 
 
 def asset_public(row: Mapping[str, Any]) -> AssetPublic:
-    return AssetPublic.model_validate({k: row[k] for k in AssetPublic.model_fields})
+    return AssetPublic.model_validate(row)
 
 
 class AssetPnl(BaseModel):

@@ -1,7 +1,8 @@
 """Portfolio and asset rows for the control API: plain reads and writes, one unit of work each.
 
 The engine reads the same rows when a runner starts (``repositories.load_portfolio``); the API
-changes them and then asks the engine to start, stop or restart the runner.
+changes them and then asks the engine to start, stop or restart the runner. Reads go through
+the :class:`~lts.persistence.reader.Reader` (off the loop), writes through the ``AsyncEngine``.
 """
 
 from collections.abc import Mapping
@@ -12,24 +13,21 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from lts.errors import Conflict
+from lts.persistence.reader import Reader
 from lts.persistence.tables import assets, portfolios, positions
 
 Row = dict[str, Any]
 
 
-async def list_portfolios(db: AsyncEngine, owner_id: int | None) -> list[Row]:
+async def list_portfolios(reader: Reader, owner_id: int | None) -> list[Row]:
     query = select(portfolios).order_by(portfolios.c.id)
     if owner_id is not None:
         query = query.where(portfolios.c.owner_id == owner_id)
-    async with db.connect() as conn:
-        return [dict(r) for r in (await conn.execute(query)).mappings()]
+    return await reader.all(query)
 
 
-async def get_portfolio(db: AsyncEngine, portfolio_id: int) -> Row | None:
-    async with db.connect() as conn:
-        row = (await conn.execute(select(portfolios).where(portfolios.c.id == portfolio_id))
-               ).mappings().one_or_none()
-    return None if row is None else dict(row)
+async def get_portfolio(reader: Reader, portfolio_id: int) -> Row | None:
+    return await reader.first(select(portfolios).where(portfolios.c.id == portfolio_id))
 
 
 async def create_portfolio(db: AsyncEngine, values: Mapping[str, Any]) -> int:
@@ -58,19 +56,14 @@ async def delete_portfolio(db: AsyncEngine, portfolio_id: int) -> None:
         await conn.execute(delete(portfolios).where(portfolios.c.id == portfolio_id))
 
 
-async def list_assets(db: AsyncEngine, portfolio_id: int) -> list[Row]:
-    async with db.connect() as conn:
-        rows = await conn.execute(select(assets).where(assets.c.portfolio_id == portfolio_id)
-                                  .order_by(assets.c.id))
-        return [dict(r) for r in rows.mappings()]
+async def list_assets(reader: Reader, portfolio_id: int) -> list[Row]:
+    return await reader.all(select(assets).where(assets.c.portfolio_id == portfolio_id)
+                            .order_by(assets.c.id))
 
 
-async def get_asset(db: AsyncEngine, portfolio_id: int, asset_id: int) -> Row | None:
-    async with db.connect() as conn:
-        row = (await conn.execute(select(assets).where(
-            assets.c.id == asset_id, assets.c.portfolio_id == portfolio_id))).mappings()
-        found = row.one_or_none()
-    return None if found is None else dict(found)
+async def get_asset(reader: Reader, portfolio_id: int, asset_id: int) -> Row | None:
+    return await reader.first(select(assets).where(assets.c.id == asset_id,
+                                                   assets.c.portfolio_id == portfolio_id))
 
 
 async def add_asset(db: AsyncEngine, portfolio_id: int, values: Mapping[str, Any]) -> int:
@@ -94,9 +87,6 @@ async def delete_asset(db: AsyncEngine, asset_id: int) -> None:
         await conn.execute(delete(assets).where(assets.c.id == asset_id))
 
 
-async def list_positions(db: AsyncEngine, portfolio_id: int) -> list[Row]:
-    async with db.connect() as conn:
-        rows = await conn.execute(select(positions).where(positions.c.portfolio_id
-                                                          == portfolio_id)
-                                  .order_by(positions.c.symbol))
-        return [dict(r) for r in rows.mappings()]
+async def list_positions(reader: Reader, portfolio_id: int) -> list[Row]:
+    return await reader.all(select(positions).where(positions.c.portfolio_id == portfolio_id)
+                            .order_by(positions.c.symbol))

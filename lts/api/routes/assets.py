@@ -35,7 +35,7 @@ async def _restart_if_running(ctx: ApiContext, portfolio: Mapping[str, Any]) -> 
 
 
 async def _asset(ctx: ApiContext, portfolio_id: int, asset_id: int) -> dict[str, Any]:
-    row = await store.get_asset(ctx.engine.db, portfolio_id, asset_id)
+    row = await store.get_asset(ctx.reader, portfolio_id, asset_id)
     if row is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "asset not found")
     return row
@@ -45,7 +45,7 @@ async def _asset(ctx: ApiContext, portfolio_id: int, asset_id: int) -> dict[str,
 async def list_assets(portfolio_id: int, caller: CurrentUser) -> list[AssetPublic]:
     ctx, who = caller
     await owned(ctx, who, portfolio_id)
-    return [asset_public(r) for r in await store.list_assets(ctx.engine.db, portfolio_id)]
+    return [asset_public(r) for r in await store.list_assets(ctx.reader, portfolio_id)]
 
 
 @router.post("", response_model=AssetPublic, status_code=status.HTTP_201_CREATED)

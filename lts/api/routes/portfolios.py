@@ -12,7 +12,7 @@ from typing import Any
 
 import anyio
 from fastapi import APIRouter, HTTPException, Request, status
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from lts.api.audit import audit
 from lts.api.context import ApiContext
@@ -36,6 +36,7 @@ from lts.persistence import portfolio_store as store
 from lts.persistence import repositories as repo
 
 router = APIRouter(prefix="/api/v1/portfolios", tags=["portfolios"])
+_POSITION_LIST = TypeAdapter(list[PositionPublic])  # the declared fields of each row only
 
 
 async def owned(ctx: ApiContext, who: Principal, portfolio_id: int) -> Mapping[str, Any]:
@@ -86,7 +87,7 @@ def _validate(ctx: ApiContext, plugin: str | None, params: dict[str, Any] | None
 @router.get("", response_model=list[PortfolioPublic])
 async def list_portfolios(caller: CurrentUser) -> list[PortfolioPublic]:
     ctx, who = caller
-    rows = await store.list_portfolios(ctx.engine.db,
+    rows = await store.list_portfolios(ctx.reader,
                                        None if who.role == "admin" else who.user_id)
     return [_public(ctx, r) for r in rows]
 
@@ -178,9 +179,7 @@ async def set_trading_state(portfolio_id: int, body: TradingStateChange, request
 async def positions(portfolio_id: int, caller: CurrentUser) -> list[PositionPublic]:
     ctx, who = caller
     await owned(ctx, who, portfolio_id)
-    rows = await store.list_positions(ctx.engine.db, portfolio_id)
-    return [PositionPublic.model_validate({k: r[k] for k in PositionPublic.model_fields})
-            for r in rows]
+    return _POSITION_LIST.validate_python(await store.list_positions(ctx.reader, portfolio_id))
 
 
 @router.get("/{portfolio_id}/status", response_model=PortfolioStatus)

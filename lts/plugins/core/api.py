@@ -3,9 +3,11 @@
 One process, one loop: the server runs as a task of the engine's root group. uvicorn's own
 signal handling is switched off (the engine owns SIGINT and SIGTERM); on shutdown the server is
 told to exit and given a few seconds to finish the requests in flight. httptools is used when
-installed. A port already in use stops the start with one clear line.
+installed; connections are read through a :class:`~lts.api.turn_gate.TurnGate`
+(``api.requests_per_loop_turn``). A port already in use stops the start with one clear line.
 """
 
+import asyncio
 import contextlib
 import logging
 import socket
@@ -19,6 +21,7 @@ from anyio.abc import TaskStatus
 
 from lts.api.app import create_app
 from lts.api.metrics import ApiMetrics
+from lts.api.turn_gate import TurnGate, gated
 from lts.errors import ConfigError
 from lts.plugins.base import PluginBase, PluginParams
 
@@ -31,12 +34,19 @@ class _InLoopServer(uvicorn.Server):
         yield  # the engine handles signals
 
 
-def _http_impl() -> str:
+def _http_protocol(per_turn: int, metrics: ApiMetrics) -> type[asyncio.Protocol]:
+    """uvicorn's HTTP protocol (httptools when installed), read through a :class:`TurnGate`
+    unless ``per_turn`` is 0."""
+    base: type[asyncio.Protocol]
     try:
-        import httptools  # noqa: F401
+        from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol as base
     except ImportError:
-        return "h11"
-    return "httptools"
+        from uvicorn.protocols.http.h11_impl import H11Protocol as base
+    if not per_turn:
+        return base
+    gate = TurnGate(per_turn)
+    metrics.http_connections_waiting.set_function(lambda: gate.held)
+    return gated(base, gate)
 
 
 class ApiServer(PluginBase):
@@ -67,7 +77,8 @@ class ApiServer(PluginBase):
         # WebSocket frames are not compressed: an order event is a few hundred bytes, and
         # per-message deflate costs a zlib pass per client for every event
         config = uvicorn.Config(app, lifespan="off", log_config=None, access_log=False,
-                                http=_http_impl(), ws="websockets-sansio",
+                                http=_http_protocol(settings.requests_per_loop_turn, metrics),
+                                ws="websockets-sansio",
                                 ws_per_message_deflate=False,
                                 proxy_headers=bool(trusted), forwarded_allow_ips=trusted or None,
                                 server_header=False, timeout_graceful_shutdown=5)
@@ -85,6 +96,7 @@ class ApiServer(PluginBase):
             finally:
                 server.should_exit = True
                 tg.cancel_scope.cancel()
+                app.state.ctx.reader.dispose()
 
     @staticmethod
     async def _run(server: uvicorn.Server, sock: socket.socket) -> None:
