@@ -10,9 +10,9 @@ runner. The gate bounds that work per turn instead of the number of requests: th
 connection that has data when this turn's reads are used up are held, unparsed, and parsed in a
 later turn, in arrival order; if more comes meanwhile (a client that does not wait for its
 answers), the connection stops being read (``pause_reading``: the bytes stay in the kernel, the
-client waits, as behind any busy server) until its turn. Throughput stays nearly the same while
-the loop has time to spare: the next turn reads the next connections, and trading runs between
-turns.
+client waits, as behind any busy server) until its turn. Trading runs between turns; the API
+loses a little throughput at full load (measured here with one read per turn: about 10% fewer
+requests per second, while a saturating load's tick p99 fell from 12 to 5 ms).
 
 A turn is counted from the first read after the previous one: that read schedules the next
 turn's release with ``call_soon``, which runs after everything already ready, that is in the
