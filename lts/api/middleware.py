@@ -34,7 +34,6 @@ DOCS_CSP = (b"content-security-policy",
             b"script-src 'self' 'unsafe-inline'")
 
 
-_HEADERS = [*SECURITY_HEADERS]
 _DOCS_HEADERS = [h for h in SECURITY_HEADERS if h[0] != b"content-security-policy"] + [DOCS_CSP]
 
 
@@ -92,7 +91,7 @@ class EdgeMiddleware:
                 status = message["status"]
                 docs = scope.get("path", "").startswith(("/docs", "/redoc"))
                 message["headers"] = [*message.get("headers", ()),
-                                      *(_DOCS_HEADERS if docs else _HEADERS),
+                                      *(_DOCS_HEADERS if docs else SECURITY_HEADERS),
                                       (b"x-correlation-id", cid.encode())]
             await send(message)
 
