@@ -16,7 +16,19 @@ to one line and exit status 2, the API to a 4xx with a stable code.
     │                          target is not empty
     ├── CredentialError        a stored broker credential does not decrypt (altered, moved to
     │                          another user or broker, or its key version is not configured)
-    └── ReconciliationError    a portfolio's orders could not be reconciled with its broker
+    ├── ReconciliationError    a portfolio's orders could not be reconciled with its broker
+    ├── BrokerError            what a venue adapter raises (adapters translate their SDK's errors)
+    │   ├── VenueRejected      the venue said no: the order (or cancel, or change) is refused,
+    │   │                      with the venue's reason
+    │   ├── VenueAnswerLost    sent, but no answer (timeout, connection dropped mid-request): the
+    │   │                      outcome is UNKNOWN until a query settles it; never resubmitted
+    │   └── VenueUnavailable   nothing was sent (not connected, refused before sending)
+    ├── LeaseLost              another engine took a portfolio this engine was trading
+    ├── LeaseHeld              the database or a portfolio is in use by another engine
+    └── Unavailable            not now, try again later (the API answers 503 with Retry-After)
+        ├── JournalUnavailable the journal cannot write (database down, disk full)
+        ├── PortfolioBusy      a portfolio's inbox is full of commands
+        └── AnswerTimeout      a portfolio did not answer a command in time
 """
 
 
@@ -70,4 +82,55 @@ class ReconciliationError(LtsError):
 
 
 class CredentialError(LtsError):
+    pass
+
+
+class BrokerError(LtsError):
+    pass
+
+
+class VenueRejected(BrokerError):
+    """The venue refused; ``reason`` is its reason, safe to store and show."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class VenueAnswerLost(BrokerError):
+    pass
+
+
+class VenueUnavailable(BrokerError):
+    pass
+
+
+class LeaseLost(LtsError):
+    pass
+
+
+class LeaseHeld(LtsError):
+    pass
+
+
+class Unavailable(LtsError):
+    """Temporarily unable; ``retry_after`` seconds is a fair wait before trying again."""
+
+    retry_after = 1
+
+    def __init__(self, message: str, retry_after: int | None = None) -> None:
+        super().__init__(message)
+        if retry_after is not None:
+            self.retry_after = retry_after
+
+
+class JournalUnavailable(Unavailable):
+    retry_after = 2
+
+
+class PortfolioBusy(Unavailable):
+    pass
+
+
+class AnswerTimeout(Unavailable):
     pass

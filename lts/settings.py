@@ -31,6 +31,10 @@ from lts.engine.risk import RiskLimits
 from lts.errors import ConfigError
 from lts.persistence.keyring import Keyring
 
+__all__ = ["RUNTIME_KEYS", "ApiSettings", "AuthSettings", "DatabaseSettings", "DemoSettings",
+           "EngineSettings", "RiskLimits", "Settings", "load_settings", "merge", "parse_set",
+           "with_runtime_overrides"]
+
 _log = logging.getLogger("lts.settings")
 
 
@@ -54,6 +58,16 @@ class EngineSettings(_Section):
     max_restarts: int = Field(20, ge=0, description="then the portfolio stays in error")
     mailbox_capacity: int = Field(10_000, ge=1)
     ack_timeout: float = Field(10.0, gt=0, description="seconds before a sent order is UNKNOWN")
+    restart_reset_after: float = Field(
+        60.0, gt=0, description="seconds of healthy running after which a portfolio's restart "
+        "count and backoff start over")
+    stop_timeout: float = Field(
+        5.0, gt=0, description="seconds a graceful stop waits for venues to answer orders in "
+        "flight (then they are UNKNOWN, settled at the next start)")
+    command_timeout: float = Field(
+        5.0, gt=0, description="seconds the API waits for a portfolio to answer a command")
+    lease_retry: float = Field(
+        5.0, gt=0, description="seconds between tries for a portfolio another engine holds")
 
 
 class DemoSettings(_Section):

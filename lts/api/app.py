@@ -1,7 +1,5 @@
 """The app factory: routes, error handlers, edge middleware, admission control and CORS, built
-for one engine."""
-
-from typing import TYPE_CHECKING
+for one engine (through its facade: the API's only door into it)."""
 
 from fastapi import APIRouter, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
@@ -28,13 +26,11 @@ from lts.api.routes import (
     ws,
 )
 from lts.api.sessions import SessionCache
+from lts.engine.facade import EngineFacade
 from lts.persistence.reader import Reader
 
-if TYPE_CHECKING:
-    from lts.engine.engine import Engine
 
-
-def create_app(engine: "Engine", metrics: ApiMetrics | None = None) -> FastAPI:
+def create_app(engine: EngineFacade, metrics: ApiMetrics | None = None) -> FastAPI:
     settings = engine.settings.api
     docs = settings.docs if settings.docs is not None else engine.settings.profile != "prod"
     # LTS exports its own Prometheus metrics; FastAPI's OpenTelemetry bridge stays off (it looks

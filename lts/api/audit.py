@@ -30,7 +30,7 @@ def audit(ctx: ApiContext, request: Request, principal: "Principal | None", acti
            "client_address": request_address(request)[:64], "outcome": outcome[:16],
            "detail": detail or {}}
     try:
-        future = ctx.engine.journal.insert_audit(row)
+        future = ctx.engine.audit(row)
     except Exception:
         log.exception("audit row not written: %s %s %s", row["actor"], action, outcome)
         return

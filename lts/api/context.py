@@ -1,25 +1,22 @@
-"""What the API's handlers reach: the engine, the app's metrics, the in-memory views of sessions
+"""What the API's handlers reach: the engine's facade, the app's metrics, the in-memory views of sessions
 and portfolio rows, the reader (database reads off the loop) and the aaa plugin (constructor
 injection; the HTTP edge gets them through ``Depends``)."""
 
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import TYPE_CHECKING
 
 from lts.api.event_text import EventText
 from lts.api.metrics import ApiMetrics
 from lts.api.portfolio_rows import PortfolioRows
 from lts.api.sessions import SessionCache
+from lts.engine.facade import EngineFacade
 from lts.persistence.reader import Reader
 from lts.plugins.aaa.local import LocalAuth
-
-if TYPE_CHECKING:
-    from lts.engine.engine import Engine
 
 
 @dataclass
 class ApiContext:
-    engine: "Engine"
+    engine: EngineFacade
     metrics: ApiMetrics
     sessions: SessionCache
     portfolios: PortfolioRows

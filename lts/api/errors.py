@@ -10,9 +10,19 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+
 from lts.api import security
 from lts.api.audit import audit
-from lts.errors import ConfigError, Conflict, InvalidParams, LtsError, PluginNotFound
+from lts.errors import (
+    ConfigError,
+    Conflict,
+    InvalidParams,
+    LtsError,
+    PluginNotFound,
+    Unavailable,
+)
 
 log = logging.getLogger("lts.api")
 
@@ -65,6 +75,9 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(LtsError)
     async def lts_error(request: Request, exc: LtsError) -> JSONResponse:
+        if isinstance(exc, Unavailable):
+            return _answer(request, 503, "unavailable", str(exc),
+                           {"Retry-After": str(exc.retry_after)})
         if isinstance(exc, InvalidParams):
             return _answer(request, 422, "invalid_params",
                            [{"field": exc.field, "message": str(exc)}])
@@ -74,9 +87,36 @@ def install_error_handlers(app: FastAPI) -> None:
             return _answer(request, 422, "invalid_request", str(exc))
         return _answer(request, 400, "bad_request", str(exc))
 
+    async def database_error(request: Request, exc: Exception) -> JSONResponse:
+        """The database is away: 503, and one warning line (no traceback: an outage is not a
+        bug). Any other database error is re-raised: a 500 with its detail in the log."""
+        if not _database_away(exc):
+            raise exc
+        log.warning("database unavailable on %s %s (correlation id %s): %s",
+                    request.method, request.url.path, correlation_id(request),
+                    type(exc).__name__)
+        return _answer(request, 503, "unavailable", "the database is unavailable",
+                       {"Retry-After": "2"})
+
+    # handled here, not by the catch-all below (Starlette re-raises what reaches that one, and
+    # the server logs it as a traceback)
+    for kind in (DBAPIError, PoolTimeout, ConnectionError, OSError):
+        app.add_exception_handler(kind, database_error)
+
     @app.exception_handler(Exception)
     async def internal(request: Request, exc: Exception) -> JSONResponse:
         cid = correlation_id(request)
         log.error("internal error on %s %s (correlation id %s)", request.method,
                   request.url.path, cid, exc_info=exc)
         return _answer(request, 500, "internal_error", "internal error")
+
+
+def _database_away(exc: BaseException) -> bool:
+    """The database could not be reached or dropped the connection (not a bad query)."""
+    if isinstance(exc, PoolTimeout | ConnectionError | OSError):
+        return True
+    if isinstance(exc, DBAPIError):
+        if exc.connection_invalidated or isinstance(exc.orig, ConnectionError | OSError):
+            return True
+        return isinstance(exc, OperationalError | InterfaceError)
+    return False

@@ -6,16 +6,13 @@ base units, counters end in ``_total``; labels never carry an order or user id.
 """
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from lts import __version__
-
-if TYPE_CHECKING:
-    from lts.engine.engine import Engine
+from lts.engine.facade import EngineFacade
 
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
 
@@ -23,34 +20,36 @@ _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 
 class EngineCollector(Collector):
     """Reads the engine's counters at scrape time."""
 
-    def __init__(self, engine: "Engine") -> None:
+    def __init__(self, engine: EngineFacade) -> None:
         self._engine = engine
 
     def collect(self) -> Iterator[Metric]:
         engine = self._engine
+        counters = engine.counters()
         published = CounterMetricFamily("lts_events_published", "Events published on the bus",
                                         labels=["type"])
-        for kind, count in sorted(engine.bus.published.items()):
+        for kind, count in sorted(counters.published.items()):
             published.add_metric([kind], count)
         yield published
         dropped = CounterMetricFamily("lts_events_dropped",
                                       "Market data dropped or conflated by a full mailbox",
                                       labels=["mailbox"])
-        for name, count in sorted(engine.bus.dropped().items()):
+        for name, count in sorted(counters.dropped.items()):
             dropped.add_metric([name], count)
         yield dropped
         yield from self._portfolios(engine)
-        journal = engine.journal_or_none
-        if journal is not None:
-            yield CounterMetricFamily("lts_journal_commits", "Journal transactions committed",
-                                      value=journal.commits)
-            yield CounterMetricFamily("lts_journal_records", "Journal records written",
-                                      value=journal.records_written)
-            yield GaugeMetricFamily("lts_journal_backlog", "Journal records not yet committed",
-                                    value=journal.backlog)
+        yield CounterMetricFamily("lts_journal_commits", "Journal transactions committed",
+                                  value=counters.journal_commits)
+        yield CounterMetricFamily("lts_journal_records", "Journal records written",
+                                  value=counters.journal_records)
+        yield GaugeMetricFamily("lts_journal_backlog", "Journal records not yet committed",
+                                value=counters.journal_backlog)
+        yield GaugeMetricFamily("lts_journal_available",
+                                "1 while the journal can write (0: database away, disk full)",
+                                value=1.0 if counters.journal_available else 0.0)
 
     @staticmethod
-    def _portfolios(engine: "Engine") -> Iterator[Metric]:
+    def _portfolios(engine: EngineFacade) -> Iterator[Metric]:
         labels = ["portfolio"]
         equity = GaugeMetricFamily("lts_portfolio_equity", "Cash plus marked positions",
                                    labels=labels)
@@ -61,34 +60,37 @@ class EngineCollector(Collector):
         orders = CounterMetricFamily("lts_orders", "Orders created", labels=labels)
         denied = CounterMetricFamily("lts_orders_denied", "Orders denied by risk checks",
                                      labels=labels)
-        fills = CounterMetricFamily("lts_fills", "Fills applied", labels=labels)
+        fills = CounterMetricFamily("lts_fills", "Fills committed", labels=labels)
+        anomalies = CounterMetricFamily(
+            "lts_fill_anomalies", "Fills an order's state did not allow (after its close, "
+            "beyond its quantity) and orders adopted from the venue: reconcile", labels=labels)
         open_orders = GaugeMetricFamily("lts_open_orders", "Orders not yet final", labels=labels)
         restarts = CounterMetricFamily("lts_portfolio_restarts",
                                        "Portfolio restarts after a plugin error", labels=labels)
         in_error = GaugeMetricFamily("lts_portfolio_in_error", "1 when the portfolio is in error",
                                      labels=labels)
-        for pid, handle in sorted(engine.portfolios.items()):
-            label = [str(pid)]
-            restarts.add_metric(label, handle.state.restarts)
-            in_error.add_metric(label, 1.0 if handle.state.status == "error" else 0.0)
-            runner = handle.runner
-            if runner is None or runner.orders is None:
+        for state in engine.states():
+            label = [str(state.portfolio_id)]
+            restarts.add_metric(label, state.restarts)
+            in_error.add_metric(label, 1.0 if state.status == "error" else 0.0)
+            if state.equity is None or state.realized_pnl is None:
                 continue
-            equity.add_metric(label, float(runner.ledger.equity()))
-            realized.add_metric(label, float(runner.ledger.realized_pnl()))
-            depth.add_metric(label, runner.mailbox_depth)
-            orders.add_metric(label, runner.orders.orders_created)
-            denied.add_metric(label, runner.orders.orders_denied)
-            fills.add_metric(label, runner.ledger.fills)
-            open_orders.add_metric(label, len(runner.open_orders))
-        yield from (equity, realized, depth, orders, denied, fills, open_orders, restarts,
-                    in_error)
+            equity.add_metric(label, float(state.equity))
+            realized.add_metric(label, float(state.realized_pnl))
+            depth.add_metric(label, state.mailbox_depth)
+            orders.add_metric(label, state.orders_created)
+            denied.add_metric(label, state.orders_denied)
+            fills.add_metric(label, state.fills)
+            anomalies.add_metric(label, state.anomalies)
+            open_orders.add_metric(label, state.open_orders)
+        yield from (equity, realized, depth, orders, denied, fills, anomalies, open_orders,
+                    restarts, in_error)
 
 
 class ApiMetrics:
     """The app's registry and the metrics observed as things happen."""
 
-    def __init__(self, engine: "Engine") -> None:
+    def __init__(self, engine: EngineFacade) -> None:
         self.registry = CollectorRegistry()
         reg = self.registry
         self.http_requests = Counter("lts_http_requests", "HTTP requests",

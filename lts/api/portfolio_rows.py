@@ -48,6 +48,10 @@ class PortfolioRows:
             del self._rows[next(iter(self._rows))]
         return row
 
+    def forget(self, portfolio_id: int) -> None:
+        """The row changed behind this cache (the engine wrote it): read it again next time."""
+        self._rows.pop(portfolio_id, None)
+
     async def create(self, values: Mapping[str, Any]) -> int:
         return await store.create_portfolio(self.db, values)
 

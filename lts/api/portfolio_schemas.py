@@ -53,13 +53,16 @@ class TradingStateChange(_In):
 
 class PortfolioStatus(BaseModel):
     id: int
-    runner: str
+    runner: str = Field(description="stopped, starting, running, error, stopping or standby "
+                        "(another engine holds the portfolio's lease: held_by names it)")
     last_error: str | None
     restarts: int
     last_tick_ns: int | None
     bars: int
     open_orders: int
     equity: Decimal | None
+    trading_state: str
+    held_by: str | None = None
 
 
 class PositionPublic(BaseModel):

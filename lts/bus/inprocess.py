@@ -33,7 +33,8 @@ class Bus(Protocol):
     def subscribe(self, event_type: type, mailbox: Mailbox[Any],
                   key: Hashable | None = None) -> Subscription: ...
 
-    def publish_nowait(self, event: object, key: Hashable | None = None) -> int: ...
+    def publish_nowait(self, event: object, key: Hashable | None = None,
+                       topic: type | None = None) -> int: ...
 
     async def publish(self, event: object, key: Hashable | None = None) -> int: ...
 
@@ -63,18 +64,21 @@ class InProcessBus:
     def subscribers(self, event_type: type, key: Hashable | None = None) -> int:
         return len(self._routes.get((event_type, _ANY if key is None else key), ()))
 
-    def _targets(self, event: object, key: Hashable | None) -> list[Mailbox[Any]]:
-        et = type(event)
+    def _targets(self, event: object, key: Hashable | None,
+                 topic: type | None = None) -> list[Mailbox[Any]]:
+        et = topic or type(event)
         keyed = self._routes.get((et, key)) if key is not None else None
         wild = self._routes.get((et, _ANY))
         if keyed and wild:
             return keyed + wild
         return keyed or wild or []
 
-    def publish_nowait(self, event: object, key: Hashable | None = None) -> int:
+    def publish_nowait(self, event: object, key: Hashable | None = None,
+                       topic: type | None = None) -> int:
         """Deliver to every subscriber now; raise :class:`MailboxFull` if a ``BLOCK`` one is full
-        (the subscribers before it in the list already have the event)."""
-        targets = self._targets(event, key)
+        (the subscribers before it in the list already have the event). ``topic``: route as this
+        type instead of the event's own (a family of event types under their base class)."""
+        targets = self._targets(event, key, topic)
         for box in targets:
             box.put_nowait(event)
         self.published[type(event).__name__] += 1

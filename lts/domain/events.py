@@ -1,7 +1,11 @@
-"""Order events published on the bus after the order manager applies a change.
+"""Order events: what happened to an order, past tense, one type per change.
 
-Past tense (``order.filled``). Each carries the portfolio's sequence number ``seq`` so that a
-WebSocket client can resume after the last one it saw; the journal stores the same payload.
+Where it sits: the portfolio's runner makes one for every change it applies (a command carried
+out, a venue's report taken in) and gives it to the journal; only once the journal has committed
+it does it go out (bus, WebSocket, metrics, notifications). Each carries the portfolio's sequence
+number ``seq``, never reused (a client resumes after the last one it saw), and the order's state
+after the change. In JSON the ``type`` field names the change (``"order.filled"``); the journal
+stores the same JSON.
 """
 
 from decimal import Decimal
@@ -10,9 +14,28 @@ import msgspec
 
 from lts.domain.orders import Fill, Order
 
+__all__ = [
+    "ORDER_EVENT_TYPES",
+    "OrderAccepted",
+    "OrderAdopted",
+    "OrderCanceled",
+    "OrderDenied",
+    "OrderEvent",
+    "OrderExpired",
+    "OrderFilled",
+    "OrderModifyRejected",
+    "OrderPendingCancel",
+    "OrderRejected",
+    "OrderSubmitted",
+    "OrderUnknown",
+    "OrderUpdated",
+    "PositionChanged",
+]
 
-class OrderEvent(msgspec.Struct, frozen=True):
-    type: str  # order.created | order.denied | order.submitted | order.accepted | order.filled ...
+
+class OrderEvent(msgspec.Struct, frozen=True, tag_field="type"):
+    """The fields every order event carries: the order's state after the change."""
+
     portfolio_id: int
     seq: int
     client_order_id: str
@@ -27,18 +50,71 @@ class OrderEvent(msgspec.Struct, frozen=True):
     stop_price: Decimal | None
     reason: str
     ts_event: int
-    fill: Fill | None = None
 
     @classmethod
-    def of(cls, kind: str, order: Order, seq: int, ts: int,
-           fill: Fill | None = None) -> "OrderEvent":
-        return cls(type=kind, portfolio_id=order.portfolio_id, seq=seq,
-                   client_order_id=order.client_order_id, symbol=order.symbol,
-                   side=order.side.value, order_type=order.order_type.value,
-                   quantity=order.quantity, status=order.status.value,
-                   filled_quantity=order.filled_quantity, avg_fill_price=order.avg_fill_price,
-                   limit_price=order.limit_price, stop_price=order.stop_price,
-                   reason=order.reason, ts_event=ts, fill=fill)
+    def of(cls, order: Order, seq: int, ts: int) -> "OrderEvent":
+        return cls(order.portfolio_id, seq, order.client_order_id, order.symbol,
+                   order.side.value, order.order_type.value, order.quantity,
+                   order.status.value, order.filled_quantity, order.avg_fill_price,
+                   order.limit_price, order.stop_price, order.reason, ts)
+
+
+class OrderDenied(OrderEvent, frozen=True, tag="order.denied"):
+    """Risk (or the order path) refused the request; nothing was sent."""
+
+
+class OrderSubmitted(OrderEvent, frozen=True, tag="order.submitted"):
+    """The order's row is durable and the order was handed to the venue."""
+
+
+class OrderAccepted(OrderEvent, frozen=True, tag="order.accepted"):
+    """The venue acknowledged the order."""
+
+
+class OrderRejected(OrderEvent, frozen=True, tag="order.rejected"):
+    """The venue refused the order (``reason`` says why)."""
+
+
+class OrderPendingCancel(OrderEvent, frozen=True, tag="order.pending_cancel"):
+    """A cancel was asked for; the venue has not confirmed it yet."""
+
+
+class OrderCanceled(OrderEvent, frozen=True, tag="order.canceled"):
+    pass
+
+
+class OrderExpired(OrderEvent, frozen=True, tag="order.expired"):
+    pass
+
+
+class OrderUnknown(OrderEvent, frozen=True, tag="order.unknown"):
+    """Sent, but no answer came in time: reconciliation settles it (never resubmitted)."""
+
+
+class OrderUpdated(OrderEvent, frozen=True, tag="order.updated"):
+    """The venue accepted a change of quantity or prices; an order's status may also be
+    corrected by reconciliation through this event."""
+
+
+class OrderModifyRejected(OrderEvent, frozen=True, tag="order.modify_rejected"):
+    """The venue refused a change; the order works on unchanged."""
+
+
+class OrderFilled(OrderEvent, frozen=True, tag="order.filled"):
+    """An execution (``status`` says partially filled or filled; ``fill`` is the trade)."""
+
+    fill: Fill | None = None
+
+
+class OrderAdopted(OrderEvent, frozen=True, tag="order.adopted"):
+    """An order LTS never sent, found at the venue through its fills: taken in as external."""
+
+
+#: Every concrete order event type (the bus routes by exact type).
+ORDER_EVENT_TYPES: tuple[type[OrderEvent], ...] = (
+    OrderDenied, OrderSubmitted, OrderAccepted, OrderRejected, OrderPendingCancel,
+    OrderCanceled, OrderExpired, OrderUnknown, OrderUpdated, OrderModifyRejected, OrderFilled,
+    OrderAdopted)
 
 
 class PositionChanged(msgspec.Struct, frozen=True):

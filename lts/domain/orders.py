@@ -3,6 +3,11 @@
 Flow: portfolio plugin --OrderRequest--> risk --Order(PENDING_SUBMIT)--> journal --> broker;
 the broker reports status changes and :class:`Fill` values that the order manager applies here.
 A timeout is never a rejection: a sent order with no answer is ``UNKNOWN`` until reconciled.
+
+A fill is never refused: the venue traded, so the position must follow. A fill the order's state
+does not allow (after the order was closed, beyond its quantity) is applied all the same and
+returns a :class:`FillAnomaly`, which marks the order for reconciliation; no fill moves an order
+out of a terminal state.
 """
 
 import enum
@@ -50,19 +55,31 @@ class OrderStatus(enum.Enum):
     UNKNOWN = "unknown"
 
 
+class FillAnomaly(enum.Enum):
+    """A fill the order's state did not allow; applied all the same, the order is marked."""
+
+    AFTER_CLOSE = "fill_after_close"  # the order was canceled, expired, rejected or filled
+    OVERFILL = "overfill"  # more than the ordered quantity
+    EXTERNAL = "external"  # an order LTS never sent (adopted)
+
+
 S = OrderStatus
 _LIVE_EXITS = frozenset({S.PARTIALLY_FILLED, S.FILLED, S.PENDING_CANCEL, S.CANCELED, S.EXPIRED,
                          S.UNKNOWN})
 
 #: Every allowed move of an order's status. A status absent from a row's set is illegal.
+#: An order is PENDING_SUBMIT until its row is durable and it is handed to the venue
+#: (SUBMITTED); a venue's answer may overtake that bookkeeping (a fill streamed before the
+#: acknowledgement), so fills lead out of every open state.
 TRANSITIONS: dict[OrderStatus, frozenset[OrderStatus]] = {
-    S.PENDING_SUBMIT: frozenset({S.SUBMITTED, S.DENIED, S.REJECTED, S.UNKNOWN, S.CANCELED}),
+    S.PENDING_SUBMIT: frozenset({S.SUBMITTED, S.DENIED, S.REJECTED, S.UNKNOWN, S.CANCELED,
+                                 S.ACCEPTED, S.PARTIALLY_FILLED, S.FILLED}),
     S.SUBMITTED: _LIVE_EXITS | {S.ACCEPTED, S.REJECTED},
     S.ACCEPTED: _LIVE_EXITS,
     S.PARTIALLY_FILLED: _LIVE_EXITS,
-    S.PENDING_CANCEL: _LIVE_EXITS | {S.ACCEPTED},
+    S.PENDING_CANCEL: _LIVE_EXITS | {S.ACCEPTED, S.REJECTED},
     S.UNKNOWN: frozenset({S.SUBMITTED, S.ACCEPTED, S.PARTIALLY_FILLED, S.FILLED, S.CANCELED,
-                          S.REJECTED, S.EXPIRED}),
+                          S.REJECTED, S.EXPIRED, S.PENDING_CANCEL}),
     S.FILLED: frozenset(),
     S.CANCELED: frozenset(),
     S.REJECTED: frozenset(),
@@ -131,6 +148,7 @@ class Order(msgspec.Struct, kw_only=True):
     tag: str = ""
     ts_init: int = 0
     ts_last: int = 0
+    anomaly: FillAnomaly | None = None
 
     @classmethod
     def from_request(cls, req: OrderRequest, *, client_order_id: str, portfolio_id: int,
@@ -157,26 +175,39 @@ class Order(msgspec.Struct, kw_only=True):
         if reason:
             self.reason = reason
 
-    def apply_fill(self, quantity: Decimal, price: Decimal, ts: int) -> None:
-        """Add an execution: average price, filled quantity, and PARTIALLY_FILLED or FILLED."""
+    def apply_fill(self, quantity: Decimal, price: Decimal, ts: int) -> FillAnomaly | None:
+        """Add an execution: average price, filled quantity, and PARTIALLY_FILLED or FILLED.
+
+        Never refused: a fill on a closed order adds to the filled quantity without moving the
+        status (``AFTER_CLOSE``); one beyond the ordered quantity fills the order (``OVERFILL``).
+        Either marks the order (:attr:`anomaly`) and is returned.
+        """
         if quantity <= 0:
             raise ValueError("fill quantity must be positive")
-        if quantity > self.leaves_quantity:
-            raise InvalidTransition(
-                f"{self.client_order_id}: overfill {quantity} > leaves {self.leaves_quantity}")
         new_filled = self.filled_quantity + quantity
+        anomaly: FillAnomaly | None = None
+        if self.status in TERMINAL_STATUSES:
+            anomaly = FillAnomaly.AFTER_CLOSE
+            self.ts_last = max(self.ts_last, ts)
+        else:
+            if new_filled > self.quantity:
+                anomaly = FillAnomaly.OVERFILL
+            self.transition(S.FILLED if new_filled >= self.quantity else S.PARTIALLY_FILLED, ts)
         prior = (self.avg_fill_price or ZERO) * self.filled_quantity
-        target = S.FILLED if new_filled == self.quantity else S.PARTIALLY_FILLED
-        self.transition(target, ts)
         self.avg_fill_price = (prior + price * quantity) / new_filled
         self.filled_quantity = new_filled
+        if anomaly is not None and self.anomaly is None:
+            self.anomaly = anomaly
+        return anomaly
 
 
 class OrderStatusReport(msgspec.Struct, frozen=True):
-    """A broker's answer to reconciliation: where an order stands and the fills it has."""
+    """Where an order stands at the venue: streamed by a broker as it changes, or its answer to
+    a query (reconciliation), then with the fills the venue has of it."""
 
     client_order_id: str
     status: OrderStatus
     fills: tuple[Fill, ...] = ()
     reason: str = ""
     broker_order_id: str | None = None
+    ts_event: int = 0

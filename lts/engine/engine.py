@@ -1,17 +1,22 @@
 """The engine: the root task group and the lifecycle of one LTS process.
 
-Start-up: check the schema (migrating it where allowed: :mod:`lts.persistence.migrations`), create
-the admin user and the demo portfolio on first start, discover plugins, start the journal
-writer, then one supervised runner per active portfolio (each in its own cancel scope, so one
-can be stopped or restarted without touching the others).
-Shutdown (SIGINT, SIGTERM, ``--run-for``): runners and feeds are cancelled first, then the
-journal commits what is queued, portfolios are marked stopped, and the database is closed.
+Start-up: check the schema (migrating it where allowed: :mod:`lts.persistence.migrations`), take
+the engine's leases (SQLite: the database file is this engine's alone; a second engine refuses
+to start naming the holder), create the admin user and the demo portfolio on first start,
+discover plugins, start the journal writer and the core services (the API, wired with the
+engine's :class:`~lts.engine.facade.EngineFacade`), then one supervisor per active portfolio
+(:mod:`lts.engine.supervisor`).
+
+Shutdown (SIGINT, SIGTERM, ``--run-for``): every portfolio is stopped gracefully and at once
+(nothing new is sent, what is in flight is settled, within ``engine.stop_timeout``), then the
+services and feeds are cancelled, the journal commits what is queued, and the database closes.
 """
 
 import logging
 import signal
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import Any
 
 import anyio
 from anyio.abc import TaskGroup
@@ -20,27 +25,33 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from lts.bus import InProcessBus
 from lts.engine import bootstrap
 from lts.engine.clock import LiveClock
+from lts.engine.facade import EngineFacade
 from lts.engine.feeds import FeedHub
 from lts.engine.heap import freeze_startup_heap
-from lts.engine.risk import TradingState
+from lts.engine.outcomes import HOUSEKEEPING
 from lts.engine.runner import PortfolioRunner, RunnerContext
-from lts.engine.supervisor import RestartPolicy, SupervisedState, supervise
+from lts.engine.supervisor import PortfolioStatus, PortfolioSupervisor, RestartPolicy
 from lts.persistence import repositories as repo
 from lts.persistence.db import check_url, default_sqlite_url, make_engine
 from lts.persistence.journal import Journal
+from lts.persistence.leases import LeaseManager
 from lts.persistence.migrations import ensure_schema
 from lts.plugins.registry import Registry
 from lts.settings import Settings, with_runtime_overrides
 
+__all__ = ["Engine", "EngineObservers"]
+
 log = logging.getLogger("lts.engine")
+
+_SHUTDOWN_MARGIN = 5.0  # seconds beyond engine.stop_timeout before portfolios are cut off
 
 
 @dataclass
-class PortfolioHandle:
-    scope: anyio.CancelScope
-    state: SupervisedState = field(default_factory=SupervisedState)
-    runner: PortfolioRunner | None = None
-    finished: anyio.Event = field(default_factory=anyio.Event)
+class EngineObservers:
+    """Callbacks a core service (the API's metrics) registers through the facade."""
+
+    tick_to_order: Callable[[float], None] | None = None
+    journal_commit: Callable[[float, int], None] | None = None
 
 
 class Engine:
@@ -49,15 +60,18 @@ class Engine:
         self.registry = registry or Registry.discover()
         self.bus = InProcessBus()
         self.clock = LiveClock()
-        self.portfolios: dict[int, PortfolioHandle] = {}
+        self.supervisors: dict[int, PortfolioSupervisor] = {}
+        self.observers = EngineObservers()
+        self.facade = EngineFacade(self)
         self._trading: TaskGroup | None = None
         self._db: AsyncEngine | None = None
         self._journal: Journal | None = None
         self._feeds: FeedHub | None = None
+        self._leases: LeaseManager | None = None
+        self._stop_asked = anyio.Event()
         self.started = anyio.Event()
         self.running = False
         self.api_port: int | None = None  # where the API listens, once it does
-        self.observe_tick_to_order: Callable[[float], None] | None = None  # set by the API
 
     @property
     def db(self) -> AsyncEngine:
@@ -74,6 +88,10 @@ class Engine:
         return self._journal
 
     @property
+    def leases(self) -> LeaseManager | None:
+        return self._leases
+
+    @property
     def url(self) -> str:
         db = self.settings.database
         return db.url or default_sqlite_url(db.data_dir)
@@ -84,20 +102,44 @@ class Engine:
         self._db = make_engine(self.url, sqlite_synchronous=s.database.sqlite_synchronous)
         try:
             await ensure_schema(self.db, self.url, auto_migrate=s.database.auto_migrate)
-            self.settings = s = with_runtime_overrides(
-                s, await repo.load_configuration(self.db))
-            await bootstrap.ensure_admin(self.db, s)
-            if s.demo.enabled:
-                await bootstrap.ensure_demo(self.db, s.demo, s.admin_username)
-            self._journal = Journal(self.db)
-            async with anyio.create_task_group() as root:
-                await root.start(self.journal.run)
-                await self._trade()
-                await self.journal.flush()
-                root.cancel_scope.cancel()
+            self._leases = LeaseManager(self.db, on_lost=self._lease_lost)
+            await self._leases.start()
+            try:
+                await self._run_started()
+            finally:
+                with anyio.CancelScope(shield=True):
+                    await self._leases.close()
         finally:
             await self.db.dispose()
         log.info("engine stopped")
+
+    async def _run_started(self) -> None:
+        s = self.settings = with_runtime_overrides(self.settings,
+                                                   await repo.load_configuration(self.db))
+        await bootstrap.ensure_admin(self.db, s)
+        if s.demo.enabled:
+            await bootstrap.ensure_demo(self.db, s.demo, s.admin_username)
+        self._journal = Journal(self.db)
+        self._journal.on_commit = self._observe_commit
+        self._journal.on_lease_lost = self._lease_lost
+        async with anyio.create_task_group() as root:
+            await root.start(self.journal.run)
+            assert self._leases is not None
+            await root.start(self._leases.run)
+            await self._trade()
+            with anyio.move_on_after(s.engine.stop_timeout + _SHUTDOWN_MARGIN):
+                await self.journal.flush()
+            root.cancel_scope.cancel()
+
+    def _observe_commit(self, seconds: float, records: int) -> None:
+        observe = self.observers.journal_commit
+        if observe is not None:
+            observe(seconds, records)
+
+    def _observe_tick_to_order(self, seconds: float) -> None:
+        observe = self.observers.tick_to_order
+        if observe is not None:
+            observe(seconds)
 
     async def _trade(self) -> None:
         s = self.settings
@@ -107,41 +149,64 @@ class Engine:
             trading.start_soon(self._watch_signals, name="signals")
             if s.api.enabled:
                 api = self.registry.create("core", "api")
-                await trading.start(api.serve, self, name="api")
+                await trading.start(api.serve, self.facade, name="api")
             if s.engine.run_for is not None:
                 trading.start_soon(self._stop_after, s.engine.run_for, name="run-for")
             skip = set() if s.demo.enabled else {await repo.portfolio_id_by_name(self.db,
                                                                                s.demo.name)}
             for pid in await repo.active_portfolio_ids(self.db):
                 if pid not in skip:
-                    self.start_portfolio(pid)
+                    self.activate(pid)
             trading.start_soon(self._freeze_after_startup, name="heap freeze")
-            log.info("engine running: %d portfolio(s), database %s", len(self.portfolios),
+            trading.start_soon(self._housekeeping, name="housekeeping")
+            log.info("engine running: %d portfolio(s), database %s", len(self.supervisors),
                      self.db.url.render_as_string(hide_password=True))
             self.running = True
             self.started.set()
+            await self._stop_asked.wait()
+            await self._stop_portfolios()
+            trading.cancel_scope.cancel()
         self.running = False
         self._trading = None
-        for pid, handle in self.portfolios.items():
-            if handle.state.status != "error":
-                self.journal.update_portfolio({"id": pid, "status": "stopped"})
+
+    async def _stop_portfolios(self) -> None:
+        """Every portfolio gracefully and at once; those that overrun are cut off."""
+        grace = self.settings.engine.stop_timeout + _SHUTDOWN_MARGIN
+        with anyio.move_on_after(grace):
+            async with anyio.create_task_group() as tg:
+                for sup in self.supervisors.values():
+                    tg.start_soon(sup.deactivate, "engine stopping")
+        for sup in self.supervisors.values():
+            if sup.task_running:
+                log.warning("portfolio %s did not stop within %.0fs; cut off",
+                            sup.portfolio_id, grace)
+                sup.cancel()
 
     async def _freeze_after_startup(self, limit: float = 60.0) -> None:
         """Once every portfolio has recovered (or failed), keep the start-up heap out of later
         garbage collections (see :mod:`lts.engine.heap`)."""
         with anyio.move_on_after(limit):
             # a poll: the set of portfolios and their outcomes (running or error) both change
-            while any(  # noqa: ASYNC110
-                    h.state.status != "error" and (h.runner is None or h.runner.orders is None)
-                    for h in self.portfolios.values()):
+            while any(sup.status is PortfolioStatus.STARTING  # noqa: ASYNC110
+                      for sup in self.supervisors.values()):
                 await anyio.sleep(0.1)
         freeze_startup_heap()
 
+    async def _housekeeping(self) -> None:
+        """The nudge every running portfolio gets: acknowledgement timeouts, queries."""
+        while True:
+            await anyio.sleep(max(0.05, min(1.0, self.settings.engine.ack_timeout / 4)))
+            for sup in self.supervisors.values():
+                runner = sup.runner
+                if runner is not None and runner.inbox is not None and \
+                        sup.status is PortfolioStatus.RUNNING:
+                    runner.inbox(HOUSEKEEPING)
+
     def stop(self) -> None:
         """Begin a graceful shutdown."""
-        if self._trading is not None:
+        if not self._stop_asked.is_set():
             log.info("stopping")
-            self._trading.cancel_scope.cancel()
+            self._stop_asked.set()
 
     async def _watch_signals(self) -> None:
         with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
@@ -155,59 +220,60 @@ class Engine:
         log.info("--run-for %.1fs elapsed", seconds)
         self.stop()
 
-    # -- portfolio lifecycle ------------------------------------------------------------------
-    def start_portfolio(self, portfolio_id: int) -> None:
+    # -- portfolio lifecycle (the facade's verbs) -----------------------------------------------
+    def activate(self, portfolio_id: int) -> None:
+        """Run the portfolio: start its supervisor, or wake the one it has (never a second)."""
         if self._trading is None:
             raise RuntimeError("engine is not running")
-        if portfolio_id in self.portfolios and \
-                self.portfolios[portfolio_id].state.status in ("running", "starting"):
-            return
-        handle = PortfolioHandle(anyio.CancelScope())
-        self.portfolios[portfolio_id] = handle
-        self._trading.start_soon(self._portfolio_task, portfolio_id, handle,
-                                 name=f"portfolio {portfolio_id}")
+        sup = self.supervisors.get(portfolio_id)
+        if sup is None:
+            sup = self.supervisors[portfolio_id] = self._supervisor(portfolio_id)
+        if sup.activate():
+            self._trading.start_soon(sup.run, name=f"portfolio {portfolio_id}")
 
-    async def stop_portfolio(self, portfolio_id: int) -> None:
-        """Stop one portfolio's runner (nothing else) and wait until it has stopped."""
-        handle = self.portfolios.get(portfolio_id)
-        if handle is not None:
-            handle.scope.cancel()
-            await handle.finished.wait()
+    async def deactivate(self, portfolio_id: int) -> None:
+        """Stop one portfolio gracefully (nothing else) and wait until it has stopped."""
+        sup = self.supervisors.get(portfolio_id)
+        if sup is not None:
+            await sup.deactivate()
 
-    async def restart_portfolio(self, portfolio_id: int) -> None:
+    async def restart(self, portfolio_id: int) -> None:
         """Stop, then start again from the database (after its spec changed)."""
-        await self.stop_portfolio(portfolio_id)
-        self.start_portfolio(portfolio_id)
+        sup = self.supervisors.get(portfolio_id)
+        if sup is not None and (sup.want_running or sup.task_running):
+            await sup.deactivate("restarting")
+            self.activate(portfolio_id)
 
-    def set_trading_state(self, portfolio_id: int, state: TradingState) -> None:
-        handle = self.portfolios.get(portfolio_id)
-        if handle is not None and handle.runner is not None:
-            handle.runner.set_trading_state(state)
+    def _lease_lost(self, portfolio_id: int) -> None:
+        sup = self.supervisors.get(portfolio_id)
+        if sup is not None:
+            sup.lease_lost()
 
-    async def _portfolio_task(self, portfolio_id: int, handle: PortfolioHandle) -> None:
-        assert self._feeds is not None
-        s = self.settings
-        ctx = RunnerContext(registry=self.registry, bus=self.bus, journal=self.journal,
-                            db=self.db, feeds=self._feeds, clock=self.clock, durable=True,
-                            mailbox_capacity=s.engine.mailbox_capacity,
-                            ack_timeout=s.engine.ack_timeout, default_risk=s.risk,
-                            observe_tick_to_order=self.observe_tick_to_order)
+    def _supervisor(self, portfolio_id: int) -> PortfolioSupervisor:
+        e = self.settings.engine
+        policy = RestartPolicy(e.restart_initial_delay, e.restart_max_delay, e.max_restarts,
+                               e.restart_reset_after, e.lease_retry)
 
-        async def run_once() -> None:
+        async def make_runner(fence: int | None) -> PortfolioRunner:
+            assert self._feeds is not None
             spec = await repo.load_portfolio(self.db, portfolio_id)
-            handle.runner = PortfolioRunner(spec, ctx)
             log.info("portfolio %s %r starting with %d asset(s)", portfolio_id, spec.name,
                      len(spec.assets))
-            await handle.runner.run()
+            return PortfolioRunner(spec, self._runner_context(), fence=fence)
 
-        policy = RestartPolicy(s.engine.restart_initial_delay, s.engine.restart_max_delay,
-                               s.engine.max_restarts)
-        try:
-            with handle.scope:
-                await supervise(portfolio_id, run_once, self.journal, policy, handle.state)
-            if handle.scope.cancel_called:
-                handle.state.status = "stopped"
-                if self._trading is not None:  # stopped alone, the engine runs on
-                    self.journal.update_portfolio({"id": portfolio_id, "status": "stopped"})
-        finally:
-            handle.finished.set()
+        return PortfolioSupervisor(portfolio_id, make_runner, journal=self.journal,
+                                   leases=self._leases, policy=policy)
+
+    def _runner_context(self) -> RunnerContext:
+        assert self._feeds is not None
+        s = self.settings
+        return RunnerContext(registry=self.registry, bus=self.bus, journal=self.journal,
+                             db=self.db, feeds=self._feeds, clock=self.clock, durable=True,
+                             mailbox_capacity=s.engine.mailbox_capacity,
+                             ack_timeout=lambda: self.settings.engine.ack_timeout,
+                             stop_timeout=s.engine.stop_timeout, default_risk=s.risk,
+                             observe_tick_to_order=self._observe_tick_to_order)
+
+    def runner_of(self, portfolio_id: int) -> Any:
+        sup = self.supervisors.get(portfolio_id)
+        return None if sup is None else sup.runner

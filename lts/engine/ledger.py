@@ -1,35 +1,72 @@
-"""The ledger of one portfolio: cash, positions, last prices; the view portfolio plugins read.
+"""The ledger of one portfolio: cash, positions, last prices; the view portfolio plugins and the
+pre-trade risk check read.
 
-Fills change it (through the order manager); market data marks it. Cash and positions are exact
-decimals; a float mirror of the marked equity is kept for per-bar statistics (drawdown) that
-must not cost a decimal multiplication per bar.
+Where it sits: broker --Fill--> order manager --> **ledger** (positions, P&L) --> journal; market
+data marks it; the portfolio plugin sizes from it and :class:`~lts.engine.risk.RiskCheck` checks
+order requests against it (:class:`~lts.plugins.portfolio.PortfolioView`).
+
+Cash and positions are exact decimals. The hot path stays cheap: :meth:`Ledger.mark` runs per
+bar on floats (a float mirror of the marked equity serves per-bar statistics such as drawdown),
+and :meth:`Ledger.apply_fill` touches one position. What open orders commit and add to exposure
+is computed from the runner's open-order map only when a risk check asks
+(:meth:`Ledger.committed_cash`, :meth:`Ledger.gross_exposure`).
 """
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from decimal import Decimal
 
-from lts.domain.orders import Fill, Order, Side
+from lts.domain.instruments import Instrument
+from lts.domain.orders import OPEN_STATUSES, Fill, Order, OrderRequest, Side
 from lts.domain.position import Position
 from lts.domain.values import ZERO, to_decimal
+from lts.plugins.portfolio import valuation_price
+
+__all__ = ["Ledger"]
+
+_ONE = Decimal(1)
+
+
+@dataclass(slots=True)
+class _Working:
+    """The open orders of one symbol: unfilled quantity per side, and its value at the orders'
+    own prices (used only for a symbol with no mark)."""
+
+    buys: Decimal = ZERO
+    sells: Decimal = ZERO
+    buys_value: Decimal = ZERO
+    sells_value: Decimal = ZERO
+
+    def add(self, order: Order | OrderRequest, leaves: Decimal) -> None:
+        value = leaves * (valuation_price(order, None) or ZERO)
+        if order.side is Side.BUY:
+            self.buys += leaves
+            self.buys_value += value
+        else:
+            self.sells += leaves
+            self.sells_value += value
 
 
 class Ledger:
-    def __init__(self, initial_cash: Decimal, lot_sizes: Mapping[str, Decimal],
+    """One portfolio's books (SYS-006). ``instruments`` and ``open_orders`` are the runner's own
+    maps, read live: a changed lot size or a new open order is seen at once."""
+
+    def __init__(self, initial_cash: Decimal, instruments: Mapping[str, Instrument],
                  open_orders: Mapping[str, Order]) -> None:
         self.initial_cash = initial_cash
         self._cash = initial_cash
-        self.positions: dict[str, Position] = {s: Position(symbol=s) for s in lot_sizes}
+        self._instruments = instruments
+        self.positions: dict[str, Position] = {s: Position(symbol=s) for s in instruments}
         self.last: dict[str, float] = {}
-        self._lots = dict(lot_sizes)
         self._open = open_orders
         self.fills = 0
         self.round_trips = 0
         # float mirrors for per-bar equity: cash + sum(qty * last)
         self.cash_f = float(initial_cash)
-        self.qty_f: dict[str, float] = dict.fromkeys(lot_sizes, 0.0)
+        self.qty_f: dict[str, float] = dict.fromkeys(instruments, 0.0)
         self.value_f = 0.0
 
-    # -- PortfolioView ------------------------------------------------------------------------
+    # -- PortfolioView: holdings ----------------------------------------------------------------
     @property
     def cash(self) -> Decimal:
         return self._cash
@@ -38,16 +75,13 @@ class Ledger:
         pos = self.positions.get(symbol)
         return pos.quantity if pos is not None else ZERO
 
-    def pending(self, symbol: str) -> Decimal:
-        return sum((o.leaves_quantity * o.side.sign for o in self._open.values()
-                    if o.symbol == symbol), ZERO)
-
     def last_price(self, symbol: str) -> Decimal | None:
         last = self.last.get(symbol)
         return None if last is None else to_decimal(last)
 
     def lot_size(self, symbol: str) -> Decimal:
-        return self._lots.get(symbol, Decimal(1))
+        instrument = self._instruments.get(symbol)
+        return instrument.lot_size if instrument is not None else _ONE
 
     def equity(self) -> Decimal:
         total = self._cash
@@ -57,12 +91,73 @@ class Ledger:
                 total += pos.quantity * mark
         return total
 
-    def gross_exposure(self) -> Decimal:
+    # -- PortfolioView: open orders (computed when asked) ---------------------------------------
+    def pending(self, symbol: str) -> Decimal:
+        buys, sells = self.open_quantities(symbol)
+        return buys - sells
+
+    def open_quantities(self, symbol: str) -> tuple[Decimal, Decimal]:
+        buys = sells = ZERO
+        for order in self._open.values():
+            if order.symbol == symbol and order.status in OPEN_STATUSES:
+                leaves = order.quantity - order.filled_quantity
+                if leaves <= 0:  # overfilled: nothing left to fill
+                    continue
+                if order.side is Side.BUY:
+                    buys += leaves
+                else:
+                    sells += leaves
+        return buys, sells
+
+    def committed_cash(self) -> Decimal:
         total = ZERO
-        for sym, pos in self.positions.items():
-            if pos.quantity:
-                total += abs(pos.quantity * (self.last_price(sym) or pos.avg_price))
+        marks: dict[str, Decimal | None] = {}
+        for order in self._open.values():
+            if order.side is Side.BUY and order.status in OPEN_STATUSES:
+                leaves = order.quantity - order.filled_quantity
+                if leaves <= 0:
+                    continue
+                symbol = order.symbol
+                if symbol not in marks:
+                    marks[symbol] = self._mark(symbol)
+                total += leaves * (valuation_price(order, marks[symbol]) or ZERO)
         return total
+
+    def gross_exposure(self, with_order: OrderRequest | None = None) -> Decimal:
+        working: dict[str, _Working] = {}
+        for order, leaves in self._working_orders():
+            working.setdefault(order.symbol, _Working()).add(order, leaves)
+        if with_order is not None:
+            working.setdefault(with_order.symbol, _Working()).add(with_order, with_order.quantity)
+        held = {sym for sym, pos in self.positions.items() if pos.quantity}
+        return sum((self._exposure(sym, working.get(sym)) for sym in held | working.keys()),
+                   ZERO)
+
+    def _working_orders(self) -> Iterator[tuple[Order, Decimal]]:
+        """Open orders with something left to fill, and that quantity (an overfilled order, or
+        one the venue has closed, has none)."""
+        for order in self._open.values():
+            leaves = order.quantity - order.filled_quantity
+            if leaves > 0 and order.status in OPEN_STATUSES:
+                yield order, leaves
+
+    def _mark(self, symbol: str) -> Decimal | None:
+        """The price a holding is valued at: the last price, else the average price held."""
+        last = self.last_price(symbol)
+        if last is not None:
+            return last
+        pos = self.positions.get(symbol)
+        return pos.avg_price if pos is not None and pos.quantity else None
+
+    def _exposure(self, symbol: str, working: _Working | None) -> Decimal:
+        quantity = self.position(symbol)
+        mark = self._mark(symbol)
+        if working is None:
+            return abs(quantity) * (mark or ZERO)
+        if mark is None:  # flat and never priced: the orders at their own prices
+            return max(working.buys_value, working.sells_value)
+        worst = max(abs(quantity + working.buys), abs(quantity - working.sells))
+        return worst * mark
 
     # -- changes ------------------------------------------------------------------------------
     def mark(self, symbol: str, close: float) -> float:
@@ -97,10 +192,10 @@ class Ledger:
     def rebuild(self, fills: Iterable[Fill]) -> None:
         """Start from the initial cash and replay every fill (recovery after a restart)."""
         self._cash = self.initial_cash
-        self.positions = {s: Position(symbol=s) for s in self._lots}
+        self.positions = {s: Position(symbol=s) for s in self._instruments}
         self.fills = self.round_trips = 0
         self.cash_f, self.value_f = float(self.initial_cash), 0.0
-        self.qty_f = dict.fromkeys(self._lots, 0.0)
+        self.qty_f = dict.fromkeys(self._instruments, 0.0)
         for fill in fills:
             self.apply_fill(fill)
         self.value_f = sum(q * self.last.get(s, 0.0) for s, q in self.qty_f.items())

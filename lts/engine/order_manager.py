@@ -1,238 +1,633 @@
-"""The order manager of one portfolio: from an approved request to a durable, submitted order,
-and from broker reports back to orders, the ledger, the journal and the bus.
+"""The order manager of one portfolio: every change to its orders, made in its runner's task.
 
-Write-ahead: the order row is committed before the broker sees the order (``durable=True``,
-live trading); a backtest may hand it over before the commit. Client order ids are
-``<portfolio id>-<n>``, numbered on from the highest the journal holds, so a restart never reuses
-one. Fills are idempotent: a ``(broker, trade_id)`` seen before changes nothing (remembered for the
-last 100,000 fills; a report replayed after that many later fills is not recognized).
+Where it sits: the runner calls it for an order request (from the strategy path or a
+``SubmitOrder`` command), for a cancel or a modify, for each execution report a broker streams
+and for each outcome of its own I/O tasks (:mod:`lts.engine.outcomes`). It is never called from
+another task, so no state here needs a lock, and nothing here waits.
+
+- **Write-ahead.** A new order's row is committed before a venue sees it (``durable``, live);
+  until then it is PENDING_SUBMIT and open in memory. When the insert commits the runner hands it
+  to the venue; if it fails, the order is not open anywhere, memory included. A cancel that
+  arrives first cancels it locally: it is never sent. A backtest (``durable=False``) hands the
+  order over at once.
+- **Venue calls** run in tasks (:mod:`lts.engine.venue_calls`), except on a simulated venue
+  (paper), whose calls complete in line so a replay stays exact. A rejection makes the order
+  REJECTED with the venue's reason; a lost answer makes it UNKNOWN, settled by a query, never
+  resubmitted. A cancel of an order whose submit is still in flight waits for the answer.
+- **Fills are never dropped.** A fill moves the position whatever the order's state; one the
+  state did not allow marks the order (``anomaly``) and counts in ``anomalies``. Duplicates
+  (same broker and trade id) change nothing: the trade ids of open orders are kept with them, a
+  few of recently closed ones in memory, and a fill for an order that is not open is checked
+  against the journal first (a task), so memory does not grow with the number of fills. A fill
+  for an order LTS never sent is adopted as an external order.
+- **Committed events only, outward.** Every change is an event (one type per change) with the
+  portfolio's next sequence number, written by the journal; it reaches the bus (WebSocket,
+  metrics) only after its transaction committed, so a number once seen is never reused.
+
+Client order ids are ``<portfolio id>-<n>``, numbered on from the highest the journal holds.
 """
 
 import logging
-from collections import deque
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
-from typing import Any
+from functools import partial
+from typing import Any, cast
 
+import anyio
 import msgspec
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from lts.bus import Bus
 from lts.domain.clock import Clock
-from lts.domain.events import OrderEvent, PositionChanged
+from lts.domain.commands import Accepted, Denied, ModifyOrder, Reason, Reply
+from lts.domain.events import (
+    OrderAccepted,
+    OrderAdopted,
+    OrderCanceled,
+    OrderDenied,
+    OrderEvent,
+    OrderExpired,
+    OrderFilled,
+    OrderModifyRejected,
+    OrderPendingCancel,
+    OrderRejected,
+    OrderSubmitted,
+    OrderUnknown,
+    OrderUpdated,
+    PositionChanged,
+)
+from lts.domain.instruments import Instrument
 from lts.domain.orders import (
     TERMINAL_STATUSES,
     Fill,
-    InvalidTransition,
+    FillAnomaly,
     Order,
     OrderRequest,
     OrderStatus,
+    OrderStatusReport,
+    OrderType,
+    can_transition,
 )
-from lts.domain.position import Position
+from lts.engine import venue_calls
+from lts.engine.journal_rows import fill_row, order_row, order_update_row, position_row
 from lts.engine.ledger import Ledger
+from lts.engine.outcomes import (
+    CallFailed,
+    CallKind,
+    Canceled,
+    FillChecked,
+    Modified,
+    Queried,
+    Submitted,
+    WriteAhead,
+)
 from lts.engine.risk import RiskCheck
+from lts.errors import VenueRejected
+from lts.persistence import repositories as repo
 from lts.persistence.journal import Journal
-from lts.plugins.broker import Broker
+from lts.plugins.broker import Broker, SimulatedVenue
+
+__all__ = ["OrderManager"]
 
 log = logging.getLogger("lts.orders")
 
 #: An event's JSON, encoded once; the journal stores it as the ``payload`` JSON as it is.
 _encode = msgspec.json.Encoder().encode
 
+S = OrderStatus
+_STATUS_EVENT: dict[OrderStatus, type[OrderEvent]] = {
+    S.SUBMITTED: OrderSubmitted, S.ACCEPTED: OrderAccepted, S.REJECTED: OrderRejected,
+    S.PENDING_CANCEL: OrderPendingCancel, S.CANCELED: OrderCanceled, S.EXPIRED: OrderExpired,
+    S.UNKNOWN: OrderUnknown, S.DENIED: OrderDenied,
+}
+#: Sent, and the venue's answer can still change the status (a query settles these).
+_AWAITING_VENUE = frozenset({S.SUBMITTED, S.UNKNOWN, S.PENDING_CANCEL})
+_RECENT_TRADES = 64  # trade ids of recently closed orders kept in memory (duplicates are common)
 
-def order_row(order: Order, broker: str) -> dict[str, Any]:
-    return {
-        "client_order_id": order.client_order_id, "portfolio_id": order.portfolio_id,
-        "symbol": order.symbol, "side": order.side.value, "order_type": order.order_type.value,
-        "time_in_force": order.time_in_force.value, "quantity": order.quantity,
-        "limit_price": order.limit_price, "stop_price": order.stop_price,
-        "status": order.status.value, "filled_quantity": order.filled_quantity,
-        "avg_fill_price": order.avg_fill_price, "broker": broker,
-        "broker_order_id": order.broker_order_id, "reason": order.reason, "tag": order.tag,
-        "ts_init": order.ts_init, "ts_last": order.ts_last,
-    }
-
-
-def order_update_row(order: Order) -> dict[str, Any]:
-    return {"client_order_id": order.client_order_id, "status": order.status.value,
-            "filled_quantity": order.filled_quantity, "avg_fill_price": order.avg_fill_price,
-            "broker_order_id": order.broker_order_id, "reason": order.reason,
-            "ts_last": order.ts_last}
+Post = Callable[[Any], None]
+Spawn = Callable[..., object]
 
 
-def fill_row(fill: Fill) -> dict[str, Any]:
-    return {"portfolio_id": fill.portfolio_id, "client_order_id": fill.client_order_id,
-            "broker": fill.broker, "trade_id": fill.trade_id, "symbol": fill.symbol,
-            "side": fill.side.value, "quantity": fill.quantity, "price": fill.price,
-            "fee": fill.fee, "ts_event": fill.ts_event}
+def _copy(order: Order) -> Order:
+    return msgspec.structs.replace(order)
 
 
-def position_row(portfolio_id: int, pos: Position, ts: int) -> dict[str, Any]:
-    return {"portfolio_id": portfolio_id, "symbol": pos.symbol, "quantity": pos.quantity,
-            "cost": pos.cost, "avg_price": pos.avg_price, "realized_pnl": pos.realized_pnl,
-            "fees": pos.fees, "ts_last": ts}
+def _answer(reply: "Any | None", answer: Reply) -> None:
+    if reply is not None and not reply.done():
+        reply.set_result(answer)
 
 
 class OrderManager:
-    """Implements the broker reports protocol for every broker of its portfolio."""
-
-    def __init__(self, portfolio_id: int, *, journal: Journal, bus: Bus, clock: Clock,
-                 risk: RiskCheck, ledger: Ledger, open_orders: dict[str, Order],
-                 brokers: Mapping[str, Broker], durable: bool, next_order_number: int,
-                 next_event_seq: int, seen_trades: set[tuple[str, str]],
-                 remembered_trades: int = 100_000) -> None:
+    def __init__(self, portfolio_id: int, *, journal: Journal, db: AsyncEngine, bus: Bus,
+                 clock: Clock,
+                 risk: RiskCheck, ledger: Ledger, instruments: Mapping[str, Instrument],
+                 brokers: Mapping[str, Broker], open_orders: dict[str, Order],
+                 trades: dict[str, set[tuple[str, str]]], durable: bool,
+                 next_order_number: int, next_event_seq: int, post: Post, spawn: Spawn,
+                 fence: int | None = None,
+                 observe_tick_to_order: Callable[[float], None] | None = None) -> None:
         self.portfolio_id = portfolio_id
         self.journal = journal
+        self.db = db
         self.bus = bus
         self.clock = clock
         self.risk = risk
         self.ledger = ledger
-        self.open = open_orders
+        self.instruments = instruments
         self.brokers = brokers  # by symbol
+        self.open = open_orders
         self.durable = durable
+        self._trades = trades  # trade ids applied, per open order
+        self._recent: OrderedDict[tuple[str, str], None] = OrderedDict()
         self._number = next_order_number
         self._seq = next_event_seq
-        # Trades already applied, remembered for the last ``remembered_trades`` fills: bounded,
-        # so a process that trades for months does not grow without end.
-        self._seen = set(seen_trades)
-        self._seen_order: deque[tuple[str, str]] = deque(seen_trades)
-        self._remember = remembered_trades
+        self._post = post
+        self._spawn = spawn
+        self._fence = fence
+        self._observe = observe_tick_to_order
+        self._replies: dict[str, Any] = {}  # client order id -> the sender's future
+        self._bar_ts: dict[str, int] = {}  # orders from a bar: its time (tick-to-order)
+        self._in_flight: set[str] = set()  # submits sent, no answer yet
+        self._cancel_after_ack: set[str] = set()
+        self._queried: set[str] = set()  # queries in flight
+        self._checking: set[tuple[str, str]] = set()  # fills being checked in the journal
+        self.to_reconcile: set[str] = set()
+        self.stopping = False
         self.orders_created = 0
         self.orders_denied = 0
         self.duplicate_fills = 0
-        self._deferred: list[tuple[Callable[..., None], tuple[Any, ...]]] | None = None
+        self.anomalies = 0
+        self.fills_committed = 0
         self._batch: dict[str, Order] | None = None  # orders changed in the current batch
 
     # -- requests -> orders -------------------------------------------------------------------
-    async def submit(self, request: OrderRequest) -> Order:
+    def request(self, request: OrderRequest, reply: Any = None,
+                bar_ts: int | None = None) -> Order:
+        """Check ``request`` and make it an order: DENIED at once, or PENDING_SUBMIT until its
+        row is durable (then it is handed to the venue). ``reply`` (a future) gets the answer."""
         now = self.clock.now_ns()
         coid = f"{self.portfolio_id}-{self._number}"
         self._number += 1
         order = Order.from_request(request, client_order_id=coid,
                                    portfolio_id=self.portfolio_id, ts_init=now)
-        broker = self.brokers[request.symbol]
         self.orders_created += 1
-        reason = self.risk.check(request, self.ledger, len(self.open), now)
+        broker = self.brokers.get(request.symbol)
+        reason = self._refusal(request, broker, now)
         if reason is not None:
-            order.transition(OrderStatus.DENIED, now, reason.value)
-            self.orders_denied += 1
-            self.journal.insert_order(order_row(order, broker.name))
-            self._emit("order.denied", order, now)
-            log.info("order %s denied: %s %s %s (%s)", coid, order.side.value, order.quantity,
-                     order.symbol, reason.value)
-            return order
-        durable = self.journal.insert_order(order_row(order, broker.name))
+            return self._deny(order, reason, broker.name if broker else "", reply)
+        assert broker is not None
         self.open[coid] = order
+        self._trades[coid] = set()
+        durable = self.journal.insert_order(order_row(order, broker.name), fence=self._fence)
+        if reply is not None:
+            self._replies[coid] = reply
+        if bar_ts is not None and self._observe is not None:
+            self._bar_ts[coid] = bar_ts
         if self.durable:
-            # The batch's changes so far go into the same commit as the fills and events
-            # already queued: a crash while this waits never leaves a fill without its order's
-            # filled quantity.
-            self._write_changed()
-            await durable  # write-ahead: the row is on disk before the broker sees the order
-        order.transition(OrderStatus.SUBMITTED, self.clock.now_ns())
-        # The broker sees the order first; what it answers at once waits until the bookkeeping
-        # of the submission is done, so events keep their order (submitted before accepted).
-        deferred: list[tuple[Callable[..., None], tuple[Any, ...]]] = []
-        self._deferred = deferred
-        refused: Exception | None = None
-        try:
-            broker.submit(order)
-        except Exception as exc:  # the broker refused before sending: a rejection, not a crash
-            refused = exc
-        finally:
-            self._deferred = None
-        self._changed(order)
-        self._emit("order.submitted", order, order.ts_last)
-        log.info("order %s submitted: %s %s %s %s", coid, order.side.value, order.quantity,
-                 order.symbol, order.order_type.value)
-        if refused is not None:
-            self.on_order_status(coid, OrderStatus.REJECTED, self.clock.now_ns(),
-                                 f"broker refused: {type(refused).__name__}")
-        for report, args in deferred:
-            report(*args)
+            durable.add_done_callback(partial(self._written_ahead, coid))
+        else:
+            self._send(order)
         return order
 
-    def cancel(self, client_order_id: str) -> bool:
-        order = self.open.get(client_order_id)
-        if order is None:
-            return False
-        if order.status is not OrderStatus.PENDING_CANCEL:
-            self.on_order_status(client_order_id, OrderStatus.PENDING_CANCEL,
-                                 self.clock.now_ns())
-        self.brokers[order.symbol].cancel(client_order_id)
-        return True
+    def _refusal(self, request: OrderRequest, broker: Broker | None, now: int) -> Reason | None:
+        if broker is None:
+            return Reason.UNKNOWN_SYMBOL
+        if self.stopping:
+            return Reason.STOPPING
+        caps = broker.capabilities
+        if request.order_type not in caps.order_types or \
+                request.time_in_force not in caps.time_in_force:
+            return Reason.UNSUPPORTED
+        if self.durable and not self.journal.available:
+            return Reason.JOURNAL_UNAVAILABLE
+        instrument = self.instruments[request.symbol]
+        return self.risk.check(request, self.ledger, instrument, len(self.open), now)
 
-    def mark_unacknowledged(self, timeout_ns: int) -> int:
-        """Orders sent but not acknowledged within ``timeout_ns`` become UNKNOWN (a timeout is
-        never a rejection); reconciliation settles them. Returns how many were marked."""
+    def _deny(self, order: Order, reason: Reason, broker: str, reply: Any) -> Order:
+        order.transition(S.DENIED, order.ts_init, reason.value)
+        self.orders_denied += 1
+        if reason is not Reason.UNKNOWN_SYMBOL:  # a symbol not traded here has no venue row
+            self.journal.insert_order(order_row(order, broker), fence=self._fence)
+            self._emit(OrderDenied, order, order.ts_init)
+        log.info("order %s denied: %s %s %s (%s)", order.client_order_id, order.side.value,
+                 order.quantity, order.symbol, reason.value)
+        _answer(reply, Denied(reason, order=_copy(order)))
+        return order
+
+    def _written_ahead(self, coid: str, future: Any) -> None:
+        """The insert's future resolved (a done callback): tell the runner, in order."""
+        if future.cancelled():
+            self._post(WriteAhead(coid, "the journal stopped", unavailable=True))
+            return
+        error = future.exception()
+        if error is None:
+            self._post(WriteAhead(coid))
+        else:
+            self._post(WriteAhead(coid, f"{type(error).__name__}: {error}"[:200]))
+
+    def on_write_ahead(self, outcome: WriteAhead) -> None:
+        coid = outcome.client_order_id
+        order = self.open.get(coid)
+        reply = self._replies.get(coid)
+        if outcome.error:
+            # the row is not durable: the order is not open anywhere, memory included
+            if order is not None and order.status is S.PENDING_SUBMIT:
+                self._forget(coid)
+            self._replies.pop(coid, None)
+            self._bar_ts.pop(coid, None)
+            log.error("order %s could not be made durable (%s); not sent", coid, outcome.error)
+            reason = Reason.JOURNAL_UNAVAILABLE if outcome.unavailable else Reason.INVALID_PARAMS
+            _answer(reply, Denied(reason, outcome.error))
+            return
+        if order is None or order.status is not S.PENDING_SUBMIT:
+            self._replies.pop(coid, None)  # canceled before it was sent
+            self._bar_ts.pop(coid, None)
+            if order is not None:
+                _answer(reply, Accepted(_copy(order)))
+            return
+        self._send(order)
+
+    # -- to the venue ----------------------------------------------------------------------------
+    def _send(self, order: Order) -> None:
+        coid = order.client_order_id
         now = self.clock.now_ns()
-        late = [o.client_order_id for o in self.open.values()
-                if o.status is OrderStatus.SUBMITTED and now - o.ts_last > timeout_ns]
-        for coid in late:
-            self.on_order_status(coid, OrderStatus.UNKNOWN, now, "no acknowledgement in time")
-        return len(late)
-
-    # -- broker reports -----------------------------------------------------------------------
-    def on_order_status(self, client_order_id: str, status: OrderStatus, ts: int,
-                        reason: str = "") -> None:
-        if self._deferred is not None:
-            self._deferred.append((self.on_order_status, (client_order_id, status, ts, reason)))
-            return
-        order = self.open.get(client_order_id)
-        if order is None:
-            log.warning("status %s for an order not open here: %s", status.value, client_order_id)
-            return
-        if order.status is status:
-            return
-        try:
-            order.transition(status, ts, reason)
-        except InvalidTransition as exc:
-            log.warning("ignored broker report: %s", exc)
-            return
+        order.transition(S.SUBMITTED, now)
         self._changed(order)
-        self._emit(f"order.{status.value}", order, ts)
-        if status in TERMINAL_STATUSES:
-            del self.open[client_order_id]
-        if status in (OrderStatus.REJECTED, OrderStatus.EXPIRED, OrderStatus.UNKNOWN):
-            log.warning("order %s %s %s", client_order_id, status.value, reason)
+        self._emit(OrderSubmitted, order, now)
+        log.info("order %s submitted: %s %s %s %s", coid, order.side.value, order.quantity,
+                 order.symbol, order.order_type.value)
+        broker = self.brokers[order.symbol]
+        if broker.capabilities.simulated:
+            venue = cast(SimulatedVenue, broker)
+            try:
+                self.on_submitted(Submitted(coid, venue.place(_copy(order))))
+            except VenueRejected as exc:
+                self.on_call_failed(CallFailed(CallKind.SUBMIT, coid, exc.reason, rejected=True))
+        else:
+            self._in_flight.add(coid)
+            self._spawn(venue_calls.submit, broker, _copy(order), self._post)
+        bar_ts = self._bar_ts.pop(coid, None)
+        if bar_ts is not None and self._observe is not None:
+            self._observe((self.clock.now_ns() - bar_ts) / 1e9)
+        reply = self._replies.pop(coid, None)
+        _answer(reply, Accepted(_copy(order)))
+
+    def on_submitted(self, outcome: Submitted) -> None:
+        coid = outcome.client_order_id
+        self._in_flight.discard(coid)
+        order = self.open.get(coid)
+        if order is None:
+            return  # filled (or closed) before the acknowledgement came back
+        if outcome.broker_order_id and order.broker_order_id != outcome.broker_order_id:
+            order.broker_order_id = outcome.broker_order_id
+            self._changed(order)
+        if coid in self._cancel_after_ack:
+            self._cancel_after_ack.discard(coid)
+            self._dispatch_cancel(order)
+        elif order.status in (S.SUBMITTED, S.UNKNOWN, S.PENDING_SUBMIT):
+            self._move(order, S.ACCEPTED, self.clock.now_ns())
+
+    def on_call_failed(self, outcome: CallFailed) -> None:
+        coid = outcome.client_order_id
+        order = self.open.get(coid)
+        now = self.clock.now_ns()
+        if outcome.kind is CallKind.SUBMIT:
+            self._in_flight.discard(coid)
+            self._cancel_after_ack.discard(coid)
+            if order is None:
+                return
+            if outcome.rejected or not outcome.sent:
+                self._move(order, S.REJECTED, now, outcome.reason)
+            else:
+                self._move(order, S.UNKNOWN, now, outcome.reason)
+        elif outcome.kind is CallKind.CANCEL:
+            if order is not None:
+                # refused (already filled, unknown at the venue) or lost: ask where it stands
+                log.warning("cancel of %s: %s; querying the venue", coid, outcome.reason)
+                self._query(order)
+        elif order is not None:
+            order.reason = f"modify refused: {outcome.reason}"[:200]
+            self._changed(order)
+            self._emit(OrderModifyRejected, order, now)
+
+    # -- cancel and modify -----------------------------------------------------------------------
+    def cancel(self, coid: str) -> Reply:
+        order = self.open.get(coid)
+        if order is None:
+            return Denied(Reason.ORDER_NOT_OPEN, f"order {coid} is not open")
+        now = self.clock.now_ns()
+        if order.status is S.PENDING_SUBMIT:  # not durable yet, or durable and not yet sent
+            self._move(order, S.CANCELED, now, "canceled before it was sent")
+        elif order.status is S.PENDING_CANCEL:
+            pass
+        elif coid in self._in_flight:  # sent, no answer yet: cancel once it is acknowledged
+            self._move(order, S.PENDING_CANCEL, now)
+            self._cancel_after_ack.add(coid)
+        else:
+            self._move(order, S.PENDING_CANCEL, now)
+            self._dispatch_cancel(order)
+        return Accepted(_copy(order))
+
+    def _dispatch_cancel(self, order: Order) -> None:
+        broker = self.brokers[order.symbol]
+        if broker.capabilities.simulated:
+            cast(SimulatedVenue, broker).withdraw(_copy(order))
+            self.on_canceled(Canceled(order.client_order_id))
+        else:
+            self._spawn(venue_calls.cancel, broker, _copy(order), self._post)
+
+    def on_canceled(self, outcome: Canceled) -> None:
+        order = self.open.get(outcome.client_order_id)
+        if order is not None:
+            self._move(order, S.CANCELED, self.clock.now_ns())
+
+    def modify(self, change: ModifyOrder) -> Reply:
+        order = self.open.get(change.client_order_id)
+        if order is None:
+            return Denied(Reason.ORDER_NOT_OPEN, f"order {change.client_order_id} is not open")
+        broker = self.brokers[order.symbol]
+        if not broker.capabilities.modify:
+            return Denied(Reason.UNSUPPORTED, f"{broker.name} cannot modify orders")
+        if order.status not in (S.ACCEPTED, S.PARTIALLY_FILLED):
+            return Denied(Reason.ORDER_NOT_OPEN, f"order is {order.status.value}")
+        reason = self._change_refusal(order, change)
+        if reason is not None:
+            return Denied(reason)
+        if broker.capabilities.simulated:
+            try:
+                cast(SimulatedVenue, broker).amend(_copy(order), change)
+            except VenueRejected as exc:
+                return Denied(Reason.UNSUPPORTED, exc.reason)
+            self.on_modified(Modified(change))
+        else:
+            self._spawn(venue_calls.modify, broker, _copy(order), change, self._post)
+        return Accepted(_copy(order))
+
+    def _change_refusal(self, order: Order, change: ModifyOrder) -> Reason | None:
+        """The new values pass the same checks as a new order of the rest of the quantity."""
+        quantity = change.quantity if change.quantity is not None else order.quantity
+        if quantity <= order.filled_quantity:
+            return Reason.INVALID_QUANTITY
+        limit = change.limit_price if change.limit_price is not None else order.limit_price
+        stop = change.stop_price if change.stop_price is not None else order.stop_price
+        request = OrderRequest(order.symbol, order.side, quantity - order.filled_quantity,
+                               order.order_type, order.time_in_force, limit, stop)
+        saved = self.open.pop(order.client_order_id)  # judged without its own old values
+        try:
+            return self.risk.check(request, self.ledger, self.instruments[order.symbol],
+                                   len(self.open), self.clock.now_ns())
+        finally:
+            self.open[order.client_order_id] = saved
+
+    def on_modified(self, outcome: Modified) -> None:
+        change = outcome.change
+        order = self.open.get(change.client_order_id)
+        if order is None:
+            return
+        if change.quantity is not None:
+            order.quantity = change.quantity
+        if change.limit_price is not None:
+            order.limit_price = change.limit_price
+        if change.stop_price is not None:
+            order.stop_price = change.stop_price
+        order.ts_last = self.clock.now_ns()
+        self._changed(order)
+        self._emit(OrderUpdated, order, order.ts_last)
+
+    # -- what the venue says -----------------------------------------------------------------
+    def on_report(self, report: OrderStatusReport) -> None:
+        """A status the venue streamed (or answered to a query), with the fills it carries."""
+        for fill in report.fills:
+            self.on_fill(fill)
+        order = self.open.get(report.client_order_id)
+        if order is None:
+            return
+        if report.broker_order_id and order.broker_order_id is None:
+            order.broker_order_id = report.broker_order_id
+            self._changed(order)
+        status = report.status
+        if status in (S.PARTIALLY_FILLED, S.FILLED):
+            if status is S.FILLED and order.filled_quantity < order.quantity:
+                self.to_reconcile.add(order.client_order_id)  # its fills are still to come
+            return  # fills move the status, not a status report
+        if status is order.status:
+            return
+        if order.status is S.PENDING_CANCEL and status is S.ACCEPTED:
+            return  # our cancel is on its way
+        if status not in _STATUS_EVENT or not can_transition(order.status, status):
+            log.info("order %s: %s reported while %s; ignored", order.client_order_id,
+                     status.value, order.status.value)
+            return
+        self._move(order, status, report.ts_event or self.clock.now_ns(), report.reason)
+
+    def on_queried(self, outcome: Queried) -> None:
+        coid = outcome.client_order_id
+        self._queried.discard(coid)
+        if outcome.report is not None:
+            self.on_report(outcome.report)
+            order = self.open.get(coid)
+            if order is not None and order.status is S.UNKNOWN and \
+                    outcome.report.status is S.UNKNOWN:
+                return
+            self.to_reconcile.discard(coid)
+            return
+        order = self.open.get(coid)
+        if order is None or coid in self._in_flight:
+            return
+        # the venue does not know it: it never got there (never resubmitted)
+        self._move(order, S.CANCELED, self.clock.now_ns(), "not found at the venue")
+        self.to_reconcile.discard(coid)
 
     def on_fill(self, fill: Fill) -> None:
-        if self._deferred is not None:
-            self._deferred.append((self.on_fill, (fill,)))
-            return
         key = (fill.broker, fill.trade_id)
-        if key in self._seen:
+        order = self.open.get(fill.client_order_id)
+        if order is not None:
+            trades = self._trades.setdefault(fill.client_order_id, set())
+            if key in trades:
+                self.duplicate_fills += 1
+                return
+            trades.add(key)
+            self._apply_fill(order, fill)
+            return
+        if key in self._recent or key in self._checking:
             self.duplicate_fills += 1
             return
-        order = self.open.get(fill.client_order_id)
-        if order is None:
-            log.error("fill %s for an order not open here: %s", fill.trade_id,
-                      fill.client_order_id)
+        self._checking.add(key)
+        self._spawn(self._check_fill, fill)
+
+    async def _check_fill(self, fill: Fill) -> None:
+        """A fill for an order that is not open: was it applied before, and whose is it?
+        Asked again until the database answers (the fill is never dropped)."""
+        while True:
+            await self.journal.flush()  # what this runner wrote before must be readable
+            try:
+                known, order = await repo.lookup_fill(self.db, self.portfolio_id, fill)
+            except Exception as exc:  # the database is away: the journal holds; ask again
+                log.warning("fill %s: journal lookup failed (%s); retrying", fill.trade_id,
+                            type(exc).__name__)
+                await anyio.sleep(0.5)
+                continue
+            self._post(FillChecked(fill, known, order))
             return
-        self._seen.add(key)
-        self._seen_order.append(key)
-        if len(self._seen_order) > self._remember:
-            self._seen.discard(self._seen_order.popleft())
-        order.apply_fill(fill.quantity, fill.price, fill.ts_event)
+
+    def on_fill_checked(self, outcome: FillChecked) -> None:
+        fill = outcome.fill
+        key = (fill.broker, fill.trade_id)
+        self._checking.discard(key)
+        if outcome.known:
+            self.duplicate_fills += 1
+            self._remember(key)
+            return
+        order = self.open.get(fill.client_order_id)
+        if order is not None:  # it became open meanwhile (an adopted order)
+            self.on_fill(fill)
+            return
+        closed = outcome.order if outcome.order is not None else self._adopt(fill)
+        self._remember(key)
+        self._apply_fill(closed, fill)
+
+    def _adopt(self, fill: Fill) -> Order:
+        """An order LTS never sent, known only by this fill: taken in as external."""
+        now = self.clock.now_ns()
+        order = Order(client_order_id=fill.client_order_id, portfolio_id=self.portfolio_id,
+                      symbol=fill.symbol, side=fill.side, quantity=fill.quantity,
+                      order_type=OrderType.MARKET, status=S.ACCEPTED, tag="external",
+                      reason="placed outside LTS", ts_init=now, ts_last=now,
+                      anomaly=FillAnomaly.EXTERNAL)
+        self.journal.insert_order(order_row(order, fill.broker), fence=self._fence)
+        self.journal.insert_audit({
+            "actor": "system", "action": "order.adopted", "target": f"order:{order.client_order_id}",
+            "client_address": None, "outcome": "success",
+            "detail": {"portfolio_id": self.portfolio_id, "broker": fill.broker,
+                       "trade_id": fill.trade_id, "symbol": fill.symbol}})
+        self._emit(OrderAdopted, order, now)
+        self.anomalies += 1
+        log.warning("fill %s for order %s that LTS never sent: adopted as external",
+                    fill.trade_id, fill.client_order_id)
+        return order
+
+    def _apply_fill(self, order: Order, fill: Fill) -> None:
+        if order.anomaly is FillAnomaly.EXTERNAL and order.status in TERMINAL_STATUSES:
+            order.quantity += fill.quantity  # an external order grows with its fills
+            order.status = S.PARTIALLY_FILLED
+        anomaly = order.apply_fill(fill.quantity, fill.price, fill.ts_event)
         pos = self.ledger.apply_fill(fill)
-        self.journal.insert_fill(fill_row(fill), position_row(self.portfolio_id, pos,
-                                                              fill.ts_event))
+        written = self.journal.insert_fill(
+            fill_row(fill), position_row(self.portfolio_id, pos, fill.ts_event),
+            fence=self._fence)
+        written.add_done_callback(partial(self._fill_committed, PositionChanged(
+            self.portfolio_id, pos.symbol, pos.quantity, pos.avg_price, pos.realized_pnl,
+            fill.ts_event)))
         self._changed(order)
-        self._emit(f"order.{order.status.value}", order, fill.ts_event, fill)
-        if order.status in TERMINAL_STATUSES:
-            del self.open[fill.client_order_id]
-        self.bus.publish_nowait(PositionChanged(self.portfolio_id, pos.symbol, pos.quantity,
-                                                pos.avg_price, pos.realized_pnl, fill.ts_event),
-                                self.portfolio_id)
+        self._emit(OrderFilled, order, fill.ts_event, fill)
+        if anomaly is not None and anomaly is not FillAnomaly.EXTERNAL:
+            self.anomalies += 1
+            self.to_reconcile.add(order.client_order_id)
+            log.warning("fill %s on order %s (%s): %s; the position follows, the order is "
+                        "marked for reconciliation", fill.trade_id, order.client_order_id,
+                        order.status.value, anomaly.value)
+        if order.status in TERMINAL_STATUSES and order.client_order_id in self.open:
+            self._close(order.client_order_id)
         log.info("fill %s: %s %s %s @ %s fee %s -> position %s %s", fill.trade_id,
                  fill.side.value, fill.quantity, fill.symbol, fill.price, fill.fee, pos.symbol,
                  pos.quantity)
 
+    def _fill_committed(self, changed: PositionChanged, future: Any) -> None:
+        if future.cancelled() or future.exception() is not None:
+            return
+        self.fills_committed += 1
+        self.bus.publish_nowait(changed, self.portfolio_id)
 
-    # -- order row updates --------------------------------------------------------------------
+    # -- time ------------------------------------------------------------------------------------
+    def housekeeping(self, ack_timeout_ns: int) -> None:
+        """Sent orders without an answer for ``ack_timeout_ns`` become UNKNOWN (a timeout is
+        never a rejection); UNKNOWN orders, cancels without an answer and orders marked for
+        reconciliation are queried (one query per order at a time)."""
+        now = self.clock.now_ns()
+        for order in list(self.open.values()):
+            late = now - order.ts_last > ack_timeout_ns
+            if order.status is S.SUBMITTED and late:
+                self._in_flight.discard(order.client_order_id)
+                self._move(order, S.UNKNOWN, now, "no acknowledgement in time")
+            if order.status is S.UNKNOWN or (order.status is S.PENDING_CANCEL and late):
+                self._query(order)
+        for coid in list(self.to_reconcile):
+            marked = self.open.get(coid)
+            if marked is None:
+                self.to_reconcile.discard(coid)
+            else:
+                self._query(marked)
+
+    def _query(self, order: Order) -> None:
+        coid = order.client_order_id
+        if coid in self._queried or coid in self._in_flight:
+            return
+        broker = self.brokers[order.symbol]
+        self._queried.add(coid)
+        if broker.capabilities.simulated:
+            self.on_queried(Queried(coid, cast(SimulatedVenue, broker).status_of(_copy(order))))
+        else:
+            self._spawn(venue_calls.query, broker, _copy(order), self._post)
+
+    # -- control ---------------------------------------------------------------------------------
+    def cancel_unsent(self, why: str) -> int:
+        """Orders not yet handed to the venue are canceled here (HALTED, a stop)."""
+        now = self.clock.now_ns()
+        unsent = [o for o in self.open.values() if o.status is S.PENDING_SUBMIT]
+        for order in unsent:
+            self._move(order, S.CANCELED, now, why)
+        return len(unsent)
+
+    @property
+    def in_flight(self) -> int:
+        """Submits sent without an answer yet."""
+        return len(self._in_flight)
+
+    def give_up_in_flight(self, why: str) -> None:
+        """A stop waited long enough: submits still unanswered are UNKNOWN (the next start
+        queries them)."""
+        now = self.clock.now_ns()
+        for coid in list(self._in_flight):
+            order = self.open.get(coid)
+            if order is not None and order.status in (S.SUBMITTED, S.PENDING_CANCEL):
+                self._move(order, S.UNKNOWN, now, why)
+        self._in_flight.clear()
+
+    # -- bookkeeping -----------------------------------------------------------------------------
+    def _move(self, order: Order, status: OrderStatus, ts: int, reason: str = "") -> None:
+        """Transition ``order`` (the table decides), write it, emit its event."""
+        order.transition(status, ts, reason)
+        self._changed(order)
+        self._emit(_STATUS_EVENT[status], order, ts)
+        if status in TERMINAL_STATUSES:
+            self._close(order.client_order_id)
+        if status in (S.REJECTED, S.EXPIRED, S.UNKNOWN):
+            log.warning("order %s %s %s", order.client_order_id, status.value, reason)
+        elif status is S.CANCELED:
+            log.info("order %s canceled %s", order.client_order_id, reason)
+
+    def _close(self, coid: str) -> None:
+        del self.open[coid]
+        for key in self._trades.pop(coid, ()):
+            self._remember(key)
+        self._cancel_after_ack.discard(coid)
+        self._replies.pop(coid, None)
+
+    def _forget(self, coid: str) -> None:
+        self.open.pop(coid, None)
+        self._trades.pop(coid, None)
+
+    def _remember(self, key: tuple[str, str]) -> None:
+        recent = self._recent
+        recent[key] = None
+        if len(recent) > _RECENT_TRADES:
+            recent.popitem(last=False)
+
     def _changed(self, order: Order) -> None:
         """An order's row must be updated: now, or at the end of the runner's batch, so an
-        order that changes three times while one batch of bars is worked is written once."""
+        order that changes three times while one batch is worked is written once."""
         if self._batch is None:
-            self.journal.update_order(order_update_row(order))
+            self.journal.update_order(order_update_row(order), fence=self._fence)
         else:
             self._batch[order.client_order_id] = order
 
@@ -240,22 +635,32 @@ class OrderManager:
         self._batch = {}
 
     def end_batch(self) -> None:
-        self._write_changed()
-        self._batch = None
-
-    def _write_changed(self) -> None:
-        """Queue the row updates of the orders changed in the current batch so far."""
         if self._batch:
             update = self.journal.update_order
             for order in self._batch.values():
-                update(order_update_row(order))
-            self._batch.clear()
+                update(order_update_row(order), fence=self._fence)
+        self._batch = None
 
-    def _emit(self, kind: str, order: Order, ts: int, fill: Fill | None = None) -> None:
+    def _emit(self, kind: type[OrderEvent], order: Order, ts: int,
+              fill: Fill | None = None) -> None:
         self._seq += 1
-        event = OrderEvent.of(kind, order, self._seq, ts, fill)
-        self.journal.insert_order_event({
-            "portfolio_id": self.portfolio_id, "seq": self._seq, "type": kind,
+        seq = self._seq
+        if kind is OrderFilled:
+            event: OrderEvent = OrderFilled(
+                order.portfolio_id, seq, order.client_order_id, order.symbol, order.side.value,
+                order.order_type.value, order.quantity, order.status.value,
+                order.filled_quantity, order.avg_fill_price, order.limit_price,
+                order.stop_price, order.reason, ts, fill)
+        else:
+            event = kind.of(order, seq, ts)
+        written = self.journal.insert_order_event({
+            "portfolio_id": self.portfolio_id, "seq": seq, "type": event.__struct_config__.tag,
             "client_order_id": order.client_order_id,
-            "payload": msgspec.Raw(_encode(event)), "ts_event": ts})
-        self.bus.publish_nowait(event, self.portfolio_id)
+            "payload": msgspec.Raw(_encode(event)), "ts_event": ts}, fence=self._fence)
+        written.add_done_callback(partial(self._committed, event))
+
+    def _committed(self, event: OrderEvent, future: Any) -> None:
+        """Committed: now it may go out (bus: WebSocket, metrics)."""
+        if future.cancelled() or future.exception() is not None:
+            return  # not durable, so never seen outside
+        self.bus.publish_nowait(event, self.portfolio_id, OrderEvent)

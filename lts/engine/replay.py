@@ -36,6 +36,10 @@ from lts.plugins.registry import Registry
 
 log = logging.getLogger("lts.replay")
 
+#: The price grid of a replayed instrument: fine enough for any data file's prices to stay as
+#: written (a coin at 0.0000123 fills at 0.0000123).
+REPLAY_TICK = Decimal("0.00000001")
+
 
 @dataclass
 class ReplayOptions:
@@ -111,7 +115,8 @@ async def _replay(db: Any, url: str, bars: list[Bar], opts: ReplayOptions, regis
         portfolio_plugin=opts.portfolio_plugin,
         assets=(repo.AssetSpec(symbol=opts.symbol, strategy_plugin=opts.strategy,
                                strategy_params=params, broker_plugin="paper",
-                               broker_params=broker_params, pipeline_plugin="replay"),))
+                               broker_params=broker_params, pipeline_plugin="replay",
+                               tick_size=REPLAY_TICK),))
     pid = await repo.create_portfolio(db, spec)
     spec = await repo.load_portfolio(db, pid)
     clock = ReplayClock(bars[0].ts_event if bars else 0)

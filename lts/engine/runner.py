@@ -1,42 +1,88 @@
-"""One portfolio at work: its plugins, its recovery, and its decision path.
+"""One portfolio at work: the one task that owns its orders, ledger, risk state and strategies.
 
-The runner's task drains its market-data mailbox in batches and, for each bar, runs the decision
-path as plain calls: broker (fills of working orders) -> strategy -> portfolio plugin -> risk ->
-order manager. It awaits only where there is waiting: the durable write of a new order (live),
-and the mailbox. Start-up is recovery: open orders are reconciled with their brokers by client
-order id and positions are rebuilt from fills before the first bar is taken.
+Where it sits: under the portfolio's supervisor (:mod:`lts.engine.supervisor`), in a task group
+of its own that also holds its brokers' tasks and its venue calls. Everything that may change
+the portfolio reaches it through its inbox (:mod:`lts.engine.inbox`): bars from the shared
+feeds, commands (the API's, through the engine's facade), execution reports from its brokers and
+the outcomes of its own I/O tasks. The runner takes them in batches, the control lane first,
+and runs the decision path for each bar as plain calls: simulated venue (fills of resting
+orders) -> strategy -> portfolio plugin -> risk -> order manager. It never waits on its decision
+path; it waits only for its inbox.
+
+Start-up is recovery: the ledger is rebuilt from the journal's fills, the orders the journal
+holds open are reconciled with their venues (queried by client order id; the paper venue takes
+them back into its book) and fills the venue made since the last one seen are taken in, before
+the first bar. The same resync runs after every reconnect a broker reports.
+
+A graceful stop (:class:`~lts.domain.commands.Stop`) sends nothing new: orders not yet handed
+to a venue are canceled here, submits in flight get ``engine.stop_timeout`` seconds to be
+answered (then they are UNKNOWN, settled at the next start), and each order still open at its
+venue is logged.
 """
 
 import json
 import logging
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 import anyio
-from anyio.abc import TaskStatus
+from anyio.abc import TaskGroup, TaskStatus
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from lts.bus import InProcessBus, Mailbox, Overflow
+from lts.bus import InProcessBus, MailboxClosed, Overflow
 from lts.domain.clock import Clock
+from lts.domain.commands import (
+    Accepted,
+    CancelOrder,
+    Denied,
+    ModifyOrder,
+    Reason,
+    Reply,
+    SetTradingState,
+    Stop,
+    SubmitOrder,
+    TradingState,
+    UpdateAsset,
+    UpdateRiskLimits,
+)
+from lts.domain.instruments import Instrument
 from lts.domain.market import Bar, FeedEnded
-from lts.domain.orders import Order, OrderStatus
+from lts.domain.orders import Fill, Order, OrderStatusReport
+from lts.engine import venue_calls
 from lts.engine.clock import ReplayClock
 from lts.engine.feeds import FeedHub, FeedLease
+from lts.engine.inbox import Envelope, PortfolioInbox
 from lts.engine.ledger import Ledger
 from lts.engine.order_manager import OrderManager
-from lts.engine.risk import RiskCheck, RiskLimits, TradingState
-from lts.errors import ReconciliationError
+from lts.engine.outcomes import (
+    CallFailed,
+    Canceled,
+    FillChecked,
+    Housekeeping,
+    Modified,
+    Queried,
+    Resynced,
+    StopDeadline,
+    Submitted,
+    WriteAhead,
+)
+from lts.engine.risk import RiskCheck, RiskLimits
+from lts.errors import InvalidParams, ReconciliationError
 from lts.persistence import repositories as repo
 from lts.persistence.journal import Journal
-from lts.plugins.broker import Broker
+from lts.plugins.broker import Broker, SimulatedVenue, VenueReconnected
 from lts.plugins.portfolio import Allocator
 from lts.plugins.registry import Registry
 from lts.plugins.strategy import Strategy
 
+__all__ = ["PortfolioRunner", "RunnerContext"]
+
 log = logging.getLogger("lts.runner")
+
+#: A resync asks the venue for fills from this long before the last one the journal holds.
+_FILLS_OVERLAP_NS = 60 * 1_000_000_000
 
 
 @dataclass
@@ -51,18 +97,22 @@ class RunnerContext:
     clock: Clock
     durable: bool = True
     mailbox_capacity: int = 10_000
-    ack_timeout: float = 10.0
+    #: read at every housekeeping, so a change at run time acts on the next one
+    ack_timeout: Callable[[], float] = lambda: 10.0
+    stop_timeout: float = 5.0
     #: live only: seconds from a bar's time to its orders handed to the broker (a histogram)
     observe_tick_to_order: Callable[[float], None] | None = None
     default_risk: RiskLimits = field(default_factory=RiskLimits)
 
 
 class PortfolioRunner:
-    def __init__(self, spec: repo.PortfolioSpec, ctx: RunnerContext) -> None:
+    def __init__(self, spec: repo.PortfolioSpec, ctx: RunnerContext,
+                 fence: int | None = None) -> None:
         assert spec.id is not None
         self.spec = spec
         self.portfolio_id = spec.id
         self.ctx = ctx
+        self.fence = fence  # the lease's portfolio id: the journal checks its token
         self.bars = 0
         self.last_tick_ns: int | None = None
         self.peak_equity = 0.0
@@ -72,16 +122,23 @@ class PortfolioRunner:
         self.strategies: dict[str, Strategy] = {}
         self.brokers: dict[str, Broker] = {}
         self.open_orders: dict[str, Order] = {}
+        self.instruments: dict[str, Instrument] = {
+            a.symbol: Instrument(a.symbol, a.tick_size, a.lot_size, a.min_quantity or Decimal(0),
+                                 a.min_notional or Decimal(0)) for a in spec.assets}
         self._replay_clock = ctx.clock if isinstance(ctx.clock, ReplayClock) else None
         self._leases: list[FeedLease] = []
-        self._mailbox: Mailbox[Any] | None = None
-        self.ledger = Ledger(spec.initial_cash, {a.symbol: a.lot_size for a in spec.assets},
-                             self.open_orders)
-        limits = RiskLimits.model_validate({**ctx.default_risk.model_dump(), **spec.risk_params})
-        self.risk = RiskCheck(limits, TradingState(spec.trading_state))
+        self.inbox: PortfolioInbox | None = None
+        self.ledger = Ledger(spec.initial_cash, self.instruments, self.open_orders)
+        self.risk = RiskCheck(self._limits(spec.risk_params), TradingState(spec.trading_state))
         self.allocator: Allocator = ctx.registry.create("portfolio", spec.portfolio_plugin,
                                                         spec.portfolio_params)
         self.orders: OrderManager | None = None
+        self.stopping = False
+        self._stop_replies: list[Any] = []
+        self._tg: TaskGroup | None = None
+
+    def _limits(self, overrides: dict[str, Any]) -> RiskLimits:
+        return RiskLimits.model_validate({**self.ctx.default_risk.model_dump(), **overrides})
 
     # -- set-up ---------------------------------------------------------------------------------
     def _build_plugins(self) -> None:
@@ -95,103 +152,142 @@ class PortfolioRunner:
                 by_config[cfg] = reg.create("broker", asset.broker_plugin, asset.broker_params)
             self.brokers[asset.symbol] = by_config[cfg]
 
-    async def _recover(self) -> OrderManager:
+    @property
+    def _venues(self) -> list[Broker]:
+        return list({id(b): b for b in self.brokers.values()}.values())
+
+    def _symbols_of(self, broker: Broker) -> list[str]:
+        return [s for s, b in self.brokers.items() if b is broker]
+
+    async def _connect(self, tg: TaskGroup, inbox: PortfolioInbox) -> None:
+        """Start every broker (it signals when it can take orders) and take its rules."""
+        for broker in self._venues:
+            await tg.start(broker.run, inbox, self.ctx.clock)
+            venue_rules = await broker.instruments(self._symbols_of(broker))
+            for symbol, rules in venue_rules.items():
+                if symbol in self.instruments:
+                    self.instruments[symbol] = rules
+            if broker.capabilities.simulated:
+                cast(SimulatedVenue, broker).use_instruments(
+                    {s: self.instruments[s] for s in self._symbols_of(broker)})
+
+    async def _recover(self, inbox: PortfolioInbox, tg: TaskGroup) -> OrderManager:
         db, pid = self.ctx.db, self.portfolio_id
         await self.ctx.journal.flush()  # a restart must read everything the failed run wrote
         fills = await repo.load_fills(db, pid)
         self.ledger.rebuild(fills)
         number, seq = await repo.next_numbers(db, pid)
-        om = OrderManager(pid, journal=self.ctx.journal, bus=self.ctx.bus, clock=self.ctx.clock,
-                          risk=self.risk, ledger=self.ledger, open_orders=self.open_orders,
-                          brokers=self.brokers, durable=self.ctx.durable,
-                          next_order_number=number, next_event_seq=seq,
-                          seen_trades={(f.broker, f.trade_id) for f in fills})
-        for broker in {id(b): b for b in self.brokers.values()}.values():
-            broker.bind(om, self.ctx.clock)
+        open_orders = await repo.load_open_orders(db, pid)
+        for order in open_orders:
+            self.open_orders[order.client_order_id] = order
+        trades: dict[str, set[tuple[str, str]]] = {o.client_order_id: set() for o in open_orders}
+        for f in fills:
+            if f.client_order_id in trades:
+                trades[f.client_order_id].add((f.broker, f.trade_id))
+        om = OrderManager(pid, journal=self.ctx.journal, db=db, bus=self.ctx.bus,
+                          clock=self.ctx.clock, risk=self.risk, ledger=self.ledger,
+                          instruments=self.instruments, brokers=self.brokers,
+                          open_orders=self.open_orders, trades=trades,
+                          durable=self.ctx.durable, next_order_number=number,
+                          next_event_seq=seq, post=inbox, spawn=tg.start_soon,
+                          fence=self.fence,
+                          observe_tick_to_order=self.ctx.observe_tick_to_order
+                          if self._replay_clock is None else None)
         stored = await repo.load_positions(db, pid)
         for sym, pos in self.ledger.positions.items():
             if stored.get(sym, pos.quantity) != pos.quantity:
                 log.warning("portfolio %s: stored position %s %s differs from fills (%s); "
                             "rebuilt from fills", pid, sym, stored[sym], pos.quantity)
-        open_orders = await repo.load_open_orders(db, pid)
-        if open_orders:
-            await self._reconcile(om, open_orders)
-        return om
-
-    async def _reconcile(self, om: OrderManager, open_orders: list[Order]) -> None:
-        for order in open_orders:
-            self.open_orders[order.client_order_id] = order
-        now = self.ctx.clock.now_ns()
-        for broker in {id(b): b for b in self.brokers.values()}.values():
-            mine = [o for o in open_orders if self.brokers.get(o.symbol) is broker]
-            if not mine:
-                continue
+        known = {(f.broker, f.trade_id) for f in fills}
+        last_fill = {f.broker: f.ts_event for f in fills}
+        for broker in self._venues:
             try:
-                reports = await broker.reconcile(mine)
+                await self._reconcile(om, broker, open_orders, known,
+                                      last_fill.get(broker.name, 0))
             except Exception as exc:
                 raise ReconciliationError(
                     f"broker {broker.name} could not reconcile: {type(exc).__name__}") from exc
-            for report in reports:
-                for fill in report.fills:
+        if open_orders:
+            log.info("portfolio %s: reconciled %d open order(s); %d still open", pid,
+                     len(open_orders), len(self.open_orders))
+        return om
+
+    async def _reconcile(self, om: OrderManager, broker: Broker, open_orders: list[Order],
+                         known: set[tuple[str, str]], last_fill_ns: int) -> None:
+        mine = [o for o in open_orders if self.brokers.get(o.symbol) is broker]
+        om.begin_batch()
+        try:
+            if broker.capabilities.simulated:
+                for report in cast(SimulatedVenue, broker).restore(mine):
+                    om.on_report(report)
+                return
+            for order in mine:
+                om.on_queried(Queried(order.client_order_id, await broker.query_order(order)))
+            for fill in await broker.fills(max(0, last_fill_ns - _FILLS_OVERLAP_NS)):
+                if (fill.broker, fill.trade_id) not in known:
                     om.on_fill(fill)
-                om.on_order_status(report.client_order_id, report.status, now, report.reason)
-        log.info("portfolio %s: reconciled %d open order(s); %d still open", self.portfolio_id,
-                 len(open_orders), len(self.open_orders))
+        finally:
+            om.end_batch()
 
-    # -- control --------------------------------------------------------------------------------
-    def set_trading_state(self, state: TradingState) -> None:
-        self.risk.state = state
-
-    # -- the loop -------------------------------------------------------------------------------
+    # -- the task ---------------------------------------------------------------------------------
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
-        """Recover, subscribe, then trade until cancelled (or, on historical data, until every
-        feed has ended)."""
-        self._build_plugins()
-        self.orders = await self._recover()
+        """Connect, recover, subscribe, then trade until stopped (or, on historical data, until
+        every feed has ended)."""
         historical = any(self.ctx.feeds.is_historical(a.pipeline_plugin, a.pipeline_params,
                                                       a.symbol) for a in self.spec.assets)
         policy = Overflow.BLOCK if historical else Overflow.DROP_OLDEST
-        mailbox: Mailbox[Any] = Mailbox(self.ctx.mailbox_capacity, policy,
-                                        name=f"portfolio-{self.portfolio_id}")
-        self._mailbox = mailbox
+        inbox = PortfolioInbox(self.ctx.mailbox_capacity, policy,
+                               name=f"portfolio-{self.portfolio_id}")
+        self.inbox = inbox
+        self._build_plugins()
         try:
-            for a in self.spec.assets:
-                self._leases.append(self.ctx.feeds.acquire(a.pipeline_plugin, a.pipeline_params,
-                                                           a.symbol, mailbox))
-            task_status.started()
-            if historical:
-                await self._loop(mailbox, historical)
-            else:
-                async with anyio.create_task_group() as tg:
-                    tg.start_soon(self._watch_acknowledgements, name="ack watchdog")
-                    await self._loop(mailbox, historical)
-                    tg.cancel_scope.cancel()
+            async with anyio.create_task_group() as tg:
+                self._tg = tg
+                await self._connect(tg, inbox)
+                self.orders = await self._recover(inbox, tg)
+                for a in self.spec.assets:
+                    self._leases.append(self.ctx.feeds.acquire(
+                        a.pipeline_plugin, a.pipeline_params, a.symbol, inbox))
+                task_status.started()
+                await self._loop(inbox, historical)
+                tg.cancel_scope.cancel()
         finally:
             for lease in self._leases:
                 lease.release()
             self._leases.clear()
-            mailbox.close()
+            inbox.close()
+            for reply in self._stop_replies:
+                if not reply.done():
+                    reply.set_result(Accepted())
 
-    async def _loop(self, mailbox: Mailbox[Any], historical: bool) -> None:
+    async def _loop(self, inbox: PortfolioInbox, historical: bool) -> None:
         om = self.orders
         assert om is not None
-        strategies, brokers, ledger = self.strategies, self.brokers, self.ledger
+        strategies, ledger = self.strategies, self.ledger
+        simulated = {s: cast(SimulatedVenue, b) for s, b in self.brokers.items()
+                     if b.capabilities.simulated}
         allocator, clock = self.allocator, self._replay_clock
-        mark = ledger.mark
-        observe = self.ctx.observe_tick_to_order if clock is None else None
+        mark, request = ledger.mark, om.request
+        live = clock is None
         live_feeds = len(self.spec.assets)
-        while live_feeds:
-            batch = await mailbox.get_batch()
-            bars = len(batch)
+        while live_feeds and not self._stopped():
+            try:
+                await inbox.wait()
+            except MailboxClosed:
+                return
+            bars = 0
             track, on_done = self.track_equity, self.on_bar_done
             peak, drawdown = self.peak_equity, self.max_drawdown
             om.begin_batch()
             try:
-                for item in batch:
+                if inbox.has_control:
+                    self._control(inbox.take_control())
+                trading = not self.stopping
+                for item in inbox.take_market():
                     if type(item) is not Bar:
-                        bars -= 1
                         live_feeds -= self._feed_ended(item, historical)
                         continue
+                    bars += 1
                     bar: Bar = item
                     sym = bar.symbol
                     if clock is not None:
@@ -202,41 +298,30 @@ class PortfolioRunner:
                             peak = equity
                         elif peak - equity > drawdown:
                             drawdown = peak - equity
-                    brokers[sym].on_bar(bar)
+                    venue = simulated.get(sym)
+                    if venue is not None:
+                        venue.on_bar(bar)
+                    if inbox.has_control:  # the venue's fills (and any command) come first
+                        self._control(inbox.take_control())
+                        trading = not self.stopping
+                    if not trading:
+                        continue
                     signal = strategies[sym].on_bar(bar)
                     if signal is not None:
                         log.info("signal %s %s (%s)", sym, signal.target.value, signal.reason)
-                        for request in allocator.allocate(signal, ledger):
-                            await om.submit(request)
-                        if observe is not None:
-                            observe((time.time_ns() - bar.ts_event) / 1e9)
+                        for order_request in allocator.allocate(signal, ledger):
+                            request(order_request, bar_ts=bar.ts_event if live else None)
                     if on_done is not None:
                         on_done(bar)
             finally:
                 om.end_batch()  # written even when a plugin raised mid-batch
             self.peak_equity, self.max_drawdown = peak, drawdown
-            self.bars += bars
             if bars:
+                self.bars += bars
                 self.last_tick_ns = self.ctx.clock.now_ns()
             await self.ctx.journal.wait_below_high_water()
-
-    async def _watch_acknowledgements(self) -> None:
-        """Once a second: orders sent without an answer become UNKNOWN, UNKNOWN orders are
-        reconciled with their broker, and the risk check sees the equity (daily-loss baseline)."""
-        om = self.orders
-        assert om is not None
-        timeout_ns = int(self.ctx.ack_timeout * 1e9)
-        while True:
-            await anyio.sleep(min(1.0, self.ctx.ack_timeout))
-            om.mark_unacknowledged(timeout_ns)
-            if self.risk.limits.max_daily_loss is not None:
-                self.risk.observe_equity(self.ctx.clock.now_ns(), self.ledger.equity())
-            unknown = [o for o in self.open_orders.values() if o.status is OrderStatus.UNKNOWN]
-            if unknown:
-                try:
-                    await self._reconcile(om, unknown)
-                except ReconciliationError as exc:
-                    log.warning("portfolio %s: %s; retrying", self.portfolio_id, exc)
+        if self.stopping:
+            self._finish_stop()
 
     def _feed_ended(self, item: object, historical: bool) -> int:
         if isinstance(item, FeedEnded):
@@ -246,10 +331,192 @@ class PortfolioRunner:
             return 1 if historical else 0
         return 0
 
-    # -- reporting ------------------------------------------------------------------------------
+    # -- the control lane ---------------------------------------------------------------------
+    def _control(self, items: list[Any]) -> None:
+        om = self.orders
+        assert om is not None
+        for item in items:
+            kind = type(item)
+            if kind is Fill:
+                om.on_fill(item)
+            elif kind is OrderStatusReport:
+                om.on_report(item)
+            elif kind is Envelope:
+                self._command(item)
+            elif kind is WriteAhead:
+                om.on_write_ahead(item)
+            elif kind is Submitted:
+                om.on_submitted(item)
+            elif kind is CallFailed:
+                om.on_call_failed(item)
+            elif kind is Canceled:
+                om.on_canceled(item)
+            elif kind is Modified:
+                om.on_modified(item)
+            elif kind is Queried:
+                om.on_queried(item)
+            elif kind is FillChecked:
+                om.on_fill_checked(item)
+            elif kind is Housekeeping:
+                self._housekeeping(om)
+            elif kind is VenueReconnected:
+                self._resync(item.broker)
+            elif kind is Resynced:
+                if item.error:
+                    log.warning("portfolio %s: resync with %s failed: %s", self.portfolio_id,
+                                item.broker, item.error)
+            elif kind is StopDeadline:
+                om.give_up_in_flight("no answer before the engine stopped")
+            else:
+                log.error("portfolio %s: unexpected %s in the inbox", self.portfolio_id,
+                          kind.__name__)
+
+    def _command(self, envelope: Envelope) -> None:
+        reply = envelope.reply
+        answer = self._answer(envelope.command, reply)
+        if answer is not None and reply is not None and not reply.done():
+            reply.set_result(answer)
+
+    def _answer(self, command: Any, reply: Any) -> Reply | None:
+        """Carry out a command; its answer, or None when the answer comes later."""
+        om = self.orders
+        assert om is not None
+        if isinstance(command, SubmitOrder):
+            if self.stopping:
+                return Denied(Reason.STOPPING, "the portfolio is stopping")
+            om.request(command.request, reply)
+            return None
+        if isinstance(command, CancelOrder):
+            return om.cancel(command.client_order_id)
+        if isinstance(command, ModifyOrder):
+            return om.modify(command)
+        if isinstance(command, SetTradingState):
+            return self._set_trading_state(command.state, reply)
+        if isinstance(command, UpdateRiskLimits):
+            return self._update_risk(command)
+        if isinstance(command, UpdateAsset):
+            return self._update_asset(command)
+        if isinstance(command, Stop):
+            self._begin_stop(command.reason, reply)
+            return None
+        return Denied(Reason.INVALID_PARAMS, f"unknown command {type(command).__name__}")
+
+    def _set_trading_state(self, state: TradingState, reply: Any) -> Reply | None:
+        om = self.orders
+        assert om is not None
+        self.risk.state = state
+        if state is TradingState.HALTED:
+            om.cancel_unsent("trading halted before it was sent")
+        log.info("portfolio %s: trading state %s", self.portfolio_id, state.value)
+        written = self.ctx.journal.update_portfolio(
+            {"id": self.portfolio_id, "trading_state": state.value}, fence=self.fence)
+        if reply is None:
+            return None
+
+        def answered(future: Any) -> None:  # once durable: a restart keeps the state
+            if not reply.done():
+                reply.set_result(Accepted() if not future.cancelled()
+                                 and future.exception() is None
+                                 else Denied(Reason.JOURNAL_UNAVAILABLE, "not recorded"))
+
+        written.add_done_callback(answered)
+        return None
+
+    def _update_risk(self, command: UpdateRiskLimits) -> Reply:
+        try:
+            limits = RiskLimits.model_validate(command.limits)
+        except ValueError as exc:
+            return Denied(Reason.INVALID_PARAMS, str(exc).splitlines()[0][:200])
+        self.risk.limits = limits
+        return Accepted()
+
+    def _update_asset(self, command: UpdateAsset) -> Reply:
+        sym = command.symbol
+        if sym not in self.instruments:
+            return Denied(Reason.UNKNOWN_SYMBOL, f"{sym} is not an asset of this portfolio")
+        if command.strategy_params is not None:
+            try:
+                self.strategies[sym].set_params(**command.strategy_params)  # type: ignore[attr-defined]
+            except InvalidParams as exc:
+                return Denied(Reason.INVALID_PARAMS, str(exc))
+        old = self.instruments[sym]
+        self.instruments[sym] = Instrument(
+            sym, command.tick_size or old.tick_size, command.lot_size or old.lot_size,
+            old.min_quantity if command.min_quantity is None else command.min_quantity,
+            old.min_notional if command.min_notional is None else command.min_notional)
+        broker = self.brokers[sym]
+        if broker.capabilities.simulated:
+            cast(SimulatedVenue, broker).use_instruments(
+                {s: self.instruments[s] for s in self._symbols_of(broker)})
+        return Accepted()
+
+    # -- time and venues ----------------------------------------------------------------------
+    def _housekeeping(self, om: OrderManager) -> None:
+        om.housekeeping(int(self.ctx.ack_timeout() * 1e9))
+        if self.risk.limits.max_daily_loss is not None:
+            self.risk.observe_equity(self.ctx.clock.now_ns(), self.ledger.equity())
+
+    def _resync(self, broker_name: str) -> None:
+        """A broker reconnected: the same reconciliation as at start-up, in a task."""
+        assert self._tg is not None and self.inbox is not None
+        for broker in self._venues:
+            if broker.name != broker_name or broker.capabilities.simulated:
+                continue
+            mine = [o for o in self.open_orders.values() if self.brokers[o.symbol] is broker]
+            log.info("portfolio %s: %s reconnected; resyncing %d open order(s)",
+                     self.portfolio_id, broker_name, len(mine))
+            since = max(0, self.ctx.clock.now_ns() - _FILLS_OVERLAP_NS * 10)
+            self._tg.start_soon(venue_calls.resync, broker, list(mine), since, self.inbox)
+
+    # -- stopping -------------------------------------------------------------------------------
+    def _begin_stop(self, why: str, reply: Any) -> None:
+        om = self.orders
+        assert om is not None and self._tg is not None
+        if reply is not None:
+            self._stop_replies.append(reply)
+        if self.stopping:
+            return
+        self.stopping = True
+        om.stopping = True
+        unsent = om.cancel_unsent(f"not sent: {why}")
+        log.info("portfolio %s stopping (%s): %d unsent order(s) canceled, %d awaiting the "
+                 "venue", self.portfolio_id, why, unsent, om.in_flight)
+        if om.in_flight:
+            self._tg.start_soon(self._stop_deadline)
+
+    async def _stop_deadline(self) -> None:
+        await anyio.sleep(self.ctx.stop_timeout)
+        assert self.inbox is not None
+        self.inbox(StopDeadline())
+
+    def _stopped(self) -> bool:
+        om = self.orders
+        return self.stopping and om is not None and om.in_flight == 0
+
+    def _finish_stop(self) -> None:
+        for order in self.open_orders.values():
+            broker = self.brokers.get(order.symbol)
+            log.info("portfolio %s: order %s %s %s %s %s stays open at %s (%s)",
+                     self.portfolio_id, order.client_order_id, order.side.value,
+                     order.leaves_quantity, order.symbol,
+                     order.order_type.value if order.limit_price is None
+                     else f"{order.order_type.value} {order.limit_price}",
+                     broker.name if broker else "?", order.status.value)
+
+    # -- what the facade reads ------------------------------------------------------------------
+    def post(self, envelope: Envelope) -> None:
+        """A command for this runner (raises InboxFull, or MailboxClosed once it has gone)."""
+        if self.inbox is None:
+            raise MailboxClosed(f"portfolio-{self.portfolio_id}")
+        self.inbox.command(envelope)
+
     @property
     def mailbox_depth(self) -> int:
-        return 0 if self._mailbox is None else len(self._mailbox)
+        return 0 if self.inbox is None else len(self.inbox)
+
+    @property
+    def trading_state(self) -> TradingState:
+        return self.risk.state
 
     def equity(self) -> Decimal:
         return self.ledger.equity()
@@ -261,3 +528,4 @@ class PortfolioRunner:
         for sym, broker in self.brokers.items():
             plugins[f"broker:{sym}"] = broker.get_debug_info()  # type: ignore[attr-defined]
         return {"portfolio_id": self.portfolio_id, "bars": self.bars, "plugins": plugins}
+

@@ -258,6 +258,17 @@ class Journal:
         self.last_batch_size = 0
         self.last_commit_latency = 0.0  # seconds: BEGIN to COMMIT of the last batch
         self.on_commit: Callable[[float, int], None] | None = None  # (seconds, records)
+        # TEMPORARY (until the journal's fencing lands): the interface only
+        self.available = True
+        self.unavailable_reason: str | None = None
+        self.on_lease_lost: Callable[[int], None] | None = None
+        self._fences: dict[int, int] = {}
+
+    def fence(self, portfolio_id: int, token: int) -> None:
+        self._fences[portfolio_id] = token
+
+    def unfence(self, portfolio_id: int) -> None:
+        self._fences.pop(portfolio_id, None)
 
     # -- producers -----------------------------------------------------------------------------
 
@@ -270,30 +281,31 @@ class Journal:
         self._wakeup.set()
         return future
 
-    def insert_order(self, row: Row) -> asyncio.Future[None]:
+    def insert_order(self, row: Row, *, fence: int | None = None) -> asyncio.Future[None]:
         """Insert an ``orders`` row (every column except ``id``)."""
         return self._enqueue(_ORDER_INSERT, row)
 
-    def update_order(self, row: Row) -> asyncio.Future[None]:
+    def update_order(self, row: Row, *, fence: int | None = None) -> asyncio.Future[None]:
         """Update the order ``row["client_order_id"]`` to the state in ``row``: every update
         carries the whole mutable state, so within a batch the last one per order wins."""
         return self._enqueue(_ORDER_UPDATE, row)
 
-    def insert_fill(self, fill_row: Row, position_row: Row) -> asyncio.Future[None]:
+    def insert_fill(self, fill_row: Row, position_row: Row, *,
+                    fence: int | None = None) -> asyncio.Future[None]:
         """Insert a fill (a duplicate ``(broker, trade_id)`` is ignored) and change its position
         in the same transaction: on SQLite to the state ``position_row`` (every column of
         ``positions`` but ``id``), on PostgreSQL by applying the fill to the locked row."""
         return self._enqueue(_FILL, fill_row, position_row)
 
-    def insert_order_event(self, row: Row) -> asyncio.Future[None]:
+    def insert_order_event(self, row: Row, *, fence: int | None = None) -> asyncio.Future[None]:
         """Insert an ``order_events`` row."""
         return self._enqueue(_ORDER_EVENT, row)
 
-    def insert_audit(self, row: Row) -> asyncio.Future[None]:
+    def insert_audit(self, row: Row, *, fence: int | None = None) -> asyncio.Future[None]:
         """Insert an ``audit_logs`` row."""
         return self._enqueue(_AUDIT, row)
 
-    def update_portfolio(self, row: Row) -> asyncio.Future[None]:
+    def update_portfolio(self, row: Row, *, fence: int | None = None) -> asyncio.Future[None]:
         """Update the portfolio ``row["id"]`` (``status``, ``last_error``, ``trading_state``)."""
         return self._enqueue(_PORTFOLIO_UPDATE, row)
 

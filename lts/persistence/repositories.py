@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from lts.domain.orders import (
     OPEN_STATUSES,
     Fill,
+    FillAnomaly,
     Order,
     OrderStatus,
     OrderType,
@@ -44,6 +45,8 @@ class AssetSpec:
     pipeline_params: dict[str, Any] = field(default_factory=dict)
     tick_size: Decimal = Decimal("0.01")
     lot_size: Decimal = Decimal("1")
+    min_quantity: Decimal | None = None
+    min_notional: Decimal | None = None
     id: int | None = None
 
 
@@ -72,7 +75,8 @@ async def create_portfolio(engine: AsyncEngine, spec: PortfolioSpec) -> int:
             "strategy_params": a.strategy_params, "broker_plugin": a.broker_plugin,
             "broker_params": a.broker_params, "pipeline_plugin": a.pipeline_plugin,
             "pipeline_params": a.pipeline_params, "tick_size": a.tick_size,
-            "lot_size": a.lot_size} for a in spec.assets])
+            "lot_size": a.lot_size, "min_quantity": a.min_quantity,
+            "min_notional": a.min_notional} for a in spec.assets])
     return int(pid)
 
 
@@ -106,7 +110,8 @@ async def load_portfolio(engine: AsyncEngine, portfolio_id: int) -> PortfolioSpe
             strategy_params=a["strategy_params"] or {}, broker_plugin=a["broker_plugin"],
             broker_params=a["broker_params"] or {}, pipeline_plugin=a["pipeline_plugin"],
             pipeline_params=a["pipeline_params"] or {}, tick_size=a["tick_size"],
-            lot_size=a["lot_size"]) for a in rows))
+            lot_size=a["lot_size"], min_quantity=a["min_quantity"],
+            min_notional=a["min_notional"]) for a in rows))
 
 
 def _order(r: Any) -> Order:
@@ -117,7 +122,8 @@ def _order(r: Any) -> Order:
                  stop_price=r["stop_price"], status=OrderStatus(r["status"]),
                  filled_quantity=r["filled_quantity"], avg_fill_price=r["avg_fill_price"],
                  broker_order_id=r["broker_order_id"], reason=r["reason"], tag=r["tag"],
-                 ts_init=r["ts_init"], ts_last=r["ts_last"])
+                 ts_init=r["ts_init"], ts_last=r["ts_last"],
+                 anomaly=FillAnomaly(r["anomaly"]) if r["anomaly"] else None)
 
 
 async def load_open_orders(engine: AsyncEngine, portfolio_id: int) -> list[Order]:
@@ -183,3 +189,16 @@ async def load_configuration(engine: AsyncEngine) -> dict[str, Any]:
     async with engine.connect() as conn:
         rows = await conn.execute(select(configuration.c.key, configuration.c.value))
         return {r.key: r.value for r in rows}
+
+
+async def lookup_fill(engine: AsyncEngine, portfolio_id: int, fill: Fill
+                      ) -> tuple[bool, Order | None]:
+    """Whether the journal holds this fill (by broker and trade id), and the order of the
+    portfolio it names (None: no such order of this portfolio)."""
+    async with engine.connect() as conn:
+        known = (await conn.execute(select(fills.c.id).where(
+            fills.c.broker == fill.broker, fills.c.trade_id == fill.trade_id))).first()
+        row = (await conn.execute(select(orders).where(
+            orders.c.client_order_id == fill.client_order_id,
+            orders.c.portfolio_id == portfolio_id))).mappings().first()
+    return known is not None, None if row is None else _order(row)

@@ -89,6 +89,9 @@ portfolios = Table(
     Column("status", String(16), nullable=False, server_default="stopped"),
     Column("last_error", Text, nullable=True),
     _created(),
+    # fencing: bumped by each engine that takes the portfolio's lease (lts.persistence.leases)
+    Column("lease_token", BigInteger, nullable=False, server_default="0"),
+    Column("lease_owner", String(128), nullable=True),
     CheckConstraint("trading_state IN ('ACTIVE', 'REDUCING', 'HALTED')", name="trading_state"),
 )
 
@@ -108,6 +111,8 @@ assets = Table(
     Column("tick_size", Money, nullable=False),
     Column("lot_size", Money, nullable=False),
     _created(),
+    Column("min_quantity", Money, nullable=True),
+    Column("min_notional", Money, nullable=True),
     UniqueConstraint("portfolio_id", "symbol"),
 )
 
@@ -133,6 +138,8 @@ orders = Table(
     Column("tag", String(64), nullable=False, server_default=""),
     Column("ts_init", BigInteger, nullable=False),
     Column("ts_last", BigInteger, nullable=False),
+    # what a venue reported that the order's state did not allow; the order needs reconciling
+    Column("anomaly", String(32), nullable=True),
     CheckConstraint("side IN ('buy', 'sell')", name="side"),
     CheckConstraint("CAST(quantity AS REAL) > 0", name="quantity_positive"),
     Index("ix_orders_portfolio_status", "portfolio_id", "status"),

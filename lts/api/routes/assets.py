@@ -30,8 +30,8 @@ def _validate_plugins(ctx: ApiContext, asset: dict[str, Any]) -> None:
 
 
 async def _restart_if_running(ctx: ApiContext, portfolio: Mapping[str, Any]) -> None:
-    if portfolio["is_active"] and portfolio["id"] in ctx.engine.portfolios:
-        await ctx.engine.restart_portfolio(portfolio["id"])
+    if portfolio["is_active"]:
+        await ctx.engine.restart(portfolio["id"])
 
 
 async def _asset(ctx: ApiContext, portfolio_id: int, asset_id: int) -> dict[str, Any]:

@@ -34,10 +34,9 @@ from lts.api.admin_schemas import REDACTED, ConfigPatch, ConfigPublic, Source, i
 from lts.api.context import ApiContext
 from lts.api.deps import AdminUser
 from lts.api.routes.portfolios import audited
-from lts.engine.risk import RiskLimits
 from lts.errors import Conflict, InvalidParams
 from lts.persistence.tables import configuration
-from lts.settings import RUNTIME_KEYS, EngineSettings, Settings
+from lts.settings import RUNTIME_KEYS, EngineSettings, RiskLimits, Settings
 
 router = APIRouter(prefix="/api/v1/config", tags=["config"])
 
@@ -145,20 +144,10 @@ async def _store(ctx: ApiContext, rows: list[dict[str, Any]]) -> None:
         await conn.execute(stmt, rows)
 
 
-def _apply(ctx: ApiContext, sections: dict[str, BaseModel]) -> None:
-    """Replace the engine's settings and update every running portfolio (and its supervisor's
-    context, so a restart after a plugin error keeps the new values)."""
-    engine = ctx.engine
-    engine.settings = engine.settings.model_copy(update=sections)
-    risk, ack = engine.settings.risk, engine.settings.engine.ack_timeout
-    for handle in engine.portfolios.values():
-        runner = handle.runner
-        if runner is None:
-            continue
-        runner.ctx.default_risk = risk
-        runner.ctx.ack_timeout = ack
-        runner.risk.limits = RiskLimits.model_validate(
-            {**risk.model_dump(), **runner.spec.risk_params})
+async def _apply(ctx: ApiContext, sections: dict[str, BaseModel]) -> None:
+    """Replace the engine's settings: each running portfolio gets its new risk limits as a
+    command; the acknowledgement timeout acts at every portfolio's next look."""
+    await ctx.engine.apply_settings(ctx.engine.settings.model_copy(update=sections))
 
 
 @router.patch("", response_model=ConfigPublic)
@@ -171,6 +160,6 @@ async def patch_config(body: ConfigPatch, request: Request, caller: AdminUser) -
         rows = [{"key": key, "value": dumped[key.split(".", 1)[0]][key.split(".", 1)[1]],
                  "updated_by": who.username} for key in sorted(body.values)]
         await _store(ctx, rows)
-        _apply(ctx, sections)
+        await _apply(ctx, sections)
         detail["values"] = {r["key"]: r["value"] for r in rows}
     return await _view(ctx)

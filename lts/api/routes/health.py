@@ -1,6 +1,9 @@
-"""Operational endpoints: ``/healthz`` (the process answers), ``/readyz`` (database reachable,
-engine running, which portfolios are in error) and ``/metrics`` (Prometheus text)."""
+"""Operational endpoints: ``/healthz`` (the process answers), ``/readyz`` (ready to trade, and
+if not, why: the engine is not running, the journal cannot write (database away, disk full),
+the database does not answer; which portfolios are in error) and ``/metrics`` (Prometheus
+text)."""
 
+import anyio
 from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -10,6 +13,7 @@ from sqlalchemy import text
 from lts.api.deps import ContextDep
 
 router = APIRouter(tags=["operations"])
+_DATABASE_WITHIN = 2.0  # seconds /readyz waits for the database
 
 
 class Health(BaseModel):
@@ -18,7 +22,9 @@ class Health(BaseModel):
 
 class Readiness(BaseModel):
     ready: bool
+    reasons: list[str]
     database: bool
+    journal: bool
     engine_running: bool
     portfolios_running: int
     portfolios_in_error: list[int]
@@ -32,18 +38,24 @@ async def healthz() -> Health:
 @router.get("/readyz", response_model=Readiness, responses={503: {"model": Readiness}})
 async def readyz(ctx: ContextDep) -> Response:
     engine = ctx.engine
+    state = engine.readiness()
+    reasons = list(state.reasons)
+    database = True
     try:
-        async with engine.db.connect() as conn:
-            await conn.execute(text("SELECT 1"))
-        database = True
-    except Exception:
+        with anyio.fail_after(_DATABASE_WITHIN):
+            async with engine.db.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+    except Exception as exc:  # any failure to answer is "not ready", with its kind
         database = False
-    states = {pid: h.state.status for pid, h in engine.portfolios.items()}
+        reasons.append(f"database does not answer: {type(exc).__name__}")
     body = Readiness(
-        ready=database and engine.running, database=database, engine_running=engine.running,
-        portfolios_running=sum(1 for s in states.values() if s == "running"),
-        portfolios_in_error=sorted(pid for pid, s in states.items() if s == "error"))
-    return JSONResponse(body.model_dump(), status_code=200 if body.ready else 503)
+        ready=not reasons, reasons=reasons, database=database,
+        journal=state.journal_available, engine_running=state.engine_running,
+        portfolios_running=state.portfolios_running,
+        portfolios_in_error=list(state.portfolios_in_error))
+    headers = None if body.ready else {"Retry-After": "2"}
+    return JSONResponse(body.model_dump(), status_code=200 if body.ready else 503,
+                        headers=headers)
 
 
 @router.get("/metrics", response_class=Response)

@@ -10,7 +10,7 @@ runs in a worker thread.
 """
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import anyio
 import anyio.lowlevel
@@ -18,10 +18,8 @@ from fastapi import APIRouter, Response
 
 from lts.api.admin_schemas import DebugExport, PluginCatalog, PluginPublic, PortfolioDebug, jsonable
 from lts.api.deps import AdminUser, CurrentUser
+from lts.engine.facade import EngineFacade
 from lts.plugins.registry import KINDS, PluginInfo
-
-if TYPE_CHECKING:
-    from lts.engine.engine import PortfolioHandle
 
 log = logging.getLogger("lts.api")
 router = APIRouter(prefix="/api/v1", tags=["plugins"])
@@ -49,14 +47,11 @@ async def list_plugins(caller: CurrentUser) -> PluginCatalog:
         problems=list(registry.problems))
 
 
-def _snapshot(pid: int, handle: "PortfolioHandle") -> dict[str, Any]:
+def _snapshot(engine: EngineFacade, pid: int, status: str) -> dict[str, Any]:
     """One portfolio's plugins as plain JSON (on the loop: it reads live state)."""
-    status = handle.state.status
-    runner = handle.runner
-    if runner is None:
-        return {"status": status, "info": None}
     try:
-        return {"status": status, "info": jsonable(runner.debug_info())}
+        info = engine.debug_info(pid)
+        return {"status": status, "info": None if info is None else jsonable(info)}
     except Exception as exc:  # one odd plugin must not hide the others' state
         log.exception("debug info of portfolio %s", pid)
         return {"status": status, "info": None, "error": type(exc).__name__}
@@ -71,8 +66,9 @@ def _export_json(snapshots: dict[str, dict[str, Any]]) -> bytes:
 async def debug_export(caller: AdminUser) -> Response:
     ctx = caller.ctx
     snapshots: dict[str, dict[str, Any]] = {}
-    for pid, handle in sorted(ctx.engine.portfolios.items()):
-        snapshots[str(pid)] = _snapshot(pid, handle)
+    for state in ctx.engine.states():
+        snapshots[str(state.portfolio_id)] = _snapshot(ctx.engine, state.portfolio_id,
+                                                       state.status)
         await anyio.lowlevel.checkpoint()
     body = await anyio.to_thread.run_sync(_export_json, snapshots)
     return Response(body, media_type="application/json")

@@ -1,8 +1,10 @@
 """``/api/v1/portfolios``: the portfolio lifecycle, the kill switch, positions and status.
 
 A trader sees and changes only the portfolios they own (another's answers 404, nothing changes);
-an admin sees all; a viewer reads their own. Starting, stopping and restarting go through the
-live engine and touch no other portfolio. Every change is audited, failures included.
+an admin sees all; a viewer reads their own. Starting, stopping and restarting go to the
+portfolio's supervisor through the engine's facade and touch no other portfolio; the kill switch
+is a command its runner answers once the new state is durable. Every change is audited,
+failures included.
 """
 
 from collections.abc import AsyncIterator, Mapping
@@ -29,9 +31,9 @@ from lts.api.portfolio_schemas import (
     portfolio_public,
 )
 from lts.domain.analytics import analyze
-from lts.domain.values import to_decimal
-from lts.engine.risk import RiskLimits, TradingState
-from lts.errors import Conflict, InvalidParams
+from lts.domain.commands import Denied, SetTradingState, TradingState
+from lts.errors import Conflict, InvalidParams, JournalUnavailable
+from lts.settings import RiskLimits
 from lts.persistence import portfolio_store as store
 from lts.persistence import repositories as repo
 
@@ -48,13 +50,12 @@ async def owned(ctx: ApiContext, who: Principal, portfolio_id: int) -> Mapping[s
 
 
 def _public(ctx: ApiContext, row: Mapping[str, Any]) -> PortfolioPublic:
-    """The row as the API shows it, with the runner's live status and last error (fresher than
-    the row, which the engine writes through the journal)."""
-    handle = ctx.engine.portfolios.get(row["id"])
-    if handle is None:
+    """The row as the API shows it, with the supervisor's live status and last error (fresher
+    than the row, which the engine writes through the journal)."""
+    state = ctx.engine.state(row["id"])
+    if state is None:
         return portfolio_public(row)
-    return portfolio_public({**row, "status": handle.state.status,
-                             "last_error": handle.state.last_error})
+    return portfolio_public({**row, "status": state.status, "last_error": state.last_error})
 
 
 @asynccontextmanager
@@ -124,8 +125,8 @@ async def update_portfolio(portfolio_id: int, body: PortfolioUpdate, request: Re
                   values.get("portfolio_params", row["portfolio_params"]),
                   values.get("risk_params"))
         await ctx.portfolios.update(portfolio_id, values)
-        if row["is_active"] and portfolio_id in ctx.engine.portfolios:
-            await ctx.engine.restart_portfolio(portfolio_id)
+        if row["is_active"]:
+            await ctx.engine.restart(portfolio_id)
     return _public(ctx, await owned(ctx, who, portfolio_id))
 
 
@@ -145,7 +146,7 @@ async def activate(portfolio_id: int, request: Request, caller: TraderUser) -> P
     async with audited(ctx, request, who, "portfolio.activate", f"portfolio:{portfolio_id}"):
         await owned(ctx, who, portfolio_id)
         await ctx.portfolios.update(portfolio_id, {"is_active": True})
-        ctx.engine.start_portfolio(portfolio_id)
+        ctx.engine.activate(portfolio_id)
     return _public(ctx, await owned(ctx, who, portfolio_id))
 
 
@@ -155,23 +156,31 @@ async def deactivate(portfolio_id: int, request: Request, caller: TraderUser) ->
     async with audited(ctx, request, who, "portfolio.deactivate", f"portfolio:{portfolio_id}"):
         await owned(ctx, who, portfolio_id)
         await ctx.portfolios.update(portfolio_id, {"is_active": False})
-        await ctx.engine.stop_portfolio(portfolio_id)
-        await ctx.engine.journal.flush()
+        await ctx.engine.deactivate(portfolio_id)
+        await ctx.engine.flush()
     return _public(ctx, await owned(ctx, who, portfolio_id))
 
 
 @router.put("/{portfolio_id}/trading-state", response_model=PortfolioPublic)
 async def set_trading_state(portfolio_id: int, body: TradingStateChange, request: Request,
                             caller: TraderUser) -> PortfolioPublic:
-    """The kill switch: HALTED denies every new order at once, REDUCING only lets orders
-    through that shrink a position; the state survives restarts."""
+    """The kill switch: once this answers, HALTED denies every new order (and cancels the ones
+    not yet sent), REDUCING only lets orders through that shrink a position without flipping
+    it; the state is durable before the answer and survives restarts."""
     ctx, who = caller
     target = f"portfolio:{portfolio_id}"
     async with audited(ctx, request, who, "portfolio.trading_state", target) as detail:
         await owned(ctx, who, portfolio_id)
         detail["state"] = body.state
-        ctx.engine.set_trading_state(portfolio_id, TradingState(body.state))
-        await ctx.portfolios.update(portfolio_id, {"trading_state": body.state})
+        state = ctx.engine.state(portfolio_id)
+        if state is not None and state.status == "running":
+            reply = await ctx.engine.command(portfolio_id, SetTradingState(
+                TradingState(body.state)))
+            if isinstance(reply, Denied):
+                raise JournalUnavailable(reply.detail or "the trading state was not recorded")
+            ctx.portfolios.forget(portfolio_id)  # the runner wrote the row
+        else:
+            await ctx.portfolios.update(portfolio_id, {"trading_state": body.state})
     return _public(ctx, await owned(ctx, who, portfolio_id))
 
 
@@ -186,17 +195,16 @@ async def positions(portfolio_id: int, caller: CurrentUser) -> list[PositionPubl
 async def portfolio_status(portfolio_id: int, caller: CurrentUser) -> PortfolioStatus:
     ctx, who = caller
     row = await owned(ctx, who, portfolio_id)
-    handle = ctx.engine.portfolios.get(portfolio_id)
-    runner = handle.runner if handle is not None else None
-    live = runner is not None and runner.orders is not None
-    equity: Decimal | None = runner.ledger.equity() if live and runner is not None else None
+    state = ctx.engine.state(portfolio_id)
+    if state is None:
+        return PortfolioStatus(id=portfolio_id, runner="stopped", last_error=row["last_error"],
+                               restarts=0, last_tick_ns=None, bars=0, open_orders=0,
+                               equity=None, trading_state=row["trading_state"])
     return PortfolioStatus(
-        id=portfolio_id, runner=handle.state.status if handle is not None else "stopped",
-        last_error=handle.state.last_error if handle is not None else row["last_error"],
-        restarts=handle.state.restarts if handle is not None else 0,
-        last_tick_ns=runner.last_tick_ns if runner is not None else None,
-        bars=runner.bars if runner is not None else 0,
-        open_orders=len(runner.open_orders) if runner is not None else 0, equity=equity)
+        id=portfolio_id, runner=state.status, last_error=state.last_error,
+        restarts=state.restarts, last_tick_ns=state.last_tick_ns, bars=state.bars,
+        open_orders=state.open_orders, equity=state.equity,
+        trading_state=state.trading_state or row["trading_state"], held_by=state.holder)
 
 
 @router.get("/{portfolio_id}/analytics", response_model=PortfolioAnalytics)
@@ -205,11 +213,9 @@ async def analytics(portfolio_id: int, caller: CurrentUser) -> PortfolioAnalytic
     positions are marked at the running portfolio's last prices, else at their last fill."""
     ctx, who = caller
     row = await owned(ctx, who, portfolio_id)
-    await ctx.engine.journal.flush()
+    await ctx.engine.flush()
     fills = await repo.load_fills(ctx.engine.db, portfolio_id)
-    handle = ctx.engine.portfolios.get(portfolio_id)
-    runner = handle.runner if handle is not None else None
-    marks = {} if runner is None else {s: to_decimal(p) for s, p in runner.ledger.last.items()}
+    marks = ctx.engine.last_prices(portfolio_id)
     result = await anyio.to_thread.run_sync(analyze, row["initial_cash"], fills, marks)
     return PortfolioAnalytics(
         initial_cash=result.initial_cash, equity=result.equity,

@@ -61,20 +61,21 @@ async def stats(caller: CurrentUser) -> Stats:
     per_portfolio = []
     for row in rows:
         total = sum(statuses[row.id].values())
-        handle = engine.portfolios.get(row.id)
+        state = engine.state(row.id)
         per_portfolio.append(PortfolioStats(
-            id=row.id, name=row.name, runner=handle.state.status if handle else "stopped",
+            id=row.id, name=row.name, runner=state.status if state else "stopped",
             orders=total, orders_by_status=dict(sorted(statuses[row.id].items())),
             fills=fill_count.get(row.id, 0), orders_per_second=_rate(total, uptime),
             fills_per_second=_rate(fill_count.get(row.id, 0), uptime)))
-    published = dict(sorted(engine.bus.published.items()))
-    journal = engine.journal
+    counters = engine.counters()
+    published = dict(sorted(counters.published.items()))
     return Stats(
         uptime_seconds=round(uptime, 3),
         engine=EngineStats(
             events_published=published,
             events_per_second={k: _rate(v, uptime) for k, v in published.items()},
-            journal_commits=journal.commits, journal_records=journal.records_written,
-            journal_commits_per_second=_rate(journal.commits, uptime),
-            journal_records_per_second=_rate(journal.records_written, uptime)),
+            journal_commits=counters.journal_commits,
+            journal_records=counters.journal_records,
+            journal_commits_per_second=_rate(counters.journal_commits, uptime),
+            journal_records_per_second=_rate(counters.journal_records, uptime)),
         portfolios=per_portfolio)

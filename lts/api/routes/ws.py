@@ -3,9 +3,12 @@
 Protocol: the first message authenticates (``{"action": "auth", "token": ACCESS_TOKEN}``), or the
 URL carries a single-use ticket from ``POST /api/v1/auth/ws-ticket`` (``/ws/orders?ticket=T``;
 never a long-lived token in a URL); then
-``{"action": "subscribe", "portfolios": [ids], "since": N}`` replays the journal's events after
-sequence number ``N`` and streams new ones, each a JSON object with ``type``, ``portfolio_id``,
-``seq`` and the order's fields. Each client has a bounded mailbox with the CLOSE policy: a
+``{"action": "subscribe", "since": {"<portfolio id>": N, ...}}`` replays each portfolio's
+committed events after its sequence number ``N`` (0: from the start) and streams new ones, each
+a JSON object with ``type``, ``portfolio_id``, ``seq`` and the order's fields. ``since`` is
+required: a missing or malformed one is answered with an error message, never taken as 0.
+Events are sent only once the journal has committed them, and sequence numbers are never
+reused, so a client that resumes with the last ``seq`` it saw per portfolio misses nothing. Each client has a bounded mailbox with the CLOSE policy: a
 client that falls behind is disconnected (1013) and never slows trading. A revoked or expired
 session closes the socket with 1008, as does a wrong Origin.
 """
@@ -75,8 +78,8 @@ async def _visible(ctx: ApiContext, user_id: int, role: str, wanted: list[int]) 
 
 async def _replay(ws: WebSocket, ctx: ApiContext, pid: int, since: int) -> int:
     """Send the journal's events of ``pid`` after ``since``; return the last seq sent (a
-    ``since`` past the journal's last event counts as that event: live events follow)."""
-    await ctx.engine.journal.flush()
+    ``since`` past the journal's last event counts as that event: live events follow). Live
+    events are committed before they are published, so nothing falls between the two."""
     of_pid = order_events.c.portfolio_id == pid
     async with ctx.engine.db.connect() as conn:
         # the stored payload is the event's JSON as it went out live: sent as it is
@@ -146,19 +149,41 @@ async def _serve_requests(ws: WebSocket, ctx: ApiContext, user_id: int, role: st
         if not isinstance(message, dict) or message.get("action") != "subscribe":
             await ws.send_json({"type": "error", "detail": "expected a subscribe message"})
             continue
-        wanted = [p for p in message.get("portfolios", []) if isinstance(p, int)]
-        since = message.get("since", 0)
-        since = since if isinstance(since, int) and since >= 0 else 0
+        since = _since(message)
+        if isinstance(since, str):
+            await ws.send_json({"type": "error", "detail": since})
+            continue
+        wanted = sorted(since)
         allowed = await _visible(ctx, user_id, role, wanted)
         for pid in allowed:
             if pid in client.last_seq:
                 continue
             async with client.sending:
-                client.last_seq[pid] = since
-                client.subs.append(ctx.engine.bus.subscribe(OrderEvent, client.box, pid))
-                client.last_seq[pid] = await _replay(ws, ctx, pid, since)
+                client.last_seq[pid] = since[pid]
+                client.subs.append(ctx.engine.subscribe_events(client.box, pid))
+                client.last_seq[pid] = await _replay(ws, ctx, pid, since[pid])
         await ws.send_json({"type": "subscribed", "portfolios": allowed,
                             "refused": sorted(set(wanted) - set(allowed))})
+
+
+def _since(message: dict[str, Any]) -> dict[int, int] | str:
+    """The ``since`` map of a subscribe message (portfolio id -> last seq seen), or the error
+    to send back."""
+    since = message.get("since")
+    if not isinstance(since, dict) or not since:
+        return ("since: required, a map of portfolio id to the last seq seen (0 for none), "
+                'e.g. {"1": 0}')
+    out: dict[int, int] = {}
+    for key, seq in since.items():
+        if not (isinstance(key, str) and key.isdigit() and len(key) <= 18):
+            return f"since: {key!r} is not a portfolio id"
+        if isinstance(seq, bool) or not isinstance(seq, int) or seq < 0:
+            return f"since.{key}: must be a whole number >= 0"
+        out[int(key)] = seq
+    listed = message.get("portfolios")
+    if listed is not None and (not isinstance(listed, list) or set(listed) != set(out)):
+        return "portfolios: must list exactly the portfolios of since (or be left out)"
+    return out
 
 
 async def _send(ws: WebSocket, client: _Client, text_of: EventText) -> None:

@@ -1,0 +1,243 @@
+"""The engine's facade: the one narrow door between the engine and its core services (the API).
+
+Where it sits: the engine makes it and hands it to every core service it starts; the API reads
+portfolio states and committed events and sends commands through it, and never reaches into a
+supervisor, a runner, a ledger or a risk object. What it offers:
+
+- **portfolio states**: a :class:`PortfolioState` snapshot per portfolio (status, trading state,
+  equity, open orders, counters), built when asked;
+- **commands**: :meth:`EngineFacade.command` posts a command to the portfolio's runner and waits
+  for its answer (``engine.command_timeout``); activate, deactivate and restart go to the
+  portfolio's supervisor;
+- **committed events**: :meth:`EngineFacade.subscribe_events` routes order events to a mailbox
+  once the journal has committed them;
+- **health**: readiness with its reasons (the journal cannot write, the database is away);
+- configuration and the plain database handle for the API's own reads and writes (users,
+  portfolio rows, the audit trail), the plugin registry for validation, metrics observers.
+"""
+
+import asyncio
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from lts.bus import Mailbox, MailboxClosed, Subscription
+from lts.domain.commands import Command, Reply, UpdateRiskLimits
+from lts.domain.events import OrderEvent
+from lts.domain.values import to_decimal
+from lts.engine.inbox import Envelope, InboxFull
+from lts.engine.supervisor import PortfolioStatus
+from lts.errors import AnswerTimeout, Conflict, PortfolioBusy
+from lts.plugins.registry import Registry
+from lts.settings import Settings
+
+if TYPE_CHECKING:
+    from lts.engine.engine import Engine
+
+__all__ = ["EngineCounters", "EngineFacade", "PortfolioState", "Readiness"]
+
+
+@dataclass(frozen=True)
+class PortfolioState:
+    portfolio_id: int
+    status: str
+    last_error: str | None
+    restarts: int
+    holder: str | None  # while standing by: the engine holding its lease
+    trading_state: str | None
+    equity: Decimal | None
+    realized_pnl: Decimal | None
+    open_orders: int
+    bars: int
+    last_tick_ns: int | None
+    mailbox_depth: int
+    orders_created: int
+    orders_denied: int
+    fills: int  # committed
+    anomalies: int  # fills the orders' states did not allow, adopted orders
+
+
+@dataclass(frozen=True)
+class Readiness:
+    ready: bool
+    engine_running: bool
+    journal_available: bool
+    reasons: tuple[str, ...]
+    portfolios_running: int
+    portfolios_in_error: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class EngineCounters:
+    published: dict[str, int]
+    dropped: dict[str, int]
+    journal_commits: int
+    journal_records: int
+    journal_backlog: int
+    journal_available: bool
+
+
+class EngineFacade:
+    def __init__(self, engine: "Engine") -> None:
+        self._engine = engine
+
+    # -- configuration and plain access ---------------------------------------------------------
+    @property
+    def settings(self) -> Settings:
+        return self._engine.settings
+
+    @property
+    def registry(self) -> Registry:
+        return self._engine.registry
+
+    @property
+    def db(self) -> AsyncEngine:
+        return self._engine.db
+
+    @property
+    def running(self) -> bool:
+        return self._engine.running
+
+    async def listening(self, port: int) -> None:
+        """The API says where it listens (named to a second engine that is refused)."""
+        self._engine.api_port = port
+        leases = self._engine.leases
+        if leases is not None:
+            await leases.set_api_port(port)
+
+    def audit(self, row: dict[str, Any]) -> "asyncio.Future[None]":
+        """Queue an audit row (the journal commits it with the next batch)."""
+        return self._engine.journal.insert_audit(row)
+
+    async def flush(self) -> None:
+        """Until everything queued before is committed."""
+        await self._engine.journal.flush()
+
+    def observe(self, *, tick_to_order: Callable[[float], None] | None = None,
+                journal_commit: Callable[[float, int], None] | None = None) -> None:
+        observers = self._engine.observers
+        if tick_to_order is not None:
+            observers.tick_to_order = tick_to_order
+        if journal_commit is not None:
+            observers.journal_commit = journal_commit
+
+    # -- portfolios -------------------------------------------------------------------------------
+    def state(self, portfolio_id: int) -> PortfolioState | None:
+        """A snapshot; None when this engine has never run the portfolio."""
+        sup = self._engine.supervisors.get(portfolio_id)
+        if sup is None:
+            return None
+        runner = sup.runner
+        om = runner.orders if runner is not None else None
+        live = runner is not None and om is not None
+        return PortfolioState(
+            portfolio_id=portfolio_id, status=sup.status.value, last_error=sup.last_error,
+            restarts=sup.restarts, holder=sup.holder,
+            trading_state=runner.trading_state.value if runner is not None else None,
+            equity=runner.ledger.equity() if live and runner is not None else None,
+            realized_pnl=runner.ledger.realized_pnl() if live and runner is not None else None,
+            open_orders=len(runner.open_orders) if runner is not None else 0,
+            bars=runner.bars if runner is not None else 0,
+            last_tick_ns=runner.last_tick_ns if runner is not None else None,
+            mailbox_depth=runner.mailbox_depth if runner is not None else 0,
+            orders_created=om.orders_created if om is not None else 0,
+            orders_denied=om.orders_denied if om is not None else 0,
+            fills=om.fills_committed if om is not None else 0,
+            anomalies=om.anomalies if om is not None else 0)
+
+    def states(self) -> list[PortfolioState]:
+        return [s for pid in sorted(self._engine.supervisors)
+                if (s := self.state(pid)) is not None]
+
+    def last_prices(self, portfolio_id: int) -> dict[str, Decimal]:
+        """The running portfolio's last prices (marks), empty when it is not running."""
+        runner = self._engine.runner_of(portfolio_id)
+        if runner is None:
+            return {}
+        return {s: to_decimal(p) for s, p in runner.ledger.last.items()}
+
+    def debug_info(self, portfolio_id: int) -> dict[str, Any] | None:
+        runner = self._engine.runner_of(portfolio_id)
+        return None if runner is None else dict(runner.debug_info())
+
+    def activate(self, portfolio_id: int) -> None:
+        self._engine.activate(portfolio_id)
+
+    async def deactivate(self, portfolio_id: int) -> None:
+        await self._engine.deactivate(portfolio_id)
+
+    async def restart(self, portfolio_id: int) -> None:
+        await self._engine.restart(portfolio_id)
+
+    async def command(self, portfolio_id: int, command: Command,
+                      timeout: float | None = None) -> Reply:
+        """Post ``command`` to the portfolio's runner and wait for its answer.
+
+        Raises :class:`~lts.errors.Conflict` when the portfolio is not running here,
+        :class:`~lts.errors.PortfolioBusy` when its inbox is full and
+        :class:`~lts.errors.AnswerTimeout` when it did not answer in time."""
+        sup = self._engine.supervisors.get(portfolio_id)
+        runner = sup.runner if sup is not None else None
+        if sup is None or runner is None or sup.status is not PortfolioStatus.RUNNING:
+            raise Conflict("the portfolio is not running: activate it first")
+        reply: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
+        try:
+            runner.post(Envelope(command, reply))
+        except InboxFull:
+            raise PortfolioBusy("the portfolio has too many commands waiting") from None
+        except MailboxClosed:
+            raise Conflict("the portfolio is not running: activate it first") from None
+        limit = timeout if timeout is not None else self.settings.engine.command_timeout
+        try:
+            return await asyncio.wait_for(reply, limit)
+        except TimeoutError:
+            raise AnswerTimeout("the portfolio did not answer in time") from None
+
+    async def apply_settings(self, settings: Settings) -> None:
+        """New settings at run time: the risk limits go to every running portfolio (each under
+        its own overrides) as a command; the acknowledgement timeout acts at the next look."""
+        engine = self._engine
+        engine.settings = settings
+        defaults = settings.risk.model_dump()
+        for pid, sup in list(engine.supervisors.items()):
+            runner = sup.runner
+            if runner is None or sup.status is not PortfolioStatus.RUNNING:
+                continue
+            limits = {**defaults, **runner.spec.risk_params}
+            await self.command(pid, UpdateRiskLimits(limits))
+
+    # -- events -----------------------------------------------------------------------------------
+    def subscribe_events(self, mailbox: Mailbox[Any], portfolio_id: Hashable) -> Subscription:
+        """Order events of ``portfolio_id``, each once the journal has committed it."""
+        return self._engine.bus.subscribe(OrderEvent, mailbox, portfolio_id)
+
+    # -- health and metrics -----------------------------------------------------------------------
+    def readiness(self) -> Readiness:
+        engine = self._engine
+        journal = engine.journal_or_none
+        reasons: list[str] = []
+        if not engine.running:
+            reasons.append("engine not running")
+        available = journal is not None and journal.available
+        if journal is not None and not journal.available:
+            reasons.append(f"journal cannot write: {journal.unavailable_reason or 'unknown'}")
+        statuses = {pid: sup.status for pid, sup in engine.supervisors.items()}
+        in_error = tuple(sorted(p for p, s in statuses.items() if s is PortfolioStatus.ERROR))
+        return Readiness(
+            ready=not reasons, engine_running=engine.running, journal_available=available,
+            reasons=tuple(reasons),
+            portfolios_running=sum(1 for s in statuses.values() if s is PortfolioStatus.RUNNING),
+            portfolios_in_error=in_error)
+
+    def counters(self) -> EngineCounters:
+        engine = self._engine
+        journal = engine.journal_or_none
+        return EngineCounters(
+            published=dict(engine.bus.published), dropped=engine.bus.dropped(),
+            journal_commits=journal.commits if journal else 0,
+            journal_records=journal.records_written if journal else 0,
+            journal_backlog=journal.backlog if journal else 0,
+            journal_available=bool(journal and journal.available))

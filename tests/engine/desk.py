@@ -1,0 +1,174 @@
+"""An engine desk: the real engine in this process, one portfolio, a scripted venue.
+
+Everything is LTS's own and real (the engine, its supervisor, leases, runner, inbox, order
+manager, risk, ledger, journal on a real SQLite file or PostgreSQL database, the bus); only the
+venue (:class:`~tests.engine.venue.VenueWorld`) and the market data (a
+:class:`~tests.engine.venue.FeedChannel`) are the test's. The test talks to the engine as the API
+does, through its facade: commands with answers, committed events, activate and deactivate.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+import anyio
+from sqlalchemy import select
+
+from lts.bus import Mailbox, Overflow
+from lts.domain.commands import Reply, SubmitOrder
+from lts.domain.events import OrderEvent
+from lts.domain.orders import OrderRequest, OrderType, Side, TimeInForce
+from lts.engine.engine import Engine
+from lts.engine.facade import EngineFacade, PortfolioState
+from lts.persistence import repositories as repo
+from lts.persistence.db import make_engine
+from lts.plugins.registry import Registry
+from lts.settings import load_settings, merge
+
+from .venue import CHANNELS, WORLDS, FeedChannel, ManualFeed, Quiet, ScriptedVenue, VenueWorld
+
+__all__ = ["EngineDesk", "running_desk"]
+
+WAIT = 15.0  # seconds a condition may take before the test fails (never asserted on)
+
+
+@dataclass
+class EngineDesk:
+    engine: Engine
+    portfolio_id: int
+    venue: VenueWorld
+    feed: FeedChannel
+    symbols: tuple[str, ...]
+    events: Mailbox[OrderEvent]
+    seen: list[OrderEvent] = field(default_factory=list)
+
+    @property
+    def facade(self) -> EngineFacade:
+        return self.engine.facade
+
+    def state(self) -> PortfolioState:
+        state = self.facade.state(self.portfolio_id)
+        assert state is not None
+        return state
+
+    async def command(self, command: Any, timeout: float | None = None) -> Reply:
+        return await self.facade.command(self.portfolio_id, command, timeout)
+
+    async def submit(self, side: Side = Side.BUY, quantity: str | int = 1, *,
+                     symbol: str | None = None, order_type: OrderType = OrderType.MARKET,
+                     limit: str | None = None, stop: str | None = None,
+                     tif: TimeInForce = TimeInForce.GTC) -> Reply:
+        request = OrderRequest(symbol or self.symbols[0], side, Decimal(quantity), order_type,
+                               tif, None if limit is None else Decimal(limit),
+                               None if stop is None else Decimal(stop))
+        return await self.command(SubmitOrder(request))
+
+    def committed(self) -> list[OrderEvent]:
+        """Every committed event delivered so far (in the order delivered)."""
+        self.seen.extend(self.events.drain())
+        return self.seen
+
+    async def until(self, check: Callable[[], Any], what: str, limit: float = WAIT) -> Any:
+        """Wait until ``check()`` is truthy (returns it); fail naming ``what`` after ``limit``."""
+        with anyio.move_on_after(limit):
+            while True:
+                result = check()
+                if result:
+                    return result
+                await anyio.sleep(0.005)
+        raise AssertionError(f"timed out after {limit:.0f}s waiting for {what}")
+
+    async def until_async(self, check: Callable[[], Any], what: str,
+                          limit: float = WAIT) -> Any:
+        with anyio.move_on_after(limit):
+            while True:
+                result = await check()
+                if result:
+                    return result
+                await anyio.sleep(0.01)
+        raise AssertionError(f"timed out after {limit:.0f}s waiting for {what}")
+
+    async def rows(self, table: Any, **where: Any) -> list[dict[str, Any]]:
+        """Committed rows of ``table`` (after a journal flush), oldest first."""
+        await self.facade.flush()
+        query = select(table).order_by(table.c.id)
+        for column, value in where.items():
+            query = query.where(table.c[column] == value)
+        async with self.engine.db.connect() as conn:
+            return [dict(r) for r in (await conn.execute(query)).mappings()]
+
+    async def running(self) -> None:
+        await self.until(lambda: self.facade.state(self.portfolio_id) is not None
+                         and self.state().status == "running", "the portfolio to run")
+
+    async def restart(self) -> None:
+        """Deactivate (a graceful stop) and activate again: a new runner from the journal."""
+        await self.facade.deactivate(self.portfolio_id)
+        self.facade.activate(self.portfolio_id)
+        await self.running()
+
+    def tick(self, close: float, symbol: str | None = None) -> None:
+        self.feed.push(symbol or self.symbols[0], close)
+
+
+def make_registry() -> Registry:
+    registry = Registry.discover()
+    registry.register("broker", "scripted", ScriptedVenue)
+    registry.register("pipeline", "manual", ManualFeed)
+    registry.register("strategy", "quiet", Quiet)
+    return registry
+
+
+@asynccontextmanager
+async def running_desk(db_url: str, *, symbols: tuple[str, ...] = ("AAA",),
+                       cash: str = "100000", risk: dict[str, Any] | None = None,
+                       engine: dict[str, Any] | None = None, price: float = 100.0,
+                       trading_state: str = "ACTIVE",
+                       before_start: Callable[[VenueWorld], None] | None = None,
+                       ) -> AsyncIterator[EngineDesk]:
+    """The engine running one portfolio of ``symbols`` (tick 0.01, lot 1) on ``db_url`` (a
+    migrated database), each symbol marked at ``price`` before the desk is handed over."""
+    key = uuid.uuid4().hex[:10]
+    world = WORLDS[key] = VenueWorld("venue")
+    channel = CHANNELS[key] = FeedChannel()
+    if before_start is not None:
+        before_start(world)
+    db = make_engine(db_url)
+    try:
+        pid = await repo.create_portfolio(db, repo.PortfolioSpec(
+            name=f"desk-{key}", initial_cash=Decimal(cash), risk_params=risk or {},
+            trading_state=trading_state,
+            assets=tuple(repo.AssetSpec(
+                symbol=s, strategy_plugin="quiet", broker_plugin="scripted",
+                broker_params={"world": key}, pipeline_plugin="manual",
+                pipeline_params={"channel": key}) for s in symbols)))
+    finally:
+        await db.dispose()
+    settings = load_settings(overrides=merge({
+        "database": {"url": db_url}, "demo": {"enabled": False}, "api": {"enabled": False},
+        "engine": {"restart_initial_delay": 0.05, "restart_max_delay": 0.2,
+                   "stop_timeout": 2.0, "lease_retry": 0.2},
+    }, {"engine": engine or {}}))
+    running = Engine(settings, registry=make_registry())
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(running.run)
+            with anyio.fail_after(WAIT):
+                await running.started.wait()
+            events: Mailbox[OrderEvent] = Mailbox(100_000, Overflow.BLOCK, name="desk")
+            running.facade.subscribe_events(events, pid)
+            desk = EngineDesk(running, pid, world, channel, symbols, events)
+            await desk.running()
+            for symbol in symbols:
+                desk.tick(price, symbol)
+            await desk.until(lambda: desk.state().bars >= len(symbols), "the first bars")
+            yield desk
+            running.stop()
+    finally:
+        WORLDS.pop(key, None)
+        CHANNELS.pop(key, None)
