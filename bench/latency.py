@@ -1,33 +1,43 @@
 """Tick-to-order latency in live mode: market data published on the bus -> order at the broker.
 
-Where it sits: the hot path of architecture §3 (feed -> bus -> portfolio runner -> strategy ->
-portfolio plugin -> risk -> order manager -> journal -> broker), run with the real components:
-``FeedHub``, ``InProcessBus``, ``Mailbox``, ``PortfolioRunner`` with a ``RunnerContext``, the
-real ``Journal`` on a real SQLite file (migrated with ``upgrade_to_head``), a portfolio created
-with ``repositories.create_portfolio``. Bench-local plugins, registered on a discovered
-``Registry``:
+Where it sits: the hot path of architecture §3 (feed -> bus -> portfolio runner's inbox ->
+strategy -> portfolio plugin -> risk -> order manager -> journal -> broker), run with the real
+components: ``FeedHub``, ``InProcessBus``, the runner's ``PortfolioInbox``, ``PortfolioRunner``
+with a ``RunnerContext``, the real ``Journal`` on a real SQLite file (migrated with
+``upgrade_to_head``), a portfolio created with ``repositories.create_portfolio``. Bench-local
+plugins, registered on a discovered ``Registry``:
 
 - ``bench_paced`` feed (provided through ``FeedHub.provide``): one bar per tick at a fixed pace,
   ``perf_counter_ns()`` stamped just before the bar is handed to the hub for publishing;
 - ``bench_flip`` strategy: a signal on every bar, alternately LONG / FLAT with a fixed quantity,
-  so every bar makes exactly one order (``fixed_fraction`` passes the quantity through);
-- ``bench_recorder`` broker (the venue stand-in): stamps ``perf_counter_ns()`` first thing in
-  ``submit()``, then acknowledges and fills on the next loop iteration, as a venue's answer would.
+  so every bar makes exactly one order (``fixed_fraction`` passes the quantity through; the
+  signal's reason, which becomes the order's tag, is the bar's time, so each order is matched
+  to its tick);
+- ``bench_recorder`` broker (the venue stand-in), a broker of the async contract
+  (``lts.plugins.broker.Broker``: ``run``, ``submit``, ``cancel``, ``query_order``, ...) and not
+  a simulated venue, so the runner hands every order to it in a task of the portfolio's task
+  group, as it would to a real exchange's adapter: ``submit()`` stamps ``perf_counter_ns()``
+  first thing, returns the venue id (the acknowledgement) and pushes the fill to the runner's
+  inbox on the next loop iteration, as a venue's execution report would come.
 
 Ticks are paced (default 1,200 at 250/s after 100 warm-up ticks) so each order is measured alone.
 Cases, interleaved in every repeat so drift of the shared machine hits them alike:
 
-  direct      the same strategy -> broker call in a bare paced loop (no bus, risk, journal)
+  direct      the same strategy -> ``await broker.submit()`` in a bare paced loop (no bus,
+              risk, journal, task)
   asyncio hop the direct call in a second task woken by an asyncio.Event: the platform's floor
               for any design that hands market data from one task to another
   bus hop     feed -> FeedHub -> bus -> mailbox -> a task that makes the direct call
-  (a) engine  durable=False, SQLite WAL synchronous=NORMAL (the commit is not awaited)
+  (a) engine  durable=False, SQLite WAL synchronous=NORMAL (the order is handed to the venue
+              at once; its row is written behind)
   (a) +INFO   the same with the engine's default log level (INFO) written to a file
-  (b) engine  durable=True, SQLite WAL synchronous=FULL (order row committed before the broker)
+  (b) engine  durable=True, SQLite WAL synchronous=FULL: write-ahead, the order row is committed
+              before the venue sees it (the commit resolves the insert's future, the runner
+              learns it through its inbox and hands the order over then)
 
-The engine cases also stamp where the time goes (strategy entry, journal enqueue, return from the
-durable wait); the journal is subclassed only to return a timing wrapper around the durable future.
-The event loop is the engine's (uvloop when installed, like ``python -m lts.engine``).
+The engine cases also stamp where the time goes (strategy entry, journal enqueue, the insert's
+future resolved); the journal is subclassed only to stamp its ``insert_order`` future. The event
+loop is the engine's (uvloop when installed, like ``python -m lts.engine``).
 
     python bench/latency.py [--ticks 1200] [--rate 250] [--repeat 3] [--loop auto] [--profile]
 """
@@ -47,7 +57,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable, Generator, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -58,34 +68,40 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import anyio
 import anyio.to_thread
 import msgspec
+from anyio.abc import TaskStatus
 from machine import describe
 
 from lts.bus import InProcessBus, Mailbox, Overflow
 from lts.domain.clock import Clock
-from lts.domain.events import OrderEvent
+from lts.domain.commands import ModifyOrder
+from lts.domain.events import OrderSubmitted
+from lts.domain.instruments import Instrument
 from lts.domain.market import Bar
-from lts.domain.orders import Fill, Order, OrderRequest, OrderStatus, OrderStatusReport, Side
+from lts.domain.orders import Fill, Order, OrderRequest, OrderStatusReport, Side
 from lts.domain.signals import Signal, Target
-from lts.domain.values import ZERO, to_decimal
+from lts.domain.values import to_decimal
 from lts.engine.clock import LiveClock
 from lts.engine.feeds import FeedHub
+from lts.engine.journal_rows import order_row, order_update_row
 from lts.engine.ledger import Ledger
-from lts.engine.order_manager import OrderManager, order_row, order_update_row
-from lts.engine.risk import RiskCheck, RiskLimits
+from lts.engine.order_manager import OrderManager
+from lts.engine.risk import RiskCheck
 from lts.engine.runner import PortfolioRunner, RunnerContext
+from lts.errors import VenueRejected
 from lts.persistence import repositories as repo
 from lts.persistence.db import SqliteSynchronous, make_engine
 from lts.persistence.journal import Journal
 from lts.persistence.migrations import upgrade_to_head
 from lts.plugins.base import PluginBase, PluginParams
-from lts.plugins.broker import BrokerReports
+from lts.plugins.broker import Capabilities, ExecutionReport, ReportSink
 from lts.plugins.portfolio.fixed_fraction import FixedFraction
 from lts.plugins.registry import Registry
+from lts.settings import RiskLimits
 
 SYMBOL = "LAT"
 BASE_TS = 1_700_000_000 * 1_000_000_000
 FEED_PARAMS: dict[str, Any] = {"bench": "latency"}
-PRICE_STEP = Decimal("0.0001")
+PRICE_STEP = Decimal("0.01")
 perf_ns = time.perf_counter_ns
 
 
@@ -98,9 +114,10 @@ class Probe:
     pub: dict[int, int] = field(default_factory=dict)  # bar handed to the hub / bare loop
     strat: dict[int, int] = field(default_factory=dict)  # strategy.on_bar entered
     enq: dict[int, int] = field(default_factory=dict)  # order row enqueued on the journal
-    resume: dict[int, int] = field(default_factory=dict)  # durable wait returned
+    resume: dict[int, int] = field(default_factory=dict)  # the insert's future resolved
     sub: dict[int, int] = field(default_factory=dict)  # broker.submit entered
     backlog_at_tick: dict[int, int] = field(default_factory=dict)  # journal backlog at publish
+    last: dict[str, float] = field(default_factory=dict)  # last close per symbol (fill price)
     cur: int = 0  # ts_event of the bar being decided
 
 
@@ -114,7 +131,8 @@ class FlipParams(PluginParams):
 
 
 class FlipStrategy(PluginBase):
-    """A signal on every bar: LONG, FLAT, LONG, ... with a fixed quantity."""
+    """A signal on every bar: LONG, FLAT, LONG, ... with a fixed quantity; the signal's reason
+    (the order's tag) is the bar's time."""
 
     Params = FlipParams
     plugin_name = "bench_flip"
@@ -125,66 +143,82 @@ class FlipStrategy(PluginBase):
         self._long = False
 
     def on_bar(self, bar: Bar) -> Signal:
-        PROBE.strat[bar.ts_event] = perf_ns()
-        PROBE.cur = bar.ts_event
+        ts = bar.ts_event
+        PROBE.strat[ts] = perf_ns()
+        PROBE.cur = ts
+        PROBE.last[bar.symbol] = bar.close
         self._long = not self._long
-        return Signal(bar.symbol, Target.LONG if self._long else Target.FLAT, bar.ts_event,
-                      self._qty, "flip")
+        return Signal(bar.symbol, Target.LONG if self._long else Target.FLAT, ts,
+                      self._qty, str(ts))
 
 
 class RecordingBroker(PluginBase):
-    """The venue stand-in: stamps the hand-over, then acks and fills on the next iteration."""
+    """The venue stand-in (the async broker contract, not simulated): stamps the hand-over in
+    ``submit``, acknowledges by returning, and reports the fill on the next loop iteration."""
 
     plugin_name = "bench_recorder"
+    capabilities = Capabilities()  # not simulated: the runner calls it in a task
 
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)
         self.name = "bench_recorder"
-        self._reports: BrokerReports | None = None
+        self._reports: ReportSink | None = None
         self._clock: Clock | None = None
-        self._ts = 0
-        self._last = 100.0
         self._trades = 0
         self.received = 0
 
-    def bind(self, reports: BrokerReports, clock: Clock) -> None:
+    async def run(self, reports: ReportSink, clock: Clock, *,
+                  task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         self._reports, self._clock = reports, clock
+        task_status.started()
 
-    def on_bar(self, bar: Bar) -> None:
-        self._ts, self._last = bar.ts_event, bar.close
+    async def instruments(self, symbols: Sequence[str]) -> Mapping[str, Instrument]:
+        return {}
 
-    def submit(self, order: Order) -> None:
-        PROBE.sub[self._ts] = perf_ns()
+    async def submit(self, order: Order) -> str | None:
+        PROBE.sub[int(order.tag)] = perf_ns()
         self.received += 1
-        asyncio.get_running_loop().call_soon(self._answer, order, self._last)
+        asyncio.get_running_loop().call_soon(self._fill, order)
+        return f"rec-{order.client_order_id}"
 
-    def _answer(self, order: Order, last: float) -> None:
+    def _fill(self, order: Order) -> None:
         assert self._reports is not None
         assert self._clock is not None
-        now = self._clock.now_ns()
-        self._reports.on_order_status(order.client_order_id, OrderStatus.ACCEPTED, now)
         self._trades += 1
-        self._reports.on_fill(Fill(order.portfolio_id, order.client_order_id, self.name,
-                                   f"t{self._trades}", order.symbol, order.side, order.quantity,
-                                   to_decimal(last, PRICE_STEP), ZERO, now))
+        self._reports(Fill(order.portfolio_id, order.client_order_id, self.name,
+                           f"t{self._trades}", order.symbol, order.side, order.quantity,
+                           to_decimal(PROBE.last.get(order.symbol, 100.0), PRICE_STEP),
+                           Decimal(0), self._clock.now_ns()))
 
-    def cancel(self, client_order_id: str) -> None:
-        assert self._reports is not None
-        assert self._clock is not None
-        self._reports.on_order_status(client_order_id, OrderStatus.CANCELED,
-                                      self._clock.now_ns())
+    async def cancel(self, order: Order) -> None:
+        pass  # nothing rests at this venue: every order fills at once
 
-    async def reconcile(self, orders: Sequence[Order]) -> list[OrderStatusReport]:
-        return [OrderStatusReport(o.client_order_id, OrderStatus.CANCELED, reason="bench venue")
-                for o in orders]
+    async def modify(self, order: Order, change: ModifyOrder) -> None:
+        raise VenueRejected("modify not supported")
+
+    async def query_order(self, order: Order) -> OrderStatusReport | None:
+        return None
+
+    async def open_orders(self) -> list[OrderStatusReport]:
+        return []
+
+    async def fills(self, since_ns: int) -> list[Fill]:
+        return []
+
+    async def balances(self) -> dict[str, Decimal]:
+        return {}
+
+    async def positions(self) -> dict[str, Decimal]:
+        return {}
 
 
 class _NullReports:
-    def on_order_status(self, client_order_id: str, status: OrderStatus, ts: int,
-                        reason: str = "") -> None:
+    """A report sink that drops everything (the baselines have no runner)."""
+
+    def __call__(self, report: ExecutionReport) -> None:
         pass
 
-    def on_fill(self, fill: Fill) -> None:
+    def threadsafe(self, report: ExecutionReport) -> None:
         pass
 
 
@@ -220,23 +254,16 @@ async def paced_bars(symbol: str, n: int, period: float) -> AsyncIterator[Bar]:
 
 
 class TimedJournal(Journal):
-    """The real journal; ``insert_order`` returns its durable future wrapped to time the wait."""
+    """The real journal; the future of each ``insert_order`` is stamped when it resolves (the
+    write-ahead commit, seen by the loop) for the tick being decided."""
 
-    def insert_order(self, row: Any) -> Any:
-        PROBE.enq[PROBE.cur] = perf_ns()
-        return _TimedWait(super().insert_order(row))
-
-
-class _TimedWait:
-    __slots__ = ("_future",)
-
-    def __init__(self, future: asyncio.Future[None]) -> None:
-        self._future = future
-
-    def __await__(self) -> Generator[Any, None, None]:
-        result = yield from self._future.__await__()
-        PROBE.resume[PROBE.cur] = perf_ns()
-        return result
+    def insert_order(self, row: Any, *, fence: int | None = None) -> asyncio.Future[None]:
+        future = super().insert_order(row, fence=fence)
+        tick = PROBE.cur
+        PROBE.enq[tick] = perf_ns()
+        # registered before the order manager's own callback, so it runs just before it
+        future.add_done_callback(lambda _f: PROBE.resume.__setitem__(tick, perf_ns()))
+        return future
 
 
 # -- the cases ---------------------------------------------------------------------------------
@@ -263,23 +290,27 @@ def _direct_order(n: int, sig: Signal, clock: LiveClock) -> Order:
     side = Side.BUY if sig.target is Target.LONG else Side.SELL
     assert sig.quantity is not None
     return Order(client_order_id=f"1-{n}", portfolio_id=1, symbol=sig.symbol, side=side,
-                 quantity=sig.quantity, ts_init=clock.now_ns())
+                 quantity=sig.quantity, tag=sig.reason, ts_init=clock.now_ns())
+
+
+async def _null_broker(clock: LiveClock) -> RecordingBroker:
+    broker = RecordingBroker()
+    await broker.run(_NullReports(), clock)
+    return broker
 
 
 async def run_direct(ticks: int, rate: float) -> None:
     """Baseline: the same strategy -> broker call in a bare paced loop."""
     clock = LiveClock()
     strategy = FlipStrategy(quantity="1")
-    broker = RecordingBroker()
-    broker.bind(_NullReports(), clock)
+    broker = await _null_broker(clock)
     n = 0
     async for bar in paced_bars(SYMBOL, ticks, 1.0 / rate):
         PROBE.pub[bar.ts_event] = perf_ns()
-        broker.on_bar(bar)
         sig = strategy.on_bar(bar)
         if sig is not None:
             n += 1
-            broker.submit(_direct_order(n, sig, clock))
+            await broker.submit(_direct_order(n, sig, clock))
 
 
 async def run_asyncio_hop(ticks: int, rate: float) -> None:
@@ -287,8 +318,7 @@ async def run_asyncio_hop(ticks: int, rate: float) -> None:
     (no LTS code between the two tasks)."""
     clock = LiveClock()
     strategy = FlipStrategy(quantity="1")
-    broker = RecordingBroker()
-    broker.bind(_NullReports(), clock)
+    broker = await _null_broker(clock)
     ready = asyncio.Event()
     inbox: list[Bar] = []
 
@@ -299,11 +329,10 @@ async def run_asyncio_hop(ticks: int, rate: float) -> None:
             ready.clear()
             bars, inbox[:] = list(inbox), []
             for bar in bars:
-                broker.on_bar(bar)
                 sig = strategy.on_bar(bar)
                 if sig is not None:
                     n += 1
-                    broker.submit(_direct_order(n, sig, clock))
+                    await broker.submit(_direct_order(n, sig, clock))
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(consume)
@@ -320,8 +349,7 @@ async def run_bus_hop(ticks: int, rate: float) -> None:
     clock = LiveClock()
     bus = InProcessBus()
     strategy = FlipStrategy(quantity="1")
-    broker = RecordingBroker()
-    broker.bind(_NullReports(), clock)
+    broker = await _null_broker(clock)
     feed = PacedFeed(ticks, rate)
     mailbox: Mailbox[Any] = Mailbox(10_000, Overflow.DROP_OLDEST, name="bench")
 
@@ -331,11 +359,10 @@ async def run_bus_hop(ticks: int, rate: float) -> None:
             for bar in await mailbox.get_batch():
                 if type(bar) is not Bar:
                     continue
-                broker.on_bar(bar)
                 sig = strategy.on_bar(bar)
                 if sig is not None:
                     n += 1
-                    broker.submit(_direct_order(n, sig, clock))
+                    await broker.submit(_direct_order(n, sig, clock))
 
     async with anyio.create_task_group() as tg:
         hub = FeedHub(_registry(), bus, clock, tg)
@@ -384,7 +411,8 @@ async def run_engine(db_file: Path, ticks: int, rate: float, *, durable: bool,
         om = runner.orders
         assert om is not None
         return {"commits": journal.commits, "denied": om.orders_denied,
-                "written": journal.records_written, "failed": journal.records_failed}
+                "written": journal.records_written, "failed": journal.records_failed,
+                "anomalies": om.anomalies}
     finally:
         await db.dispose()
 
@@ -425,7 +453,7 @@ class GcPauses:
         gc.callbacks.remove(self._cb)
 
 
-def collect(warmup: int, engine: bool) -> RunResult:
+def collect(warmup: int, engine: bool, durable: bool = False) -> RunResult:
     p = PROBE
     keys = sorted(p.pub)[warmup:]
     lat = [(p.sub[k] - p.pub[k]) / 1e3 for k in keys if k in p.sub]
@@ -437,8 +465,9 @@ def collect(warmup: int, engine: bool) -> RunResult:
                 continue
             seg["deliver"].append((p.strat[k] - p.pub[k]) / 1e3)
             seg["decide"].append((p.enq[k] - p.strat[k]) / 1e3)
-            after = p.resume.get(k, p.enq[k])
-            if k in p.resume:
+            after = p.enq[k]
+            if durable and k in p.resume:
+                after = p.resume[k]
                 seg["durable"].append((p.resume[k] - p.enq[k]) / 1e3)
                 res.durable_share.append((p.resume[k] - p.enq[k]) / (p.sub[k] - p.pub[k]))
             seg["hand-over"].append((p.sub[k] - after) / 1e3)
@@ -534,7 +563,7 @@ async def one_case(case: str, tmp: Path, template: Path, run: int, ticks: int, r
                     root.removeHandler(handler)
                     handler.close()
                     root.setLevel(logging.WARNING)
-    res = collect(WARMUP, engine=case.startswith("("))
+    res = collect(WARMUP, engine=case.startswith("("), durable=case.startswith("(b)"))
     res.gc_pauses_us = gcp.pauses_us
     return res, info
 
@@ -599,10 +628,12 @@ async def amain(args: argparse.Namespace) -> int:
 
         print()
         print("where the time goes (median over runs of each segment's p50 / p99, µs):")
-        print("  deliver = published -> strategy.on_bar (hub, bus, mailbox, loop wake-up); "
-              "decide = strategy,\n  allocator, risk, order, journal enqueue; durable = the "
-              "awaited commit; hand-over = state,\n  journal update, order event, logging -> "
-              "broker.submit")
+        print("  deliver = published -> strategy.on_bar (hub, bus, inbox, loop wake-up); "
+              "decide = strategy,\n  allocator, risk, order, journal enqueue; durable = enqueue "
+              "-> the insert's future resolved\n  ((b) only: the commit); hand-over = (a) "
+              "enqueue, (b) resolved -> broker.submit: (b) the\n  write-ahead outcome through "
+              "the inbox and the runner's next turn, then state, journal update,\n  order "
+              "event, logging, the venue call's task")
         for case in (c for c in CASES if c.startswith("(")):
             segs = results[case][0].segments
             parts = []
@@ -638,33 +669,34 @@ async def amain(args: argparse.Namespace) -> int:
     return 0
 
 
-class _NullBroker(RecordingBroker):
-    def submit(self, order: Order) -> None:
-        self.received += 1
-
-
 def component_costs(db: Any, n: int = 2_000, reps: int = 5) -> list[tuple[str, float]]:
     """Each step of the decision path alone, hot, in a tight loop: µs per call (median of
-    ``reps`` batches of ``n``). Must run inside the event loop (the journal makes futures)."""
+    ``reps`` batches of ``n``). Must run inside the event loop (the journal makes futures).
+    The order manager here hands orders to a spawn that drops them (no venue task)."""
     clock = LiveClock()
     open_orders: dict[str, Order] = {}
-    ledger = Ledger(Decimal(10_000_000), {SYMBOL: Decimal(1)}, open_orders)
+    instruments = {SYMBOL: Instrument(SYMBOL, PRICE_STEP, Decimal(1))}
+    ledger = Ledger(Decimal(10_000_000), instruments, open_orders)
     ledger.mark(SYMBOL, 100.0)
     strategy = FlipStrategy(quantity="1")
     allocator = FixedFraction()
     risk = RiskCheck(RiskLimits(max_orders_per_second=None))
     journal = Journal(db)
     bus = InProcessBus()
-    broker = _NullBroker()
-    om = OrderManager(1, journal=journal, bus=bus, clock=clock, risk=risk, ledger=ledger,
-                      open_orders=open_orders, brokers={SYMBOL: broker}, durable=False,
-                      next_order_number=1, next_event_seq=0, seen_trades=set())
-    broker.bind(om, clock)
+    broker = RecordingBroker()
+    trades: dict[str, set[tuple[str, str]]] = {}
+    posted: list[Any] = []
+    om = OrderManager(1, journal=journal, db=db, bus=bus, clock=clock, risk=risk, ledger=ledger,
+                      instruments=instruments, brokers={SYMBOL: broker},
+                      open_orders=open_orders, trades=trades, durable=False,
+                      next_order_number=1, next_event_seq=0, post=posted.append,
+                      spawn=lambda *_a, **_k: None)
     bar = Bar(SYMBOL, BASE_TS, 100.0, 100.0, 100.0, 100.0, 1.0)
     long = Signal(SYMBOL, Target.LONG, BASE_TS, Decimal(1), "flip")
     req = OrderRequest(SYMBOL, Side.BUY, Decimal(1), tag="flip")
     order = Order.from_request(req, client_order_id="1-1", portfolio_id=1, ts_init=1)
     row = order_row(order, "bench")
+    encode = msgspec.json.Encoder().encode
     orders_log = logging.getLogger("lts.orders")
     file_log = logging.getLogger("bench.latency.file")
     file_log.propagate = False
@@ -678,19 +710,14 @@ def component_costs(db: Any, n: int = 2_000, reps: int = 5) -> list[tuple[str, f
         # futures does not make the garbage collector's passes longer and longer.
         journal._queue.clear()
 
-    def submit() -> None:
-        coro = om.submit(req)
-        try:
-            coro.send(None)
-        except StopIteration:
-            pass
-        else:  # pragma: no cover - durable=False never waits
-            raise RuntimeError("submit suspended")
+    def request() -> None:
+        om.request(req)
         open_orders.clear()
+        trades.clear()
         forget()
 
     def emit() -> None:
-        om._emit("order.submitted", order, 1)
+        om._emit(OrderSubmitted, order, 1)
         forget()
 
     def enqueue() -> None:
@@ -701,20 +728,22 @@ def component_costs(db: Any, n: int = 2_000, reps: int = 5) -> list[tuple[str, f
         ("strategy.on_bar (bench_flip)", lambda: strategy.on_bar(bar)),
         ("ledger.mark", lambda: ledger.mark(SYMBOL, 100.0)),
         ("fixed_fraction.allocate", lambda: allocator.allocate(long, ledger)),
-        ("risk.check (default limits)", lambda: risk.check(req, ledger, 0, clock.now_ns())),
+        ("risk.check (default limits)", lambda: risk.check(req, ledger, instruments[SYMBOL], 0,
+                                                           clock.now_ns())),
         ("Order.from_request", lambda: Order.from_request(req, client_order_id="1-2",
                                                            portfolio_id=1, ts_init=1)),
         ("order_row()", lambda: order_row(order, "bench")),
         ("journal.insert_order (enqueue)", enqueue),
         ("order_update_row()", lambda: order_update_row(order)),
-        ("OrderEvent.of + to_builtins", lambda: msgspec.to_builtins(
-            OrderEvent.of("order.submitted", order, 1, 1))),
-        ("om._emit (event+journal+bus)", emit),
+        ("OrderSubmitted + JSON encode", lambda: encode(OrderSubmitted(
+            1, 1, "1-1", SYMBOL, "buy", "market", Decimal(1), "SUBMITTED", Decimal(0), None,
+            None, None, "", 1))),
+        ("om._emit (event+journal)", emit),
         ("log.info, level WARNING", lambda: orders_log.info(
             "order %s submitted: %s %s %s %s", "1-1", "buy", Decimal(1), SYMBOL, "market")),
         ("log.info, INFO formatted", lambda: file_log.info(
             "order %s submitted: %s %s %s %s", "1-1", "buy", Decimal(1), SYMBOL, "market")),
-        ("om.submit whole (no broker)", submit),
+        ("om.request whole (no venue task)", request),
     ]
     out = []
     for name, fn in steps:

@@ -27,7 +27,6 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from lts.engine.risk import RiskLimits
 from lts.errors import ConfigError
 from lts.persistence.keyring import Keyring
 
@@ -40,6 +39,36 @@ _log = logging.getLogger("lts.settings")
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+class RiskLimits(BaseModel):
+    """Per-portfolio limits: the engine's defaults under the portfolio's own overrides.
+    ``None`` switches a check off."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    buying_power: bool = Field(
+        True, description="a buy must be paid from cash not already committed to open buys")
+    allow_short: bool = Field(
+        False, description="sells beyond the long position (open sells included) are allowed")
+    max_leverage: Decimal | None = Field(
+        Decimal(1), gt=0,
+        description="with allow_short: gross exposure after an order, at most this times equity")
+    price_band: Decimal | None = Field(
+        Decimal("0.5"), gt=0,
+        description="limit and stop prices within this fraction of the last price (0.5: ±50%)")
+    max_order_notional: Decimal | None = Field(
+        None, gt=0, description="quantity times price of one order")
+    max_position: Decimal | None = Field(
+        None, gt=0,
+        description="absolute quantity per asset, with the open orders' worst case and the order")
+    max_gross_exposure: Decimal | None = Field(
+        None, gt=0, description="gross exposure after the order (positions and open orders)")
+    max_open_orders: int | None = Field(100, gt=0, description="open orders of the portfolio")
+    max_orders_per_second: int | None = Field(
+        50, gt=0, description="approved orders in any sliding second")
+    max_daily_loss: Decimal | None = Field(
+        None, gt=0, description="equity lost since the day's first look (UTC)")
 
 
 class DatabaseSettings(_Section):

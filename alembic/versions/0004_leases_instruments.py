@@ -8,6 +8,9 @@
 - ``orders.anomaly``: set when a venue reported something the order's state did not allow (a fill
   after the order was closed, more than the ordered quantity, an order LTS never sent): the
   order is marked for reconciliation.
+- The ``paper`` broker takes its price grid and lot size from the asset now: its old params
+  ``price_increment`` and ``lot_size`` are dropped from stored ``broker_params`` (they would be
+  refused as unknown and the portfolio would not start).
 
 Revision ID: 0004
 Revises: 0003
@@ -37,6 +40,26 @@ def upgrade() -> None:
         batch.add_column(sa.Column("min_notional", Money(), nullable=True))
     with op.batch_alter_table("orders") as batch:
         batch.add_column(sa.Column("anomaly", sa.String(32), nullable=True))
+    _drop_paper_params()
+
+
+_OLD_PAPER_PARAMS = ("price_increment", "lot_size")
+
+
+def _drop_paper_params() -> None:
+    assets = sa.table("assets", sa.column("id", sa.Integer()),
+                      sa.column("broker_plugin", sa.String()),
+                      sa.column("broker_params", sa.JSON()))
+    bind = op.get_bind()
+    rows = bind.execute(sa.select(assets.c.id, assets.c.broker_params)
+                        .where(assets.c.broker_plugin == "paper")).all()
+    changed = [{"b_id": id_, "broker_params": {k: v for k, v in params.items()
+                                               if k not in _OLD_PAPER_PARAMS}}
+               for id_, params in rows
+               if isinstance(params, dict) and set(params) & set(_OLD_PAPER_PARAMS)]
+    if changed:
+        bind.execute(sa.update(assets).where(assets.c.id == sa.bindparam("b_id"))
+                     .values(broker_params=sa.bindparam("broker_params")), changed)
 
 
 def downgrade() -> None:

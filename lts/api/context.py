@@ -1,6 +1,6 @@
-"""What the API's handlers reach: the engine's facade, the app's metrics, the in-memory views of sessions
-and portfolio rows, the reader (database reads off the loop) and the aaa plugin (constructor
-injection; the HTTP edge gets them through ``Depends``)."""
+"""What the API's handlers reach: the engine's facade, the app's metrics, the in-memory views of
+sessions and portfolio rows, the reader (database reads off the loop) and the aaa plugin
+(constructor injection; the HTTP edge gets them through ``Depends``)."""
 
 from dataclasses import dataclass, field
 from functools import cached_property

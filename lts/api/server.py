@@ -16,6 +16,7 @@ import logging
 import socket
 import time
 from collections.abc import Generator
+
 import anyio
 import uvicorn
 from anyio.abc import TaskStatus

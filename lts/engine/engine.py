@@ -31,9 +31,12 @@ from lts.engine.heap import freeze_startup_heap
 from lts.engine.outcomes import HOUSEKEEPING
 from lts.engine.runner import PortfolioRunner, RunnerContext
 from lts.engine.supervisor import PortfolioStatus, PortfolioSupervisor, RestartPolicy
+from lts.errors import ConfigError
 from lts.persistence import repositories as repo
+from lts.persistence.credentials import BrokerCredentials, CredentialStore
 from lts.persistence.db import check_url, default_sqlite_url, make_engine
 from lts.persistence.journal import Journal
+from lts.persistence.keyring import Keyring
 from lts.persistence.leases import LeaseManager
 from lts.persistence.migrations import ensure_schema
 from lts.plugins.registry import Registry
@@ -264,6 +267,14 @@ class Engine:
         return PortfolioSupervisor(portfolio_id, make_runner, journal=self.journal,
                                    leases=self._leases, policy=policy)
 
+    async def _credentials(self, user_id: int, broker: str) -> BrokerCredentials | None:
+        """A user's keys for ``broker`` from the sealed store (needs the master key)."""
+        key = self.settings.master_key
+        if key is None:
+            raise ConfigError("a broker needs credentials: set master_key (LTS_MASTER_KEY) to "
+                              "read the sealed credential store")
+        return await CredentialStore(self.db, Keyring.from_setting(key)).get(user_id, broker)
+
     def _runner_context(self) -> RunnerContext:
         assert self._feeds is not None
         s = self.settings
@@ -272,7 +283,8 @@ class Engine:
                              mailbox_capacity=s.engine.mailbox_capacity,
                              ack_timeout=lambda: self.settings.engine.ack_timeout,
                              stop_timeout=s.engine.stop_timeout, default_risk=s.risk,
-                             observe_tick_to_order=self._observe_tick_to_order)
+                             observe_tick_to_order=self._observe_tick_to_order,
+                             credentials=self._credentials)
 
     def runner_of(self, portfolio_id: int) -> Any:
         sup = self.supervisors.get(portfolio_id)

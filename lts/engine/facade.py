@@ -173,7 +173,7 @@ class EngineFacade:
         await self._engine.restart(portfolio_id)
 
     async def command(self, portfolio_id: int, command: Command,
-                      timeout: float | None = None) -> Reply:
+                      within: float | None = None) -> Reply:
         """Post ``command`` to the portfolio's runner and wait for its answer.
 
         Raises :class:`~lts.errors.Conflict` when the portfolio is not running here,
@@ -190,7 +190,7 @@ class EngineFacade:
             raise PortfolioBusy("the portfolio has too many commands waiting") from None
         except MailboxClosed:
             raise Conflict("the portfolio is not running: activate it first") from None
-        limit = timeout if timeout is not None else self.settings.engine.command_timeout
+        limit = within if within is not None else self.settings.engine.command_timeout
         try:
             return await asyncio.wait_for(reply, limit)
         except TimeoutError:

@@ -40,13 +40,15 @@ class Envelope:
 
 
 class PortfolioInbox(Mailbox[Any]):
-    __slots__ = ("_control", "_loop", "_room", "_thread", "control_capacity")
+    __slots__ = ("_control", "_loop", "_room", "_thread", "control_capacity", "control_lane")
 
     def __init__(self, capacity: int, policy: Overflow, *, name: str = "",
                  control_capacity: int = 10_000) -> None:
         super().__init__(capacity, policy, name=name)
         self.control_capacity = control_capacity
         self._control: deque[Any] = deque()
+        #: the control lane itself, for the runner's hot loop (``if inbox.control_lane:``)
+        self.control_lane = self._control
         self._loop = asyncio.get_running_loop()
         self._thread = threading.get_ident()
         self._room = threading.Condition()  # SDK threads wait here while the lane is full

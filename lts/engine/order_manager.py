@@ -41,6 +41,7 @@ from lts.bus import Bus
 from lts.domain.clock import Clock
 from lts.domain.commands import Accepted, Denied, ModifyOrder, Reason, Reply
 from lts.domain.events import (
+    ORDER_EVENT_TYPES,
     OrderAccepted,
     OrderAdopted,
     OrderCanceled,
@@ -66,6 +67,7 @@ from lts.domain.orders import (
     OrderStatus,
     OrderStatusReport,
     OrderType,
+    Side,
     can_transition,
 )
 from lts.engine import venue_calls
@@ -98,8 +100,11 @@ S = OrderStatus
 _STATUS_EVENT: dict[OrderStatus, type[OrderEvent]] = {
     S.SUBMITTED: OrderSubmitted, S.ACCEPTED: OrderAccepted, S.REJECTED: OrderRejected,
     S.PENDING_CANCEL: OrderPendingCancel, S.CANCELED: OrderCanceled, S.EXPIRED: OrderExpired,
-    S.UNKNOWN: OrderUnknown, S.DENIED: OrderDenied,
+    S.UNKNOWN: OrderUnknown, S.DENIED: OrderDenied, S.PARTIALLY_FILLED: OrderUpdated,
 }
+#: Enum values and event tags looked up in a dict (an enum's ``.value`` is a descriptor call).
+_VALUE: dict[Any, str] = {m: m.value for e in (Side, OrderType, OrderStatus) for m in e}
+_TAG: dict[type[OrderEvent], str] = {k: str(k.__struct_config__.tag) for k in ORDER_EVENT_TYPES}
 #: Sent, and the venue's answer can still change the status (a query settles these).
 _AWAITING_VENUE = frozenset({S.SUBMITTED, S.UNKNOWN, S.PENDING_CANCEL})
 _RECENT_TRADES = 64  # trade ids of recently closed orders kept in memory (duplicates are common)
@@ -112,8 +117,8 @@ def _copy(order: Order) -> Order:
     return msgspec.structs.replace(order)
 
 
-def _answer(reply: "Any | None", answer: Reply) -> None:
-    if reply is not None and not reply.done():
+def _answer(reply: Any, answer: Reply) -> None:
+    if not reply.done():
         reply.set_result(answer)
 
 
@@ -211,7 +216,8 @@ class OrderManager:
             self._emit(OrderDenied, order, order.ts_init)
         log.info("order %s denied: %s %s %s (%s)", order.client_order_id, order.side.value,
                  order.quantity, order.symbol, reason.value)
-        _answer(reply, Denied(reason, order=_copy(order)))
+        if reply is not None:
+            _answer(reply, Denied(reason, order=_copy(order)))
         return order
 
     def _written_ahead(self, coid: str, future: Any) -> None:
@@ -237,12 +243,13 @@ class OrderManager:
             self._bar_ts.pop(coid, None)
             log.error("order %s could not be made durable (%s); not sent", coid, outcome.error)
             reason = Reason.JOURNAL_UNAVAILABLE if outcome.unavailable else Reason.INVALID_PARAMS
-            _answer(reply, Denied(reason, outcome.error))
+            if reply is not None:
+                _answer(reply, Denied(reason, outcome.error))
             return
         if order is None or order.status is not S.PENDING_SUBMIT:
             self._replies.pop(coid, None)  # canceled before it was sent
             self._bar_ts.pop(coid, None)
-            if order is not None:
+            if order is not None and reply is not None:
                 _answer(reply, Accepted(_copy(order)))
             return
         self._send(order)
@@ -266,11 +273,14 @@ class OrderManager:
         else:
             self._in_flight.add(coid)
             self._spawn(venue_calls.submit, broker, _copy(order), self._post)
-        bar_ts = self._bar_ts.pop(coid, None)
-        if bar_ts is not None and self._observe is not None:
-            self._observe((self.clock.now_ns() - bar_ts) / 1e9)
-        reply = self._replies.pop(coid, None)
-        _answer(reply, Accepted(_copy(order)))
+        if self._bar_ts:
+            bar_ts = self._bar_ts.pop(coid, None)
+            if bar_ts is not None and self._observe is not None:
+                self._observe((self.clock.now_ns() - bar_ts) / 1e9)
+        if self._replies:
+            reply = self._replies.pop(coid, None)
+            if reply is not None:
+                _answer(reply, Accepted(_copy(order)))
 
     def on_submitted(self, outcome: Submitted) -> None:
         coid = outcome.client_order_id
@@ -409,6 +419,10 @@ class OrderManager:
         if status in (S.PARTIALLY_FILLED, S.FILLED):
             if status is S.FILLED and order.filled_quantity < order.quantity:
                 self.to_reconcile.add(order.client_order_id)  # its fills are still to come
+            if order.status in (S.SUBMITTED, S.UNKNOWN, S.PENDING_SUBMIT):
+                # the venue has it (its fills, known already, moved nothing): it is working
+                settled = S.PARTIALLY_FILLED if order.filled_quantity else S.ACCEPTED
+                self._move(order, settled, report.ts_event or self.clock.now_ns())
             return  # fills move the status, not a status report
         if status is order.status:
             return
@@ -496,7 +510,8 @@ class OrderManager:
                       anomaly=FillAnomaly.EXTERNAL)
         self.journal.insert_order(order_row(order, fill.broker), fence=self._fence)
         self.journal.insert_audit({
-            "actor": "system", "action": "order.adopted", "target": f"order:{order.client_order_id}",
+            "actor": "system", "action": "order.adopted",
+            "target": f"order:{order.client_order_id}",
             "client_address": None, "outcome": "success",
             "detail": {"portfolio_id": self.portfolio_id, "broker": fill.broker,
                        "trade_id": fill.trade_id, "symbol": fill.symbol}})
@@ -645,18 +660,20 @@ class OrderManager:
               fill: Fill | None = None) -> None:
         self._seq += 1
         seq = self._seq
-        if kind is OrderFilled:
-            event: OrderEvent = OrderFilled(
-                order.portfolio_id, seq, order.client_order_id, order.symbol, order.side.value,
-                order.order_type.value, order.quantity, order.status.value,
-                order.filled_quantity, order.avg_fill_price, order.limit_price,
-                order.stop_price, order.reason, ts, fill)
-        else:
-            event = kind.of(order, seq, ts)
+        coid = order.client_order_id
+        event: OrderEvent = kind(
+            order.portfolio_id, seq, coid, order.symbol, _VALUE[order.side],
+            _VALUE[order.order_type], order.quantity, _VALUE[order.status],
+            order.filled_quantity, order.avg_fill_price, order.limit_price, order.stop_price,
+            order.reason, ts) if fill is None else OrderFilled(
+            order.portfolio_id, seq, coid, order.symbol, _VALUE[order.side],
+            _VALUE[order.order_type], order.quantity, _VALUE[order.status],
+            order.filled_quantity, order.avg_fill_price, order.limit_price, order.stop_price,
+            order.reason, ts, fill)
         written = self.journal.insert_order_event({
-            "portfolio_id": self.portfolio_id, "seq": seq, "type": event.__struct_config__.tag,
-            "client_order_id": order.client_order_id,
-            "payload": msgspec.Raw(_encode(event)), "ts_event": ts}, fence=self._fence)
+            "portfolio_id": self.portfolio_id, "seq": seq, "type": _TAG[kind],
+            "client_order_id": coid, "payload": msgspec.Raw(_encode(event)), "ts_event": ts},
+            fence=self._fence)
         written.add_done_callback(partial(self._committed, event))
 
     def _committed(self, event: OrderEvent, future: Any) -> None:

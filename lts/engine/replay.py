@@ -23,7 +23,6 @@ from lts.domain.market import Bar
 from lts.engine.clock import ReplayClock
 from lts.engine.feeds import FeedHub
 from lts.engine.heap import freeze_startup_heap, unfreeze_heap
-from lts.engine.risk import RiskLimits
 from lts.engine.runner import PortfolioRunner, RunnerContext
 from lts.errors import InvalidParams
 from lts.persistence import repositories as repo
@@ -33,6 +32,7 @@ from lts.persistence.migrations import upgrade_to_head
 from lts.plugins.pipeline.bars_file import load_bars
 from lts.plugins.pipeline.replay import ReplayFeed
 from lts.plugins.registry import Registry
+from lts.settings import RiskLimits
 
 log = logging.getLogger("lts.replay")
 

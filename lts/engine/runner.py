@@ -22,7 +22,7 @@ venue is logged.
 
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, cast
@@ -68,14 +68,16 @@ from lts.engine.outcomes import (
     Submitted,
     WriteAhead,
 )
-from lts.engine.risk import RiskCheck, RiskLimits
-from lts.errors import InvalidParams, ReconciliationError
+from lts.engine.risk import RiskCheck
+from lts.errors import ConfigError, InvalidParams, ReconciliationError
 from lts.persistence import repositories as repo
+from lts.persistence.credentials import BrokerCredentials
 from lts.persistence.journal import Journal
-from lts.plugins.broker import Broker, SimulatedVenue, VenueReconnected
+from lts.plugins.broker import Broker, NeedsCredentials, SimulatedVenue, VenueReconnected
 from lts.plugins.portfolio import Allocator
 from lts.plugins.registry import Registry
 from lts.plugins.strategy import Strategy
+from lts.settings import RiskLimits
 
 __all__ = ["PortfolioRunner", "RunnerContext"]
 
@@ -103,6 +105,8 @@ class RunnerContext:
     #: live only: seconds from a bar's time to its orders handed to the broker (a histogram)
     observe_tick_to_order: Callable[[float], None] | None = None
     default_risk: RiskLimits = field(default_factory=RiskLimits)
+    #: the sealed credential store's reader: (user id, broker name) -> keys or None
+    credentials: Callable[[int, str], Awaitable[BrokerCredentials | None]] | None = None
 
 
 class PortfolioRunner:
@@ -159,9 +163,22 @@ class PortfolioRunner:
     def _symbols_of(self, broker: Broker) -> list[str]:
         return [s for s, b in self.brokers.items() if b is broker]
 
+    async def _credentials(self, broker: Broker) -> None:
+        """Hand a broker that logs in its keys from the sealed store (the owner's)."""
+        name = getattr(broker, "credentials_for", None)
+        if name is None:
+            return
+        owner, read = self.spec.owner_id, self.ctx.credentials
+        keys = None if owner is None or read is None else await read(owner, name)
+        if keys is None:
+            raise ConfigError(f"broker {broker.name}: no {name!r} credentials stored for the "
+                              "portfolio's owner (PUT /api/v1/credentials)")
+        cast(NeedsCredentials, broker).use_credentials(keys)
+
     async def _connect(self, tg: TaskGroup, inbox: PortfolioInbox) -> None:
         """Start every broker (it signals when it can take orders) and take its rules."""
         for broker in self._venues:
+            await self._credentials(broker)
             await tg.start(broker.run, inbox, self.ctx.clock)
             venue_rules = await broker.instruments(self._symbols_of(broker))
             for symbol, rules in venue_rules.items():
@@ -264,10 +281,11 @@ class PortfolioRunner:
         om = self.orders
         assert om is not None
         strategies, ledger = self.strategies, self.ledger
-        simulated = {s: cast(SimulatedVenue, b) for s, b in self.brokers.items()
+        simulated = {s: cast(SimulatedVenue, b).on_bar for s, b in self.brokers.items()
                      if b.capabilities.simulated}
         allocator, clock = self.allocator, self._replay_clock
         mark, request = ledger.mark, om.request
+        control, take_control = inbox.control_lane, inbox.take_control
         live = clock is None
         live_feeds = len(self.spec.assets)
         while live_feeds and not self._stopped():
@@ -280,8 +298,8 @@ class PortfolioRunner:
             peak, drawdown = self.peak_equity, self.max_drawdown
             om.begin_batch()
             try:
-                if inbox.has_control:
-                    self._control(inbox.take_control())
+                if control:
+                    self._control(take_control())
                 trading = not self.stopping
                 for item in inbox.take_market():
                     if type(item) is not Bar:
@@ -298,11 +316,11 @@ class PortfolioRunner:
                             peak = equity
                         elif peak - equity > drawdown:
                             drawdown = peak - equity
-                    venue = simulated.get(sym)
-                    if venue is not None:
-                        venue.on_bar(bar)
-                    if inbox.has_control:  # the venue's fills (and any command) come first
-                        self._control(inbox.take_control())
+                    venue_on_bar = simulated.get(sym)
+                    if venue_on_bar is not None:
+                        venue_on_bar(bar)
+                    if control:  # the venue's fills (and any command) come first
+                        self._control(take_control())
                         trading = not self.stopping
                     if not trading:
                         continue
@@ -458,7 +476,8 @@ class PortfolioRunner:
 
     def _resync(self, broker_name: str) -> None:
         """A broker reconnected: the same reconciliation as at start-up, in a task."""
-        assert self._tg is not None and self.inbox is not None
+        assert self._tg is not None
+        assert self.inbox is not None
         for broker in self._venues:
             if broker.name != broker_name or broker.capabilities.simulated:
                 continue
@@ -471,7 +490,8 @@ class PortfolioRunner:
     # -- stopping -------------------------------------------------------------------------------
     def _begin_stop(self, why: str, reply: Any) -> None:
         om = self.orders
-        assert om is not None and self._tg is not None
+        assert om is not None
+        assert self._tg is not None
         if reply is not None:
             self._stop_replies.append(reply)
         if self.stopping:

@@ -62,9 +62,7 @@ async def test_admin_routes_refuse_a_viewer(api: Api) -> None:
 
 async def test_debug_exports_the_live_plugins_as_json(api: Api) -> None:
     admin = await login(api, *ADMIN)
-    with anyio.fail_after(10):
-        while (handle := api.engine.portfolios[1]).runner is None or not handle.runner.brokers:  # noqa: ASYNC110
-            await anyio.sleep(0.05)
+    await demo_running(api)
     reply = await call(api, "GET", "/api/v1/debug", admin)
     assert reply.status == 200, reply.body
     demo = reply.json()["portfolios"]["1"]
@@ -154,35 +152,46 @@ async def test_config_redacts_secrets_and_names_sources(api: Api) -> None:
     assert "risk.max_order_notional" in config["runtime_keys"]
 
 
-async def test_config_patch_changes_a_running_portfolio(api: Api) -> None:
-    admin = await login(api, *ADMIN)
+async def demo_running(api: Api) -> None:
     with anyio.fail_after(10):
-        while api.engine.portfolios[1].runner is None:  # noqa: ASYNC110 - polls
+        while (state := api.engine.facade.state(1)) is None or state.status != "running":  # noqa: ASYNC110
             await anyio.sleep(0.05)
+
+
+async def manual_buy(api: Api, auth: dict[str, str], quantity: str) -> dict[str, str]:
+    reply = await call(api, "POST", "/api/v1/orders", auth, {
+        "portfolio_id": 1, "symbol": "DEMO-A", "side": "buy", "quantity": quantity})
+    assert reply.status == 201, reply.body
+    result: dict[str, str] = reply.json()
+    return result
+
+
+async def test_config_patch_changes_a_running_portfolio(api: Api) -> None:
+    """A runtime risk limit acts on the running portfolio's next order (behaviour, not an
+    attribute): a manual order above the new max notional is denied at once."""
+    admin = await login(api, *ADMIN)
+    await demo_running(api)
     reply = await call(api, "PATCH", "/api/v1/config", admin,
-                       {"values": {"risk.max_order_notional": "12345.5",
+                       {"values": {"risk.max_order_notional": "50",
                                    "engine.ack_timeout": 7}})
     assert reply.status == 200, reply.body
-    runner = api.engine.portfolios[1].runner
-    assert runner is not None
-    assert runner.risk.limits.max_order_notional == Decimal("12345.5")
-    assert runner.risk.limits.max_open_orders == 100  # the others are untouched
-    assert runner.ctx.ack_timeout == 7
-    assert api.engine.settings.risk.max_order_notional == Decimal("12345.5")
+    denied = await manual_buy(api, admin, "10")  # about 1,000 of notional
+    assert (denied["status"], denied["reason"]) == ("denied", "MAX_ORDER_NOTIONAL")
 
     config = (await call(api, "GET", "/api/v1/config", admin)).json()
     assert config["sources"]["risk.max_order_notional"] == "runtime"
     assert config["sources"]["engine.ack_timeout"] == "runtime"
-    assert config["settings"]["risk"]["max_order_notional"] == "12345.5"
+    assert config["settings"]["risk"]["max_order_notional"] == "50"
     async with api.engine.db.connect() as conn:
         stored = dict((await conn.execute(
             select(configuration.c.key, configuration.c.value))).all())
-    assert stored == {"risk.max_order_notional": "12345.5", "engine.ack_timeout": 7.0}
+    assert stored == {"risk.max_order_notional": "50", "engine.ack_timeout": 7.0}
 
     again = await call(api, "PATCH", "/api/v1/config", admin,
-                       {"values": {"risk.max_order_notional": 500}})
+                       {"values": {"risk.max_order_notional": 1_000_000}})
     assert again.status == 200  # an upsert
-    assert runner.risk.limits.max_order_notional == Decimal(500)
+    passed = await manual_buy(api, admin, "10")
+    assert passed["status"] != "denied", passed
     rows = (await audit_page(api, admin, action="config.update"))["items"]
     assert [r["outcome"] for r in rows] == ["success", "success"]
     assert rows[0]["actor"] == "admin"

@@ -2,6 +2,7 @@
 strategy's (SYS-006, SYS-016)."""
 
 from collections.abc import Awaitable, Callable
+from decimal import Decimal
 
 import anyio
 import pytest
@@ -60,9 +61,12 @@ async def test_manual_orders_fill_cancel_and_are_denied_when_halted(api: Api) ->
     assert [(a["symbol"], a["quantity"]) for a in stats["assets"]] == [("QUIET", "3")]
     assert stats["best_asset"] == stats["worst_asset"] == "QUIET"
 
+    filled_at = Decimal((await call(api, "GET", f"/api/v1/orders/{coid}", tom)
+                         ).json()["avg_fill_price"])
+    below = (filled_at * Decimal("0.7")).quantize(Decimal("0.01"))  # inside the price band
     resting = await call(api, "POST", "/api/v1/orders", tom, {
         "portfolio_id": pid, "symbol": "QUIET", "side": "buy", "quantity": "1",
-        "order_type": "limit", "limit_price": "0.01"})
+        "order_type": "limit", "limit_price": str(below)})
     assert resting.json()["status"] in ("submitted", "accepted")
     cancel = await call(api, "DELETE", f"/api/v1/orders/{resting.json()['client_order_id']}",
                         tom)
@@ -88,3 +92,36 @@ async def test_manual_orders_fill_cancel_and_are_denied_when_halted(api: Api) ->
     eve = await make_trader(api, admin, "eve")
     assert (await call(api, "GET", f"/api/v1/orders/{coid}", eve)).status == 404
     assert (await call(api, "GET", "/api/v1/orders", eve)).json() == []
+
+
+async def test_orders_beyond_buying_power_lots_and_price_ranges_are_refused(api: Api) -> None:
+    """Issue 9, defect 8 (risk holes), over the API: a buy of $94M in a $50k portfolio is denied
+    BUYING_POWER (it was filled and cash went negative); a quantity off the lot size is denied
+    LOT_SIZE; prices the journal cannot store exactly are a 422 naming the field (1e400 was
+    stored on SQLite, 1e-400 as 0, a 500 on PostgreSQL). Cash never goes below zero."""
+    admin = await login(api, *ADMIN)
+    tom = await make_trader(api, admin, "tom")
+    pid: int = (await call(api, "POST", "/api/v1/portfolios", tom,
+                           {"name": "small", "initial_cash": "50000"})).json()["id"]
+    assert (await call(api, "POST", f"/api/v1/portfolios/{pid}/assets", tom,
+                       QUIET_ASSET)).status == 201
+    assert (await call(api, "POST", f"/api/v1/portfolios/{pid}/activate", tom)).status == 200
+
+    async def ticking() -> bool:
+        status = (await call(api, "GET", f"/api/v1/portfolios/{pid}/status", tom)).json()
+        return bool(status["bars"] > 0)
+
+    await until(ticking)
+    order = {"portfolio_id": pid, "symbol": "QUIET", "side": "buy"}
+    huge = await call(api, "POST", "/api/v1/orders", tom, {**order, "quantity": "940000"})
+    assert huge.status == 201, huge.body
+    assert (huge.json()["status"], huge.json()["reason"]) == ("denied", "BUYING_POWER")
+    odd = await call(api, "POST", "/api/v1/orders", tom, {**order, "quantity": "1.5"})
+    assert (odd.json()["status"], odd.json()["reason"]) == ("denied", "LOT_SIZE")
+    for price in ("1e400", "1e30", "1e-400", "0", "-1", "NaN", "Infinity"):
+        bad = await call(api, "POST", "/api/v1/orders", tom, {
+            **order, "quantity": "1", "order_type": "limit", "limit_price": price})
+        assert bad.status == 422, (price, bad.body)
+        assert bad.json()["detail"][0]["field"] == "limit_price", price
+    status = (await call(api, "GET", f"/api/v1/portfolios/{pid}/status", tom)).json()
+    assert Decimal(status["equity"]) == Decimal(50000)  # nothing traded

@@ -108,7 +108,8 @@ async def test_a_trader_runs_a_portfolio_and_halts_it(api: Api) -> None:
     assert off.json()["is_active"] is False
     status = (await call(api, "GET", f"/api/v1/portfolios/{pid}/status", alice)).json()
     assert status["runner"] == "stopped"
-    assert api.engine.portfolios[1].state.status == "running"  # the demo never noticed
+    demo = api.engine.facade.state(1)
+    assert demo is not None and demo.status == "running"  # the demo never noticed
 
     await api.engine.journal.flush()  # audit rows are queued, never awaited by the request
     async with api.engine.db.connect() as conn:

@@ -165,7 +165,7 @@ async def test_the_running_api_enforces_each_policy_for_each_role(api: Api) -> N
 
     # the WebSocket is public at the handshake and authenticates with its first message
     async with connect(ws_url(api)) as ws:
-        await ws.send(json.dumps({"action": "subscribe", "portfolios": [1]}))
+        await ws.send(json.dumps({"action": "subscribe", "since": {"1": 0}}))
         with pytest.raises(ConnectionClosed) as closed:
             await receive(ws)
     assert closed.value.rcvd is not None
@@ -173,6 +173,6 @@ async def test_the_running_api_enforces_each_policy_for_each_role(api: Api) -> N
     async with connect(ws_url(api)) as ws:
         access = tokens["viewer"]["authorization"].removeprefix("Bearer ")
         await ws.send(json.dumps({"action": "auth", "token": access}))
-        await ws.send(json.dumps({"action": "subscribe", "portfolios": [1], "since": 0}))
+        await ws.send(json.dumps({"action": "subscribe", "since": {"1": 0}}))
         msg = await receive(ws)
         assert msg == {"type": "subscribed", "portfolios": [], "refused": [1]}  # not hers

@@ -35,7 +35,7 @@ async def test_events_replay_from_since_then_stream_live(api: Api) -> None:
     seen: list[int] = []
     async with connect(ws_url(api)) as ws:
         await ws.send(json.dumps({"action": "auth", "token": access}))
-        await ws.send(json.dumps({"action": "subscribe", "portfolios": [1, 999], "since": 0}))
+        await ws.send(json.dumps({"action": "subscribe", "since": {"1": 0, "999": 0}}))
         while len(seen) < 6:
             msg = await receive(ws)
             if msg["type"] == "subscribed":
@@ -49,8 +49,7 @@ async def test_events_replay_from_since_then_stream_live(api: Api) -> None:
 
     async with connect(ws_url(api)) as ws:  # resume after the last seen
         await ws.send(json.dumps({"action": "auth", "token": access}))
-        await ws.send(json.dumps({"action": "subscribe", "portfolios": [1],
-                                  "since": seen[-1]}))
+        await ws.send(json.dumps({"action": "subscribe", "since": {"1": seen[-1]}}))
         msg = await receive(ws)
         while msg["type"] == "subscribed":
             msg = await receive(ws)
@@ -63,17 +62,42 @@ async def test_a_replayed_event_is_the_same_json_as_the_live_one(api: Api) -> No
     access = await token(api)
     async with connect(ws_url(api)) as ws:
         await ws.send(json.dumps({"action": "auth", "token": access}))
-        await ws.send(json.dumps({"action": "subscribe", "portfolios": [1], "since": 10**9}))
+        await ws.send(json.dumps({"action": "subscribe", "since": {"1": 10**9}}))
         msg = await receive(ws)
         while msg["type"] == "subscribed":
             msg = await receive(ws)
         live = msg
     async with connect(ws_url(api)) as ws:
         await ws.send(json.dumps({"action": "auth", "token": access}))
-        await ws.send(json.dumps({"action": "subscribe", "portfolios": [1],
-                                  "since": live["seq"] - 1}))
+        await ws.send(json.dumps({"action": "subscribe", "since": {"1": live["seq"] - 1}}))
         replayed = await receive(ws)
     assert replayed == live
+
+
+@pytest.mark.parametrize("message", [
+    {"action": "subscribe", "portfolios": [1]},
+    {"action": "subscribe", "portfolios": [1], "since": 0},
+    {"action": "subscribe", "since": {}},
+    {"action": "subscribe", "since": {"1": -1}},
+    {"action": "subscribe", "since": {"1": "5"}},
+    {"action": "subscribe", "since": {"one": 0}},
+    {"action": "subscribe", "since": {"1": True}},
+    {"action": "subscribe", "portfolios": [2], "since": {"1": 0}},
+], ids=["missing", "a-number", "empty", "negative", "text", "not-an-id", "boolean",
+        "disagrees"])
+async def test_a_missing_or_malformed_since_is_an_error_not_zero(
+        api: Api, message: dict[str, Any]) -> None:
+    """Issue 9: ``since`` is a map per portfolio; leaving it out or malforming it answers an
+    error (naming ``since`` or ``portfolios``) and subscribes nothing: no replay from 0."""
+    access = await token(api)
+    async with connect(ws_url(api)) as ws:
+        await ws.send(json.dumps({"action": "auth", "token": access}))
+        await ws.send(json.dumps(message))
+        answer = await receive(ws)
+        assert answer["type"] == "error", answer
+        assert answer["detail"].startswith(("since", "portfolios")), answer
+        await ws.send(json.dumps({"action": "subscribe", "since": {"999": 0}}))
+        assert await receive(ws) == {"type": "subscribed", "portfolios": [], "refused": [999]}
 
 
 async def drain_until_closed(ws: ClientConnection) -> None:
@@ -108,7 +132,7 @@ async def test_logout_closes_the_socket_with_1008(api: Api) -> None:
     access = headers["authorization"].removeprefix("Bearer ")
     async with connect(ws_url(api)) as ws:
         await ws.send(json.dumps({"action": "auth", "token": access}))
-        await ws.send(json.dumps({"action": "subscribe", "portfolios": [], "since": 0}))
+        await ws.send(json.dumps({"action": "subscribe", "since": {"999": 0}}))
         assert (await receive(ws))["type"] == "subscribed"
         out = await api.request("POST", "/api/v1/auth/logout", b"{}", headers)
         assert out.status in (200, 204)
@@ -132,7 +156,7 @@ async def test_a_ticket_in_the_url_lets_a_client_in_once(api: Api) -> None:
     headers = await login(api, *ADMIN)
     once = await ticket(api, headers)
     async with connect(f"{ws_url(api)}?ticket={once}") as ws:
-        await ws.send(json.dumps({"action": "subscribe", "portfolios": [1], "since": 0}))
+        await ws.send(json.dumps({"action": "subscribe", "since": {"1": 0}}))
         msg = await receive(ws)
         while msg["type"] != "subscribed":  # the replay of the journal comes first
             assert msg["portfolio_id"] == 1

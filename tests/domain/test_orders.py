@@ -1,7 +1,12 @@
 """The order state machine (``TRANSITIONS``) and fill accounting on :class:`Order`.
 
 SYS-006 (order and position tracking), SYS-013 (integrity): an order's status only moves along
-an edge of the transition table, a refused move changes nothing, and fills never exceed the order.
+an edge of the transition table, a refused move changes nothing, and nothing leaves a terminal
+status. Issue 9: a fill is never refused (the venue traded, the position must follow): it leads
+out of every open status, PENDING_SUBMIT included (a venue's fill may overtake the bookkeeping of
+the send); one after the order closed, or beyond its quantity, is applied all the same, returns a
+:class:`FillAnomaly` and marks the order for reconciliation. The filled quantity is always the sum
+of the fills.
 """
 
 import copy
@@ -16,6 +21,7 @@ from lts.domain.orders import (
     OPEN_STATUSES,
     TERMINAL_STATUSES,
     TRANSITIONS,
+    FillAnomaly,
     InvalidTransition,
     Order,
     OrderRequest,
@@ -88,21 +94,42 @@ def test_every_status_is_reachable_from_pending_submit() -> None:
     assert reachable_from(S.PENDING_SUBMIT) == set(OrderStatus)
 
 
-def test_pending_submit_reaches_filled_via_submitted() -> None:
-    """SYS-006: an order is filled only after it was sent; PENDING_SUBMIT -> FILLED is refused."""
-    assert not can_transition(S.PENDING_SUBMIT, S.FILLED)
-    assert can_transition(S.PENDING_SUBMIT, S.SUBMITTED)
-    assert can_transition(S.SUBMITTED, S.FILLED)
+@pytest.mark.parametrize("status", sorted(OPEN_STATUSES, key=lambda s: s.value))
+def test_fills_lead_out_of_every_open_status(status: OrderStatus) -> None:
+    """Issue 9: a fill may come in any open status (a venue's fill may overtake the bookkeeping
+    of the send, or a cancel), so the table never refuses the move a fill makes."""
+    assert {S.PARTIALLY_FILLED, S.FILLED} <= TRANSITIONS[status]
 
+
+def test_pending_submit_may_be_filled_before_it_is_marked_sent() -> None:
     order = make_order()
-    with pytest.raises(InvalidTransition):
-        order.transition(S.FILLED, ts=1)
-    assert order.status is S.PENDING_SUBMIT
-    order.transition(S.SUBMITTED, ts=2)
     order.transition(S.FILLED, ts=3)
     assert order.status is S.FILLED
     assert order.ts_last == 3
     assert not order.is_open
+
+
+def test_a_pending_cancel_may_be_rejected() -> None:
+    """The venue refused the order after all (its answer crossed the cancel)."""
+    order = make_order(status=S.PENDING_CANCEL)
+    order.transition(S.REJECTED, ts=4, reason="insufficient margin")
+    assert (order.status, order.reason) == (S.REJECTED, "insufficient margin")
+
+
+def test_the_table_has_the_edges_of_issue_9() -> None:
+    """The rows, as the order manager relies on them."""
+    live = {S.PARTIALLY_FILLED, S.FILLED, S.PENDING_CANCEL, S.CANCELED, S.EXPIRED, S.UNKNOWN}
+    assert TRANSITIONS[S.PENDING_SUBMIT] == {S.SUBMITTED, S.DENIED, S.REJECTED, S.UNKNOWN,
+                                             S.CANCELED, S.ACCEPTED, S.PARTIALLY_FILLED,
+                                             S.FILLED}
+    assert TRANSITIONS[S.SUBMITTED] == live | {S.ACCEPTED, S.REJECTED}
+    assert TRANSITIONS[S.ACCEPTED] == live
+    assert TRANSITIONS[S.PARTIALLY_FILLED] == live
+    assert TRANSITIONS[S.PENDING_CANCEL] == live | {S.ACCEPTED, S.REJECTED}
+    assert TRANSITIONS[S.UNKNOWN] == {S.SUBMITTED, S.ACCEPTED, S.PARTIALLY_FILLED, S.FILLED,
+                                      S.CANCELED, S.REJECTED, S.EXPIRED, S.PENDING_CANCEL}
+    # DENIED is risk's word on an order never sent: no other way in
+    assert [s for s, row in TRANSITIONS.items() if S.DENIED in row] == [S.PENDING_SUBMIT]
 
 
 def test_transition_records_time_and_reason() -> None:
@@ -115,8 +142,8 @@ def test_transition_records_time_and_reason() -> None:
 
 def test_invalid_transition_is_a_value_error_naming_the_edge() -> None:
     order = make_order()
-    with pytest.raises(InvalidTransition, match="c-1: pending_submit -> filled"):
-        order.transition(S.FILLED, ts=1)
+    with pytest.raises(InvalidTransition, match="c-1: pending_submit -> pending_cancel"):
+        order.transition(S.PENDING_CANCEL, ts=1)
     assert issubclass(InvalidTransition, ValueError)
 
 
@@ -209,21 +236,63 @@ def test_single_fill_for_the_whole_quantity_fills() -> None:
 
 
 @pytest.mark.parametrize(("first", "second"), [(None, Decimal(6)), (Decimal(2), Decimal(4)),
-                                               (Decimal(5), Decimal("0.001"))])
-def test_overfill_raises_and_changes_nothing(first: Decimal | None, second: Decimal) -> None:
-    """SYS-013: a fill beyond the leaves quantity is refused, not clipped."""
+                                               (Decimal(4), Decimal("1.001"))])
+def test_an_overfill_is_applied_fills_the_order_and_marks_it(first: Decimal | None,
+                                                             second: Decimal) -> None:
+    """Issue 9: a fill beyond the quantity is the venue's word: applied whole (never clipped,
+    never refused), the order is FILLED and marked OVERFILL for reconciliation."""
     order = make_order(quantity=Decimal(5), status=S.SUBMITTED)
     if first is not None:
-        order.apply_fill(first, Decimal("1.00"), ts=1)
-    before = copy.copy(order)
-    with pytest.raises(InvalidTransition, match="overfill"):
-        order.apply_fill(second, Decimal("1.00"), ts=2)
-    assert order == before
+        assert order.apply_fill(first, Decimal("1.00"), ts=1) is None
+        assert order.anomaly is None
+    assert order.apply_fill(second, Decimal("2.00"), ts=2) is FillAnomaly.OVERFILL
+    filled = (first or Decimal(0)) + second
+    assert (order.status, order.filled_quantity, order.ts_last) == (S.FILLED, filled, 2)
+    assert order.leaves_quantity == 5 - filled < 0
+    assert order.anomaly is FillAnomaly.OVERFILL
+    assert order.avg_fill_price == ((first or Decimal(0)) * 1 + second * 2) / filled
+    assert not order.is_open
+
+
+@pytest.mark.parametrize("status", sorted(EXPECTED_TERMINAL, key=lambda s: s.value))
+def test_a_fill_after_close_is_applied_without_moving_the_status(status: OrderStatus) -> None:
+    """Issue 9: a fill for a canceled, expired, rejected, denied or filled order (routine on a
+    real venue: a fill crossing the cancel) adds to the filled quantity; the status stays
+    terminal and the order is marked AFTER_CLOSE."""
+    order = make_order(quantity=Decimal(5), status=status)
+    order.ts_last = 10
+    assert order.apply_fill(Decimal(2), Decimal("3.00"), ts=5) is FillAnomaly.AFTER_CLOSE
+    assert (order.status, order.filled_quantity, order.avg_fill_price) == (
+        status, Decimal(2), Decimal("3.00"))
+    assert order.ts_last == 10  # never back in time
+    assert order.anomaly is FillAnomaly.AFTER_CLOSE
+    assert order.apply_fill(Decimal(1), Decimal("6.00"), ts=20) is FillAnomaly.AFTER_CLOSE
+    assert (order.status, order.filled_quantity, order.avg_fill_price, order.ts_last) == (
+        status, Decimal(3), Decimal(4), 20)
+    assert not order.is_open
+
+
+def test_a_filled_order_filled_again_is_after_close_not_overfill() -> None:
+    order = make_order(quantity=Decimal(5), status=S.ACCEPTED)
+    assert order.apply_fill(Decimal(5), Decimal("1.00"), ts=1) is None
+    assert order.apply_fill(Decimal("0.001"), Decimal("1.00"), ts=2) is FillAnomaly.AFTER_CLOSE
+    assert (order.status, order.filled_quantity) == (S.FILLED, Decimal("5.001"))
+
+
+def test_the_first_anomaly_stays_on_the_order() -> None:
+    order = make_order(quantity=Decimal(5), status=S.ACCEPTED)
+    assert order.apply_fill(Decimal(6), Decimal("1.00"), ts=1) is FillAnomaly.OVERFILL
+    assert order.apply_fill(Decimal(1), Decimal("1.00"), ts=2) is FillAnomaly.AFTER_CLOSE
+    assert order.anomaly is FillAnomaly.OVERFILL
+    assert order.filled_quantity == 7
 
 
 @pytest.mark.parametrize("quantity", [Decimal(0), Decimal("-0"), Decimal(-1), Decimal("-0.001")])
-def test_non_positive_fill_quantity_raises_value_error(quantity: Decimal) -> None:
-    order = make_order(quantity=Decimal(5), status=S.SUBMITTED)
+@pytest.mark.parametrize("status", [S.SUBMITTED, S.CANCELED])
+def test_non_positive_fill_quantity_raises_value_error(quantity: Decimal,
+                                                       status: OrderStatus) -> None:
+    """Not a fill at all: the one thing ``apply_fill`` refuses, changing nothing."""
+    order = make_order(quantity=Decimal(5), status=status)
     before = copy.copy(order)
     with pytest.raises(ValueError, match="positive") as excinfo:
         order.apply_fill(quantity, Decimal("1.00"), ts=1)
@@ -231,25 +300,15 @@ def test_non_positive_fill_quantity_raises_value_error(quantity: Decimal) -> Non
     assert order == before
 
 
-@pytest.mark.parametrize("status", [S.PENDING_SUBMIT, S.CANCELED, S.REJECTED, S.DENIED,
-                                    S.EXPIRED])
-def test_fill_in_a_status_that_cannot_fill_is_refused(status: OrderStatus) -> None:
-    """A fill is a status change too: it follows the table (not yet sent, or already over)."""
+@pytest.mark.parametrize("status", sorted(OPEN_STATUSES, key=lambda s: s.value))
+def test_a_fill_is_taken_in_every_open_status(status: OrderStatus) -> None:
+    """PENDING_SUBMIT included (issue 9: before, that fill raised inside the broker callback)."""
     order = make_order(quantity=Decimal(5), status=status)
-    before = copy.copy(order)
-    with pytest.raises(InvalidTransition):
-        order.apply_fill(Decimal(1), Decimal("1.00"), ts=1)
-    assert order == before
-
-
-@pytest.mark.parametrize("status", [S.SUBMITTED, S.ACCEPTED, S.PARTIALLY_FILLED,
-                                    S.PENDING_CANCEL, S.UNKNOWN])
-def test_fill_is_accepted_in_every_live_status(status: OrderStatus) -> None:
-    order = make_order(quantity=Decimal(5), status=status)
-    order.apply_fill(Decimal(1), Decimal("1.00"), ts=1)
+    assert order.apply_fill(Decimal(1), Decimal("1.00"), ts=1) is None
     assert order.status is S.PARTIALLY_FILLED
-    order.apply_fill(Decimal(4), Decimal("1.00"), ts=2)
+    assert order.apply_fill(Decimal(4), Decimal("1.00"), ts=2) is None
     assert order.status is S.FILLED
+    assert order.anomaly is None
 
 
 cents = st.integers(min_value=1, max_value=10_000_000).map(lambda n: Decimal(n).scaleb(-2))
@@ -258,7 +317,7 @@ lots = st.integers(min_value=1, max_value=100_000).map(lambda n: Decimal(n).scal
 
 @settings(max_examples=200)
 @given(parts=st.lists(st.tuples(lots, cents), min_size=1, max_size=25),
-       start=st.sampled_from([S.SUBMITTED, S.ACCEPTED, S.UNKNOWN]))
+       start=st.sampled_from(sorted(OPEN_STATUSES, key=lambda s: s.value)))
 def test_random_split_into_fills_ends_filled(parts: list[tuple[Decimal, Decimal]],
                                              start: OrderStatus) -> None:
     """SYS-006: however a quantity is split into fills, the order ends FILLED with
@@ -269,7 +328,7 @@ def test_random_split_into_fills_ends_filled(parts: list[tuple[Decimal, Decimal]
     with localcontext() as ctx:
         ctx.clear_flags()
         for i, (q, price) in enumerate(parts):
-            order.apply_fill(q, price, ts=i + 1)
+            assert order.apply_fill(q, price, ts=i + 1) is None
             filled += q
             assert order.filled_quantity == filled
             assert order.leaves_quantity == quantity - filled
@@ -281,6 +340,7 @@ def test_random_split_into_fills_ends_filled(parts: list[tuple[Decimal, Decimal]
     assert order.filled_quantity == quantity
     assert order.leaves_quantity == 0
     assert not order.is_open
+    assert order.anomaly is None
 
     prices = [p for _, p in parts]
     assert order.avg_fill_price is not None
@@ -291,7 +351,71 @@ def test_random_split_into_fills_ends_filled(parts: list[tuple[Decimal, Decimal]
     else:
         assert order.avg_fill_price == exact_mean
 
-    before = copy.copy(order)
-    with pytest.raises(InvalidTransition):
-        order.apply_fill(Decimal("0.001"), Decimal("1.00"), ts=len(parts) + 1)
-    assert order == before
+    # one more: applied, after close, the status stays FILLED
+    assert order.apply_fill(Decimal("0.001"), Decimal("1.00"), ts=len(parts) + 1) is \
+        FillAnomaly.AFTER_CLOSE
+    assert (order.status, order.filled_quantity) == (S.FILLED, quantity + Decimal("0.001"))
+    assert order.anomaly is FillAnomaly.AFTER_CLOSE
+
+
+Step = tuple[str, OrderStatus | tuple[Decimal, Decimal]]
+steps = st.one_of(statuses.map(lambda s: ("move", s)),
+                  st.tuples(lots, cents).map(lambda f: ("fill", f)))
+
+
+@settings(max_examples=300)
+@given(start=statuses, quantity=lots, script=st.lists(steps, max_size=40))
+def test_random_moves_and_fills_follow_the_model(start: OrderStatus, quantity: Decimal,
+                                                 script: list[Step]) -> None:
+    """Status changes and fills interleaved at random, from any status:
+
+    - a fill is never refused; the filled quantity is the sum of every fill applied;
+    - a fill in an open status gives PARTIALLY_FILLED or FILLED (OVERFILL beyond the quantity);
+      in a terminal status it changes no status (AFTER_CLOSE);
+    - the order is marked with the first anomaly, and only if there was one;
+    - a status change is taken iff the table has the edge; a refused one changes nothing;
+    - once terminal, the status never changes again."""
+    order = make_order(quantity=quantity, status=start)
+    fills: list[tuple[Decimal, Decimal]] = []
+    first_anomaly: FillAnomaly | None = None
+    terminal_at: OrderStatus | None = start if start in TERMINAL_STATUSES else None
+    for ts, (kind, arg) in enumerate(script, start=1):
+        before = copy.copy(order)
+        if kind == "move":
+            assert isinstance(arg, OrderStatus)
+            try:
+                order.transition(arg, ts=ts)
+            except InvalidTransition:
+                assert not can_transition(before.status, arg)
+                assert order == before
+            else:
+                assert can_transition(before.status, arg)
+                assert order.status is arg
+        else:
+            assert isinstance(arg, tuple)
+            q, price = arg
+            anomaly = order.apply_fill(q, price, ts=ts)
+            fills.append((q, price))
+            total = before.filled_quantity + q
+            if before.status in TERMINAL_STATUSES:
+                expected = FillAnomaly.AFTER_CLOSE
+                assert order.status is before.status
+            else:
+                expected = FillAnomaly.OVERFILL if total > quantity else None
+                assert order.status is (S.FILLED if total >= quantity else S.PARTIALLY_FILLED)
+            assert anomaly is expected
+            first_anomaly = first_anomaly or anomaly
+            event(f"fill: {anomaly.value if anomaly else 'allowed'}")
+        assert order.filled_quantity == sum((q for q, _ in fills), Decimal(0))
+        assert order.anomaly is first_anomaly
+        if terminal_at is not None:
+            assert order.status is terminal_at, f"moved out of terminal {terminal_at}"
+        elif order.status in TERMINAL_STATUSES:
+            terminal_at = order.status
+        assert order.is_open == (order.status not in TERMINAL_STATUSES)
+    if fills:
+        prices = [p for _, p in fills]
+        assert order.avg_fill_price is not None
+        assert min(prices) <= order.avg_fill_price <= max(prices)
+    else:
+        assert order.avg_fill_price is None

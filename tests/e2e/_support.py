@@ -191,12 +191,13 @@ def prepare_portfolios(url: str, specs: Sequence[PortfolioSpec]) -> list[int]:
 
 def synthetic_asset(symbol: str, *, seed: int, interval: float, strategy: str = "sma_crossover",
                     strategy_params: dict[str, Any] | None = None,
-                    broker_params: dict[str, Any] | None = None) -> AssetSpec:
+                    broker_params: dict[str, Any] | None = None,
+                    lot_size: Decimal = Decimal(1)) -> AssetSpec:
     params = ({"fast": 2, "slow": 5, "quantity": "1"} if strategy_params is None
               else strategy_params)
     return AssetSpec(symbol=symbol, strategy_plugin=strategy, strategy_params=params,
                      broker_plugin="paper", broker_params=broker_params or {},
-                     pipeline_plugin="synthetic",
+                     pipeline_plugin="synthetic", lot_size=lot_size,
                      pipeline_params={"seed": seed, "interval": interval, "volatility": 0.01})
 
 

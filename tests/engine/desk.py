@@ -9,6 +9,9 @@ does, through its facade: commands with answers, committed events, activate and 
 
 from __future__ import annotations
 
+import asyncio
+import itertools
+import sqlite3
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -17,7 +20,9 @@ from decimal import Decimal
 from typing import Any
 
 import anyio
+import psycopg
 from sqlalchemy import select
+from sqlalchemy.engine import make_url
 
 from lts.bus import Mailbox, Overflow
 from lts.domain.commands import Reply, SubmitOrder
@@ -32,9 +37,49 @@ from lts.settings import load_settings, merge
 
 from .venue import CHANNELS, WORLDS, FeedChannel, ManualFeed, Quiet, ScriptedVenue, VenueWorld
 
-__all__ = ["EngineDesk", "running_desk"]
+__all__ = ["EngineDesk", "OwnConnection", "running_desk"]
 
 WAIT = 15.0  # seconds a condition may take before the test fails (never asserted on)
+
+#: The tables the journal writes (held together by :meth:`EngineDesk.journal_held`).
+_JOURNAL_TABLES = "orders, order_events, fills, positions, portfolios, audit_logs"
+_triggers = itertools.count(1)
+
+
+class OwnConnection:
+    """A blocking connection of the test's own to the desk's database (sqlite3 or psycopg, in
+    autocommit), as another process sees it. ``?`` placeholders on either store."""
+
+    def __init__(self, url: str) -> None:
+        parsed = make_url(url)
+        self.sqlite = parsed.get_backend_name() == "sqlite"
+        self._sqlite: sqlite3.Connection | None = None
+        self._pg: psycopg.Connection[Any] | None = None
+        if self.sqlite:
+            self._sqlite = sqlite3.connect(str(parsed.database), isolation_level=None,
+                                           timeout=10, check_same_thread=False)
+        else:
+            self._pg = psycopg.connect(parsed.set(drivername="postgresql").render_as_string(
+                hide_password=False), autocommit=True)
+
+    def execute(self, sql: str, *params: Any) -> list[tuple[Any, ...]]:
+        if self._sqlite is not None:
+            cursor = self._sqlite.execute(sql, params)
+            return cursor.fetchall() if cursor.description else []
+        assert self._pg is not None
+        pg_cursor = self._pg.execute(sql.replace("?", "%s") if params else sql,  # type: ignore[arg-type]
+                                     params or None)
+        return pg_cursor.fetchall() if pg_cursor.description else []
+
+    def scalar(self, sql: str, *params: Any) -> Any:
+        rows = self.execute(sql, *params)
+        return rows[0][0] if rows else None
+
+    def close(self) -> None:
+        if self._sqlite is not None:
+            self._sqlite.close()
+        if self._pg is not None:
+            self._pg.close()
 
 
 @dataclass
@@ -56,8 +101,8 @@ class EngineDesk:
         assert state is not None
         return state
 
-    async def command(self, command: Any, timeout: float | None = None) -> Reply:
-        return await self.facade.command(self.portfolio_id, command, timeout)
+    async def command(self, command: Any, within: float | None = None) -> Reply:
+        return await self.facade.command(self.portfolio_id, command, within)
 
     async def submit(self, side: Side = Side.BUY, quantity: str | int = 1, *,
                      symbol: str | None = None, order_type: OrderType = OrderType.MARKET,
@@ -115,6 +160,82 @@ class EngineDesk:
     def tick(self, close: float, symbol: str | None = None) -> None:
         self.feed.push(symbol or self.symbols[0], close)
 
+    async def marked(self, price: float = 100.0) -> None:
+        """A bar at ``price`` for every symbol, taken by the runner (a restarted runner has no
+        last price until its first bar, and denies market orders until then)."""
+        for symbol in self.symbols:
+            self.tick(price, symbol)
+        want = {s: Decimal(repr(price)) for s in self.symbols}
+        await self.until(lambda: self.facade.last_prices(self.portfolio_id) == want,
+                         f"the runner to mark {', '.join(self.symbols)} at {price}")
+
+    def duplicate_fills(self) -> int:
+        """Fills the running runner has recognised as duplicates. A wait condition only (the
+        facade does not count them): a duplicate for a closed order is checked against the
+        journal in a task, so a test waits for this before asserting that nothing changed."""
+        runner = self.engine.runner_of(self.portfolio_id)
+        orders = None if runner is None else runner.orders
+        return 0 if orders is None else int(orders.duplicate_fills)
+
+    # -- more of the outside world ---------------------------------------------------------------
+    @property
+    def url(self) -> str:
+        return self.engine.url
+
+    @property
+    def backend(self) -> str:
+        """``sqlite`` or ``postgresql``."""
+        return make_url(self.url).get_backend_name()
+
+    def own_connection(self) -> OwnConnection:
+        """A connection of the test's own (close it; see :class:`OwnConnection`)."""
+        return OwnConnection(self.url)
+
+    def send(self, command: Any, timeout: float | None = None) -> asyncio.Task[Reply]:
+        """Send ``command`` without waiting for the answer: a task to await later (it posts
+        the command at its first step, in the order of the calls)."""
+        return asyncio.ensure_future(self.command(command, timeout))
+
+    @asynccontextmanager
+    async def journal_held(self) -> AsyncIterator[None]:
+        """Inside, the journal cannot commit: another connection holds the write lock (SQLite:
+        ``BEGIN IMMEDIATE``; PostgreSQL: the journal's tables locked ``IN EXCLUSIVE MODE``, which
+        still lets reads through). The journal's writes wait, none fails; keep it short (SQLite's
+        busy timeout is 10 s)."""
+        own = self.own_connection()
+        try:
+            if own.sqlite:
+                await anyio.to_thread.run_sync(own.execute, "BEGIN IMMEDIATE")
+            else:
+                own.execute("BEGIN")
+                # in a thread: the journal may be mid-batch, and it commits on this loop
+                await anyio.to_thread.run_sync(
+                    own.execute, f"LOCK TABLE {_JOURNAL_TABLES} IN EXCLUSIVE MODE")
+            yield
+        finally:
+            own.execute("ROLLBACK")
+            own.close()
+
+    def refuse_inserts(self, table: str, when: str) -> None:
+        """From now on the database refuses the rows of ``table`` for which ``when`` holds
+        (SQL over ``NEW``, valid on both stores): a trigger raising a constraint error, as a
+        column limit or a check the engine did not expect would."""
+        name = f"refuse_{table}_{next(_triggers)}"
+        own = self.own_connection()
+        try:
+            if own.sqlite:
+                own.execute(f"CREATE TRIGGER {name} BEFORE INSERT ON {table} WHEN {when} "
+                            f"BEGIN SELECT RAISE(ABORT, 'refused by {name}'); END")
+            else:
+                own.execute(
+                    f"CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+                    f"IF {when} THEN RAISE EXCEPTION 'refused by {name}' "
+                    f"USING ERRCODE = 'check_violation'; END IF; RETURN NEW; END $$")
+                own.execute(f"CREATE TRIGGER {name} BEFORE INSERT ON {table} FOR EACH ROW "
+                            f"EXECUTE FUNCTION {name}()")
+        finally:
+            own.close()
+
 
 def make_registry() -> Registry:
     registry = Registry.discover()
@@ -130,6 +251,8 @@ async def running_desk(db_url: str, *, symbols: tuple[str, ...] = ("AAA",),
                        engine: dict[str, Any] | None = None, price: float = 100.0,
                        trading_state: str = "ACTIVE",
                        before_start: Callable[[VenueWorld], None] | None = None,
+                       owner_id: int | None = None, settings: dict[str, Any] | None = None,
+                       wait_running: bool = True,
                        ) -> AsyncIterator[EngineDesk]:
     """The engine running one portfolio of ``symbols`` (tick 0.01, lot 1) on ``db_url`` (a
     migrated database), each symbol marked at ``price`` before the desk is handed over."""
@@ -142,18 +265,18 @@ async def running_desk(db_url: str, *, symbols: tuple[str, ...] = ("AAA",),
     try:
         pid = await repo.create_portfolio(db, repo.PortfolioSpec(
             name=f"desk-{key}", initial_cash=Decimal(cash), risk_params=risk or {},
-            trading_state=trading_state,
+            trading_state=trading_state, owner_id=owner_id,
             assets=tuple(repo.AssetSpec(
                 symbol=s, strategy_plugin="quiet", broker_plugin="scripted",
                 broker_params={"world": key}, pipeline_plugin="manual",
                 pipeline_params={"channel": key}) for s in symbols)))
     finally:
         await db.dispose()
-    settings = load_settings(overrides=merge({
+    settings = load_settings(overrides=merge(merge({
         "database": {"url": db_url}, "demo": {"enabled": False}, "api": {"enabled": False},
         "engine": {"restart_initial_delay": 0.05, "restart_max_delay": 0.2,
                    "stop_timeout": 2.0, "lease_retry": 0.2},
-    }, {"engine": engine or {}}))
+    }, {"engine": engine or {}}), settings or {}))
     running = Engine(settings, registry=make_registry())
     try:
         async with anyio.create_task_group() as tg:
@@ -163,10 +286,11 @@ async def running_desk(db_url: str, *, symbols: tuple[str, ...] = ("AAA",),
             events: Mailbox[OrderEvent] = Mailbox(100_000, Overflow.BLOCK, name="desk")
             running.facade.subscribe_events(events, pid)
             desk = EngineDesk(running, pid, world, channel, symbols, events)
-            await desk.running()
-            for symbol in symbols:
-                desk.tick(price, symbol)
-            await desk.until(lambda: desk.state().bars >= len(symbols), "the first bars")
+            if wait_running:
+                await desk.running()
+                for symbol in symbols:
+                    desk.tick(price, symbol)
+                await desk.until(lambda: desk.state().bars >= len(symbols), "the first bars")
             yield desk
             running.stop()
     finally:

@@ -8,7 +8,9 @@ Fakes stand only where LTS meets the outside world, and they behave like it:
   client, and the answers the test chooses (acknowledge, reject, lose the answer, hold it until
   released, refuse to send). The test pushes what a venue pushes: fills (after a cancel too,
   beyond the quantity, for orders LTS never sent, twice), status changes, reconnects, from the
-  event loop or from another thread as an SDK would.
+  event loop or from another thread as an SDK would. The connection is scripted too: refuse
+  the next connects, drop the live one (the broker's ``run()`` raises), and count connections,
+  so a test sees whether two runners ever held the venue at once.
 - :class:`ManualFeed` is a pipeline plugin whose bars the test pushes.
 - :class:`Quiet` is a strategy that never signals: orders come from commands.
 
@@ -87,7 +89,15 @@ class VenueWorld:
         self.connected = anyio.Event()
         self.held: dict[str, _Held] = {}
         self.on_submit: Callable[[Order], None] | None = None  # e.g. read the database
+        self.credentials_for: str | None = None  # set: the venue wants the owner's keys
+        self.credentials: Any = None  # what the engine handed the broker
         self._trades = itertools.count(1)
+        # the connection: what the broker's run() does, counted
+        self.refuse_connections = 0  # the next N connects raise ConnectionRefusedError
+        self.connect_attempts = 0
+        self.connections = 0  # live now
+        self.max_connections = 0  # the most ever live at once
+        self._lost: anyio.Event | None = None
 
     # -- what the engine's broker calls --------------------------------------------------------
     async def submit(self, order: Order) -> str | None:
@@ -184,6 +194,33 @@ class VenueWorld:
     def reconnect(self) -> None:
         self.push(VenueReconnected(self.name, self._now()))
 
+    def drop(self) -> None:
+        """The live connection breaks: the broker's ``run()`` raises ConnectionResetError (the
+        portfolio's runner fails and its supervisor restarts it)."""
+        assert self._lost is not None, "the venue never connected"
+        assert self.connections, "the venue is not connected"
+        self._lost.set()
+
+    async def connect(self, reports: ReportSink, clock: Clock,
+                      task_status: TaskStatus[None]) -> None:
+        """The broker's ``run()``: refused while ``refuse_connections`` lasts, else connected
+        until cancelled (a clean close) or :meth:`drop`."""
+        self.connect_attempts += 1
+        if self.refuse_connections > 0:
+            self.refuse_connections -= 1
+            raise ConnectionRefusedError(f"{self.name}: connection refused")
+        self.sink, self.clock = reports, clock
+        self.connections += 1
+        self.max_connections = max(self.max_connections, self.connections)
+        lost = self._lost = anyio.Event()
+        try:
+            self.connected.set()
+            task_status.started()
+            await lost.wait()
+            raise ConnectionResetError(f"{self.name}: connection reset by the venue")
+        finally:
+            self.connections -= 1
+
     def _now(self) -> int:
         return self.clock.now_ns() if self.clock is not None else 0
 
@@ -206,13 +243,14 @@ class ScriptedVenue(PluginBase):
         super().__init__(**params)
         self.world = WORLDS[self.params.world]
         self.name = self.world.name
+        self.credentials_for = self.world.credentials_for
+
+    def use_credentials(self, credentials: Any) -> None:
+        self.world.credentials = credentials
 
     async def run(self, reports: ReportSink, clock: Clock, *,
                   task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
-        self.world.sink, self.world.clock = reports, clock
-        self.world.connected.set()
-        task_status.started()
-        await anyio.sleep_forever()
+        await self.world.connect(reports, clock, task_status)
 
     async def instruments(self, symbols: Sequence[str]) -> Mapping[str, Instrument]:
         return {s: i for s, i in self.world.instruments.items() if s in symbols}
@@ -257,9 +295,10 @@ class FeedChannel:
     def push(self, symbol: str, close: float, *, low: float | None = None,
              high: float | None = None, volume: float = 1_000_000.0) -> Bar:
         self.ts += 60_000_000_000
-        bar = Bar(symbol, self.ts, self.last.get(symbol, close),
-                  high if high is not None else close, low if low is not None else close,
-                  close, volume)
+        open_ = self.last.get(symbol, close)
+        bar = Bar(symbol, self.ts, open_,
+                  high if high is not None else max(open_, close),
+                  low if low is not None else min(open_, close), close, volume)
         self.last[symbol] = close
         self.queue(symbol).put_nowait(bar)
         return bar

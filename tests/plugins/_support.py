@@ -1,14 +1,10 @@
-"""Factories and venue-side fakes shared by the plugin tests.
+"""Factories shared by the plugin tests. ``SettableClock`` is a clock the test moves by hand."""
 
-``RecordingReports`` stands where the order manager stands for a broker: it records every status
-change and fill the broker reports. ``SettableClock`` is a clock the test moves by hand.
-"""
-
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Decimal
 
 from lts.domain.market import Bar
-from lts.domain.orders import Fill, Order, OrderStatus, OrderType, Side, TimeInForce
+from lts.domain.orders import Order, OrderStatus, OrderType, Side, TimeInForce
 
 #: 2024-01-02 00:00:00 UTC, a Tuesday, in ns.
 T0 = 1_704_153_600_000_000_000
@@ -44,21 +40,3 @@ class SettableClock:
 
     def now_ns(self) -> int:
         return self.now
-
-
-@dataclass
-class RecordingReports:
-    """Satisfies ``lts.plugins.broker.BrokerReports``; keeps everything it is told."""
-
-    statuses: list[tuple[str, OrderStatus, int, str]] = field(default_factory=list)
-    fills: list[Fill] = field(default_factory=list)
-
-    def on_order_status(self, client_order_id: str, status: OrderStatus, ts: int,
-                        reason: str = "") -> None:
-        self.statuses.append((client_order_id, status, ts, reason))
-
-    def on_fill(self, fill: Fill) -> None:
-        self.fills.append(fill)
-
-    def status_codes(self) -> list[OrderStatus]:
-        return [s for _, s, _, _ in self.statuses]

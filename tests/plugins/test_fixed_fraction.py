@@ -8,6 +8,7 @@ from decimal import Decimal
 
 import pytest
 
+from lts.domain.instruments import Instrument
 from lts.domain.orders import Fill, Order, OrderRequest, OrderStatus, Side
 from lts.domain.signals import Signal, Target
 from lts.engine.ledger import Ledger
@@ -18,8 +19,8 @@ from ._support import T0, make_order
 
 def make_ledger(cash: str = "10000", lot: str = "1", price: float | None = 33.0,
                 open_orders: dict[str, Order] | None = None) -> Ledger:
-    ledger = Ledger(Decimal(cash), {"AAA": Decimal(lot)}, {} if open_orders is None else
-                    open_orders)
+    ledger = Ledger(Decimal(cash), {"AAA": Instrument("AAA", Decimal("0.01"), Decimal(lot))},
+                    {} if open_orders is None else open_orders)
     if price is not None:
         ledger.mark("AAA", price)
     return ledger

@@ -6,10 +6,12 @@ from typing import Any
 
 import pytest
 
-from lts.domain.orders import OrderType, Side
+from lts.domain.instruments import Instrument
+from lts.domain.orders import Fill, OrderType, Side
 from lts.domain.signals import Target
 from lts.errors import InvalidParams
 from lts.plugins.base import PluginBase
+from lts.plugins.broker import ExecutionReport
 from lts.plugins.broker.paper import PaperBroker
 from lts.plugins.pipeline.replay import ReplayFeed
 from lts.plugins.pipeline.synthetic import SyntheticFeed
@@ -18,15 +20,33 @@ from lts.plugins.registry import Registry
 from lts.plugins.strategy.buy_and_hold import BuyAndHold
 from lts.plugins.strategy.sma_crossover import SmaCrossover
 
-from ._support import RecordingReports, SettableClock, make_bar, make_order
+from ._support import SettableClock, make_bar, make_order
+
+
+class ReportList(list[ExecutionReport]):
+    """A report sink for the paper broker: every report, in order."""
+
+    def __call__(self, report: ExecutionReport) -> None:
+        self.append(report)
+
+    def threadsafe(self, report: ExecutionReport) -> None:
+        self.append(report)
+
+
+async def started_paper(**params: Any) -> tuple[PaperBroker, ReportList]:
+    broker = PaperBroker(**params)
+    reports = ReportList()
+    await broker.run(reports, SettableClock())
+    broker.use_instruments({"AAA": Instrument("AAA", Decimal("0.01"), Decimal(1))})
+    return broker, reports
 
 DEFAULTS: dict[type[PluginBase], dict[str, Any]] = {
     SmaCrossover: {"fast": 10, "slow": 30, "quantity": None, "long_only": True},
     BuyAndHold: {"quantity": None},
     FixedFraction: {"fraction": Decimal("0.1")},
+    # the price grid and the lot come from the instrument (issue 9), not from params
     PaperBroker: {"fees_bps": Decimal(0), "slippage_bps": Decimal(0), "fill_at": "next_open",
-                  "volume_cap": 0.0, "price_increment": Decimal("0.0001"),
-                  "lot_size": Decimal("0.00000001")},
+                  "volume_cap": 0.0},
     SyntheticFeed: {"seed": 7, "interval": 1.0, "start_price": 100.0, "drift": 0.0,
                     "volatility": 0.01, "volume": 1000.0, "max_bars": 0},
     ReplayFeed: {"path": "", "batch": 4096},
@@ -56,6 +76,8 @@ def test_an_unknown_param_is_refused_naming_it() -> None:
     (FixedFraction, {"fraction": Decimal("1.5")}, "fraction"),
     (PaperBroker, {"fill_at": "midpoint"}, "fill_at"),
     (PaperBroker, {"fees_bps": -1}, "fees_bps"),
+    (PaperBroker, {"volume_cap": 1.5}, "volume_cap"),
+    (PaperBroker, {"price_increment": "0.01"}, "price_increment"),  # the instrument's now
     (SyntheticFeed, {"interval": 0}, "interval"),
 ])
 def test_a_bad_value_is_refused_naming_the_field(cls: type[PluginBase], params: dict[str, Any],
@@ -114,14 +136,15 @@ def test_set_params_takes_effect_on_a_strategy() -> None:
     assert (down.target, down.quantity) == (Target.SHORT, Decimal(3))
 
 
-def test_set_params_takes_effect_on_the_paper_broker() -> None:
-    broker = PaperBroker()
-    reports = RecordingReports()
-    broker.bind(reports, SettableClock())
-    broker.set_params(fees_bps=Decimal(10))
-    broker.submit(make_order(10))
+@pytest.mark.anyio
+async def test_set_params_takes_effect_on_the_paper_broker() -> None:
+    broker, reports = await started_paper()
+    broker.set_params(fees_bps=Decimal(10), slippage_bps=Decimal(20))
+    broker.place(make_order(10))
     broker.on_bar(make_bar(open=100.0))
-    assert reports.fills[0].fee == Decimal("1.00000000")
+    [fill] = reports
+    assert isinstance(fill, Fill)
+    assert (fill.price, fill.fee) == (Decimal("100.20"), Decimal("1.00200000"))
 
 
 # -- debug info (SYS-008) -------------------------------------------------------------------------
@@ -142,13 +165,13 @@ def test_debug_info_reports_params_debug_vars_and_added_entries() -> None:
     }
 
 
-def test_paper_broker_debug_info_counts_orders_fills_and_working_orders() -> None:
+@pytest.mark.anyio
+async def test_paper_broker_debug_info_counts_orders_fills_and_working_orders() -> None:
     """SYS-008."""
-    broker = PaperBroker()
-    broker.bind(RecordingReports(), SettableClock())
-    broker.submit(make_order(1, coid="1-1"))
-    broker.submit(make_order(1, Side.SELL, coid="1-2", limit="500",
-                             order_type=OrderType.LIMIT))
+    broker, _ = await started_paper()
+    broker.place(make_order(1, coid="1-1"))
+    broker.place(make_order(1, Side.SELL, coid="1-2", limit="500",
+                            order_type=OrderType.LIMIT))
     broker.on_bar(make_bar(open=100.0))
     info = broker.get_debug_info()
     assert {k: info[k] for k in ("orders_received", "fills_made", "working_orders")} == {

@@ -33,6 +33,11 @@ from lts.persistence.tables import orders, portfolios
 router = APIRouter(prefix="/api/v1/orders", tags=["orders"])
 
 
+#: A price the journal stores exactly: positive, below 10**20, at most 18 decimals.
+Price = Annotated[Decimal, Field(gt=0, lt=Decimal(10) ** 20, decimal_places=18,
+                                 allow_inf_nan=False)]
+
+
 class OrderCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -42,8 +47,8 @@ class OrderCreate(BaseModel):
     quantity: Decimal = Field(gt=0, max_digits=24, decimal_places=8)
     order_type: Literal["market", "limit", "stop", "stop_limit"] = "market"
     time_in_force: Literal["gtc", "ioc", "fok", "day"] = "gtc"
-    limit_price: Decimal | None = Field(None, gt=0, allow_inf_nan=False)
-    stop_price: Decimal | None = Field(None, gt=0, allow_inf_nan=False)
+    limit_price: Price | None = None
+    stop_price: Price | None = None
 
 
 class OrderChange(BaseModel):
@@ -52,8 +57,8 @@ class OrderChange(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     quantity: Decimal | None = Field(None, gt=0, max_digits=24, decimal_places=8)
-    limit_price: Decimal | None = Field(None, gt=0, allow_inf_nan=False)
-    stop_price: Decimal | None = Field(None, gt=0, allow_inf_nan=False)
+    limit_price: Price | None = None
+    stop_price: Price | None = None
 
 
 class OrderPublic(BaseModel):

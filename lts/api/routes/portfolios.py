@@ -9,7 +9,6 @@ failures included.
 
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from decimal import Decimal
 from typing import Any
 
 import anyio
@@ -33,9 +32,9 @@ from lts.api.portfolio_schemas import (
 from lts.domain.analytics import analyze
 from lts.domain.commands import Denied, SetTradingState, TradingState
 from lts.errors import Conflict, InvalidParams, JournalUnavailable
-from lts.settings import RiskLimits
 from lts.persistence import portfolio_store as store
 from lts.persistence import repositories as repo
+from lts.settings import RiskLimits
 
 router = APIRouter(prefix="/api/v1/portfolios", tags=["portfolios"])
 _POSITION_LIST = TypeAdapter(list[PositionPublic])  # the declared fields of each row only

@@ -8,7 +8,8 @@ committed events after its sequence number ``N`` (0: from the start) and streams
 a JSON object with ``type``, ``portfolio_id``, ``seq`` and the order's fields. ``since`` is
 required: a missing or malformed one is answered with an error message, never taken as 0.
 Events are sent only once the journal has committed them, and sequence numbers are never
-reused, so a client that resumes with the last ``seq`` it saw per portfolio misses nothing. Each client has a bounded mailbox with the CLOSE policy: a
+reused, so a client that resumes with the last ``seq`` it saw per portfolio misses nothing.
+Each client has a bounded mailbox with the CLOSE policy: a
 client that falls behind is disconnected (1013) and never slows trading. A revoked or expired
 session closes the socket with 1008, as does a wrong Origin.
 """

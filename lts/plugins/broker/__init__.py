@@ -17,7 +17,10 @@ order itself.
   since a time, ``balances`` and ``positions``; :meth:`Broker.instruments` gives the venue's
   rules (tick and lot size, minimums), which drive rounding and risk checks.
 - :class:`Capabilities` declare what the venue takes; the runner denies the rest.
-- Credentials come from the sealed credential store through the engine, never from params.
+- Credentials come from the sealed credential store through the engine, never from params: a
+  broker that declares ``credentials_for`` (the name its keys are stored under) is given the
+  portfolio owner's keys with :meth:`NeedsCredentials.use_credentials` before :meth:`Broker.run`;
+  a portfolio whose owner has none stored does not start (its error names the broker).
 
 A venue simulated from market data (``paper``) also implements :class:`SimulatedVenue`: the
 runner gives it each bar (it fills resting orders from it) and, at start-up, the orders the
@@ -37,11 +40,13 @@ from lts.domain.commands import ModifyOrder
 from lts.domain.instruments import Instrument
 from lts.domain.market import Bar
 from lts.domain.orders import Fill, Order, OrderStatusReport, OrderType, TimeInForce
+from lts.persistence.credentials import BrokerCredentials
 
 __all__ = [
     "Broker",
     "Capabilities",
     "ExecutionReport",
+    "NeedsCredentials",
     "ReportSink",
     "SimulatedVenue",
     "VenueReconnected",
@@ -109,6 +114,14 @@ class Broker(Protocol):
     async def balances(self) -> dict[str, Decimal]: ...
 
     async def positions(self) -> dict[str, Decimal]: ...
+
+
+class NeedsCredentials(Protocol):
+    """A broker that logs in: the engine hands it the owner's keys before it runs."""
+
+    credentials_for: str  # the broker name the keys are stored under (``binance``, ...)
+
+    def use_credentials(self, credentials: BrokerCredentials) -> None: ...
 
 
 class SimulatedVenue(Protocol):

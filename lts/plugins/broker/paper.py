@@ -14,10 +14,17 @@ IOC cancels what the first bar could not fill; FOK fills whole on that bar or ca
 when the UTC day changes.
 
 Prices are on the instrument's tick grid (a market price to the nearest tick, a slipped price
-rounded against the order); partial quantities are whole lots. The book is the journal's open
-orders: after a restart :meth:`PaperBroker.restore` takes them back, so a resting order keeps
-working. Trade ids are ``<client order id>-<filled quantity after the fill>``: unique per fill,
-and the same after a restart.
+rounded against the order: a buy up, a sell down); partial quantities are whole lots.
+
+The book is the journal's open orders: after a restart :meth:`PaperBroker.restore` takes them
+back (each one the journal holds open, a row not yet marked sent included: this venue's book
+lives and dies with the process), so a resting order keeps working; one whose cancel was pending
+is reported canceled. A restored DAY order still expires with the UTC day it was placed on, and a
+stop that had filled in part stays triggered; a stop-limit triggered without a fill must trigger
+again (the journal does not keep the trigger). Trade ids are ``<client order id>@<filled quantity
+after the fill>`` (the number written plainly: ``5``, not ``5.00``): unique per fill, as the
+filled quantity only grows, and numbered on from the journal's filled quantity after a restart
+(``@``: never the ``<coid>-<n>`` ids the venue gave before issue 9).
 """
 
 from collections.abc import Mapping, Sequence
@@ -69,8 +76,13 @@ class _Working:
     order: Order
     leaves: Decimal
     filled: Decimal
-    day: int
+    day: int  # the UTC day it was placed on (DAY orders expire when it ends)
     triggered: bool = False
+
+
+def _plain(number: Decimal) -> str:
+    """``number`` without trailing zeros or an exponent: ``5.00000000`` -> ``5``."""
+    return f"{number.normalize():f}"
 
 
 class PaperBroker(PluginBase):
@@ -174,14 +186,25 @@ class PaperBroker(PluginBase):
         reports = []
         for order in orders:
             coid = order.client_order_id
+            book = self._book.setdefault(order.symbol, {})
             if order.status is OrderStatus.PENDING_CANCEL:
+                book.pop(coid, None)
                 reports.append(OrderStatusReport(coid, OrderStatus.CANCELED, ts_event=now,
                                                  reason="canceled at restart"))
                 continue
-            self._book.setdefault(order.symbol, {})[coid] = _Working(
-                order, order.leaves_quantity, order.filled_quantity, now // _DAY_NS)
-            status = OrderStatus.PARTIALLY_FILLED if order.filled_quantity \
-                else OrderStatus.ACCEPTED
+            work = book.get(coid)
+            if work is None:  # an order this book works already keeps its state (trigger)
+                if order.leaves_quantity <= 0:
+                    reports.append(OrderStatusReport(coid, OrderStatus.FILLED, ts_event=now,
+                                                     broker_order_id=f"paper-{coid}"))
+                    continue
+                work = book[coid] = _Working(
+                    order, order.leaves_quantity, order.filled_quantity,
+                    (order.ts_init or now) // _DAY_NS,
+                    # a stop that filled was triggered; its rest works on at the open
+                    triggered=order.order_type is OrderType.STOP
+                    and order.filled_quantity > 0)
+            status = OrderStatus.PARTIALLY_FILLED if work.filled else OrderStatus.ACCEPTED
             reports.append(OrderStatusReport(coid, status, ts_event=now,
                                              broker_order_id=f"paper-{coid}"))
         return reports
@@ -273,7 +296,8 @@ class PaperBroker(PluginBase):
         kind = order.order_type
         market = self._market
         sym = order.symbol
-        if kind is OrderType.MARKET:
+        if kind is OrderType.MARKET or (kind is OrderType.STOP and work.triggered):
+            # a triggered stop is a market order (what a volume cap left of it)
             return self._slipped(market(sym, bar.open), order.side, rules)
         if kind in (OrderType.STOP, OrderType.STOP_LIMIT) and not work.triggered:
             stop = order.stop_price
@@ -311,5 +335,5 @@ class PaperBroker(PluginBase):
         self.fills_made += 1
         fee = (price * qty * self._fee).quantize(_FEE_STEP) if self._fee else ZERO
         self._report(Fill(order.portfolio_id, order.client_order_id, self.name,
-                          f"{order.client_order_id}-{work.filled}", order.symbol, order.side,
-                          qty, price, fee, ts))
+                          f"{order.client_order_id}@{_plain(work.filled)}", order.symbol,
+                          order.side, qty, price, fee, ts))

@@ -1,0 +1,626 @@
+"""A state machine over one runner's inbox (issue 9): programs of venue and command steps run
+against the real engine, with the venue's truth modelled in the test.
+
+How it works: hypothesis draws a *program*, a list of steps (submit with the venue's answer
+chosen, release a held answer, partial / full / over fill, duplicate fill, fill after cancel,
+cancel, a cancel racing the submit's write-ahead, modify, a venue-side cancel, a reconnect, an
+acknowledgement timeout, restart, settle). Each program runs against an engine desk of its own
+(:mod:`tests.engine.desk`: the real engine, one portfolio on SQLite or PostgreSQL, a scripted
+venue). Steps act only through the facade (commands with answers) and the venue (answers,
+execution reports), and each waits for what it deterministically causes at the venue (the
+order received, booked or held; the cancel or modify call made), so a program means the same
+thing on every run and shrinking works on the list. The engine's own reactions (the venue's
+answers taken in, fills applied, housekeeping queries) run concurrently with the next steps,
+so programs also exercise those races.
+
+Invariants:
+
+- after every step, on the committed events delivered so far: sequence numbers strictly
+  increase (across restarts too), each order moves only along :data:`TRANSITIONS` and never
+  out of a terminal state, its filled quantity never decreases and never exceeds what the
+  venue reported for it, every applied trade is one the venue made, applied once; no client
+  order id is used twice; an order canceled before it was sent never reaches the venue;
+- at a settle step, a restart and the end of each program, once the engine has settled (it
+  converges on the venue's truth, waited for with a deadline): every order's status, filled
+  quantity, quantity and limit price agree with the venue's book (an order still held at the
+  venue may be submitted, pending cancel or unknown; one the venue never booked is rejected or
+  canceled), and in the journal: the position equals the signed sum of the venue's distinct
+  fills, the fills table holds exactly those trades, each order's row has its filled quantity
+  and last status, every committed event was delivered and nothing else.
+
+Defects the machine found are kept as explicit regression programs at the end of this module.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any, Literal
+
+import anyio
+import pytest
+from hypothesis import HealthCheck, given, note, settings
+from hypothesis import strategies as st
+from sqlalchemy import func, select, update
+
+from lts.domain.commands import Accepted, CancelOrder, Denied, ModifyOrder, SubmitOrder
+from lts.domain.events import OrderEvent, OrderFilled
+from lts.domain.orders import (
+    TERMINAL_STATUSES,
+    TRANSITIONS,
+    OrderRequest,
+    OrderStatus,
+    OrderType,
+    Side,
+)
+from lts.persistence import tables
+from lts.persistence.db import make_engine
+
+from .desk import EngineDesk, running_desk
+from .venue import Answer
+
+pytestmark = pytest.mark.anyio
+
+#: engine settings of every desk: a small acknowledgement timeout, so the housekeeping (every
+#: ack_timeout / 4) settles lost answers quickly; a short graceful stop for restarts with a
+#: submit still in flight
+ENGINE = {"ack_timeout": 1.0, "stop_timeout": 0.3}
+#: shorts allowed, so sells need not stay within the position
+RISK = {"allow_short": True, "max_leverage": 5}
+SETTLE = 8.0  # seconds the engine may take to converge on the venue (never asserted on)
+TERMINAL = frozenset(s.value for s in TERMINAL_STATUSES)
+HELD_STATUSES = frozenset({"submitted", "pending_cancel", "unknown"})
+MARKET_PRICE = Decimal(100)
+
+
+# -- steps ----------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Submit:
+    """A new order; the venue answers its submit with ``answer`` (hold: until a Release)."""
+
+    side: Side = Side.BUY
+    quantity: int = 1
+    limit: str | None = None  # None: a market order
+    answer: Answer = "ack"
+
+
+@dataclass(frozen=True)
+class SubmitThenCancel:
+    """A submit and, right behind it in the inbox, a cancel of the same order (its client order
+    id is predictable): the cancel races the write-ahead."""
+
+    side: Side = Side.BUY
+    quantity: int = 1
+    limit: str | None = None
+
+
+@dataclass(frozen=True)
+class Release:
+    """The venue answers a held submit now."""
+
+    pick: int = 0
+    answer: Literal["ack", "reject", "lost", "unavailable"] = "ack"
+
+
+@dataclass(frozen=True)
+class Fill:
+    """The venue trades an order it booked (whatever its state there: after a cancel too).
+    partial: one unit; full: what it has left (at least one); over: one more than that."""
+
+    pick: int = 0
+    kind: Literal["partial", "full", "over"] = "partial"
+
+
+@dataclass(frozen=True)
+class DuplicateFill:
+    """The venue sends a trade it reported before again (same trade id)."""
+
+    pick: int = 0
+
+
+@dataclass(frozen=True)
+class Cancel:
+    """CancelOrder; the venue answers the cancel call with ``answer``."""
+
+    pick: int = 0
+    answer: Literal["ack", "reject", "lost"] = "ack"
+
+
+@dataclass(frozen=True)
+class Modify:
+    """ModifyOrder: a new quantity (``quantity_delta`` from the venue's) and/or limit price;
+    the venue refuses what it cannot do (or, ``refuse``, anyway)."""
+
+    pick: int = 0
+    quantity_delta: int | None = None
+    limit: str | None = None
+    refuse: bool = False
+
+
+@dataclass(frozen=True)
+class VenueCancel:
+    """The venue closes a working order by itself and reports it (canceled or expired)."""
+
+    pick: int = 0
+    status: Literal["canceled", "expired"] = "canceled"
+
+
+@dataclass(frozen=True)
+class Reconnect:
+    """The venue's connection came back: the runner resyncs."""
+
+
+@dataclass(frozen=True)
+class AckTimeout:
+    """Held submits stay unanswered past the acknowledgement timeout (the housekeeping makes
+    them UNKNOWN)."""
+
+
+@dataclass(frozen=True)
+class Restart:
+    """Deactivate (a graceful stop) and activate again; held submits die with the runner."""
+
+
+@dataclass(frozen=True)
+class Settle:
+    """Wait until the engine agrees with the venue, and check the journal."""
+
+
+Step = (Submit | SubmitThenCancel | Release | Fill | DuplicateFill | Cancel | Modify
+        | VenueCancel | Reconnect | AckTimeout | Restart | Settle)
+
+_picks = st.integers(0, 7)
+_sides = st.sampled_from([Side.BUY, Side.SELL])
+_quantities = st.integers(1, 5)
+_limits = st.one_of(st.none(), st.sampled_from(["99.5", "95", "100", "104.25"]))
+_answers: st.SearchStrategy[Answer] = st.sampled_from(
+    ["ack", "hold", "lost", "reject", "unavailable"])
+
+STEPS: st.SearchStrategy[Step] = st.one_of(
+    st.just(Settle()),
+    st.builds(Submit, _sides, _quantities, _limits, _answers),
+    st.builds(Fill, _picks, st.sampled_from(["partial", "full", "over"])),
+    st.builds(Cancel, _picks, st.sampled_from(["ack", "reject", "lost"])),
+    st.builds(Submit, _sides, _quantities, _limits, st.just("hold")),
+    st.builds(Release, _picks, st.sampled_from(["ack", "reject", "lost", "unavailable"])),
+    st.builds(Fill, _picks, st.just("full")),
+    st.builds(DuplicateFill, _picks),
+    st.builds(SubmitThenCancel, _sides, _quantities, _limits),
+    st.builds(Modify, _picks, st.one_of(st.none(), st.integers(-2, 3)),
+              st.one_of(st.none(), st.sampled_from(["98", "101.5"])), st.booleans()),
+    st.builds(VenueCancel, _picks, st.sampled_from(["canceled", "expired"])),
+    st.just(Reconnect()),
+    st.just(AckTimeout()),
+    st.just(Restart()),
+)
+PROGRAMS = st.lists(STEPS, min_size=1, max_size=25)
+
+
+# -- the run of one program ---------------------------------------------------------------------
+@dataclass
+class Model:
+    """What the test knows: the orders it got accepted, which the venue holds, the trades the
+    venue reported."""
+
+    orders: list[str] = field(default_factory=list)  # accepted by risk, in order
+    kinds: dict[str, OrderType] = field(default_factory=dict)
+    denied: list[str] = field(default_factory=list)
+    held: list[str] = field(default_factory=list)  # submits the venue has not answered
+    unsent: set[str] = field(default_factory=set)  # canceled before they were sent
+    cancel_dispatched: set[str] = field(default_factory=set)
+    pending_cancel_held: set[str] = field(default_factory=set)  # a cancel waits for the ack
+    trades: dict[str, Any] = field(default_factory=dict)  # trade id -> Fill (distinct)
+    coids: set[str] = field(default_factory=set)  # every client order id the engine answered
+    next_number: int = 1
+
+
+class ProgramRun:
+    def __init__(self, desk: EngineDesk) -> None:
+        self.desk = desk
+        self.world = desk.venue
+        self.model = Model()
+        self.prefix = uuid.uuid4().hex[:8]  # trade ids unique in the database across examples
+        self.trade_no = 0
+        self.trace: list[str] = []
+
+    # -- helpers ----------------------------------------------------------------------------------
+    def events(self) -> list[OrderEvent]:
+        return self.desk.committed()
+
+    def last_events(self) -> dict[str, OrderEvent]:
+        last: dict[str, OrderEvent] = {}
+        for event in self.events():
+            last[event.client_order_id] = event
+        return last
+
+    def booked(self) -> list[str]:
+        return [c for c in self.model.orders if c in self.world.book]
+
+    @staticmethod
+    def _pick(items: Sequence[str], pick: int) -> str | None:
+        return items[pick % len(items)] if items else None
+
+    async def until(self, check: Any, what: str, limit: float = SETTLE) -> Any:
+        return await self.desk.until(check, what, limit)
+
+    def _answered(self, reply: Any) -> str | None:
+        """Book-keeping of a submit's answer; the order's client order id."""
+        order = reply.order
+        if order is None:
+            return None
+        coid = order.client_order_id
+        assert coid not in self.model.coids, f"client order id {coid} used twice"
+        self.model.coids.add(coid)
+        self.model.next_number = int(coid.rsplit("-", 1)[1]) + 1
+        if isinstance(reply, Denied):
+            self.model.denied.append(coid)
+            return None
+        self.model.orders.append(coid)
+        self.model.kinds[coid] = order.order_type
+        return coid
+
+    def _request(self, side: Side, quantity: int, limit: str | None) -> OrderRequest:
+        return OrderRequest(self.desk.symbols[0], side, Decimal(quantity),
+                            OrderType.MARKET if limit is None else OrderType.LIMIT,
+                            limit_price=None if limit is None else Decimal(limit))
+
+    # -- steps --------------------------------------------------------------------------------------
+    async def run(self, program: Sequence[Step]) -> None:
+        for number, step in enumerate(program):
+            self.trace.append(f"{number}: {step}")
+            note(f"step {number}: {step}")
+            await getattr(self, f"_{type(step).__name__.lower()}")(step)
+            self.check_stream()
+            if isinstance(step, (Settle, Restart)):
+                await self.settled()
+        await self.settled()
+
+    async def _submit(self, step: Submit) -> None:
+        self.world.submit_answer = step.answer
+        try:
+            reply = await self.desk.command(SubmitOrder(self._request(step.side, step.quantity,
+                                                                      step.limit)))
+            coid = self._answered(reply)
+            if coid is None:
+                note(f"  denied: {reply}")
+                return
+            await self.until(lambda: any(o.client_order_id == coid for o in self.world.received),
+                             f"the venue to receive {coid}")
+        finally:
+            self.world.submit_answer = "ack"
+        if step.answer == "hold":
+            assert coid in self.world.held
+            self.model.held.append(coid)
+        elif step.answer in ("ack", "lost"):
+            assert coid in self.world.book
+
+    async def _submitthencancel(self, step: SubmitThenCancel) -> None:
+        coid = f"{self.desk.portfolio_id}-{self.model.next_number}"
+        replies: dict[str, Any] = {}
+
+        async def submit() -> None:
+            replies["submit"] = await self.desk.command(SubmitOrder(
+                self._request(step.side, step.quantity, step.limit)))
+
+        async def cancel() -> None:
+            replies["cancel"] = await self.desk.command(CancelOrder(coid))
+
+        async with anyio.create_task_group() as tg:  # posted back to back, in this order
+            tg.start_soon(submit)
+            tg.start_soon(cancel)
+        answered = self._answered(replies["submit"])
+        note(f"  {replies}")
+        if answered is None:
+            return
+        assert answered == coid, f"predicted {coid}, the engine numbered {answered}"
+        order = replies["submit"].order
+        if order.status is OrderStatus.CANCELED:
+            self.model.unsent.add(coid)
+            assert isinstance(replies["cancel"], Accepted), replies
+        else:  # the write-ahead won (it may, on a fast store): it was sent and acknowledged
+            await self.until(lambda: coid in self.world.book, f"the venue to book {coid}")
+
+    async def _release(self, step: Release) -> None:
+        coid = self._pick(self.model.held, step.pick)
+        if coid is None:
+            return
+        self.model.held.remove(coid)
+        self.world.release(coid, step.answer)
+        if step.answer in ("ack", "lost"):
+            await self.until(lambda: coid in self.world.book, f"the venue to book {coid}")
+            if coid in self.model.pending_cancel_held and step.answer == "ack":
+                # the cancel that waited for the acknowledgement goes out now
+                await self.until(lambda: coid in self.world.cancels,
+                                 f"the cancel of {coid} after its acknowledgement")
+                self.model.cancel_dispatched.add(coid)
+        else:
+            await self.until(lambda: (e := self.last_events().get(coid)) is not None
+                             and e.status in TERMINAL, f"{coid} to be closed after a {step}")
+
+    async def _fill(self, step: Fill) -> None:
+        coid = self._pick(self.booked(), step.pick)
+        if coid is None:
+            return
+        placed = self.world.book[coid]
+        left = placed.order.quantity - placed.filled
+        quantity = {"partial": Decimal(1), "full": max(left, Decimal(1)),
+                    "over": max(left, Decimal(0)) + 1}[step.kind]
+        price = placed.order.limit_price or MARKET_PRICE
+        self.trade_no += 1
+        fill = self.world.fill(coid, quantity, price, trade_id=f"{self.prefix}-{self.trade_no}")
+        self.model.trades[fill.trade_id] = fill
+        note(f"  {fill.trade_id}: {fill.side.value} {quantity} of {coid} "
+             f"(venue: {placed.status.value}, filled {placed.filled}/{placed.order.quantity})")
+
+    async def _duplicatefill(self, step: DuplicateFill) -> None:
+        trades = list(self.model.trades.values())
+        if not trades:
+            return
+        fill = trades[step.pick % len(trades)]
+        om = self.desk.engine.runner_of(self.desk.portfolio_id).orders
+        before = om.duplicate_fills
+        self.world.push(fill)
+        note(f"  again: {fill.trade_id} of {fill.client_order_id}")
+        await self.until(lambda: om.duplicate_fills > before,
+                         f"the duplicate of {fill.trade_id} to be recognised")
+
+    async def _cancel(self, step: Cancel) -> None:
+        coid = self._pick(self.model.orders, step.pick)
+        if coid is None:
+            return
+        self.world.cancel_answer = step.answer
+        before = self.world.cancels.count(coid)
+        try:
+            reply = await self.desk.command(CancelOrder(coid))
+            note(f"  {coid}: {reply}")
+            if not isinstance(reply, Accepted) or reply.order is None:
+                return
+            if reply.order.status is not OrderStatus.PENDING_CANCEL:
+                return
+            if coid in self.model.held:
+                self.model.pending_cancel_held.add(coid)
+            elif coid not in self.model.cancel_dispatched:
+                await self.until(lambda: self.world.cancels.count(coid) > before,
+                                 f"the venue to get the cancel of {coid}")
+                self.model.cancel_dispatched.add(coid)
+        finally:
+            self.world.cancel_answer = "ack"
+
+    async def _modify(self, step: Modify) -> None:
+        coid = self._pick(self.model.orders, step.pick)
+        if coid is None:
+            return
+        placed = self.world.book.get(coid)
+        base = placed.order.quantity if placed is not None else None
+        quantity = None if step.quantity_delta is None or base is None \
+            or base + step.quantity_delta <= 0 else base + step.quantity_delta
+        limit = Decimal(step.limit) if step.limit is not None and \
+            self.model.kinds[coid] is OrderType.LIMIT else None
+        if quantity is None and limit is None:
+            return
+        refuse = step.refuse or placed is None or placed.status in TERMINAL_STATUSES or \
+            (quantity is not None and quantity <= placed.filled)
+        self.world.modify_answer = "reject" if refuse else "ack"
+        before = len(self.world.modifies)
+        try:
+            reply = await self.desk.command(ModifyOrder(coid, quantity=quantity,
+                                                        limit_price=limit))
+            note(f"  {coid} quantity {quantity} limit {limit}: {reply}")
+            if isinstance(reply, Accepted):
+                await self.until(lambda: len(self.world.modifies) > before,
+                                 f"the venue to get the modify of {coid}")
+        finally:
+            self.world.modify_answer = "ack"
+
+    async def _venuecancel(self, step: VenueCancel) -> None:
+        working = [c for c in self.booked()
+                   if self.world.book[c].status not in TERMINAL_STATUSES]
+        coid = self._pick(working, step.pick)
+        if coid is not None:
+            self.world.push_status(coid, OrderStatus(step.status), "by the venue")
+
+    async def _reconnect(self, step: Reconnect) -> None:
+        self.world.reconnect()
+
+    async def _acktimeout(self, step: AckTimeout) -> None:
+        if not self.model.held:
+            return
+        facade = self.desk.facade
+        normal = facade.settings
+        held = list(self.model.held)
+        await facade.apply_settings(normal.model_copy(update={
+            "engine": normal.engine.model_copy(update={"ack_timeout": 0.01})}))
+        try:
+            await self.until(lambda: all(
+                (e := self.last_events().get(c)) is None or e.status != "submitted"
+                for c in held), "the housekeeping to time the held submits out")
+        finally:
+            await facade.apply_settings(normal)
+
+    async def _restart(self, step: Restart) -> None:
+        for coid in self.model.held:  # the submit call dies with the runner's task group
+            self.world.held.pop(coid, None)
+        self.model.held.clear()
+        await self.desk.restart()
+
+    async def _settle(self, step: Settle) -> None:
+        pass  # run() settles after it
+
+    # -- invariants ---------------------------------------------------------------------------------
+    def venue_filled(self, coid: str) -> Decimal:
+        placed = self.world.book.get(coid)
+        return placed.filled if placed is not None else Decimal(0)
+
+    def check_stream(self) -> None:
+        """What must hold at every moment, on the committed events delivered so far."""
+        events = self.events()
+        seqs = [e.seq for e in events]
+        assert all(a < b for a, b in zip(seqs, seqs[1:], strict=False)), \
+            f"sequence numbers not strictly increasing: {seqs}"
+        by_order: dict[str, list[OrderEvent]] = defaultdict(list)
+        applied: set[str] = set()
+        for event in events:
+            by_order[event.client_order_id].append(event)
+            if isinstance(event, OrderFilled) and event.fill is not None:
+                trade = event.fill.trade_id
+                assert trade not in applied, f"trade {trade} applied twice: {event}"
+                assert trade in self.model.trades, f"trade {trade} never made by the venue"
+                applied.add(trade)
+        for coid, stream in by_order.items():
+            statuses = [e.status for e in stream]
+            for before, after in zip(stream, stream[1:], strict=False):
+                old, new = OrderStatus(before.status), OrderStatus(after.status)
+                assert old is new or new in TRANSITIONS[old], \
+                    f"{coid}: {old.value} -> {new.value} is not a transition ({statuses})"
+                assert after.filled_quantity >= before.filled_quantity, \
+                    f"{coid}: filled quantity went down ({before} -> {after})"
+            top = max(e.filled_quantity for e in stream)
+            assert top <= self.venue_filled(coid), \
+                f"{coid}: filled {top}, the venue reported {self.venue_filled(coid)}"
+        received = {o.client_order_id for o in self.world.received}
+        assert not self.model.unsent & received, \
+            f"orders canceled before they were sent reached the venue: " \
+            f"{self.model.unsent & received}"
+
+    def disagreements(self) -> list[str]:
+        """Where the committed events do not (yet) agree with the venue's truth."""
+        out: list[str] = []
+        last = self.last_events()
+        for coid in self.model.denied:
+            event = last.get(coid)
+            if event is None or event.status != "denied":
+                out.append(f"{coid}: denied, but its event is {event}")
+        for coid in self.model.orders:
+            event = last.get(coid)
+            placed = self.world.book.get(coid)
+            if event is None:
+                out.append(f"{coid}: no event")
+            elif coid in self.model.held:
+                if event.status not in HELD_STATUSES:
+                    out.append(f"{coid}: held at the venue, but {event.status}")
+            elif placed is None:
+                if event.status not in ("rejected", "canceled"):
+                    out.append(f"{coid}: unknown to the venue, but {event.status}")
+            else:
+                mine = (event.status, event.filled_quantity, event.quantity, event.limit_price)
+                venue = (placed.status.value, placed.filled, placed.order.quantity,
+                         placed.order.limit_price)
+                if mine != venue:
+                    out.append(f"{coid}: journal (status, filled, quantity, limit) {mine}, "
+                               f"venue {venue}")
+        applied = {e.fill.trade_id for e in self.events()
+                   if isinstance(e, OrderFilled) and e.fill is not None}
+        missing = set(self.model.trades) - applied
+        if missing:
+            out.append(f"trades not applied: {sorted(missing)}")
+        return out
+
+    def expected_position(self) -> Decimal:
+        return sum((f.quantity * f.side.sign for f in self.model.trades.values()), Decimal(0))
+
+    async def settled(self) -> None:
+        """Wait until the engine agrees with the venue, then check the journal."""
+        desk = self.desk
+        with anyio.move_on_after(SETTLE):
+            while self.disagreements():
+                await anyio.sleep(0.005)
+        problems = self.disagreements()
+        assert not problems, "the engine did not come to agree with the venue:\n  " + \
+            "\n  ".join(problems) + "\n" + self.story()
+        self.check_stream()
+        pid, db = desk.portfolio_id, desk.engine.db
+        await desk.facade.flush()
+        async with db.connect() as conn:
+            top = (await conn.execute(select(func.max(tables.order_events.c.seq)).where(
+                tables.order_events.c.portfolio_id == pid))).scalar_one_or_none()
+        await self.until(lambda: max((e.seq for e in self.events()), default=None) == top,
+                         "every committed event to be delivered")
+        async with db.connect() as conn:
+            seqs = (await conn.execute(select(tables.order_events.c.seq).where(
+                tables.order_events.c.portfolio_id == pid))).scalars().all()
+            order_rows = (await conn.execute(select(tables.orders).where(
+                tables.orders.c.portfolio_id == pid))).mappings().all()
+            fill_rows = (await conn.execute(select(tables.fills).where(
+                tables.fills.c.portfolio_id == pid))).mappings().all()
+            position = (await conn.execute(select(tables.positions.c.quantity).where(
+                tables.positions.c.portfolio_id == pid,
+                tables.positions.c.symbol == desk.symbols[0]))).scalar_one_or_none()
+        assert sorted(seqs) == [e.seq for e in self.events()], \
+            "the journal's events and the delivered ones differ"
+        expected = self.expected_position()
+        assert (position or Decimal(0)) == expected, \
+            f"position {position} in the journal, the venue's fills sum to {expected}"
+        runner = desk.engine.runner_of(pid)
+        assert runner.ledger.position(desk.symbols[0]) == expected, \
+            f"ledger position {runner.ledger.position(desk.symbols[0])}, fills {expected}"
+        trade_ids = sorted(r["trade_id"] for r in fill_rows)
+        assert trade_ids == sorted(self.model.trades), \
+            f"fills in the journal {trade_ids}, the venue's {sorted(self.model.trades)}"
+        last = self.last_events()
+        rows = {r["client_order_id"]: r for r in order_rows}
+        assert set(rows) == set(self.model.orders) | set(self.model.denied), \
+            f"orders in the journal {sorted(rows)}"
+        for coid in self.model.orders:
+            row, event = rows[coid], last[coid]
+            assert (row["status"], row["filled_quantity"]) == (
+                event.status, event.filled_quantity), f"{coid}: row {dict(row)}, event {event}"
+            assert row["filled_quantity"] == self.venue_filled(coid), \
+                f"{coid}: filled {row['filled_quantity']}, venue {self.venue_filled(coid)}"
+
+    def story(self) -> str:
+        lines = ["program:", *self.trace, "committed events:"]
+        lines += [f"  {e.seq} {e.client_order_id} {type(e).__name__} {e.status} "
+                  f"filled {e.filled_quantity}/{e.quantity} {e.reason}"
+                  + (f" trade {e.fill.trade_id}" if isinstance(e, OrderFilled) and e.fill
+                     else "") for e in self.events()]
+        lines.append("venue book:")
+        lines += [f"  {c}: {p.status.value} filled {p.filled}/{p.order.quantity}"
+                  for c, p in self.world.book.items()]
+        return "\n".join(lines)
+
+
+async def retire_portfolios(db_url: str) -> None:
+    """Earlier programs' portfolios stay in the database, inactive (a new engine leaves them)."""
+    db = make_engine(db_url)
+    try:
+        async with db.begin() as conn:
+            await conn.execute(update(tables.portfolios).values(is_active=False))
+    finally:
+        await db.dispose()
+
+
+async def run_program(db_url: str, program: Sequence[Step]) -> None:
+    await retire_portfolios(db_url)
+    async with running_desk(db_url, risk=RISK, engine=ENGINE) as desk:
+        run = ProgramRun(desk)
+        try:
+            await run.run(program)
+        except BaseException:
+            note(run.story())
+            raise
+
+
+# -- the machine ----------------------------------------------------------------------------------
+_MACHINE = dict(deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                                      HealthCheck.too_slow])
+
+
+@pytest.mark.timeout(600)
+@pytest.mark.parametrize("backend", ["sqlite"])
+@settings(max_examples=30, **_MACHINE)  # type: ignore[arg-type]
+@given(program=PROGRAMS)
+async def test_one_runner_agrees_with_its_venue_sqlite(migrated_url: str,
+                                                       program: list[Step]) -> None:
+    await run_program(migrated_url, program)
+
+
+@pytest.mark.timeout(600)
+@pytest.mark.parametrize("backend", [pytest.param("postgresql", marks=pytest.mark.postgres)])
+@settings(max_examples=8, **_MACHINE)  # type: ignore[arg-type]
+@given(program=PROGRAMS)
+async def test_one_runner_agrees_with_its_venue_postgresql(migrated_url: str,
+                                                           program: list[Step]) -> None:
+    await run_program(migrated_url, program)
