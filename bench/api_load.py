@@ -19,11 +19,13 @@ task per symbol, as the feed hub runs any feed) reads them. A socket, not a time
 sleep on the loop has a granularity of about 1 ms (libuv), which would hide what API load does.
 
 Tick latency, per bar: ``time.time_ns()`` when the portfolio runner has finished the bar
-(``PortfolioRunner.on_bar_done``: broker, strategy, allocation, risk, order creation with its
-awaited durable write, broker hand-off) minus the bar's ``ts_event`` (its write by the venue).
-It holds everything the loop makes a bar wait for: the socket's turn after epoll, the feed
-task's turn, bus and mailbox, the runner's turn, batches, the decision path. API work sits in
-the same ready queue between those turns, so it shows here. Only bars written inside each
+(``PortfolioRunner.on_bar_done``: the paper venue's fills of resting orders, strategy,
+allocation, risk, order creation with its write-ahead row enqueued; the runner never waits on
+the commit: the order goes to the venue when the commit's outcome comes back through its inbox)
+minus the bar's ``ts_event`` (its write by the venue). It holds everything the loop makes a bar
+wait for: the socket's turn after epoll, the feed task's turn, the bus and the runner's inbox,
+the runner's turn, batches, the decision path. API work sits in the same ready queue between
+those turns, so it shows here. Only bars written inside each
 case's measuring window count; the real tick rate is printed (bars finished / window).
 
 Cases, in the same run, alternating, ``--repeat`` times each; the figure is the median over the
@@ -87,6 +89,7 @@ from pydantic import Field
 from lts.domain.clock import Clock
 from lts.domain.market import Bar
 from lts.engine.engine import Engine
+from lts.engine.supervisor import PortfolioStatus
 from lts.persistence import repositories as repo
 from lts.persistence.db import make_engine
 from lts.persistence.migrations import upgrade_to_head
@@ -466,10 +469,12 @@ async def run_case(case: str, run: int, args: argparse.Namespace, tmp: Path, tem
         tg.start_soon(probe.run)
         with anyio.fail_after(60):
             await engine.started.wait()
-            while (h := engine.portfolios.get(portfolio_id)) is None or h.runner is None \
-                    or h.runner.orders is None or h.runner.bars == 0:  # noqa: ASYNC110 - a poll
+            while (sup := engine.supervisors.get(portfolio_id)) is None \
+                    or sup.status is not PortfolioStatus.RUNNING or sup.runner is None \
+                    or sup.runner.bars == 0:  # noqa: ASYNC110 - a poll
                 await anyio.sleep(0.05)
-        runner = h.runner
+        runner = sup.runner
+        assert runner.orders is not None
         runner.on_bar_done = recorder
         token = await anyio.to_thread.run_sync(login, f"http://127.0.0.1:{port}")
         start_at = time.time() + args.warmup

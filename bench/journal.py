@@ -2,18 +2,23 @@
 and on PostgreSQL.
 
 Where it sits: it drives :class:`lts.persistence.journal.Journal` (the durability step of the
-order flow, architecture §5) the way the order manager does — producers that await the durable
-future of each write before going on. SQLite: a fresh file, WAL, ``synchronous=FULL``.
-PostgreSQL: a fresh database on the local server (``--pg-url`` names the maintenance database;
-the bench creates its databases there and drops them), at the server's own durability settings,
-printed with the figures. Cases, each on a fresh database:
+order flow, architecture §5) as the order manager's write-ahead uses it: an order goes on (to
+its venue) only once the future of its insert has resolved, so each producer waits for that
+future before going on. SQLite: a fresh file, WAL, ``synchronous=FULL``. PostgreSQL: a fresh
+database on the local server (``--pg-url`` names the maintenance database; the bench creates its
+databases there and drops them), at the server's own durability settings, printed with the
+figures. Cases, each on a fresh database:
 
   baseline         one transaction and one commit per order row (no journal);
   orders           the journal, ``--producers`` producers inserting orders;
   orders+fills     each producer inserts an order, then its fill (and so its position: on
                    PostgreSQL the position rows of each batch are locked and recomputed), over
                    ``--symbols`` positions;
-  2 writers        (PostgreSQL) the same, split over two journals on two engines (two
+  lifecycle        what the order manager writes for a market order that fills, every change an
+                   event row: the order's insert (awaited: the write-ahead), then the events
+                   ``order.submitted`` and ``order.accepted``, the fill with its position, the
+                   event ``order.filled`` and the order's update (the last one awaited);
+  2 writers        (PostgreSQL) orders+fills split over two journals on two engines (two
                    connections) filling the same positions: the row locks contend.
 
     python bench/journal.py [--store both|sqlite|postgresql] [--orders 50000] [--producers 100]
@@ -39,6 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import anyio
 import asyncpg
+import msgspec
 from machine import describe
 from sqlalchemy import insert
 from sqlalchemy.engine import make_url
@@ -58,9 +64,10 @@ def order_row(coid: str) -> dict[str, Any]:
     return {
         "client_order_id": coid, "portfolio_id": 1, "symbol": "BTC-USD", "side": "buy",
         "order_type": "limit", "time_in_force": "gtc", "quantity": Decimal("0.5"),
-        "limit_price": Decimal("100.25"), "stop_price": None, "status": "PENDING_SUBMIT",
+        "limit_price": Decimal("100.25"), "stop_price": None, "status": "pending_submit",
         "filled_quantity": Decimal(0), "avg_fill_price": None, "broker": "paper",
         "broker_order_id": None, "reason": "", "tag": "", "ts_init": 1, "ts_last": 1,
+        "anomaly": None,
     }
 
 
@@ -162,8 +169,18 @@ def summary(n: int, elapsed: float, commits: int, records: int,
             "p99_ms": latencies[int(len(latencies) * 0.99)] * 1e3}
 
 
+def event_row(coid: str, seq: int, kind: str, status: str) -> dict[str, Any]:
+    """An ``order_events`` row: the event's JSON as the order manager stores it."""
+    payload = {"type": kind, "portfolio_id": 1, "seq": seq, "client_order_id": coid,
+               "symbol": "BTC-USD", "side": "buy", "order_type": "market", "quantity": "0.5",
+               "status": status, "filled_quantity": "0", "avg_fill_price": None,
+               "limit_price": None, "stop_price": None, "reason": "", "ts_event": seq}
+    return {"portfolio_id": 1, "seq": seq, "type": kind, "client_order_id": coid,
+            "payload": msgspec.Raw(msgspec.json.encode(payload)), "ts_event": seq}
+
+
 async def journal_run(url: str, n: int, producers: int, *, with_fills: bool = False,
-                      writers: int = 1, symbols: int = 10) -> Result:
+                      lifecycle: bool = False, writers: int = 1, symbols: int = 10) -> Result:
     """``producers`` producers over ``writers`` journals (one engine each); each producer
     awaits every durable write. With fills, an order's fill follows once the order is
     durable, as in the order manager; each writer sends its own ledger's position."""
@@ -172,6 +189,7 @@ async def journal_run(url: str, n: int, producers: int, *, with_fills: bool = Fa
     ledgers = [{f"S{s}": Position(symbol=f"S{s}") for s in range(symbols)} for _ in journals]
     latencies: list[float] = []
     per_producer = n // producers
+    seqs = iter(range(1, 10 * n + 1))
 
     async def produce(p: int) -> None:
         journal, ledger = journals[p % writers], ledgers[p % writers]
@@ -181,7 +199,26 @@ async def journal_run(url: str, n: int, producers: int, *, with_fills: bool = Fa
             coid = f"p{p}-{i}"
             started = clock()
             await journal.insert_order(order_row(coid))
-            if with_fills:
+            if lifecycle:
+                fill = fill_row(coid, symbol, i)
+                pos = ledger[symbol]
+                pos.apply_fill(Side(fill["side"]), fill["quantity"], fill["price"], fill["fee"])
+                journal.insert_order_event(event_row(coid, next(seqs), "order.submitted",
+                                                     "submitted"))
+                journal.insert_order_event(event_row(coid, next(seqs), "order.accepted",
+                                                     "accepted"))
+                journal.insert_fill(fill, {
+                    "portfolio_id": 1, "symbol": symbol, "quantity": pos.quantity,
+                    "cost": pos.cost, "avg_price": pos.avg_price,
+                    "realized_pnl": pos.realized_pnl, "fees": pos.fees, "ts_last": i})
+                journal.insert_order_event(event_row(coid, next(seqs), "order.filled", "filled"))
+                await journal.update_order({
+                    "client_order_id": coid, "status": "filled", "quantity": Decimal("0.5"),
+                    "limit_price": Decimal("100.25"), "stop_price": None,
+                    "filled_quantity": Decimal("0.5"), "avg_fill_price": fill["price"],
+                    "broker_order_id": f"v-{coid}", "reason": "", "ts_last": i,
+                    "anomaly": None})
+            elif with_fills:
                 fill = fill_row(coid, symbol, i)
                 pos = ledger[symbol]
                 pos.apply_fill(Side(fill["side"]), fill["quantity"], fill["price"], fill["fee"])
@@ -223,6 +260,8 @@ def cases(store: str, args: argparse.Namespace) -> list[Case]:
         (f"journal, orders ({producers} producers)", lambda url: journal_run(url, n, producers)),
         (f"journal, orders+fills ({producers} producers, {args.symbols} positions)",
          lambda url: journal_run(url, n, producers, with_fills=True, symbols=args.symbols)),
+        (f"journal, lifecycle: order, 3 events, fill, update ({producers} producers)",
+         lambda url: journal_run(url, n, producers, lifecycle=True, symbols=args.symbols)),
     ]
     if store == "postgresql":
         found.append((f"journal, orders+fills, 2 writers on the same {args.symbols} positions",

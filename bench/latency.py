@@ -603,7 +603,8 @@ async def amain(args: argparse.Namespace) -> int:
                 extra = ""
                 if info:
                     extra = (f"; commits {info['commits']:.0f}, denied {info['denied']:.0f}, "
-                             f"journal busy at {res.busy_ticks} tick(s)")
+                             f"fill anomalies {info['anomalies']:.0f}, journal busy at "
+                             f"{res.busy_ticks} tick(s)")
                 gcs = res.gc_pauses_us
                 print(f"run {run + 1} {case:<11} {fmt(s)}  ({res.orders}/{res.ticks} orders"
                       f"{extra}; gc {len(gcs)} passes, longest "

@@ -7,12 +7,21 @@ Compares, in the same process and on the same seeded series:
      ledger, journal into a SQLite file), whose fills are read back from the database and must
      equal the reference's.
 
-Usage: python bench/replay.py [--bars N] [--repeat R]
+``--landed DIR`` adds the landed code (a tree of an earlier commit, e.g. extracted with
+``git archive 4cdcaa6 | tar -x -C DIR``) to every repeat: its engine replays the same bars in a
+child process with ``PYTHONPATH=DIR`` (its ``lts`` package), and so does today's in a child
+process too, alternating, so the two are compared on the same machine at the same time
+(median ratio printed); both children check their fills against the reference.
+
+Usage: python bench/replay.py [--bars N] [--repeat R] [--landed DIR]
 """
 
 import argparse
 import asyncio
+import json
+import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -131,11 +140,36 @@ def engine_replay(bars: list[Bar], db_path: Path) -> tuple[float, dict, list]:
                                      "elapsed_seconds": summary.elapsed_seconds}, got
 
 
+def child(args: argparse.Namespace) -> int:
+    """One engine replay in this (child) process: its rate and whether the fills match."""
+    bars = make_bars(args.bars)
+    with tempfile.TemporaryDirectory() as tmp:
+        rate, _, got = engine_replay(bars, Path(tmp) / "child.db")
+    print(json.dumps({"rate": rate, "same": got == reference_fills(bars)}))
+    return 0
+
+
+def replay_in(tree: Path | None, bars: int) -> tuple[float, bool]:
+    """The engine replay in a child process, of ``tree``'s ``lts`` (None: today's)."""
+    env = dict(os.environ)
+    if tree is not None:
+        env["PYTHONPATH"] = str(tree)
+    out = subprocess.run([sys.executable, __file__, "--child", "--bars", str(bars)], env=env,
+                         check=True, capture_output=True, text=True).stdout
+    got = json.loads(out.strip().splitlines()[-1])
+    return float(got["rate"]), bool(got["same"])
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--bars", type=int, default=1_000_000)
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--landed", type=Path, metavar="DIR",
+                    help="also replay with the lts package of this tree (child processes)")
+    ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.child:
+        return child(args)
     print(describe())
     t = time.perf_counter()
     bars = make_bars(args.bars)
@@ -157,6 +191,19 @@ def main() -> int:
     print(f"median: bare loop {mb:,.0f} bars/s, engine replay {me:,.0f} bars/s "
           f"(engine/bare = {me / mb:.2f}); target >= 250,000 bars/s: "
           f"{'met' if me >= 250_000 else 'NOT met'}; fills match: {ok}")
+    if args.landed is not None:
+        today, landed = [], []
+        for i in range(args.repeat):
+            for name, tree, into in (("today", None, today), ("landed", args.landed, landed)) \
+                    if i % 2 == 0 else (("landed", args.landed, landed), ("today", None, today)):
+                rate, same = replay_in(tree, args.bars)
+                into.append(rate)
+                ok &= same
+                print(f"run {i + 1}: child process, {name}'s engine {rate:,.0f} bars/s; fills "
+                      f"equal reference: {same}")
+        mt, ml = statistics.median(today), statistics.median(landed)
+        print(f"median in child processes: today {mt:,.0f} bars/s, landed ({args.landed}) "
+              f"{ml:,.0f} bars/s: today/landed = {mt / ml:.2f}")
     return 0 if ok else 1
 
 

@@ -1,29 +1,44 @@
-"""Scale: 500 portfolios x 4 assets trading live synthetic feeds in one process, on one loop.
+"""Scale: 500 (or 2,000) portfolios x 4 assets trading live synthetic feeds in one process.
 
 Where it sits: the whole engine (architecture §4, §5) as ``python -m lts.engine`` runs it —
-``Engine(settings).run()`` with its supervisor, feed hub, portfolio runners, risk, order manager,
-paper broker and the group-commit journal on a SQLite file with WAL and ``synchronous=FULL``
-(durable=True: every order row is committed before the broker sees it) — on the engine's event
-loop (uvloop when installed) with the engine's default log level (INFO, written to a file as
-``2> file`` would). Portfolios are created beforehand with ``repositories.create_portfolio``.
+``Engine(settings).run()`` with one supervisor per portfolio, the feed hub, the portfolio
+runners (each the one owner of its portfolio, fed through its inbox), risk, order manager, paper
+venue and the group-commit journal on a SQLite file with WAL and ``synchronous=FULL``
+(durable=True: every order row is committed before the venue sees it) — on the engine's event
+loop (uvloop when installed) with the engine's default log level (INFO) and its log set-up
+(the loop queues each record; a listener thread formats and writes it, here to a file as
+``2> file`` would; ``--log-on-loop``: a file handler on the loop, as this bench did before issue
+9). Portfolios are created beforehand with ``repositories.create_portfolio``.
 
 Each asset: ``synthetic`` feed with ``interval=1.0`` (one bar per second), ``sma_crossover``
-with fast=2 / slow=5 (so orders happen), ``paper`` broker with fees and slippage;
+with fast=2 / slow=5 (so orders happen), ``paper`` venue with fees and slippage;
 ``fixed_fraction`` sizing at 20 % per asset. By default every asset has its own symbol and seed,
-so 500 x 4 = 2,000 feed tasks run (the worst case: nothing is shared); ``--universe N`` draws the
-symbols from N shared ones instead (portfolios trading the same instruments share one feed task
-per symbol, as the feed hub intends).
+so 500 x 4 = 2,000 feed tasks run (the worst case: nothing is shared; ``--portfolios 2000``:
+8,000 feed tasks, 8,000 bars/s); ``--universe N`` draws the symbols from N shared ones instead
+(portfolios trading the same instruments share one feed task per symbol, as the feed hub
+intends).
 
 Measured: event-loop lag (a task sleeping 10 ms, its overshoot) while idle before the engine
-starts (the baseline), during start-up and during the run (a window of ``--seconds`` after
-``--warmup`` seconds of trading); start-up time of the portfolios; orders, fills and bars per
-second; CPU of the loop thread and of the process; bar age when its processing is done (bar
-made -> decision path finished, durable order write included); the journal's commits and
-batches; process RSS (VmRSS, and the peak VmHWM) from /proc/self/status; the garbage
-collector's pauses and what a full collection costs (``--gc-freeze`` tries ``gc.freeze()``).
+starts (the baseline: on a shared machine it shows what the neighbours cost), during start-up
+and during the run (a window of ``--seconds`` after ``--warmup`` seconds of trading); start-up
+time of the portfolios; orders, fills (committed) and bars per second; CPU of the loop thread
+and of the process; bar age when its processing is done (bar made -> the runner's decision path
+finished, the order's write-ahead row enqueued); the journal's commits and batches; process RSS
+(VmRSS, and the peak VmHWM) from /proc/self/status with its slope over the window; the trade ids
+the order managers keep for fill de-duplication; the garbage collector's pauses and what a full
+collection costs (``--gc-freeze`` tries ``gc.freeze()``); what one ``engine.facade.states()``
+(the API's portfolio reads: equity and P&L per portfolio) costs the loop. Runners are read
+through ``engine.supervisors`` (their plain counters: the probe must not load the loop it
+measures). ``--py-spy FILE`` profiles the window from outside the process (sampling, the process
+never paused) and prints where the loop thread's busy time goes, by own and inclusive time.
+
+Targets: loop lag p99 < 10 ms (issue 9: at 2,000 portfolios too; the landed code crossed 10 ms
+at 1,500 and reached 28.8 ms at 2,000), memory < 1 GB. For memory over a long run see
+bench/soak.py.
 
     python bench/scale.py [--portfolios 500] [--assets 4] [--seconds 60] [--universe 0]
                           [--idle 5] [--warmup 10] [--log-level INFO] [--loop auto]
+                          [--log-on-loop] [--py-spy FILE] [--gc-freeze]
 """
 
 from __future__ import annotations
@@ -31,11 +46,18 @@ from __future__ import annotations
 import argparse
 import gc
 import logging
+import logging.handlers
+import os
+import queue
+import re
+import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
 from array import array
+from collections import Counter
 from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
@@ -44,12 +66,17 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import anyio
+import anyio.to_thread
 from machine import describe
 from sqlalchemy import func, select
 
 from lts.domain.market import Bar
+from lts.domain.orders import OrderStatus
+from lts.engine.cli import _LoopQueueHandler
 from lts.engine.engine import Engine
+from lts.engine.order_manager import _RECENT_TRADES as RECENT
 from lts.engine.runner import PortfolioRunner
+from lts.engine.supervisor import PortfolioStatus
 from lts.persistence import repositories as repo
 from lts.persistence.db import make_engine
 from lts.persistence.migrations import upgrade_to_head
@@ -129,6 +156,83 @@ def lag_line(samples: list[float]) -> str:
             f"max {max(ms, default=float('nan')):7.2f} ms  ({len(ms):,} samples)")
 
 
+# -- profile (py-spy, from outside the process) ------------------------------------------------
+
+PY_SPY_RATE = 100  # samples per second
+
+
+def start_py_spy(out: Path, seconds: float) -> subprocess.Popen[bytes] | None:
+    """``py-spy record`` of this process for ``seconds`` (collapsed stacks per thread, idle
+    samples left out, the process never paused), or None when py-spy is not installed."""
+    exe = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    if not Path(exe).exists():
+        print("--py-spy: py-spy not found (pip install py-spy); not profiling")
+        return None
+    return subprocess.Popen(
+        [exe, "record", "--pid", str(os.getpid()), "--duration", str(max(1, round(seconds))),
+         "--rate", str(PY_SPY_RATE), "--format", "raw", "--output", str(out), "--threads",
+         "--nonblocking"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+_LINE = re.compile(r" \(([^()]*?)(?::\d+)?\)$")
+
+
+def _function(frame: str) -> str:
+    """``name (path/to/file.py:123)`` -> ``name (to/file.py)``: one entry per function."""
+    m = _LINE.search(frame)
+    if m is None:
+        return frame
+    where = "/".join(Path(m.group(1)).parts[-2:])
+    return f"{frame[:m.start()]} ({where})"
+
+
+def print_profile(path: Path, seconds: float, top: int = 25) -> None:
+    """Where the event loop's thread (MainThread) spent its busy samples: functions by their
+    own time and by inclusive time (the function and what it called)."""
+    own: Counter[str] = Counter()
+    inclusive: Counter[str] = Counter()
+    threads: Counter[str] = Counter()
+    total = 0
+    for line in path.read_text().splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not stack or not count_text.isdigit():
+            continue
+        count = int(count_text)
+        head, _, frames_text = stack.partition(";")
+        name = head.split(": ", 1)[-1]
+        threads[name] += count
+        if name != "MainThread":
+            continue
+        frames = [_function(f) for f in frames_text.split(";") if f]
+        if not frames:
+            continue
+        total += count
+        own[frames[-1]] += count
+        for f in set(frames):
+            inclusive[f] += count
+    possible = seconds * PY_SPY_RATE
+    print()
+    print(f"py-spy over the window ({PY_SPY_RATE}/s, idle samples left out): the loop thread busy "
+          f"in {total:,} samples of ~{possible:,.0f} ({total / possible:.0%}); other threads: "
+          + ", ".join(f"{n} {c:,}" for n, c in threads.most_common() if n != "MainThread"))
+    if not total:
+        return
+    print(f"  own time (top {top}), share of the loop thread's busy samples:")
+    for f, c in own.most_common(top):
+        print(f"    {c / total:6.1%}  {f}")
+    print(f"  inclusive time (top {top}; the event loop's own frames left out):")
+    roots = ("<module>", "run (", "main (", "Runner.run", "_run_once", "run_until_complete",
+             "run_forever", "Handle._run", "Context.run", "BaseEventLoop.")
+    shown = 0
+    for f, c in inclusive.most_common():
+        if f.startswith(roots):
+            continue
+        print(f"    {c / total:6.1%}  {f}")
+        shown += 1
+        if shown >= top:
+            break
+
+
 # -- set-up ------------------------------------------------------------------------------------
 
 def portfolio_specs(n: int, assets: int, universe: int) -> list[repo.PortfolioSpec]:
@@ -177,23 +281,81 @@ async def count_rows(url: str) -> tuple[int, int]:
         await db.dispose()
 
 
+async def denial_reasons(url: str) -> dict[str, int]:
+    """Denied orders in the database by reason code."""
+    db = make_engine(url)
+    try:
+        async with db.connect() as conn:
+            rows = (await conn.execute(
+                select(orders.c.reason, func.count()).where(
+                    orders.c.status == OrderStatus.DENIED.value).group_by(orders.c.reason))).all()
+        return {str(r[0]): int(r[1]) for r in sorted(rows, key=lambda r: -r[1])}
+    finally:
+        await db.dispose()
+
+
+# -- logging ----------------------------------------------------------------------------------
+
+class EngineLog:
+    """The engine's log set-up (``lts.engine.cli``): the loop only queues each record, a
+    listener thread formats and writes it — here to ``path``, as ``2> file`` would take the
+    engine's stderr. ``on_loop``: a plain FileHandler instead, formatting and writing on the
+    loop (how this bench logged before issue 9, so figures can be compared with old ones)."""
+
+    def __init__(self, path: Path, level: str, *, on_loop: bool = False) -> None:
+        self.file = logging.FileHandler(path)
+        self.file.setFormatter(
+            logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+        self.listener: logging.handlers.QueueListener | None = None
+        if on_loop:
+            self.handler: logging.Handler = self.file
+        else:
+            records: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
+            self.listener = logging.handlers.QueueListener(records, self.file)
+            self.listener.start()
+            self.handler = _LoopQueueHandler(records)
+        root = logging.getLogger()
+        root.addHandler(self.handler)
+        root.setLevel(level)
+        logging.getLogger("alembic").setLevel(logging.WARNING)
+
+    def close(self) -> None:
+        logging.getLogger().removeHandler(self.handler)
+        if self.listener is not None:
+            self.listener.stop()  # writes what is still queued
+        self.file.close()
+
+
 # -- the run -----------------------------------------------------------------------------------
 
+def running_runners(engine: Engine) -> dict[int, PortfolioRunner]:
+    """The runner of every portfolio whose supervisor reports it RUNNING."""
+    return {pid: sup.runner for pid, sup in engine.supervisors.items()
+            if sup.status is PortfolioStatus.RUNNING and sup.runner is not None}
+
+
 class Totals:
-    """Counters summed over every portfolio runner (and the engine's bus and journal)."""
+    """Counters summed over every running portfolio (and the engine's bus and journal).
+
+    Read from the runners' plain counters (what ``engine.facade.state()`` reports, without the
+    equity and P&L it computes per portfolio: this probe must not load the loop it measures)."""
 
     def __init__(self, engine: Engine) -> None:
-        runners = [h.runner for h in engine.portfolios.values() if h.runner is not None]
+        runners = list(running_runners(engine).values())
         oms = [r.orders for r in runners if r.orders is not None]
+        counters = engine.facade.counters()
         self.t = time.perf_counter()
         self.orders = sum(om.orders_created for om in oms)
         self.denied = sum(om.orders_denied for om in oms)
-        self.fills = sum(r.ledger.fills for r in runners)
+        self.fills = sum(om.fills_committed for om in oms)
         self.bars = sum(r.bars for r in runners)
-        self.published = engine.bus.published.get("Bar", 0)
-        self.commits = engine.journal.commits
-        self.records = engine.journal.records_written
-        self.seen = sum(len(getattr(om, "_seen", ())) for om in oms)
+        self.published = counters.published.get("Bar", 0)
+        self.commits = counters.journal_commits
+        self.records = counters.journal_records
+        # trade ids the order managers keep in memory: per open order, plus a recent window
+        self.trade_ids = sum(sum(len(t) for t in om._trades.values()) + len(om._recent)
+                             for om in oms)
+        self.open_orders = sum(len(r.open_orders) for r in runners)
 
 
 async def run(args: argparse.Namespace) -> int:
@@ -213,18 +375,14 @@ async def run(args: argparse.Namespace) -> int:
               f"(create_portfolio, one transaction each)")
 
         log_file = tmp / "engine.log"
-        handler = logging.FileHandler(log_file)
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
-        root = logging.getLogger()
-        root.addHandler(handler)
-        root.setLevel(args.log_level)
-        logging.getLogger("alembic").setLevel(logging.WARNING)
+        engine_log = EngineLog(log_file, args.log_level, on_loop=args.log_on_loop)
 
         settings = load_settings(overrides={
             "database": {"url": url, "sqlite_synchronous": "FULL"},
             "demo": {"enabled": False},
             "log_level": args.log_level,
             "admin_password": "scale-bench-password",
+            "api": {"port": 0},  # served, on any free port of 127.0.0.1
         })
         engine = Engine(settings)
         probe = LagProbe()
@@ -264,32 +422,35 @@ async def run(args: argparse.Namespace) -> int:
             hooked: dict[int, PortfolioRunner] = {}
             t_ready = t_first_bar = None
             deadline = t_started + args.startup_timeout
+            quarters: dict[int, float] = {}  # share running (%) -> seconds after the start
             while time.perf_counter() < deadline:
                 await anyio.sleep(0.01)
-                handles = list(engine.portfolios.values())
-                ready = [h.runner for h in handles
-                         if h.runner is not None and h.runner.orders is not None]
+                ready = running_runners(engine)
+                for q in (25, 50, 75):
+                    if q not in quarters and len(ready) * 100 >= q * len(specs):
+                        quarters[q] = time.perf_counter() - t_started
                 if t_ready is None and len(ready) == len(specs):
                     t_ready = time.perf_counter()
-                if t_ready is not None and all(r.bars > 0 for r in ready):
+                if t_ready is not None and all(r.bars > 0 for r in ready.values()):
                     t_first_bar = time.perf_counter()
                     break
             startup_lag = probe.take()
             if t_ready is None:
                 print(f"NOT all portfolios started within {args.startup_timeout:.0f}s: "
-                      f"{sum(1 for h in engine.portfolios.values() if h.runner is not None)}")
+                      f"{len(running_runners(engine))} running")
                 code = 1
-            print(f"engine boot (migration check, admin user, plugin discovery, journal) "
+            print(f"engine boot (migration check, lease, admin user, plugin discovery, journal) "
                   f"{t_started - t_run:.2f}s; then all {len(specs)} portfolios recovered and "
                   f"subscribed in {((t_ready or time.perf_counter()) - t_started):.2f}s; "
                   f"every portfolio had its first bar after "
-                  f"{((t_first_bar or time.perf_counter()) - t_started):.2f}s")
+                  f"{((t_first_bar or time.perf_counter()) - t_started):.2f}s (running: "
+                  + ", ".join(f"{q}% after {t:.1f}s" for q, t in quarters.items()) + ")")
 
-            for pid, h in engine.portfolios.items():
-                if h.runner is not None:
-                    h.runner.on_bar_done = on_bar_done_for()
-                    hooked[pid] = h.runner
+            for pid, runner in running_runners(engine).items():
+                runner.on_bar_done = on_bar_done_for()
+                hooked[pid] = runner
             await anyio.sleep(args.warmup)  # the SMAs fill, orders reach their steady rate
+            engine_frozen = gc.get_freeze_count()  # the engine's own start-up heap freeze
             full_start = timed_full_collection()
             if args.gc_freeze:
                 gc.freeze()  # what start-up built is never scanned again
@@ -299,20 +460,21 @@ async def run(args: argparse.Namespace) -> int:
             start = Totals(engine)
             rss_start = proc_status()
             gcp.start()
+            spy = start_py_spy(args.py_spy, args.seconds) if args.py_spy else None
             probe.take()
             del ages[:]
             t_end = time.perf_counter() + args.seconds
             next_report = time.perf_counter() + 10
             while time.perf_counter() < t_end:
                 await anyio.sleep(min(1.0, max(0.0, t_end - time.perf_counter())))
-                backlog_max = max(backlog_max, engine.journal.backlog)
+                backlog_max = max(backlog_max, engine.facade.counters().journal_backlog)
                 commit_ms.append(engine.journal.last_commit_latency * 1e3)
                 rss.append((time.perf_counter() - start.t, proc_status()["VmRSS"]))
                 # runners restarted by the supervisor get the hook too
-                for pid, h in engine.portfolios.items():
-                    if h.runner is not None and hooked.get(pid) is not h.runner:
-                        h.runner.on_bar_done = on_bar_done_for()
-                        hooked[pid] = h.runner
+                for pid, runner in running_runners(engine).items():
+                    if hooked.get(pid) is not runner:
+                        runner.on_bar_done = on_bar_done_for()
+                        hooked[pid] = runner
                 if time.perf_counter() >= next_report:
                     next_report += 10
                     now = Totals(engine)
@@ -326,14 +488,20 @@ async def run(args: argparse.Namespace) -> int:
             blocks_end = sys.getallocatedblocks()
             gcp.stop()
             window_lag = probe.take()
+            if spy is not None:
+                await anyio.to_thread.run_sync(spy.wait)
             full_end = timed_full_collection()
             window_ages = ages.tolist()
             own_buffers = ages.buffer_info()[1] * ages.itemsize
             rss_end = proc_status()
-            errors = [(pid, h.state.status, h.state.last_error)
-                      for pid, h in engine.portfolios.items() if h.state.status == "error"]
-            restarts = sum(h.state.restarts for h in engine.portfolios.values())
-            dropped = engine.bus.dropped()
+            t_states = time.perf_counter()
+            states = engine.facade.states()  # what the API's portfolio list asks, timed once
+            states_ms = (time.perf_counter() - t_states) * 1e3
+            errors = [(st.portfolio_id, st.status, st.last_error)
+                      for st in states if st.status != PortfolioStatus.RUNNING.value]
+            restarts = sum(st.restarts for st in states)
+            anomalies = sum(st.anomalies for st in states)
+            dropped = engine.facade.counters().dropped
 
             t_stop = time.perf_counter()
             engine.stop()
@@ -341,9 +509,9 @@ async def run(args: argparse.Namespace) -> int:
             t_stopped = time.perf_counter()
             tg.cancel_scope.cancel()
 
-        root.removeHandler(handler)
-        handler.close()
+        engine_log.close()
         n_orders, n_fills = await count_rows(url)
+        denied_by = await denial_reasons(url)
         log_lines = sum(1 for _ in log_file.open())
         log_mb = log_file.stat().st_size / MB
 
@@ -359,6 +527,8 @@ async def run(args: argparse.Namespace) -> int:
           f"{(end.published - start.published) / dt:,.0f}/s, bars processed by portfolios "
           f"{(end.bars - start.bars) / dt:,.0f}/s; market data dropped: "
           f"{sum(dropped.values()):,}")
+    if denied_by:
+        print(f"denied orders in the database by reason: {denied_by}")
     print(f"CPU over the window: event-loop thread {(cpu_end[0] - cpu_start[0]) / dt:.0%} of one "
           f"core, whole process (loop + database threads) "
           f"{(cpu_end[1] - cpu_start[1]) / dt:.0%} of one core")
@@ -381,7 +551,9 @@ async def run(args: argparse.Namespace) -> int:
     print(f"gc{' (frozen after warm-up)' if args.gc_freeze else ''}: {per_gen}; a full "
           f"collection takes {full_start[0] * 1e3:.0f} ms over {full_start[1]:,} tracked "
           f"objects after warm-up, {full_end[0] * 1e3:.0f} ms over {full_end[1]:,} at the end"
-          + (f" ({gc.get_freeze_count():,} frozen)" if args.gc_freeze else ""))
+          + (f" ({gc.get_freeze_count():,} frozen)" if args.gc_freeze else "")
+          + f"; the engine's start-up freeze (lts.engine.heap) had frozen {engine_frozen:,} "
+          f"objects")
     slope = statistics.linear_regression([t for t, _ in rss], [r for _, r in rss]).slope \
         if len(rss) >= 2 else 0.0
     print(f"memory: RSS {rss_before['VmRSS'] / MB:.0f} MB before the engine, "
@@ -392,13 +564,24 @@ async def run(args: argparse.Namespace) -> int:
     print(f"  Python heap: {(blocks_end - blocks_start) * 60 / dt:+,.0f} allocated blocks/min "
           f"(sys.getallocatedblocks); this script's own sample buffers "
           f"{own_buffers / MB:.1f} MB")
-    print(f"  in-memory fill de-duplication set (OrderManager._seen): {end.seen:,} entries, "
-          f"+{(end.seen - start.seen) / dt:,.1f}/s, never pruned")
+    print(f"  trade ids kept for fill de-duplication (per open order, plus {RECENT} of recently "
+          f"closed orders per portfolio): {start.trade_ids:,} after warm-up, {end.trade_ids:,} "
+          f"at the end ({(end.trade_ids - start.trade_ids) / dt:+,.1f}/s); open orders "
+          f"{start.open_orders:,} -> {end.open_orders:,}")
     print(f"logging: {log_lines:,} lines ({log_lines / (dt + t_stopped - t_run):,.0f}/s "
           f"over the whole run), {log_mb:.1f} MB")
-    print(f"supervision: {len(errors)} portfolio(s) in error, {restarts} restart(s)"
-          + (f"; first: {errors[0]}" if errors else ""))
+    print(f"supervision: {len(errors)} portfolio(s) not running, {restarts} restart(s), "
+          f"{anomalies} fill anomalies" + (f"; first: {errors[0]}" if errors else ""))
+    print(f"engine.facade.states() over {len(states):,} portfolios (equity and P&L each, what "
+          f"the API's reads cost): {states_ms:.1f} ms on the loop")
     print(f"shutdown (stop -> engine.run returned, journal flushed): {t_stopped - t_stop:.2f}s")
+
+    if spy is not None:
+        if spy.returncode == 0 and args.py_spy.exists():
+            print_profile(args.py_spy, args.seconds)
+        else:
+            err = spy.stderr.read().decode(errors="replace").strip() if spy.stderr else ""
+            print(f"py-spy failed ({spy.returncode}): {err[-300:]}")
 
     lag99 = pct(window_lag, 99) * 1e3
     peak = rss_end["VmHWM"] / MB
@@ -418,10 +601,16 @@ def main() -> int:
     ap.add_argument("--idle", type=float, default=5.0, help="idle-loop baseline, seconds")
     ap.add_argument("--warmup", type=float, default=10.0,
                     help="seconds of trading before the window (the SMAs fill)")
-    ap.add_argument("--startup-timeout", type=float, default=60.0)
+    ap.add_argument("--startup-timeout", type=float, default=180.0)
     ap.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING"], default="INFO",
                     help="the engine's log level (default INFO, the engine's default)")
+    ap.add_argument("--log-on-loop", action="store_true",
+                    help="format and write log lines on the loop (this bench's way before "
+                    "issue 9) instead of the engine's queue and listener thread")
     ap.add_argument("--loop", choices=["auto", "asyncio", "uvloop"], default="auto")
+    ap.add_argument("--py-spy", type=Path, metavar="FILE",
+                    help="profile the window with py-spy from outside (pip install py-spy; it "
+                    "takes a few %% of a core): collapsed stacks to FILE, a summary printed")
     ap.add_argument("--gc-freeze", action="store_true",
                     help="experiment: gc.freeze() after warm-up (start-up objects never rescanned)")
     args = ap.parse_args()

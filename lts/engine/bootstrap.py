@@ -10,6 +10,7 @@ import secrets
 import sys
 
 import anyio
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from lts.persistence import repositories as repo
@@ -20,12 +21,19 @@ log = logging.getLogger("lts.bootstrap")
 
 
 async def ensure_admin(db: AsyncEngine, settings: Settings) -> None:
+    """The first user, an admin. Engines started together on one new database race for it:
+    the one that inserts first made it, the others take theirs as made."""
     if await repo.user_count(db):
         return
     given = settings.admin_password.get_secret_value() if settings.admin_password else None
     password = given or secrets.token_urlsafe(16)
-    hashed = await anyio.to_thread.run_sync(hash_password, password)
-    await repo.create_user(db, settings.admin_username, hashed, "admin")
+    hashed = await anyio.to_thread.run_sync(hash_password, password,
+                                            settings.auth.bcrypt_rounds)
+    try:
+        await repo.create_user(db, settings.admin_username, hashed, "admin")
+    except IntegrityError:
+        log.info("admin user %r made by another engine", settings.admin_username)
+        return
     log.info("created admin user %r", settings.admin_username)
     if not given:
         # printed once, on the start that creates the user; never logged
@@ -51,6 +59,11 @@ async def ensure_demo(db: AsyncEngine, demo: DemoSettings, owner: str) -> int:
     pid = await repo.portfolio_id_by_name(db, demo.name)
     if pid is None:
         owner_id = await repo.user_id_by_name(db, owner)
-        pid = await repo.create_portfolio(db, demo_spec(demo, owner_id))
+        try:
+            pid = await repo.create_portfolio(db, demo_spec(demo, owner_id))
+        except IntegrityError:  # another engine on this database made it first
+            made = await repo.portfolio_id_by_name(db, demo.name)
+            assert made is not None
+            return made
         log.info("created demo portfolio %r (id %s)", demo.name, pid)
     return pid

@@ -113,7 +113,8 @@ class Engine:
                 with anyio.CancelScope(shield=True):
                     await self._leases.close()
         finally:
-            await self.db.dispose()
+            with anyio.CancelScope(shield=True):  # closed even when the engine is cancelled
+                await self.db.dispose()
         log.info("engine stopped")
 
     async def _run_started(self) -> None:

@@ -16,13 +16,14 @@ another task, so no state here needs a lock, and nothing here waits.
   resubmitted. A cancel of an order whose submit is still in flight waits for the answer.
 - **Fills are never dropped.** A fill moves the position whatever the order's state; one the
   state did not allow marks the order (``anomaly``) and counts in ``anomalies``. Duplicates
-  (same broker and trade id) change nothing: the trade ids of open orders are kept with them, a
-  few of recently closed ones in memory, and a fill for an order that is not open is checked
-  against the journal first (a task), so memory does not grow with the number of fills. A fill
-  for an order LTS never sent is adopted as an external order.
-- **Committed events only, outward.** Every change is an event (one type per change) with the
-  portfolio's next sequence number, written by the journal; it reaches the bus (WebSocket,
-  metrics) only after its transaction committed, so a number once seen is never reused.
+  (same broker and trade id) change nothing: the trade ids of open orders are kept with them,
+  and those of the last few closed orders with those orders (late fills land on them); a fill
+  for an order no longer in memory is looked up in the journal first (a task; later fills of
+  the same order wait for that one lookup), so memory does not grow with the number of fills.
+  A fill for an order LTS never sent is adopted as an external order (``ext-<portfolio>-<its
+  venue id>``), once.
+- **Committed events only, outward** (:mod:`lts.engine.order_journal`): every change is an event
+  with the portfolio's next sequence number; it reaches the bus only once committed.
 
 Client order ids are ``<portfolio id>-<n>``, numbered on from the highest the journal holds.
 """
@@ -41,7 +42,6 @@ from lts.bus import Bus
 from lts.domain.clock import Clock
 from lts.domain.commands import Accepted, Denied, ModifyOrder, Reason, Reply
 from lts.domain.events import (
-    ORDER_EVENT_TYPES,
     OrderAccepted,
     OrderAdopted,
     OrderCanceled,
@@ -55,7 +55,6 @@ from lts.domain.events import (
     OrderSubmitted,
     OrderUnknown,
     OrderUpdated,
-    PositionChanged,
 )
 from lts.domain.instruments import Instrument
 from lts.domain.orders import (
@@ -67,12 +66,11 @@ from lts.domain.orders import (
     OrderStatus,
     OrderStatusReport,
     OrderType,
-    Side,
     can_transition,
 )
 from lts.engine import venue_calls
-from lts.engine.journal_rows import fill_row, order_row, order_update_row, position_row
 from lts.engine.ledger import Ledger
+from lts.engine.order_journal import OrderJournal
 from lts.engine.outcomes import (
     CallFailed,
     CallKind,
@@ -93,21 +91,16 @@ __all__ = ["OrderManager"]
 
 log = logging.getLogger("lts.orders")
 
-#: An event's JSON, encoded once; the journal stores it as the ``payload`` JSON as it is.
-_encode = msgspec.json.Encoder().encode
-
 S = OrderStatus
 _STATUS_EVENT: dict[OrderStatus, type[OrderEvent]] = {
     S.SUBMITTED: OrderSubmitted, S.ACCEPTED: OrderAccepted, S.REJECTED: OrderRejected,
     S.PENDING_CANCEL: OrderPendingCancel, S.CANCELED: OrderCanceled, S.EXPIRED: OrderExpired,
     S.UNKNOWN: OrderUnknown, S.DENIED: OrderDenied, S.PARTIALLY_FILLED: OrderUpdated,
 }
-#: Enum values and event tags looked up in a dict (an enum's ``.value`` is a descriptor call).
-_VALUE: dict[Any, str] = {m: m.value for e in (Side, OrderType, OrderStatus) for m in e}
-_TAG: dict[type[OrderEvent], str] = {k: str(k.__struct_config__.tag) for k in ORDER_EVENT_TYPES}
 #: Sent, and the venue's answer can still change the status (a query settles these).
 _AWAITING_VENUE = frozenset({S.SUBMITTED, S.UNKNOWN, S.PENDING_CANCEL})
-_RECENT_TRADES = 64  # trade ids of recently closed orders kept in memory (duplicates are common)
+_LATE_ORDERS = 16  # closed orders kept in memory for late and duplicate fills
+_CANCEL_TRIES = 3  # a cancel whose answer was lost is sent this many times in all
 
 Post = Callable[[Any], None]
 Spawn = Callable[..., object]
@@ -143,27 +136,37 @@ class OrderManager:
         self.open = open_orders
         self.durable = durable
         self._trades = trades  # trade ids applied, per open order
-        self._recent: OrderedDict[tuple[str, str], None] = OrderedDict()
+        # closed (or external) orders late fills may land on, with their trade ids
+        self._late: OrderedDict[str, tuple[Order, set[tuple[str, str]]]] = OrderedDict()
+        self._checking: dict[str, list[Fill]] = {}  # venue id -> fills awaiting one lookup
         self._number = next_order_number
-        self._seq = next_event_seq
         self._post = post
         self._spawn = spawn
-        self._fence = fence
         self._observe = observe_tick_to_order
+        self.book = OrderJournal(portfolio_id, journal, bus, next_event_seq=next_event_seq,
+                                 fence=fence)
+        self._emit = self.book.emit
+        self._changed = self.book.changed
+        self.begin_batch = self.book.begin_batch
+        self.end_batch = self.book.end_batch
         self._replies: dict[str, Any] = {}  # client order id -> the sender's future
         self._bar_ts: dict[str, int] = {}  # orders from a bar: its time (tick-to-order)
         self._in_flight: set[str] = set()  # submits sent, no answer yet
         self._cancel_after_ack: set[str] = set()
+        self._cancel_failed: dict[str, tuple[int, bool, str]] = {}  # tries, refused, reason
         self._queried: set[str] = set()  # queries in flight
-        self._checking: set[tuple[str, str]] = set()  # fills being checked in the journal
+        self._not_found: dict[str, int] = {}  # first time a query did not find the order
+        self._grace_ns = 10_000_000_000  # the acknowledgement timeout (set by housekeeping)
         self.to_reconcile: set[str] = set()
         self.stopping = False
         self.orders_created = 0
         self.orders_denied = 0
         self.duplicate_fills = 0
         self.anomalies = 0
-        self.fills_committed = 0
-        self._batch: dict[str, Order] | None = None  # orders changed in the current batch
+
+    @property
+    def fills_committed(self) -> int:
+        return self.book.fills_committed
 
     # -- requests -> orders -------------------------------------------------------------------
     def request(self, request: OrderRequest, reply: Any = None,
@@ -183,7 +186,7 @@ class OrderManager:
         assert broker is not None
         self.open[coid] = order
         self._trades[coid] = set()
-        durable = self.journal.insert_order(order_row(order, broker.name), fence=self._fence)
+        durable = self.book.insert(order, broker.name)
         if reply is not None:
             self._replies[coid] = reply
         if bar_ts is not None and self._observe is not None:
@@ -212,7 +215,7 @@ class OrderManager:
         order.transition(S.DENIED, order.ts_init, reason.value)
         self.orders_denied += 1
         if reason is not Reason.UNKNOWN_SYMBOL:  # a symbol not traded here has no venue row
-            self.journal.insert_order(order_row(order, broker), fence=self._fence)
+            self.book.insert(order, broker)
             self._emit(OrderDenied, order, order.ts_init)
         log.info("order %s denied: %s %s %s (%s)", order.client_order_id, order.side.value,
                  order.quantity, order.symbol, reason.value)
@@ -312,7 +315,10 @@ class OrderManager:
                 self._move(order, S.UNKNOWN, now, outcome.reason)
         elif outcome.kind is CallKind.CANCEL:
             if order is not None:
-                # refused (already filled, unknown at the venue) or lost: ask where it stands
+                # refused (already filled, unknown at the venue) or lost: ask where it stands;
+                # the answer decides (see on_report)
+                tries = self._cancel_failed.get(coid, (0, False, ""))[0] + 1
+                self._cancel_failed[coid] = (tries, outcome.rejected, outcome.reason)
                 log.warning("cancel of %s: %s; querying the venue", coid, outcome.reason)
                 self._query(order)
         elif order is not None:
@@ -345,6 +351,22 @@ class OrderManager:
             self.on_canceled(Canceled(order.client_order_id))
         else:
             self._spawn(venue_calls.cancel, broker, _copy(order), self._post)
+
+    def _cancel_not_done(self, order: Order) -> None:
+        """The venue says a PENDING_CANCEL order works on. While our cancel is on its way that
+        is expected; once the cancel failed, a lost one is sent again (a cancel may be
+        repeated safely) and a refused one puts the order back to work, with the reason."""
+        coid = order.client_order_id
+        failed = self._cancel_failed.get(coid)
+        if failed is None:
+            return  # our cancel is on its way
+        tries, refused, reason = failed
+        if not refused and tries < _CANCEL_TRIES:
+            self._dispatch_cancel(order)  # the failure stays counted until it succeeds
+            return
+        del self._cancel_failed[coid]
+        working = S.PARTIALLY_FILLED if order.filled_quantity else S.ACCEPTED
+        self._move(order, working, self.clock.now_ns(), f"cancel failed: {reason}"[:200])
 
     def on_canceled(self, outcome: Canceled) -> None:
         order = self.open.get(outcome.client_order_id)
@@ -419,7 +441,9 @@ class OrderManager:
         if status in (S.PARTIALLY_FILLED, S.FILLED):
             if status is S.FILLED and order.filled_quantity < order.quantity:
                 self.to_reconcile.add(order.client_order_id)  # its fills are still to come
-            if order.status in (S.SUBMITTED, S.UNKNOWN, S.PENDING_SUBMIT):
+            if status is S.PARTIALLY_FILLED and order.status is S.PENDING_CANCEL:
+                self._cancel_not_done(order)
+            elif order.status in (S.SUBMITTED, S.UNKNOWN, S.PENDING_SUBMIT):
                 # the venue has it (its fills, known already, moved nothing): it is working
                 settled = S.PARTIALLY_FILLED if order.filled_quantity else S.ACCEPTED
                 self._move(order, settled, report.ts_event or self.clock.now_ns())
@@ -427,17 +451,22 @@ class OrderManager:
         if status is order.status:
             return
         if order.status is S.PENDING_CANCEL and status is S.ACCEPTED:
-            return  # our cancel is on its way
+            self._cancel_not_done(order)
+            return
         if status not in _STATUS_EVENT or not can_transition(order.status, status):
             log.info("order %s: %s reported while %s; ignored", order.client_order_id,
                      status.value, order.status.value)
             return
         self._move(order, status, report.ts_event or self.clock.now_ns(), report.reason)
 
-    def on_queried(self, outcome: Queried) -> None:
+    def on_queried(self, outcome: Queried, *, conclusive: bool = False) -> None:
+        """The venue's answer to a query. "Not found" settles an order only when it is
+        ``conclusive`` (reconciliation at start-up) or still true an acknowledgement timeout
+        after the first time (a venue may not list an order it has just taken)."""
         coid = outcome.client_order_id
         self._queried.discard(coid)
         if outcome.report is not None:
+            self._not_found.pop(coid, None)
             self.on_report(outcome.report)
             order = self.open.get(coid)
             if order is not None and order.status is S.UNKNOWN and \
@@ -448,91 +477,115 @@ class OrderManager:
         order = self.open.get(coid)
         if order is None or coid in self._in_flight:
             return
+        now = self.clock.now_ns()
+        first = self._not_found.setdefault(coid, now)
+        if not conclusive and now - first < self._grace_ns:
+            return  # asked again at the next housekeeping
         # the venue does not know it: it never got there (never resubmitted)
-        self._move(order, S.CANCELED, self.clock.now_ns(), "not found at the venue")
+        self._not_found.pop(coid, None)
+        self._move(order, S.CANCELED, now, "not found at the venue")
         self.to_reconcile.discard(coid)
 
     def on_fill(self, fill: Fill) -> None:
+        coid = fill.client_order_id
         key = (fill.broker, fill.trade_id)
-        order = self.open.get(fill.client_order_id)
+        order = self.open.get(coid)
         if order is not None:
-            trades = self._trades.setdefault(fill.client_order_id, set())
+            trades = self._trades.setdefault(coid, set())
             if key in trades:
                 self.duplicate_fills += 1
                 return
             trades.add(key)
             self._apply_fill(order, fill)
             return
-        if key in self._recent or key in self._checking:
-            self.duplicate_fills += 1
+        late = self._late.get(coid)
+        if late is not None:
+            closed, trades = late
+            if key in trades:
+                self.duplicate_fills += 1
+                return
+            trades.add(key)
+            self._late.move_to_end(coid)
+            self._apply_fill(closed, fill)
             return
-        self._checking.add(key)
-        self._spawn(self._check_fill, fill)
+        waiting = self._checking.get(coid)
+        if waiting is not None:
+            waiting.append(fill)  # one lookup per order: its answer settles these too
+            return
+        self._checking[coid] = [fill]
+        self._spawn(self._look_up, coid)
 
-    async def _check_fill(self, fill: Fill) -> None:
-        """A fill for an order that is not open: was it applied before, and whose is it?
-        Asked again until the database answers (the fill is never dropped)."""
+    async def _look_up(self, coid: str) -> None:
+        """A fill for an order not in memory: the journal's order (or none: never sent by
+        LTS) and the trade ids it has applied to it. Asked again until the database answers
+        (the fill is never dropped)."""
         while True:
             await self.journal.flush()  # what this runner wrote before must be readable
             try:
-                known, order = await repo.lookup_fill(self.db, self.portfolio_id, fill)
+                order, known = await repo.late_fill_lookup(self.db, self.portfolio_id, coid)
             except Exception as exc:  # the database is away: the journal holds; ask again
-                log.warning("fill %s: journal lookup failed (%s); retrying", fill.trade_id,
+                log.warning("order %s: journal lookup failed (%s); retrying", coid,
                             type(exc).__name__)
                 await anyio.sleep(0.5)
                 continue
-            self._post(FillChecked(fill, known, order))
+            self._post(FillChecked(coid, order, frozenset(known)))
             return
 
     def on_fill_checked(self, outcome: FillChecked) -> None:
-        fill = outcome.fill
-        key = (fill.broker, fill.trade_id)
-        self._checking.discard(key)
-        if outcome.known:
-            self.duplicate_fills += 1
-            self._remember(key)
+        fills = self._checking.pop(outcome.client_order_id, [])
+        if not fills:
             return
-        order = self.open.get(fill.client_order_id)
-        if order is not None:  # it became open meanwhile (an adopted order)
+        order = outcome.order
+        if order is None:
+            fresh = [f for f in fills if (f.broker, f.trade_id) not in outcome.known]
+            if not fresh:
+                self.duplicate_fills += len(fills)
+                return
+            order = self._adopt(fresh[0])
+        self._keep_late(outcome.client_order_id, order, set(outcome.known))
+        for fill in fills:
             self.on_fill(fill)
-            return
-        closed = outcome.order if outcome.order is not None else self._adopt(fill)
-        self._remember(key)
-        self._apply_fill(closed, fill)
+
+    def _keep_late(self, coid: str, order: Order, trades: set[tuple[str, str]]) -> None:
+        late = self._late
+        late[coid] = (order, trades)
+        late.move_to_end(coid)
+        while len(late) > _LATE_ORDERS:
+            late.popitem(last=False)
 
     def _adopt(self, fill: Fill) -> Order:
-        """An order LTS never sent, known only by this fill: taken in as external."""
+        """An order LTS never sent, known only by its fills: taken in as external."""
         now = self.clock.now_ns()
-        order = Order(client_order_id=fill.client_order_id, portfolio_id=self.portfolio_id,
-                      symbol=fill.symbol, side=fill.side, quantity=fill.quantity,
-                      order_type=OrderType.MARKET, status=S.ACCEPTED, tag="external",
-                      reason="placed outside LTS", ts_init=now, ts_last=now,
+        order = Order(client_order_id=f"ext-{self.portfolio_id}-{fill.client_order_id}",
+                      portfolio_id=self.portfolio_id, symbol=fill.symbol, side=fill.side,
+                      quantity=fill.quantity, order_type=OrderType.MARKET, status=S.ACCEPTED,
+                      tag="external", reason="placed outside LTS", ts_init=now, ts_last=now,
                       anomaly=FillAnomaly.EXTERNAL)
-        self.journal.insert_order(order_row(order, fill.broker), fence=self._fence)
-        self.journal.insert_audit({
+        self.book.insert(order, fill.broker)
+        self.book.audit({
             "actor": "system", "action": "order.adopted",
-            "target": f"order:{order.client_order_id}",
-            "client_address": None, "outcome": "success",
+            "target": f"order:{order.client_order_id}", "client_address": None,
+            "outcome": "success",
             "detail": {"portfolio_id": self.portfolio_id, "broker": fill.broker,
-                       "trade_id": fill.trade_id, "symbol": fill.symbol}})
+                       "venue_order": fill.client_order_id, "symbol": fill.symbol}})
         self._emit(OrderAdopted, order, now)
         self.anomalies += 1
-        log.warning("fill %s for order %s that LTS never sent: adopted as external",
-                    fill.trade_id, fill.client_order_id)
+        log.warning("fill %s for order %s that LTS never sent: adopted as %s", fill.trade_id,
+                    fill.client_order_id, order.client_order_id)
         return order
 
     def _apply_fill(self, order: Order, fill: Fill) -> None:
-        if order.anomaly is FillAnomaly.EXTERNAL and order.status in TERMINAL_STATUSES:
-            order.quantity += fill.quantity  # an external order grows with its fills
-            order.status = S.PARTIALLY_FILLED
+        if fill.client_order_id != order.client_order_id:  # an adopted order's fill
+            fill = msgspec.structs.replace(fill, client_order_id=order.client_order_id)
+        if order.anomaly is FillAnomaly.EXTERNAL:  # an external order is as big as its fills
+            needed = order.filled_quantity + fill.quantity
+            if needed > order.quantity:
+                order.quantity = needed
+                if order.status is S.FILLED:
+                    order.status = S.PARTIALLY_FILLED
         anomaly = order.apply_fill(fill.quantity, fill.price, fill.ts_event)
         pos = self.ledger.apply_fill(fill)
-        written = self.journal.insert_fill(
-            fill_row(fill), position_row(self.portfolio_id, pos, fill.ts_event),
-            fence=self._fence)
-        written.add_done_callback(partial(self._fill_committed, PositionChanged(
-            self.portfolio_id, pos.symbol, pos.quantity, pos.avg_price, pos.realized_pnl,
-            fill.ts_event)))
+        self.book.fill(fill, pos)
         self._changed(order)
         self._emit(OrderFilled, order, fill.ts_event, fill)
         if anomaly is not None and anomaly is not FillAnomaly.EXTERNAL:
@@ -542,16 +595,10 @@ class OrderManager:
                         "marked for reconciliation", fill.trade_id, order.client_order_id,
                         order.status.value, anomaly.value)
         if order.status in TERMINAL_STATUSES and order.client_order_id in self.open:
-            self._close(order.client_order_id)
+            self._close(order)
         log.info("fill %s: %s %s %s @ %s fee %s -> position %s %s", fill.trade_id,
                  fill.side.value, fill.quantity, fill.symbol, fill.price, fill.fee, pos.symbol,
                  pos.quantity)
-
-    def _fill_committed(self, changed: PositionChanged, future: Any) -> None:
-        if future.cancelled() or future.exception() is not None:
-            return
-        self.fills_committed += 1
-        self.bus.publish_nowait(changed, self.portfolio_id)
 
     # -- time ------------------------------------------------------------------------------------
     def housekeeping(self, ack_timeout_ns: int) -> None:
@@ -559,10 +606,11 @@ class OrderManager:
         never a rejection); UNKNOWN orders, cancels without an answer and orders marked for
         reconciliation are queried (one query per order at a time)."""
         now = self.clock.now_ns()
+        self._grace_ns = ack_timeout_ns
         for order in list(self.open.values()):
             late = now - order.ts_last > ack_timeout_ns
             if order.status is S.SUBMITTED and late:
-                self._in_flight.discard(order.client_order_id)
+                # the call may still answer (it stays in flight): "not found" settles nothing
                 self._move(order, S.UNKNOWN, now, "no acknowledgement in time")
             if order.status is S.UNKNOWN or (order.status is S.PENDING_CANCEL and late):
                 self._query(order)
@@ -575,7 +623,7 @@ class OrderManager:
 
     def _query(self, order: Order) -> None:
         coid = order.client_order_id
-        if coid in self._queried or coid in self._in_flight:
+        if coid in self._queried:
             return
         broker = self.brokers[order.symbol]
         self._queried.add(coid)
@@ -615,69 +663,26 @@ class OrderManager:
         self._changed(order)
         self._emit(_STATUS_EVENT[status], order, ts)
         if status in TERMINAL_STATUSES:
-            self._close(order.client_order_id)
+            self._close(order)
         if status in (S.REJECTED, S.EXPIRED, S.UNKNOWN):
             log.warning("order %s %s %s", order.client_order_id, status.value, reason)
         elif status is S.CANCELED:
             log.info("order %s canceled %s", order.client_order_id, reason)
 
-    def _close(self, coid: str) -> None:
+    def _close(self, order: Order) -> None:
+        """The order is final: out of the open orders, kept a while for late fills; a sender
+        still waiting (it was never sent) gets its answer."""
+        coid = order.client_order_id
         del self.open[coid]
-        for key in self._trades.pop(coid, ()):
-            self._remember(key)
+        self._keep_late(coid, order, self._trades.pop(coid, set()))
         self._cancel_after_ack.discard(coid)
-        self._replies.pop(coid, None)
+        self._cancel_failed.pop(coid, None)
+        self._not_found.pop(coid, None)
+        self._bar_ts.pop(coid, None)
+        reply = self._replies.pop(coid, None)
+        if reply is not None:
+            _answer(reply, Accepted(_copy(order)))
 
     def _forget(self, coid: str) -> None:
         self.open.pop(coid, None)
         self._trades.pop(coid, None)
-
-    def _remember(self, key: tuple[str, str]) -> None:
-        recent = self._recent
-        recent[key] = None
-        if len(recent) > _RECENT_TRADES:
-            recent.popitem(last=False)
-
-    def _changed(self, order: Order) -> None:
-        """An order's row must be updated: now, or at the end of the runner's batch, so an
-        order that changes three times while one batch is worked is written once."""
-        if self._batch is None:
-            self.journal.update_order(order_update_row(order), fence=self._fence)
-        else:
-            self._batch[order.client_order_id] = order
-
-    def begin_batch(self) -> None:
-        self._batch = {}
-
-    def end_batch(self) -> None:
-        if self._batch:
-            update = self.journal.update_order
-            for order in self._batch.values():
-                update(order_update_row(order), fence=self._fence)
-        self._batch = None
-
-    def _emit(self, kind: type[OrderEvent], order: Order, ts: int,
-              fill: Fill | None = None) -> None:
-        self._seq += 1
-        seq = self._seq
-        coid = order.client_order_id
-        event: OrderEvent = kind(
-            order.portfolio_id, seq, coid, order.symbol, _VALUE[order.side],
-            _VALUE[order.order_type], order.quantity, _VALUE[order.status],
-            order.filled_quantity, order.avg_fill_price, order.limit_price, order.stop_price,
-            order.reason, ts) if fill is None else OrderFilled(
-            order.portfolio_id, seq, coid, order.symbol, _VALUE[order.side],
-            _VALUE[order.order_type], order.quantity, _VALUE[order.status],
-            order.filled_quantity, order.avg_fill_price, order.limit_price, order.stop_price,
-            order.reason, ts, fill)
-        written = self.journal.insert_order_event({
-            "portfolio_id": self.portfolio_id, "seq": seq, "type": _TAG[kind],
-            "client_order_id": coid, "payload": msgspec.Raw(_encode(event)), "ts_event": ts},
-            fence=self._fence)
-        written.add_done_callback(partial(self._committed, event))
-
-    def _committed(self, event: OrderEvent, future: Any) -> None:
-        """Committed: now it may go out (bus: WebSocket, metrics)."""
-        if future.cancelled() or future.exception() is not None:
-            return  # not durable, so never seen outside
-        self.bus.publish_nowait(event, self.portfolio_id, OrderEvent)

@@ -12,7 +12,7 @@ import enum
 import msgspec
 
 from lts.domain.commands import ModifyOrder
-from lts.domain.orders import Fill, Order, OrderStatusReport
+from lts.domain.orders import Order, OrderStatusReport
 
 __all__ = [
     "CallFailed",
@@ -76,12 +76,12 @@ class Queried(msgspec.Struct, frozen=True):
 
 
 class FillChecked(msgspec.Struct, frozen=True):
-    """A fill for an order that is not open, looked up in the journal: ``known`` (applied
-    before), or the closed order it belongs to, or neither (an order LTS never sent)."""
+    """Fills named an order not in memory (by the venue's client order id): the journal's
+    order (None: LTS never sent it) and the trade ids the journal has for it."""
 
-    fill: Fill
-    known: bool
+    client_order_id: str
     order: Order | None
+    known: frozenset[tuple[str, str]]
 
 
 class Resynced(msgspec.Struct, frozen=True):

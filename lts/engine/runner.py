@@ -239,7 +239,8 @@ class PortfolioRunner:
                     om.on_report(report)
                 return
             for order in mine:
-                om.on_queried(Queried(order.client_order_id, await broker.query_order(order)))
+                om.on_queried(Queried(order.client_order_id, await broker.query_order(order)),
+                              conclusive=True)
             for fill in await broker.fills(max(0, last_fill_ns - _FILLS_OVERLAP_NS)):
                 if (fill.broker, fill.trade_id) not in known:
                     om.on_fill(fill)

@@ -92,10 +92,15 @@ class PortfolioSupervisor:
     # -- commands from the engine ---------------------------------------------------------------
     def activate(self) -> bool:
         """Want it running; wake it from a backoff, a standby or a given-up error. True when
-        the engine must start the task (it is not running)."""
+        the engine must start the task: then the task is claimed here, at once, so a second
+        activate in the same turn of the loop never starts a second one."""
         self.want_running = True
         self._wake.set()
-        return not self.task_running
+        if self.task_running:
+            return False
+        self.task_running = True
+        self._finished = anyio.Event()
+        return True
 
     async def deactivate(self, reason: str = "deactivated") -> None:
         """Stop the runner gracefully and wait until the task has ended."""
@@ -132,8 +137,7 @@ class PortfolioSupervisor:
 
     # -- the task ------------------------------------------------------------------------------
     async def run(self) -> None:
-        self.task_running = True
-        self._finished = anyio.Event()
+        """The supervising task; start it only when :meth:`activate` returned True."""
         try:
             await self._supervise()
         finally:

@@ -153,10 +153,14 @@ async def load_positions(engine: AsyncEngine, portfolio_id: int) -> dict[str, De
 
 async def next_numbers(engine: AsyncEngine, portfolio_id: int) -> tuple[int, int]:
     """The next client order number and the last event sequence number of a portfolio."""
+    prefix = f"{portfolio_id}-"
     async with engine.connect() as conn:
-        coids = (await conn.execute(select(orders.c.client_order_id)
-                                    .where(orders.c.portfolio_id == portfolio_id))).scalars()
-        top = max((int(c.rsplit("-", 1)[1]) for c in coids), default=0)
+        coids = (await conn.execute(select(orders.c.client_order_id).where(
+            orders.c.portfolio_id == portfolio_id,
+            orders.c.client_order_id.startswith(prefix, autoescape=True)))).scalars()
+        # adopted external orders (``ext-...``) are not numbered
+        top = max((int(c[len(prefix):]) for c in coids if c[len(prefix):].isdigit()),
+                  default=0)
         seq = (await conn.execute(select(func.max(order_events.c.seq))
                                   .where(order_events.c.portfolio_id == portfolio_id))
                ).scalar_one_or_none()
@@ -191,14 +195,18 @@ async def load_configuration(engine: AsyncEngine) -> dict[str, Any]:
         return {r.key: r.value for r in rows}
 
 
-async def lookup_fill(engine: AsyncEngine, portfolio_id: int, fill: Fill
-                      ) -> tuple[bool, Order | None]:
-    """Whether the journal holds this fill (by broker and trade id), and the order of the
-    portfolio it names (None: no such order of this portfolio)."""
+async def late_fill_lookup(engine: AsyncEngine, portfolio_id: int, client_order_id: str
+                           ) -> tuple[Order | None, set[tuple[str, str]]]:
+    """The portfolio's order a venue names ``client_order_id`` (its own, or the external order
+    adopted for it: ``ext-<portfolio>-<id>``) and the (broker, trade id) of its fills."""
+    adopted = f"ext-{portfolio_id}-{client_order_id}"
     async with engine.connect() as conn:
-        known = (await conn.execute(select(fills.c.id).where(
-            fills.c.broker == fill.broker, fills.c.trade_id == fill.trade_id))).first()
         row = (await conn.execute(select(orders).where(
-            orders.c.client_order_id == fill.client_order_id,
-            orders.c.portfolio_id == portfolio_id))).mappings().first()
-    return known is not None, None if row is None else _order(row)
+            orders.c.portfolio_id == portfolio_id,
+            orders.c.client_order_id.in_([client_order_id, adopted]))
+            .order_by(orders.c.id))).mappings().first()
+        if row is None:
+            return None, set()
+        trades = await conn.execute(select(fills.c.broker, fills.c.trade_id).where(
+            fills.c.client_order_id == row["client_order_id"]))
+        return _order(row), {(t.broker, t.trade_id) for t in trades}

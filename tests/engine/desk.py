@@ -191,10 +191,10 @@ class EngineDesk:
         """A connection of the test's own (close it; see :class:`OwnConnection`)."""
         return OwnConnection(self.url)
 
-    def send(self, command: Any, timeout: float | None = None) -> asyncio.Task[Reply]:
+    def send(self, command: Any, within: float | None = None) -> asyncio.Task[Reply]:
         """Send ``command`` without waiting for the answer: a task to await later (it posts
         the command at its first step, in the order of the calls)."""
-        return asyncio.ensure_future(self.command(command, timeout))
+        return asyncio.ensure_future(self.command(command, within))
 
     @asynccontextmanager
     async def journal_held(self) -> AsyncIterator[None]:
@@ -252,7 +252,7 @@ async def running_desk(db_url: str, *, symbols: tuple[str, ...] = ("AAA",),
                        trading_state: str = "ACTIVE",
                        before_start: Callable[[VenueWorld], None] | None = None,
                        owner_id: int | None = None, settings: dict[str, Any] | None = None,
-                       wait_running: bool = True,
+                       wait_running: bool = True, lot_size: str = "1",
                        ) -> AsyncIterator[EngineDesk]:
     """The engine running one portfolio of ``symbols`` (tick 0.01, lot 1) on ``db_url`` (a
     migrated database), each symbol marked at ``price`` before the desk is handed over."""
@@ -269,7 +269,8 @@ async def running_desk(db_url: str, *, symbols: tuple[str, ...] = ("AAA",),
             assets=tuple(repo.AssetSpec(
                 symbol=s, strategy_plugin="quiet", broker_plugin="scripted",
                 broker_params={"world": key}, pipeline_plugin="manual",
-                pipeline_params={"channel": key}) for s in symbols)))
+                pipeline_params={"channel": key}, lot_size=Decimal(lot_size))
+                for s in symbols)))
     finally:
         await db.dispose()
     settings = load_settings(overrides=merge(merge({

@@ -33,6 +33,8 @@ Defects the machine found are kept as explicit regression programs at the end of
 
 from __future__ import annotations
 
+import itertools
+import os
 import uuid
 from collections import defaultdict
 from collections.abc import Sequence
@@ -42,8 +44,10 @@ from typing import Any, Literal
 
 import anyio
 import pytest
-from hypothesis import HealthCheck, given, note, settings
+from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
+from hypothesis.control import currently_in_test_context
+from hypothesis.control import event as statistic
 from sqlalchemy import func, select, update
 
 from lts.domain.commands import Accepted, CancelOrder, Denied, ModifyOrder, SubmitOrder
@@ -74,6 +78,9 @@ SETTLE = 8.0  # seconds the engine may take to converge on the venue (never asse
 TERMINAL = frozenset(s.value for s in TERMINAL_STATUSES)
 HELD_STATUSES = frozenset({"submitted", "pending_cancel", "unknown"})
 MARKET_PRICE = Decimal(100)
+#: Hunting for more defects while known ones are open: steps that run into them are played
+#: safe (LTS_SM_AROUND=cancel-before-write-ahead,failed-cancel). Never set in CI.
+AROUND = frozenset(filter(None, os.environ.get("LTS_SM_AROUND", "").split(",")))
 
 
 # -- steps ----------------------------------------------------------------------------------------
@@ -179,24 +186,46 @@ _limits = st.one_of(st.none(), st.sampled_from(["99.5", "95", "100", "104.25"]))
 _answers: st.SearchStrategy[Answer] = st.sampled_from(
     ["ack", "hold", "lost", "reject", "unavailable"])
 
+def _submits(answers: st.SearchStrategy[Answer] = _answers) -> st.SearchStrategy[Submit]:
+    return st.builds(Submit, _sides, _quantities, _limits, answers)
+
+
+def _fills() -> st.SearchStrategy[Fill]:
+    return st.builds(Fill, _picks, st.sampled_from(["partial", "full", "over"]))
+
+
+def _cancels() -> st.SearchStrategy[Cancel]:
+    return st.builds(Cancel, _picks, st.sampled_from(["ack", "reject", "lost"]))
+
+
+def _releases() -> st.SearchStrategy[Release]:
+    return st.builds(Release, _picks, st.sampled_from(["ack", "reject", "lost", "unavailable"]))
+
+
+def _modifies() -> st.SearchStrategy[Modify]:
+    return st.builds(Modify, _picks, st.one_of(st.none(), st.integers(-2, 3)),
+                     st.one_of(st.none(), st.sampled_from(["98", "101.5"])), st.booleans())
+
+
+#: a step, weighted by repetition (one_of draws its branches evenly and shrinks to the first;
+#: equal strategies count once, hence a new one for each repetition)
 STEPS: st.SearchStrategy[Step] = st.one_of(
     st.just(Settle()),
-    st.builds(Submit, _sides, _quantities, _limits, _answers),
-    st.builds(Fill, _picks, st.sampled_from(["partial", "full", "over"])),
-    st.builds(Cancel, _picks, st.sampled_from(["ack", "reject", "lost"])),
-    st.builds(Submit, _sides, _quantities, _limits, st.just("hold")),
-    st.builds(Release, _picks, st.sampled_from(["ack", "reject", "lost", "unavailable"])),
-    st.builds(Fill, _picks, st.just("full")),
+    _submits(), _submits(), _submits(answers=st.just("hold")),
+    _fills(), _fills(), _fills(), _fills(),
+    _releases(), _releases(),
+    _cancels(), _cancels(),
+    _modifies(), _modifies(),
     st.builds(DuplicateFill, _picks),
     st.builds(SubmitThenCancel, _sides, _quantities, _limits),
-    st.builds(Modify, _picks, st.one_of(st.none(), st.integers(-2, 3)),
-              st.one_of(st.none(), st.sampled_from(["98", "101.5"])), st.booleans()),
     st.builds(VenueCancel, _picks, st.sampled_from(["canceled", "expired"])),
     st.just(Reconnect()),
     st.just(AckTimeout()),
     st.just(Restart()),
 )
-PROGRAMS = st.lists(STEPS, min_size=1, max_size=25)
+#: a program: a few submits to act on, then any steps
+PROGRAMS = st.builds(lambda head, tail: head + tail, st.lists(_submits(), min_size=1, max_size=3),
+                     st.lists(STEPS, min_size=6, max_size=24))
 
 
 # -- the run of one program ---------------------------------------------------------------------
@@ -225,23 +254,29 @@ class ProgramRun:
         self.prefix = uuid.uuid4().hex[:8]  # trade ids unique in the database across examples
         self.trade_no = 0
         self.trace: list[str] = []
+        self.idle = False  # the current step found nothing to act on
 
     # -- helpers ----------------------------------------------------------------------------------
+    def log(self, text: str) -> None:
+        self.trace.append(text)
+
     def events(self) -> list[OrderEvent]:
         return self.desk.committed()
 
     def last_events(self) -> dict[str, OrderEvent]:
         last: dict[str, OrderEvent] = {}
-        for event in self.events():
-            last[event.client_order_id] = event
+        for e in self.events():
+            last[e.client_order_id] = e
         return last
 
     def booked(self) -> list[str]:
         return [c for c in self.model.orders if c in self.world.book]
 
-    @staticmethod
-    def _pick(items: Sequence[str], pick: int) -> str | None:
-        return items[pick % len(items)] if items else None
+    def _pick(self, items: Sequence[str], pick: int) -> str | None:
+        if not items:
+            self.idle = True
+            return None
+        return items[pick % len(items)]
 
     async def until(self, check: Any, what: str, limit: float = SETTLE) -> Any:
         return await self.desk.until(check, what, limit)
@@ -267,12 +302,14 @@ class ProgramRun:
                             OrderType.MARKET if limit is None else OrderType.LIMIT,
                             limit_price=None if limit is None else Decimal(limit))
 
-    # -- steps --------------------------------------------------------------------------------------
+    # -- steps ----------------------------------------------------------------------------------
     async def run(self, program: Sequence[Step]) -> None:
         for number, step in enumerate(program):
             self.trace.append(f"{number}: {step}")
-            note(f"step {number}: {step}")
+            self.idle = False
             await getattr(self, f"_{type(step).__name__.lower()}")(step)
+            if currently_in_test_context():  # the statistics of --hypothesis-show-statistics
+                statistic(type(step).__name__ + (" (nothing to do)" if self.idle else ""))
             self.check_stream()
             if isinstance(step, (Settle, Restart)):
                 await self.settled()
@@ -285,7 +322,7 @@ class ProgramRun:
                                                                       step.limit)))
             coid = self._answered(reply)
             if coid is None:
-                note(f"  denied: {reply}")
+                self.log(f"  denied: {reply}")
                 return
             await self.until(lambda: any(o.client_order_id == coid for o in self.world.received),
                              f"the venue to receive {coid}")
@@ -298,6 +335,8 @@ class ProgramRun:
             assert coid in self.world.book
 
     async def _submitthencancel(self, step: SubmitThenCancel) -> None:
+        if "cancel-before-write-ahead" in AROUND:
+            return
         coid = f"{self.desk.portfolio_id}-{self.model.next_number}"
         replies: dict[str, Any] = {}
 
@@ -312,7 +351,7 @@ class ProgramRun:
             tg.start_soon(submit)
             tg.start_soon(cancel)
         answered = self._answered(replies["submit"])
-        note(f"  {replies}")
+        self.log(f"  {replies}")
         if answered is None:
             return
         assert answered == coid, f"predicted {coid}, the engine numbered {answered}"
@@ -352,18 +391,23 @@ class ProgramRun:
         self.trade_no += 1
         fill = self.world.fill(coid, quantity, price, trade_id=f"{self.prefix}-{self.trade_no}")
         self.model.trades[fill.trade_id] = fill
-        note(f"  {fill.trade_id}: {fill.side.value} {quantity} of {coid} "
+        if "fills-after-close" in AROUND:
+            await self.until(lambda: any(isinstance(e, OrderFilled) and e.fill is not None
+                                         and e.fill.trade_id == fill.trade_id
+                                         for e in self.events()), "the fill to be applied")
+        self.log(f"  {fill.trade_id}: {fill.side.value} {quantity} of {coid} "
              f"(venue: {placed.status.value}, filled {placed.filled}/{placed.order.quantity})")
 
     async def _duplicatefill(self, step: DuplicateFill) -> None:
         trades = list(self.model.trades.values())
         if not trades:
+            self.idle = True
             return
         fill = trades[step.pick % len(trades)]
         om = self.desk.engine.runner_of(self.desk.portfolio_id).orders
         before = om.duplicate_fills
         self.world.push(fill)
-        note(f"  again: {fill.trade_id} of {fill.client_order_id}")
+        self.log(f"  again: {fill.trade_id} of {fill.client_order_id}")
         await self.until(lambda: om.duplicate_fills > before,
                          f"the duplicate of {fill.trade_id} to be recognised")
 
@@ -371,11 +415,11 @@ class ProgramRun:
         coid = self._pick(self.model.orders, step.pick)
         if coid is None:
             return
-        self.world.cancel_answer = step.answer
+        self.world.cancel_answer = "ack" if "failed-cancel" in AROUND else step.answer
         before = self.world.cancels.count(coid)
         try:
             reply = await self.desk.command(CancelOrder(coid))
-            note(f"  {coid}: {reply}")
+            self.log(f"  {coid}: {reply}")
             if not isinstance(reply, Accepted) or reply.order is None:
                 return
             if reply.order.status is not OrderStatus.PENDING_CANCEL:
@@ -400,6 +444,7 @@ class ProgramRun:
         limit = Decimal(step.limit) if step.limit is not None and \
             self.model.kinds[coid] is OrderType.LIMIT else None
         if quantity is None and limit is None:
+            self.idle = True
             return
         refuse = step.refuse or placed is None or placed.status in TERMINAL_STATUSES or \
             (quantity is not None and quantity <= placed.filled)
@@ -408,7 +453,7 @@ class ProgramRun:
         try:
             reply = await self.desk.command(ModifyOrder(coid, quantity=quantity,
                                                         limit_price=limit))
-            note(f"  {coid} quantity {quantity} limit {limit}: {reply}")
+            self.log(f"  {coid} quantity {quantity} limit {limit}: {reply}")
             if isinstance(reply, Accepted):
                 await self.until(lambda: len(self.world.modifies) > before,
                                  f"the venue to get the modify of {coid}")
@@ -426,17 +471,22 @@ class ProgramRun:
         self.world.reconnect()
 
     async def _acktimeout(self, step: AckTimeout) -> None:
-        if not self.model.held:
+        if not self.model.held or "late-ack" in AROUND:
+            self.idle = True
             return
         facade = self.desk.facade
         normal = facade.settings
-        held = list(self.model.held)
+        last = await self.until(lambda: (last := self.last_events()).keys() >= set(
+            self.model.held) and last, "the held submits' events")
+        waiting = [c for c in self.model.held if last[c].status == "submitted"]
+        queried = {c: self.world.queries.count(c) for c in waiting}
         await facade.apply_settings(normal.model_copy(update={
             "engine": normal.engine.model_copy(update={"ack_timeout": 0.01})}))
-        try:
+        try:  # timed out, and asked where they stand (in the same housekeeping)
             await self.until(lambda: all(
-                (e := self.last_events().get(c)) is None or e.status != "submitted"
-                for c in held), "the housekeeping to time the held submits out")
+                self.last_events()[c].status != "submitted"
+                and self.world.queries.count(c) > queried[c] for c in waiting),
+                "the housekeeping to time the held submits out and query them")
         finally:
             await facade.apply_settings(normal)
 
@@ -449,7 +499,7 @@ class ProgramRun:
     async def _settle(self, step: Settle) -> None:
         pass  # run() settles after it
 
-    # -- invariants ---------------------------------------------------------------------------------
+    # -- invariants ---------------------------------------------------------------------------
     def venue_filled(self, coid: str) -> Decimal:
         placed = self.world.book.get(coid)
         return placed.filled if placed is not None else Decimal(0)
@@ -458,20 +508,20 @@ class ProgramRun:
         """What must hold at every moment, on the committed events delivered so far."""
         events = self.events()
         seqs = [e.seq for e in events]
-        assert all(a < b for a, b in zip(seqs, seqs[1:], strict=False)), \
+        assert all(a < b for a, b in itertools.pairwise(seqs)), \
             f"sequence numbers not strictly increasing: {seqs}"
         by_order: dict[str, list[OrderEvent]] = defaultdict(list)
         applied: set[str] = set()
-        for event in events:
-            by_order[event.client_order_id].append(event)
-            if isinstance(event, OrderFilled) and event.fill is not None:
-                trade = event.fill.trade_id
-                assert trade not in applied, f"trade {trade} applied twice: {event}"
+        for e in events:
+            by_order[e.client_order_id].append(e)
+            if isinstance(e, OrderFilled) and e.fill is not None:
+                trade = e.fill.trade_id
+                assert trade not in applied, f"trade {trade} applied twice: {e}"
                 assert trade in self.model.trades, f"trade {trade} never made by the venue"
                 applied.add(trade)
         for coid, stream in by_order.items():
             statuses = [e.status for e in stream]
-            for before, after in zip(stream, stream[1:], strict=False):
+            for before, after in itertools.pairwise(stream):
                 old, new = OrderStatus(before.status), OrderStatus(after.status)
                 assert old is new or new in TRANSITIONS[old], \
                     f"{coid}: {old.value} -> {new.value} is not a transition ({statuses})"
@@ -511,6 +561,9 @@ class ProgramRun:
                 if mine != venue:
                     out.append(f"{coid}: journal (status, filled, quantity, limit) {mine}, "
                                f"venue {venue}")
+                    # closed here and not there: it cannot come to agree (no need to wait)
+                    assert event.status not in TERMINAL or event.status == venue[0], \
+                        out[-1]
         applied = {e.fill.trade_id for e in self.events()
                    if isinstance(e, OrderFilled) and e.fill is not None}
         missing = set(self.model.trades) - applied
@@ -525,11 +578,11 @@ class ProgramRun:
         """Wait until the engine agrees with the venue, then check the journal."""
         desk = self.desk
         with anyio.move_on_after(SETTLE):
-            while self.disagreements():
+            while self.disagreements():  # noqa: ASYNC110 (the venue's truth has no event)
                 await anyio.sleep(0.005)
         problems = self.disagreements()
         assert not problems, "the engine did not come to agree with the venue:\n  " + \
-            "\n  ".join(problems) + "\n" + self.story()
+            "\n  ".join(problems)
         self.check_stream()
         pid, db = desk.portfolio_id, desk.engine.db
         await desk.facade.flush()
@@ -594,23 +647,27 @@ async def retire_portfolios(db_url: str) -> None:
 
 async def run_program(db_url: str, program: Sequence[Step]) -> None:
     await retire_portfolios(db_url)
+    failure: Exception | None = None
     async with running_desk(db_url, risk=RISK, engine=ENGINE) as desk:
         run = ProgramRun(desk)
         try:
             await run.run(program)
-        except BaseException:
-            note(run.story())
-            raise
+        except Exception as exc:  # raised once the engine has stopped gracefully
+            exc.add_note(run.story())
+            failure = exc
+    if failure is not None:
+        raise failure
 
 
 # -- the machine ----------------------------------------------------------------------------------
 _MACHINE = dict(deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                                      HealthCheck.too_slow])
+                                                      HealthCheck.too_slow],
+                phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.shrink])
 
 
 @pytest.mark.timeout(600)
 @pytest.mark.parametrize("backend", ["sqlite"])
-@settings(max_examples=30, **_MACHINE)  # type: ignore[arg-type]
+@settings(max_examples=int(os.environ.get("LTS_SM_EXAMPLES", 30)), **_MACHINE)  # type: ignore[arg-type]
 @given(program=PROGRAMS)
 async def test_one_runner_agrees_with_its_venue_sqlite(migrated_url: str,
                                                        program: list[Step]) -> None:
@@ -624,3 +681,27 @@ async def test_one_runner_agrees_with_its_venue_sqlite(migrated_url: str,
 async def test_one_runner_agrees_with_its_venue_postgresql(migrated_url: str,
                                                            program: list[Step]) -> None:
     await run_program(migrated_url, program)
+
+
+# -- defects the machine found, kept as programs that fail until fixed ---------------------------
+REGRESSIONS: dict[str, list[Step]] = {
+    # a cancel that reaches the runner while the submit's write-ahead row is being committed
+    # closes the order, and with it drops the submitter's reply: the submit is never answered
+    "cancel-before-write-ahead": [SubmitThenCancel(), Settle()],
+    # a cancel the venue refused, or whose answer was lost, leaves the order PENDING_CANCEL for
+    # good while it works on at the venue (the query's ACCEPTED is taken for "on its way")
+    "lost-cancel": [Submit(), Cancel(answer="lost"), Settle()],
+    "refused-cancel": [Submit(), Cancel(answer="reject"), Settle()],
+    # a submit past the acknowledgement timeout is UNKNOWN, and no longer counted as in
+    # flight: the venue, which has not booked it yet, answers the query "not found", the order
+    # is CANCELED, and then the venue books it (a working order LTS has closed)
+    "late-ack": [Submit(answer="hold"), AckTimeout(), Release(), Settle()],
+    # fills after an order closed are applied to copies of the order read from the journal,
+    # one per fill: two in one batch both start from the same row, one's quantity is lost
+    "fills-after-close": [Submit(), Fill(kind="full"), Fill(), Fill(), Settle()],
+}
+
+
+@pytest.mark.parametrize("defect", sorted(REGRESSIONS))
+async def test_regression(migrated_url: str, defect: str) -> None:
+    await run_program(migrated_url, REGRESSIONS[defect])

@@ -5,13 +5,13 @@ for several engines filling one ``(portfolio, symbol)`` at once. Each sends what
 sends: the fill and its own ledger's position, which knows only its own fills. On PostgreSQL the
 position is recomputed under a row lock, so its quantity and fees are the sums of all the fills,
 and quantity, cost, realized P&L and fees equal a replay of the fills in the order the writers
-applied them, which is their id order. With one writer the row equals the writer's ledger, on
-both stores.
+applied them, which is their id order. (With one writer the row equals the writer's ledger, on
+both stores: tests/engine/test_position_row.py, through the real engine.)
 """
 
 import asyncio
 import random
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import Iterable
 from decimal import ROUND_HALF_UP, Decimal
 from itertools import pairwise
 from typing import Any
@@ -22,19 +22,11 @@ from sqlalchemy import insert, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from lts.bus import InProcessBus
-from lts.domain.market import Bar
-from lts.domain.orders import OrderRequest, OrderType, Side
+from lts.domain.orders import Side
 from lts.domain.position import Position
-from lts.engine.clock import ReplayClock
-from lts.engine.ledger import Ledger
-from lts.engine.order_manager import OrderManager
-from lts.engine.risk import RiskCheck, RiskLimits
 from lts.persistence.db import make_engine
 from lts.persistence.journal import Journal
-from lts.persistence.repositories import AssetSpec, PortfolioSpec, create_portfolio
 from lts.persistence.tables import fills, orders, portfolios, positions
-from lts.plugins.broker.paper import PaperBroker
 
 pytestmark = pytest.mark.anyio
 
@@ -251,58 +243,3 @@ async def test_a_deadlocked_batch_is_tried_again(migrated_url: str, db: AsyncEng
         rows = (await conn.execute(select(positions).order_by(positions.c.symbol))).mappings()
         assert [(r["symbol"], r["quantity"], r["cost"]) for r in rows] == [
             ("A", 2, 21), ("B", 2, 21)]
-
-
-# -- one writer: the row is the ledger ------------------------------------------------------------
-
-@pytest.fixture
-async def order_manager(migrated_engine: AsyncEngine) -> AsyncIterator[OrderManager]:
-    spec = PortfolioSpec(name="desk", initial_cash=Decimal(1_000_000), assets=(
-        AssetSpec(symbol="AAA", strategy_plugin="buy_and_hold", broker_plugin="paper",
-                  pipeline_plugin="synthetic"),))
-    portfolio_id = await create_portfolio(migrated_engine, spec)
-    journal = Journal(migrated_engine)
-    open_orders: dict[str, Any] = {}
-    broker = PaperBroker(fees_bps=Decimal(7))
-    om = OrderManager(portfolio_id, journal=journal, bus=InProcessBus(), clock=ReplayClock(0),
-                      risk=RiskCheck(RiskLimits(max_orders_per_second=None)),
-                      ledger=Ledger(spec.initial_cash, {"AAA": Decimal(1)}, open_orders),
-                      open_orders=open_orders, brokers={"AAA": broker}, durable=True,
-                      next_order_number=1, next_event_seq=0, seen_trades=set())
-    broker.bind(om, om.clock)
-    async with anyio.create_task_group() as tg:
-        await tg.start(journal.run)
-        yield om
-        tg.cancel_scope.cancel()
-
-
-async def test_with_one_writer_the_row_is_the_ledger(order_manager: OrderManager,
-                                                     migrated_engine: AsyncEngine) -> None:
-    """Market orders through the real order manager, filled by the paper broker at awkward
-    prices (averages that do not divide evenly, positions that cross zero)."""
-    om, rng = order_manager, random.Random(7)
-    broker = om.brokers["AAA"]
-    assert isinstance(om.clock, ReplayClock)
-    for minute in range(61):  # an order after each bar, filled at the next bar's open
-        om.clock.ts = minute * 60_000_000_000
-        price = rng.randint(900_000, 1_100_000) / 10_000
-        bar = Bar("AAA", om.clock.ts, price, price + 1, price - 1, price, 1_000.0)
-        om.ledger.mark("AAA", bar.close)
-        broker.on_bar(bar)
-        if minute < 60:
-            quantity = Decimal(rng.randint(1, 9_000)) / 1_000
-            await om.submit(OrderRequest("AAA", rng.choice([Side.BUY, Side.SELL]), quantity,
-                                         OrderType.MARKET))
-    await om.journal.flush()
-
-    async with migrated_engine.connect() as conn:
-        [row] = (await conn.execute(select(positions))).mappings().all()
-        n_fills = len((await conn.execute(select(fills.c.id))).all())
-    pos = om.ledger.positions["AAA"]
-    assert n_fills == om.ledger.fills == 60
-    assert pos.realized_pnl != 0
-    assert tuple(row[name] for name in STATE) == state(pos)
-    assert row["ts_last"] == om.clock.ts
-    half_up = Decimal("1e-18")
-    assert row["avg_price"].quantize(half_up, ROUND_HALF_UP) == pos.avg_price.quantize(
-        half_up, ROUND_HALF_UP)
