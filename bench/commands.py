@@ -5,7 +5,8 @@ inbox and the sender waits for its answer). The whole engine runs in this proces
 ``python -m lts.engine`` runs it: ``Engine(settings).run()`` with its supervisors, runners, paper
 venue, group-commit journal on a temporary SQLite file (WAL, ``synchronous=FULL``) and the real
 ``api`` core plugin (uvicorn + httptools on the engine's loop, uvloop when installed), the
-engine's default log level (INFO) written to a file. The measured portfolio has one asset: the
+engine's default log level (INFO) and log set-up (records queued on the loop, written to a file
+by a listener thread). The measured portfolio has one asset: the
 ``synthetic`` feed (``--interval``, 1 bar/s: the runner has market data to work between
 commands, and a last price for the risk check's price band), a bench strategy that never
 signals (orders come from commands only) and the ``paper`` venue; its risk overrides allow
@@ -53,7 +54,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import logging
 import multiprocessing as mp
 import shutil
 import socket

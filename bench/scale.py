@@ -72,9 +72,9 @@ from sqlalchemy import func, select
 
 from lts.domain.market import Bar
 from lts.domain.orders import OrderStatus
+from lts.engine import order_manager
 from lts.engine.cli import _LoopQueueHandler
 from lts.engine.engine import Engine
-from lts.engine.order_manager import _RECENT_TRADES as RECENT
 from lts.engine.runner import PortfolioRunner
 from lts.engine.supervisor import PortfolioStatus
 from lts.persistence import repositories as repo
@@ -328,6 +328,29 @@ class EngineLog:
 
 # -- the run -----------------------------------------------------------------------------------
 
+def trade_ids_kept(om: Any) -> int:
+    """Trade ids an order manager keeps in memory for fill de-duplication: those of its open
+    orders, plus those of the closed orders it keeps for late fills (private state that is
+    still changing: read defensively)."""
+    n = sum(len(t) for t in getattr(om, "_trades", {}).values())
+    late = getattr(om, "_late", None)  # closed orders kept: coid -> (order, trade ids)
+    if late is not None:
+        n += sum(len(entry[1]) for entry in late.values())
+    recent = getattr(om, "_recent", None)  # an earlier design: a window of trade ids
+    if recent is not None:
+        n += len(recent)
+    return n
+
+
+def kept_per_portfolio() -> str:
+    """What the order manager keeps of closed orders, per portfolio (its private bound)."""
+    late = getattr(order_manager, "_LATE_ORDERS", None)
+    if late is not None:
+        return f"the trade ids of the last {late} closed orders per portfolio"
+    recent = getattr(order_manager, "_RECENT_TRADES", None)
+    return f"{recent} recent trade ids per portfolio" if recent is not None else "?"
+
+
 def running_runners(engine: Engine) -> dict[int, PortfolioRunner]:
     """The runner of every portfolio whose supervisor reports it RUNNING."""
     return {pid: sup.runner for pid, sup in engine.supervisors.items()
@@ -353,8 +376,7 @@ class Totals:
         self.commits = counters.journal_commits
         self.records = counters.journal_records
         # trade ids the order managers keep in memory: per open order, plus a recent window
-        self.trade_ids = sum(sum(len(t) for t in om._trades.values()) + len(om._recent)
-                             for om in oms)
+        self.trade_ids = sum(trade_ids_kept(om) for om in oms)
         self.open_orders = sum(len(r.open_orders) for r in runners)
 
 
@@ -564,8 +586,8 @@ async def run(args: argparse.Namespace) -> int:
     print(f"  Python heap: {(blocks_end - blocks_start) * 60 / dt:+,.0f} allocated blocks/min "
           f"(sys.getallocatedblocks); this script's own sample buffers "
           f"{own_buffers / MB:.1f} MB")
-    print(f"  trade ids kept for fill de-duplication (per open order, plus {RECENT} of recently "
-          f"closed orders per portfolio): {start.trade_ids:,} after warm-up, {end.trade_ids:,} "
+    print(f"  trade ids kept for fill de-duplication (per open order, plus "
+          f"{kept_per_portfolio()}): {start.trade_ids:,} after warm-up, {end.trade_ids:,} "
           f"at the end ({(end.trade_ids - start.trade_ids) / dt:+,.1f}/s); open orders "
           f"{start.open_orders:,} -> {end.open_orders:,}")
     print(f"logging: {log_lines:,} lines ({log_lines / (dt + t_stopped - t_run):,.0f}/s "

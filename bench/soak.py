@@ -4,7 +4,8 @@ Where it sits: the same engine and portfolios as bench/scale.py (``Engine(settin
 this process with its supervisors, portfolio runners, paper venue and the group-commit journal on
 a SQLite file, WAL, ``synchronous=FULL``; ``--portfolios`` x ``--assets`` assets, each a
 ``synthetic`` feed at one bar per second, ``sma_crossover`` 2/5, ``fixed_fraction`` at 20 %; the
-engine's default log level INFO written to a file), run for ``--minutes`` (default 30).
+engine's default log level INFO and its log set-up: records queued on the loop, written to a file
+by a listener thread), run for ``--minutes`` (default 30).
 
 Measured every ``--sample`` seconds: the process's RSS (VmRSS from /proc/self/status), the
 Python heap's allocated blocks, the fills the journal committed, the trade ids the order
@@ -50,14 +51,15 @@ from scale import (
     EngineLog,
     count_rows,
     create_portfolios,
+    kept_per_portfolio,
     pct,
     portfolio_specs,
     proc_status,
     running_runners,
+    trade_ids_kept,
 )
 
 from lts.engine.engine import Engine
-from lts.engine.order_manager import _RECENT_TRADES as RECENT
 from lts.settings import load_settings
 
 TARGET_GROWTH = 0.05
@@ -101,7 +103,7 @@ def take_sample(engine: Engine, t0: float, lag: LagP99) -> Sample:
     return Sample(
         t=time.perf_counter() - t0, rss=proc_status()["VmRSS"], blocks=sys.getallocatedblocks(),
         fills=sum(om.fills_committed for om in oms), orders=sum(om.orders_created for om in oms),
-        trade_ids=sum(sum(len(t) for t in om._trades.values()) + len(om._recent) for om in oms),
+        trade_ids=sum(trade_ids_kept(om) for om in oms),
         open_orders=sum(len(r.open_orders) for r in runners), lag_p99=lag.take())
 
 
@@ -213,9 +215,8 @@ async def run(args: argparse.Namespace) -> int:
           f"{(end.blocks - warm.blocks) / max(1, fills):+.2f} heap blocks (landed code: about "
           f"+300 bytes per fill)")
     print(f"Python heap: {warm.blocks:,} -> {end.blocks:,} allocated blocks; trade ids kept "
-          f"{warm.trade_ids:,} -> {end.trade_ids:,} (bound: open orders' + {RECENT} per "
-          f"portfolio = {RECENT * len(specs):,} + open); open orders {warm.open_orders:,} -> "
-          f"{end.open_orders:,}")
+          f"{warm.trade_ids:,} -> {end.trade_ids:,} (those of open orders, plus "
+          f"{kept_per_portfolio()}); open orders {warm.open_orders:,} -> {end.open_orders:,}")
     lags = [s.lag_p99 * 1e3 for s in after]
     print(f"loop lag p99 per {args.sample:g} s interval after the warm-up: median "
           f"{statistics.median(lags):.1f} ms, worst {max(lags):.1f} ms")

@@ -27,6 +27,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from lts.persistence.db import make_engine
 from lts.persistence.migrations import upgrade_to_head
 
+pytest_plugins = ("pg_cluster",)  # the pg_cluster fixture: a private server (tests/pg_cluster.py)
+
 PG_URL = os.environ.get("LTS_TEST_PG_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
 BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
 

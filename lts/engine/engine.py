@@ -123,7 +123,7 @@ class Engine:
         await bootstrap.ensure_admin(self.db, s)
         if s.demo.enabled:
             await bootstrap.ensure_demo(self.db, s.demo, s.admin_username)
-        self._journal = Journal(self.db)
+        self._journal = Journal(self.db, stop_timeout=s.engine.stop_timeout + _SHUTDOWN_MARGIN)
         self._journal.on_commit = self._observe_commit
         self._journal.on_lease_lost = self._lease_lost
         async with anyio.create_task_group() as root:

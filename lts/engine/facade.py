@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+import anyio
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from lts.bus import Mailbox, MailboxClosed, Subscription
@@ -30,7 +31,7 @@ from lts.domain.events import OrderEvent
 from lts.domain.values import to_decimal
 from lts.engine.inbox import Envelope, InboxFull
 from lts.engine.supervisor import PortfolioStatus
-from lts.errors import AnswerTimeout, Conflict, PortfolioBusy
+from lts.errors import AnswerTimeout, Conflict, JournalUnavailable, PortfolioBusy
 from lts.plugins.registry import Registry
 from lts.settings import Settings
 
@@ -112,9 +113,16 @@ class EngineFacade:
         """Queue an audit row (the journal commits it with the next batch)."""
         return self._engine.journal.insert_audit(row)
 
-    async def flush(self) -> None:
-        """Until everything queued before is committed."""
-        await self._engine.journal.flush()
+    async def flush(self, within: float = 2.0) -> None:
+        """Until everything queued before is committed; :class:`~lts.errors.JournalUnavailable`
+        if that takes longer than ``within`` seconds (the database is away: the journal holds
+        what is queued and writes it when it is back)."""
+        journal = self._engine.journal
+        with anyio.move_on_after(within):
+            await journal.flush()
+            return
+        raise JournalUnavailable("the journal cannot write now: "
+                                 f"{journal.unavailable_reason or 'writes are slow'}")
 
     def observe(self, *, tick_to_order: Callable[[float], None] | None = None,
                 journal_commit: Callable[[float, int], None] | None = None) -> None:

@@ -82,7 +82,7 @@ from lts.engine.outcomes import (
     WriteAhead,
 )
 from lts.engine.risk import RiskCheck
-from lts.errors import VenueRejected
+from lts.errors import JournalUnavailable, LeaseLost, VenueRejected
 from lts.persistence import repositories as repo
 from lts.persistence.journal import Journal
 from lts.plugins.broker import Broker, SimulatedVenue
@@ -231,8 +231,9 @@ class OrderManager:
         error = future.exception()
         if error is None:
             self._post(WriteAhead(coid))
-        else:
-            self._post(WriteAhead(coid, f"{type(error).__name__}: {error}"[:200]))
+        else:  # a bad value, or no journal to write it (stopped, the lease lost)
+            self._post(WriteAhead(coid, f"{type(error).__name__}: {error}"[:200],
+                                  unavailable=isinstance(error, JournalUnavailable | LeaseLost)))
 
     def on_write_ahead(self, outcome: WriteAhead) -> None:
         coid = outcome.client_order_id

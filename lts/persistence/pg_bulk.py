@@ -12,6 +12,10 @@ CPU against 4.2-4.6 ms.
 Values are converted as the column types convert them: ``Money`` to ``Decimal``, ``JSON`` to its
 text (a pre-encoded ``msgspec.Raw`` as it is). Column names come from LTS's own rows and are
 checked against the table.
+
+:meth:`BulkInsert.execute_with_xid` runs the first statement as ``WITH w AS (INSERT ...) SELECT
+txid_current()``: the journal learns the transaction's id (to settle a commit cut off by a lost
+connection) without a round trip of its own.
 """
 
 from collections.abc import Callable, Mapping, Sequence
@@ -25,6 +29,8 @@ from sqlalchemy.engine import CursorResult
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from lts.persistence.types import Money
+
+__all__ = ["BulkInsert"]
 
 Row = Mapping[str, Any]
 
@@ -50,6 +56,7 @@ class BulkInsert:
         self._table = table
         self._suffix = suffix
         self._sql: dict[tuple[str, ...], tuple[str, list[Callable[[Any], Any] | None]]] = {}
+        self._xid_sql: dict[tuple[str, ...], str] = {}
 
     def _statement(self, keys: tuple[str, ...],
                    connection: AsyncConnection) -> tuple[str, list[Callable[[Any], Any] | None]]:
@@ -74,17 +81,45 @@ class BulkInsert:
     async def execute(self, connection: AsyncConnection,
                       rows: Sequence[Row]) -> list[CursorResult[Any]]:
         """Insert ``rows`` (in order), one statement per key set; the results in that order."""
+        results = []
+        for keys, group in self._groups(rows).items():
+            sql, converters = self._statement(keys, connection)
+            results.append(await connection.exec_driver_sql(
+                sql, _arrays(keys, group, converters)))
+        return results
+
+    async def execute_with_xid(self, connection: AsyncConnection, rows: Sequence[Row]) -> int:
+        """Insert ``rows`` (at least one; without ``RETURNING``) as :meth:`execute` does; the id
+        of the transaction (``txid_current()``), read by the first statement."""
+        xid: int | None = None
+        for keys, group in self._groups(rows).items():
+            sql, converters = self._statement(keys, connection)
+            if xid is None:
+                xid_sql = self._xid_sql.get(keys)
+                if xid_sql is None:
+                    xid_sql = self._xid_sql[keys] = f"WITH w AS ({sql}) SELECT txid_current()"
+                result = await connection.exec_driver_sql(xid_sql,
+                                                          _arrays(keys, group, converters))
+                xid = int(result.scalar_one())
+            else:
+                await connection.exec_driver_sql(sql, _arrays(keys, group, converters))
+        if xid is None:
+            raise ValueError("no rows to insert")
+        return xid
+
+    @staticmethod
+    def _groups(rows: Sequence[Row]) -> dict[tuple[str, ...], list[Row]]:
         groups: dict[tuple[str, ...], list[Row]] = {}
         for row in rows:
             groups.setdefault(tuple(row), []).append(row)
-        results = []
-        for keys, group in groups.items():
-            sql, converters = self._statement(keys, connection)
-            take = itemgetter(*keys)
-            values = [take(row) for row in group] if len(keys) > 1 else \
-                [(take(row),) for row in group]
-            columns = zip(*values, strict=True)
-            arrays = tuple(list(column) if convert is None else [convert(v) for v in column]
-                           for column, convert in zip(columns, converters, strict=True))
-            results.append(await connection.exec_driver_sql(sql, arrays))
-        return results
+        return groups
+
+
+def _arrays(keys: tuple[str, ...], group: Sequence[Row],
+            converters: Sequence[Callable[[Any], Any] | None]) -> tuple[list[Any], ...]:
+    """One array per column of ``group``, converted."""
+    take = itemgetter(*keys)
+    values = [take(row) for row in group] if len(keys) > 1 else [(take(row),) for row in group]
+    columns = zip(*values, strict=True)
+    return tuple(list(column) if convert is None else [convert(v) for v in column]
+                 for column, convert in zip(columns, converters, strict=True))

@@ -36,6 +36,8 @@ from lts.domain.values import ZERO
 from lts.persistence.pg_bulk import BulkInsert
 from lts.persistence.tables import fills, positions
 
+__all__ = ["PgFillWriter"]
+
 Row = Mapping[str, Any]
 
 _FLAT: Final[dict[str, Any]] = {"quantity": ZERO, "cost": ZERO, "avg_price": ZERO,

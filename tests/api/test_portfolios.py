@@ -109,7 +109,8 @@ async def test_a_trader_runs_a_portfolio_and_halts_it(api: Api) -> None:
     status = (await call(api, "GET", f"/api/v1/portfolios/{pid}/status", alice)).json()
     assert status["runner"] == "stopped"
     demo = api.engine.facade.state(1)
-    assert demo is not None and demo.status == "running"  # the demo never noticed
+    assert demo is not None
+    assert demo.status == "running"
 
     await api.engine.journal.flush()  # audit rows are queued, never awaited by the request
     async with api.engine.db.connect() as conn:

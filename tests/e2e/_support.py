@@ -266,7 +266,8 @@ def order_number(client_order_id: str) -> int:
 def check_integrity(db: Db) -> dict[str, int]:
     """SYS-006 / SYS-013 invariants over the whole database; returns a few counts.
 
-    - client order ids are unique and numbered ``<portfolio>-<n>``;
+    - client order ids are unique and numbered ``<portfolio>-<n>`` (an order adopted from the
+      venue, tagged ``external``, is ``ext-<portfolio>-<its venue id>``);
     - no two fills share ``(broker, trade_id)``; every fill belongs to an order of its portfolio
       and symbol, on the order's side;
     - every order's ``filled_quantity`` is the sum of its fills, never above its quantity, and
@@ -280,6 +281,9 @@ def check_integrity(db: Db) -> dict[str, int]:
     assert len(coids) == len(set(coids)), "duplicate client_order_id"
     by_coid = {r["client_order_id"]: r for r in orders}
     for r in orders:
+        if r["tag"] == "external":
+            assert r["client_order_id"].startswith(f"ext-{r['portfolio_id']}-"), r
+            continue
         pid_text, _, num = r["client_order_id"].rpartition("-")
         assert pid_text == str(r["portfolio_id"]), r["client_order_id"]
         assert num.isdigit(), r["client_order_id"]

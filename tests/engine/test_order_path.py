@@ -23,8 +23,10 @@ async def test_the_order_row_is_committed_before_the_venue_sees_the_order(
     seen: list[str | None] = []
     desk.venue.on_submit = lambda order: seen.append(read_status(order.client_order_id))
     reply = await desk.submit(Side.BUY, 5)
-    assert isinstance(reply, Accepted) and reply.order is not None
-    assert len(seen) == 1 and seen[0] in ("pending_submit", "submitted"), seen
+    assert isinstance(reply, Accepted)
+    assert reply.order is not None
+    [at_submit] = seen
+    assert at_submit in ("pending_submit", "submitted"), seen
     await desk.until(lambda: desk.state().open_orders == 1, "the order to be open")
 
 
@@ -32,7 +34,8 @@ async def test_events_go_out_only_once_committed_and_in_sequence(desk: EngineDes
     """Committed events only, outward: each event delivered has its row in the journal, and
     the sequence numbers run 1, 2, 3, ... without a gap."""
     reply = await desk.submit(Side.BUY, 2)
-    assert isinstance(reply, Accepted) and reply.order is not None
+    assert isinstance(reply, Accepted)
+    assert reply.order is not None
     coid = reply.order.client_order_id
     await desk.until(lambda: desk.venue.book.get(coid), "the venue to take the order")
     desk.venue.fill(coid, 2, "100.5")
@@ -49,14 +52,17 @@ async def test_events_go_out_only_once_committed_and_in_sequence(desk: EngineDes
 async def test_a_denial_is_an_answer_with_its_reason_and_nothing_is_sent(
         desk: EngineDesk) -> None:
     reply = await desk.submit(Side.BUY, "0.5")  # lot size 1
-    assert isinstance(reply, Denied) and reply.reason is Reason.LOT_SIZE
-    assert reply.order is not None and reply.order.status.value == "denied"
+    assert isinstance(reply, Denied)
+    assert reply.reason is Reason.LOT_SIZE
+    assert reply.order is not None
+    assert reply.order.status.value == "denied"
     assert desk.venue.received == []
 
 
 async def test_a_limit_order_rests_and_a_cancel_is_answered(desk: EngineDesk) -> None:
     reply = await desk.submit(Side.BUY, 1, order_type=OrderType.LIMIT, limit="90")
-    assert isinstance(reply, Accepted) and reply.order is not None
+    assert isinstance(reply, Accepted)
+    assert reply.order is not None
     coid = reply.order.client_order_id
     await desk.until(lambda: desk.venue.book.get(coid), "the venue to take the order")
     answer = await desk.command(CancelOrder(coid))

@@ -581,6 +581,8 @@ class ProgramRun:
             while self.disagreements():  # noqa: ASYNC110 (the venue's truth has no event)
                 await anyio.sleep(0.005)
         problems = self.disagreements()
+        global CONV
+        CONV = ([(e.seq, e.status) for e in self.events()], {c: p.status.value for c, p in self.world.book.items()})
         assert not problems, "the engine did not come to agree with the venue:\n  " + \
             "\n  ".join(problems)
         self.check_stream()
@@ -589,11 +591,15 @@ class ProgramRun:
         async with db.connect() as conn:
             top = (await conn.execute(select(func.max(tables.order_events.c.seq)).where(
                 tables.order_events.c.portfolio_id == pid))).scalar_one_or_none()
-        await self.until(lambda: max((e.seq for e in self.events()), default=None) == top,
-                         "every committed event to be delivered")
+        with anyio.move_on_after(SETTLE):  # committed before the flush returned: delivered
+            while max((e.seq for e in self.events()), default=0) != (top or 0):  # noqa: ASYNC110
+                await anyio.sleep(0.005)
+        print("TOP", top, [e.seq for e in self.events()], CONV, flush=True)
         async with db.connect() as conn:
-            seqs = (await conn.execute(select(tables.order_events.c.seq).where(
-                tables.order_events.c.portfolio_id == pid))).scalars().all()
+            journal_events = (await conn.execute(select(
+                tables.order_events.c.seq, tables.order_events.c.type,
+                tables.order_events.c.client_order_id).where(
+                tables.order_events.c.portfolio_id == pid))).all()
             order_rows = (await conn.execute(select(tables.orders).where(
                 tables.orders.c.portfolio_id == pid))).mappings().all()
             fill_rows = (await conn.execute(select(tables.fills).where(
@@ -601,8 +607,12 @@ class ProgramRun:
             position = (await conn.execute(select(tables.positions.c.quantity).where(
                 tables.positions.c.portfolio_id == pid,
                 tables.positions.c.symbol == desk.symbols[0]))).scalar_one_or_none()
-        assert sorted(seqs) == [e.seq for e in self.events()], \
-            "the journal's events and the delivered ones differ"
+        delivered = {e.seq for e in self.events()}
+        journaled = {r.seq for r in journal_events}
+        assert journaled == delivered, \
+            "the journal's events and the delivered ones differ: journal only " \
+            f"{[r for r in journal_events if r.seq not in delivered]}, delivered only " \
+            f"{sorted(delivered - journaled)}"
         expected = self.expected_position()
         assert (position or Decimal(0)) == expected, \
             f"position {position} in the journal, the venue's fills sum to {expected}"

@@ -1,19 +1,31 @@
-"""The group-commit journal writer, on a real SQLite file and on the real PostgreSQL server."""
+"""The group-commit journal writer, on a real SQLite file and on the real PostgreSQL server:
+group commit, bad records isolated, fencing, FIFO resolution, futures nobody awaits, and the
+classification of real database errors. (Outages: ``test_journal_outage.py``.)"""
 
 import asyncio
+import gc
 import logging
 import re
-from collections.abc import AsyncIterator
+import socket
+import sqlite3
+import time
+from collections.abc import AsyncIterator, Callable
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.lowlevel
+import asyncpg
 import pytest
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, insert, select, text, update
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from lts.persistence.journal import Journal, JournalClosedError
+from lts.errors import LeaseLost
+from lts.persistence.db import make_engine
+from lts.persistence.journal import Journal, JournalClosedError, unavailable_reason
 from lts.persistence.tables import (
     audit_logs,
     fills,
@@ -24,6 +36,9 @@ from lts.persistence.tables import (
 )
 
 pytestmark = pytest.mark.anyio
+
+postgres_only = pytest.mark.parametrize(
+    "backend", [pytest.param("postgresql", marks=pytest.mark.postgres)], indirect=True)
 
 
 def order_row(coid: str, portfolio_id: int = 1) -> dict[str, Any]:
@@ -53,9 +68,30 @@ def position_row(quantity: str, fees: str, ts: int) -> dict[str, Any]:
     }
 
 
+def audit_row(target: str) -> dict[str, Any]:
+    return {"actor": "system", "action": "test", "target": target, "client_address": None,
+            "outcome": "ok", "detail": {"target": target}}
+
+
 async def count(engine: AsyncEngine, table: Any) -> int:
     async with engine.connect() as connection:
         return int((await connection.execute(select(func.count()).select_from(table))).scalar_one())
+
+
+async def until(condition: Callable[[], bool], within: float, what: str) -> None:
+    """Wait until ``condition()`` holds; fail after ``within`` seconds."""
+    deadline = time.monotonic() + within
+    while not condition():
+        if time.monotonic() >= deadline:
+            pytest.fail(f"not within {within} s: {what}")
+        await anyio.sleep(0.005)
+
+
+def free_port() -> int:
+    """A port on 127.0.0.1 nothing listens on (bound, then released)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 @pytest.fixture
@@ -243,3 +279,339 @@ async def test_a_cancelled_waiter_does_not_unqueue_its_record(engine: AsyncEngin
 async def test_run_refuses_a_second_start(engine: AsyncEngine, journal: Journal) -> None:
     with pytest.raises(RuntimeError, match="once"):
         await journal.run()
+
+
+# -- bad records --------------------------------------------------------------------------------
+
+async def test_bad_records_of_every_kind_fail_alone(backend: str, engine: AsyncEngine,
+                                                    journal: Journal) -> None:
+    good = [journal.insert_order(order_row(f"g{i}")) for i in range(40)]
+    bad: dict[str, asyncio.Future[None]] = {
+        "duplicate": journal.insert_order(order_row("g3")),
+        "unbindable": journal.insert_order({**order_row("x1"), "quantity": object()}),
+        "row without its key": journal.update_order({"status": "FILLED"}),
+        "foreign key": journal.insert_fill(fill_row("no-such-order", "t"),
+                                           position_row("1", "0.01", 9)),
+    }
+    if backend == "postgresql":  # NUMERIC(38, 18): SQLSTATE 22003 (SQLite stores the text)
+        bad["numeric overflow"] = journal.insert_order({**order_row("x2"),
+                                                        "quantity": Decimal("1e30")})
+    good += [journal.insert_audit(audit_row(f"a{i}")) for i in range(40)]
+    await journal.flush()
+
+    assert all(f.exception() is None for f in good)
+    errors = {name: f.exception() for name, f in bad.items()}
+    assert all(e is not None for e in errors.values()), errors
+    assert isinstance(errors["duplicate"], IntegrityError)
+    assert isinstance(errors["foreign key"], IntegrityError)
+    assert isinstance(errors["row without its key"], KeyError)
+    assert all(unavailable_reason(e) is None for e in errors.values() if e is not None)
+    assert journal.available
+    assert journal.records_failed == len(bad)
+    assert await count(engine, orders) == 40
+    assert await count(engine, audit_logs) == 40
+    assert await count(engine, fills) == 0
+
+
+# -- fencing ------------------------------------------------------------------------------------
+
+async def set_token(engine: AsyncEngine, portfolio_id: int, token: int) -> None:
+    """What an engine taking the portfolio's lease does, behind the journal's back."""
+    async with engine.begin() as connection:
+        await connection.execute(update(portfolios).where(portfolios.c.id == portfolio_id)
+                                 .values(lease_token=token))
+
+
+async def portfolio_orders(engine: AsyncEngine, portfolio_id: int) -> list[str]:
+    async with engine.connect() as connection:
+        return sorted((await connection.execute(
+            select(orders.c.client_order_id).where(orders.c.portfolio_id == portfolio_id)))
+            .scalars())
+
+
+@pytest.fixture
+async def two_portfolios(engine: AsyncEngine) -> AsyncEngine:
+    async with engine.begin() as connection:
+        await connection.execute(insert(portfolios), {"name": "p2", "initial_cash": Decimal(1)})
+    await set_token(engine, 1, 5)
+    await set_token(engine, 2, 7)
+    return engine
+
+
+async def test_a_lease_taken_over_fails_only_that_portfolios_records(
+        two_portfolios: AsyncEngine, journal: Journal) -> None:
+    engine = two_portfolios
+    lost: list[int] = []
+    journal.on_lease_lost = lost.append
+    journal.fence(1, 5)
+    journal.fence(2, 7)
+    await asyncio.gather(journal.insert_order(order_row("a0", 1), fence=1),
+                         journal.insert_order(order_row("b0", 2), fence=2))
+
+    await set_token(engine, 1, 6)  # another engine took portfolio 1
+    mine = [journal.insert_order(order_row(f"a{i}", 1), fence=1) for i in range(1, 30)]
+    mine.append(journal.insert_order_event({
+        "portfolio_id": 1, "seq": 1, "type": "OrderSubmitted", "client_order_id": "a1",
+        "payload": {}, "ts_event": 1}, fence=1))
+    theirs = [journal.insert_order(order_row(f"b{i}", 2), fence=2) for i in range(1, 30)]
+    unfenced = journal.insert_audit(audit_row("not fenced"))
+    await journal.flush()
+
+    assert all(isinstance(f.exception(), LeaseLost) for f in mine)
+    assert all(f.exception() is None for f in [*theirs, unfenced])
+    assert lost == [1]
+    # Later records of the portfolio fail too, without a second call.
+    with pytest.raises(LeaseLost):
+        await journal.insert_order(order_row("a99", 1), fence=1)
+    await journal.insert_order(order_row("b99", 2), fence=2)
+    assert lost == [1]
+    assert journal.records_lease_lost == len(mine) + 1
+    assert await portfolio_orders(engine, 1) == ["a0"]
+    assert len(await portfolio_orders(engine, 2)) == 31
+    assert await count(engine, order_events) == 0
+
+
+async def test_records_of_a_portfolio_unfenced_before_the_write_are_lost(
+        two_portfolios: AsyncEngine) -> None:
+    engine = two_portfolios
+    journal = Journal(engine)
+    lost: list[int] = []
+    journal.on_lease_lost = lost.append
+    journal.fence(1, 5)
+    journal.fence(2, 7)
+    unfenced_later = journal.insert_order(order_row("a1", 1), fence=1)
+    refenced_later = journal.insert_order(order_row("b1", 2), fence=2)
+    never_fenced = journal.insert_order(order_row("b2", 2), fence=3)
+    journal.unfence(1)
+    journal.fence(2, 8)  # a new lease: records of the old one are not written
+    await set_token(engine, 2, 8)
+    fresh = journal.insert_order(order_row("b3", 2), fence=2)
+    async with anyio.create_task_group() as tg:
+        await tg.start(journal.run)
+        await journal.flush()
+        tg.cancel_scope.cancel()
+    assert isinstance(unfenced_later.exception(), LeaseLost)
+    assert isinstance(refenced_later.exception(), LeaseLost)
+    assert isinstance(never_fenced.exception(), LeaseLost)
+    assert fresh.exception() is None
+    assert lost == []  # nothing was taken over: the owner changed its own fences
+    assert await portfolio_orders(engine, 1) == []
+    assert await portfolio_orders(engine, 2) == ["b3"]
+
+
+@postgres_only
+async def test_a_batch_waits_for_a_take_over_in_progress(two_portfolios: AsyncEngine,
+                                                        journal: Journal) -> None:
+    """The tokens are read FOR SHARE: a batch queues behind the lease's row lock, so it sees
+    the new token once the take-over commits (and a take-over would wait for a batch)."""
+    engine = two_portfolios
+    journal.fence(1, 5)
+    await journal.insert_order(order_row("a0", 1), fence=1)
+    async with engine.connect() as take_over, engine.connect() as observer:
+        await take_over.execute(update(portfolios).where(portfolios.c.id == 1)
+                                .values(lease_token=6))  # not committed yet
+        write = journal.insert_order(order_row("a1", 1), fence=1)
+        waiting = 0
+        deadline = time.monotonic() + 10
+        while waiting == 0:
+            assert time.monotonic() < deadline, "the journal never waited on the lease's lock"
+            waiting = int((await observer.execute(text(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND wait_event_type = 'Lock'"))).scalar_one())
+            await observer.rollback()
+            await anyio.sleep(0.005)
+        assert not write.done()
+        await take_over.commit()
+    with pytest.raises(LeaseLost):
+        await write
+    assert await portfolio_orders(engine, 1) == ["a0"]
+
+
+# -- order and futures --------------------------------------------------------------------------
+
+class CommittedProbe:
+    """Reads the database from a connection of its own, synchronously (from a done callback)."""
+
+    def __init__(self, url: str) -> None:
+        parsed = make_url(url)
+        self._sqlite: sqlite3.Connection | None = None
+        self._pg: Any = None
+        if parsed.get_backend_name() == "sqlite":
+            assert parsed.database is not None
+            self._sqlite = sqlite3.connect(parsed.database, isolation_level=None)
+        else:
+            import psycopg
+
+            dsn = parsed.set(drivername="postgresql").render_as_string(hide_password=False)
+            self._pg = psycopg.connect(dsn, autocommit=True)
+
+    def has_order(self, coid: str) -> bool:
+        sql = "SELECT count(*) FROM orders WHERE client_order_id = "
+        if self._sqlite is not None:
+            return bool(self._sqlite.execute(sql + "?", (coid,)).fetchone()[0])
+        return bool(self._pg.execute(sql + "%s", (coid,)).fetchone()[0])
+
+    def close(self) -> None:
+        if self._sqlite is not None:
+            self._sqlite.close()
+        if self._pg is not None:
+            self._pg.close()
+
+
+async def test_futures_resolve_in_order_after_their_commit(
+        migrated_url: str, two_portfolios: AsyncEngine) -> None:
+    engine = two_portfolios
+    journal = Journal(engine, max_batch=7)  # several batches, one with a bad record
+    journal.fence(1, 5)
+    probe = CommittedProbe(migrated_url)
+    seen: list[tuple[int, bool, bool]] = []  # (index, failed, the order is committed)
+
+    def on_done(i: int, coid: str) -> Callable[[asyncio.Future[None]], None]:
+        def done(future: asyncio.Future[None]) -> None:
+            seen.append((i, future.exception() is not None, probe.has_order(coid)))
+        return done
+
+    futures = []
+    for i in range(30):
+        coid = f"c{i}"
+        if i == 11:
+            future = journal.insert_order(order_row("c3"))  # a duplicate: fails alone
+        elif i == 20:
+            journal.unfence(1)
+            future = journal.insert_order(order_row(coid), fence=1)  # lost
+        else:
+            future = journal.insert_order(order_row(coid))
+        future.add_done_callback(on_done(i, coid))
+        futures.append(future)
+    try:
+        async with anyio.create_task_group() as tg:
+            await tg.start(journal.run)
+            await journal.flush()
+            tg.cancel_scope.cancel()
+    finally:
+        probe.close()
+    assert [i for i, _, _ in seen] == list(range(30))
+    assert [i for i, failed, _ in seen if failed] == [11, 20]
+    assert all(committed for i, failed, committed in seen if not failed)
+
+
+async def test_a_failed_write_nobody_awaits_logs_no_never_retrieved(
+        engine: AsyncEngine, journal: Journal, caplog: pytest.LogCaptureFixture) -> None:
+    loop = asyncio.get_running_loop()
+    reported: list[dict[str, Any]] = []
+    previous = loop.get_exception_handler()
+    loop.set_exception_handler(lambda _loop, context: reported.append(context))
+    try:
+        with caplog.at_level(logging.ERROR, logger="lts.persistence.journal"):
+            journal.insert_fill(fill_row("no-such-order", "t1"), position_row("1", "0.01", 1))
+            journal.insert_order(order_row("ok"))
+            journal.fence(1, 99)  # the stored token is 0: the lease is lost
+            journal.insert_order(order_row("fenced"), fence=1)
+            await journal.flush()
+        gc.collect()
+        await anyio.lowlevel.checkpoint()  # the loop runs what the collection scheduled
+    finally:
+        loop.set_exception_handler(previous)
+    assert reported == []
+    assert any("no-such-order" in r.getMessage() for r in caplog.records)  # logged by us
+    assert await count(engine, orders) == 1
+
+
+# -- what a real error means --------------------------------------------------------------------
+
+def fill_the_database(path: Path) -> sqlite3.OperationalError:
+    """SQLITE_FULL from a real SQLite: a connection of our own limited to a few pages."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        conn.execute("CREATE TABLE IF NOT EXISTS filler (x)")
+        conn.execute("PRAGMA max_page_count = 8")
+        with pytest.raises(sqlite3.OperationalError) as caught:
+            conn.executemany("INSERT INTO filler VALUES (?)", [("x" * 4000,)] * 100)
+        return caught.value
+    finally:
+        conn.close()
+
+
+async def test_real_sqlite_errors_are_classified(tmp_path: Path) -> None:
+    full = fill_the_database(tmp_path / "full.db")
+    assert full.sqlite_errorname == "SQLITE_FULL"
+    assert unavailable_reason(full) == "disk full"
+
+    engine = make_engine(f"sqlite+aiosqlite:///{tmp_path / 'lts.db'}")
+    holder = sqlite3.connect(tmp_path / "lts.db", isolation_level=None)
+    try:
+        async with engine.begin() as connection:
+            await connection.exec_driver_sql("CREATE TABLE t (x INTEGER PRIMARY KEY)")
+        errors: dict[str, Exception] = {}
+        holder.execute("BEGIN IMMEDIATE")  # another writer holds the lock
+        async with engine.connect() as connection:
+            await connection.exec_driver_sql("PRAGMA busy_timeout = 0")
+            for name, sql, params in [
+                    ("locked", "INSERT INTO t VALUES (?)", (1,)),
+                    ("unbindable", "SELECT ?", (object(),))]:
+                try:
+                    await connection.exec_driver_sql(sql, params)
+                except Exception as exc:
+                    errors[name] = exc
+                await connection.rollback()
+        holder.execute("ROLLBACK")
+        async with engine.connect() as connection:
+            await connection.exec_driver_sql("PRAGMA max_page_count = 3")
+            try:
+                await connection.exec_driver_sql(
+                    "WITH RECURSIVE s(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM s "
+                    "WHERE x < 100000) INSERT INTO t SELECT x FROM s")
+            except Exception as exc:
+                errors["full (aiosqlite)"] = exc
+            await connection.rollback()
+    finally:
+        holder.close()
+        await engine.dispose()
+    assert set(errors) == {"locked", "unbindable", "full (aiosqlite)"}
+    assert unavailable_reason(errors["locked"]) == "database is locked"
+    assert unavailable_reason(errors["unbindable"]) is None  # the record's value
+    assert unavailable_reason(errors["full (aiosqlite)"]) == "disk full"
+
+
+@postgres_only
+async def test_real_postgresql_errors_are_classified(migrated_url: str,
+                                                     engine: AsyncEngine) -> None:
+    refused = make_url(migrated_url).set(port=free_port()).render_as_string(hide_password=False)
+    down = make_engine(refused)
+    try:
+        with pytest.raises(ConnectionRefusedError) as unreachable:
+            async with down.connect():
+                pass
+    finally:
+        await down.dispose()
+    assert unavailable_reason(unreachable.value) == "database unreachable: ConnectionRefusedError"
+
+    errors: dict[str, Exception] = {}
+    async with engine.connect() as victim:
+        pid = (await victim.execute(text("SELECT pg_backend_pid()"))).scalar_one()
+        await victim.commit()
+        dsn = make_url(migrated_url).set(drivername="postgresql").render_as_string(
+            hide_password=False)
+        admin = await asyncpg.connect(dsn)
+        try:
+            await admin.execute("SELECT pg_terminate_backend($1)", pid)
+        finally:
+            await admin.close()
+        try:
+            await victim.execute(text("SELECT 1"))
+        except Exception as exc:
+            errors["terminated"] = exc
+    async with engine.connect() as connection:
+        for name, sql in [("overflow", "SELECT 1e30::numeric(38, 18)"),
+                          ("division", "SELECT 1 / 0")]:
+            try:
+                await connection.execute(text(sql))
+            except Exception as exc:
+                errors[name] = exc
+            await connection.rollback()
+    reason = unavailable_reason(errors["terminated"])
+    assert reason is not None
+    assert reason.startswith("connection lost: "), reason
+    assert unavailable_reason(errors["overflow"]) is None  # SQLSTATE 22003: the record's value
+    assert unavailable_reason(errors["division"]) is None  # 22012
+    assert re.fullmatch(r"[\w :.-]+", reason)  # one short line, no message
