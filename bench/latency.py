@@ -30,7 +30,8 @@ Cases, interleaved in every repeat so drift of the shared machine hits them alik
   bus hop     feed -> FeedHub -> bus -> mailbox -> a task that makes the direct call
   (a) engine  durable=False, SQLite WAL synchronous=NORMAL (the order is handed to the venue
               at once; its row is written behind)
-  (a) +INFO   the same with the engine's default log level (INFO) written to a file
+  (a) +INFO   the same with the engine's default log level (INFO) and its log set-up (the
+              loop queues each record; a listener thread formats it and writes it to a file)
   (b) engine  durable=True, SQLite WAL synchronous=FULL: write-ahead, the order row is committed
               before the venue sees it (the commit resolves the insert's future, the runner
               learns it through its inbox and hands the order over then)
@@ -70,6 +71,7 @@ import anyio.to_thread
 import msgspec
 from anyio.abc import TaskStatus
 from machine import describe
+from scale import EngineLog
 
 from lts.bus import InProcessBus, Mailbox, Overflow
 from lts.domain.clock import Clock
@@ -536,8 +538,7 @@ async def one_case(case: str, tmp: Path, template: Path, run: int, ticks: int, r
     gc.collect()  # every case starts from the same heap state
     total = ticks + WARMUP
     info: dict[str, float] = {}
-    root = logging.getLogger()
-    handler: logging.Handler | None = None
+    engine_log: EngineLog | None = None
     with GcPauses() as gcp:
         if case == "direct":
             await run_direct(total, rate)
@@ -549,20 +550,15 @@ async def one_case(case: str, tmp: Path, template: Path, run: int, ticks: int, r
             db_file = tmp / f"run{run}-case{CASES.index(case)}.db"
             shutil.copy(template, db_file)
             if case == "(a) +INFO":
-                handler = logging.FileHandler(log_file)
-                handler.setFormatter(logging.Formatter(
-                    "%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
-                root.addHandler(handler)
-                root.setLevel(logging.INFO)
+                engine_log = EngineLog(log_file, "INFO")
             try:
                 durable = case.startswith("(b)")
                 info = await run_engine(db_file, total, rate, durable=durable,
                                         synchronous="FULL" if durable else "NORMAL")
             finally:
-                if handler is not None:
-                    root.removeHandler(handler)
-                    handler.close()
-                    root.setLevel(logging.WARNING)
+                if engine_log is not None:
+                    engine_log.close()
+                    logging.getLogger().setLevel(logging.WARNING)
     res = collect(WARMUP, engine=case.startswith("("), durable=case.startswith("(b)"))
     res.gc_pauses_us = gcp.pauses_us
     return res, info

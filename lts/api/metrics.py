@@ -69,14 +69,14 @@ class EngineCollector(Collector):
                                        "Portfolio restarts after a plugin error", labels=labels)
         in_error = GaugeMetricFamily("lts_portfolio_in_error", "1 when the portfolio is in error",
                                      labels=labels)
-        for state in engine.states():
+        for state in engine.figures():
             label = [str(state.portfolio_id)]
             restarts.add_metric(label, state.restarts)
             in_error.add_metric(label, 1.0 if state.status == "error" else 0.0)
-            if state.equity is None or state.realized_pnl is None:
+            if not state.running:
                 continue
-            equity.add_metric(label, float(state.equity))
-            realized.add_metric(label, float(state.realized_pnl))
+            equity.add_metric(label, state.equity)
+            realized.add_metric(label, state.realized_pnl)
             depth.add_metric(label, state.mailbox_depth)
             orders.add_metric(label, state.orders_created)
             denied.add_metric(label, state.orders_denied)

@@ -47,6 +47,7 @@ __all__ = ["Engine", "EngineObservers"]
 log = logging.getLogger("lts.engine")
 
 _SHUTDOWN_MARGIN = 5.0  # seconds beyond engine.stop_timeout before portfolios are cut off
+_RECOVERIES = 16
 
 
 @dataclass
@@ -72,6 +73,9 @@ class Engine:
         self._feeds: FeedHub | None = None
         self._leases: LeaseManager | None = None
         self._stop_asked = anyio.Event()
+        #: portfolios connecting and reconciling at once (start-up of many portfolios: the
+        #: ones that recovered trade while the others wait their turn, not all at once)
+        self._recoveries = anyio.Semaphore(_RECOVERIES)
         self.started = anyio.Event()
         self.running = False
         self.api_port: int | None = None  # where the API listens, once it does
@@ -186,24 +190,24 @@ class Engine:
                             sup.portfolio_id, grace)
                 sup.cancel()
 
-    async def _freeze_after_startup(self, limit: float = 60.0) -> None:
-        """Once every portfolio has recovered (or failed), keep the start-up heap out of later
-        garbage collections (see :mod:`lts.engine.heap`)."""
+    async def _freeze_after_startup(self, limit: float = 300.0) -> None:
+        """Once every portfolio's first start has an outcome (running, error, standby), keep
+        the start-up heap out of later garbage collections (see :mod:`lts.engine.heap`)."""
         with anyio.move_on_after(limit):
-            # a poll: the set of portfolios and their outcomes (running or error) both change
-            while any(sup.status is PortfolioStatus.STARTING  # noqa: ASYNC110
-                      for sup in self.supervisors.values()):
-                await anyio.sleep(0.1)
+            for sup in list(self.supervisors.values()):
+                await sup.settled.wait()
         freeze_startup_heap()
 
     async def _housekeeping(self) -> None:
-        """The nudge every running portfolio gets: acknowledgement timeouts, queries."""
+        """The nudge a running portfolio gets when it has something to look after (orders
+        awaiting a venue, orders to reconcile, a daily-loss limit): acknowledgement timeouts,
+        queries, the day's equity."""
         while True:
             await anyio.sleep(max(0.05, min(1.0, self.settings.engine.ack_timeout / 4)))
             for sup in self.supervisors.values():
                 runner = sup.runner
                 if runner is not None and runner.inbox is not None and \
-                        sup.status is PortfolioStatus.RUNNING:
+                        sup.status is PortfolioStatus.RUNNING and runner.needs_housekeeping:
                     runner.inbox(HOUSEKEEPING)
 
     def stop(self) -> None:
@@ -258,12 +262,12 @@ class Engine:
         policy = RestartPolicy(e.restart_initial_delay, e.restart_max_delay, e.max_restarts,
                                e.restart_reset_after, e.lease_retry)
 
-        async def make_runner(fence: int | None) -> PortfolioRunner:
+        async def make_runner(fence: int | None, restart: bool) -> PortfolioRunner:
             assert self._feeds is not None
             spec = await repo.load_portfolio(self.db, portfolio_id)
             log.info("portfolio %s %r starting with %d asset(s)", portfolio_id, spec.name,
                      len(spec.assets))
-            return PortfolioRunner(spec, self._runner_context(), fence=fence)
+            return PortfolioRunner(spec, self._runner_context(), fence=fence, restart=restart)
 
         return PortfolioSupervisor(portfolio_id, make_runner, journal=self.journal,
                                    leases=self._leases, policy=policy)
@@ -285,7 +289,7 @@ class Engine:
                              ack_timeout=lambda: self.settings.engine.ack_timeout,
                              stop_timeout=s.engine.stop_timeout, default_risk=s.risk,
                              observe_tick_to_order=self._observe_tick_to_order,
-                             credentials=self._credentials)
+                             credentials=self._credentials, recoveries=self._recoveries)
 
     def runner_of(self, portfolio_id: int) -> Any:
         sup = self.supervisors.get(portfolio_id)

@@ -107,16 +107,19 @@ class RunnerContext:
     default_risk: RiskLimits = field(default_factory=RiskLimits)
     #: the sealed credential store's reader: (user id, broker name) -> keys or None
     credentials: Callable[[int, str], Awaitable[BrokerCredentials | None]] | None = None
+    #: bounds how many portfolios connect and reconcile at once (None: no bound)
+    recoveries: anyio.Semaphore | None = None
 
 
 class PortfolioRunner:
     def __init__(self, spec: repo.PortfolioSpec, ctx: RunnerContext,
-                 fence: int | None = None) -> None:
+                 fence: int | None = None, restart: bool = False) -> None:
         assert spec.id is not None
         self.spec = spec
         self.portfolio_id = spec.id
         self.ctx = ctx
         self.fence = fence  # the lease's portfolio id: the journal checks its token
+        self.restart = restart  # a runner of this portfolio ran before in this process
         self.bars = 0
         self.last_tick_ns: int | None = None
         self.peak_equity = 0.0
@@ -190,7 +193,8 @@ class PortfolioRunner:
 
     async def _recover(self, inbox: PortfolioInbox, tg: TaskGroup) -> OrderManager:
         db, pid = self.ctx.db, self.portfolio_id
-        await self.ctx.journal.flush()  # a restart must read everything the failed run wrote
+        if self.restart:
+            await self.ctx.journal.flush()  # read everything the run before wrote
         fills = await repo.load_fills(db, pid)
         self.ledger.rebuild(fills)
         number, seq = await repo.next_numbers(db, pid)
@@ -261,8 +265,14 @@ class PortfolioRunner:
         try:
             async with anyio.create_task_group() as tg:
                 self._tg = tg
-                await self._connect(tg, inbox)
-                self.orders = await self._recover(inbox, tg)
+                slots = self.ctx.recoveries
+                if slots is None:
+                    await self._connect(tg, inbox)
+                    self.orders = await self._recover(inbox, tg)
+                else:
+                    async with slots:
+                        await self._connect(tg, inbox)
+                        self.orders = await self._recover(inbox, tg)
                 for a in self.spec.assets:
                     self._leases.append(self.ctx.feeds.acquire(
                         a.pipeline_plugin, a.pipeline_params, a.symbol, inbox))
@@ -530,6 +540,14 @@ class PortfolioRunner:
         if self.inbox is None:
             raise MailboxClosed(f"portfolio-{self.portfolio_id}")
         self.inbox.command(envelope)
+
+    @property
+    def needs_housekeeping(self) -> bool:
+        """Open orders (awaiting the venue, or working at it), orders to reconcile, or a
+        daily-loss limit to watch."""
+        om = self.orders
+        return om is not None and (bool(self.open_orders) or bool(om.to_reconcile)
+                                   or self.risk.limits.max_daily_loss is not None)
 
     @property
     def mailbox_depth(self) -> int:

@@ -64,7 +64,8 @@ class RestartPolicy:
     lease_retry: float = 5.0  # seconds between tries for a lease another engine holds
 
 
-MakeRunner = Callable[[int | None], Awaitable[PortfolioRunner]]
+#: (fence: the leased portfolio id or None, restart: a runner of it ran before in this process)
+MakeRunner = Callable[[int | None, bool], Awaitable[PortfolioRunner]]
 
 
 class PortfolioSupervisor:
@@ -88,6 +89,9 @@ class PortfolioSupervisor:
         self._scope: anyio.CancelScope | None = None
         self._lease: Lease | None = None
         self._lease_lost = False
+        self.runs = 0  # runners started in this process
+        #: set once the first start has an outcome (running, error or standby)
+        self.settled = anyio.Event()
 
     # -- commands from the engine ---------------------------------------------------------------
     def activate(self) -> bool:
@@ -147,26 +151,32 @@ class PortfolioSupervisor:
                     else PortfolioStatus.ERROR
             self.runner = None
             self.task_running = False
+            self.settled.set()
             self._finished.set()
 
     async def _supervise(self) -> None:
         delay = self.policy.initial_delay
         while self.want_running:
-            if self._lease is None and not await self._take_lease():
-                await self._sleep(self.policy.lease_retry)
-                continue
+            if self._lease is None:
+                self.status = PortfolioStatus.STARTING
+                if not await self._take_lease():
+                    self.settled.set()
+                    await self._sleep(self.policy.lease_retry)
+                    continue
             running_since: float | None = None
             try:
                 with anyio.CancelScope() as scope:
                     self._scope = scope
                     self._set_status(PortfolioStatus.STARTING)
                     self.runner = await self._make_runner(
-                        self.portfolio_id if self._lease is not None else None)
+                        self.portfolio_id if self._lease is not None else None, self.runs > 0)
+                    self.runs += 1
                     async with anyio.create_task_group() as tg:
                         await tg.start(self.runner.run)
                         running_since = time.monotonic()
                         self.gave_up = False
                         self._set_status(PortfolioStatus.RUNNING, clear_error=True)
+                        self.settled.set()
                 self._scope = None
                 if self._lease_lost:
                     await self._lost()
@@ -184,6 +194,7 @@ class PortfolioSupervisor:
                 if healthy:
                     self.restarts, delay = 0, self.policy.initial_delay
                 self._failed(exc)
+                self.settled.set()
                 if self.restarts >= self.policy.max_restarts:
                     self.gave_up = True
                     log.error("portfolio %s stays in error after %d restarts (activate it to "

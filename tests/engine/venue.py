@@ -88,6 +88,7 @@ class VenueWorld:
         self.clock: Clock | None = None
         self.connected = anyio.Event()
         self.held: dict[str, _Held] = {}
+        self.held_cancels: dict[str, _Held] = {}  # cancel_answer "hold": until release_cancel()
         self.on_submit: Callable[[Order], None] | None = None  # e.g. read the database
         self.credentials_for: str | None = None  # set: the venue wants the owner's keys
         self.credentials: Any = None  # what the engine handed the broker
@@ -121,10 +122,15 @@ class VenueWorld:
 
     async def cancel(self, order: Order) -> None:
         self.cancels.append(order.client_order_id)
-        if self.cancel_answer == "lost":
+        answer = self.cancel_answer
+        if answer == "hold":  # until release_cancel()
+            held = self.held_cancels[order.client_order_id] = _Held(order)
+            await held.release.wait()
+            answer = held.answer
+        if answer == "lost":
             raise VenueAnswerLost("timed out")
         placed = self.book.get(order.client_order_id)
-        if self.cancel_answer == "reject" or placed is None or \
+        if answer == "reject" or placed is None or \
                 placed.status in TERMINAL_STATUSES:
             raise VenueRejected("unknown order")
         placed.status = OrderStatus.CANCELED
@@ -151,6 +157,12 @@ class VenueWorld:
     def release(self, coid: str, answer: Answer = "ack") -> None:
         """Let a held submit answer now."""
         held = self.held.pop(coid)
+        held.answer = answer
+        held.release.set()
+
+    def release_cancel(self, coid: str, answer: Answer = "ack") -> None:
+        """Let a held cancel answer now (ack: the order is canceled, if it still works)."""
+        held = self.held_cancels.pop(coid)
         held.answer = answer
         held.release.set()
 

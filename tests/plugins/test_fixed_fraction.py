@@ -81,23 +81,25 @@ def test_nothing_when_already_at_target() -> None:
     assert allocator.requests == 0
 
 
-def test_pending_orders_count_towards_the_target() -> None:
+def test_while_an_order_of_the_symbol_is_open_signals_wait() -> None:
+    """An order on its way to the last target: a new signal is left out (a FLAT against a buy
+    that has not filled would sell what is not held: a short sale), until it settles."""
     working = make_order(30, coid="1-1", status=OrderStatus.ACCEPTED)
-    ledger = make_ledger(open_orders={"1-1": working})
+    open_orders = {"1-1": working}
+    ledger = make_ledger(open_orders=open_orders)
     allocator = FixedFraction()
     assert allocator.allocate(make_signal(), ledger) == []
+    assert allocator.allocate(make_signal(Target.FLAT), ledger) == []
 
     working.apply_fill(Decimal(12), Decimal(33), T0)  # partially filled: 18 still pending
     hold(ledger, "12")
-    assert allocator.allocate(make_signal(), ledger) == []
+    assert allocator.allocate(make_signal(Target.FLAT), ledger) == []
+    assert allocator.waited == 3
+
+    working.apply_fill(Decimal(18), Decimal(33), T0)  # filled: nothing pending any more
+    del open_orders["1-1"]
+    hold(ledger, "18")
     assert allocator.allocate(make_signal(Target.FLAT), ledger) == [request(Side.SELL, "30")]
-
-
-def test_pending_sells_are_signed() -> None:
-    ledger = make_ledger(open_orders={"1-1": make_order(10, Side.SELL, coid="1-1")})
-    hold(ledger, "30")
-    # held 30, selling 10: the target 30 needs 10 back
-    assert FixedFraction().allocate(make_signal(), ledger) == [request(Side.BUY, "10")]
 
 
 def test_no_price_sizes_nothing() -> None:

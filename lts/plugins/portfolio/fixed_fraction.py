@@ -1,7 +1,10 @@
 """Portfolio ``fixed_fraction``: size each target at a fixed fraction of equity.
 
-A signal that names a quantity is taken as it is. The order moves the position (including open
-orders) to the target: LONG -> +size, FLAT -> 0, SHORT -> -size; nothing when already there.
+A signal that names a quantity is taken as it is. The order moves the position to the target:
+LONG -> +size, FLAT -> 0, SHORT -> -size; nothing when already there. While an order of the
+symbol is still open (not yet filled at the venue) the signal is left out: the position is on
+its way to the last target, and an order against one that has not filled yet would be a short
+sale (or spend cash that is already committed); the next signal after it settles moves on.
 """
 
 from decimal import Decimal
@@ -23,11 +26,12 @@ class FixedFractionParams(PluginParams):
 class FixedFraction(PluginBase):
     Params = FixedFractionParams
     plugin_name = "fixed_fraction"
-    plugin_debug_vars = ["requests"]
+    plugin_debug_vars = ["requests", "waited"]
 
     def __init__(self, **params: object) -> None:
         super().__init__(**params)
         self.requests = 0
+        self.waited = 0  # signals left out while an order of their symbol was open
 
     def _size(self, signal: Signal, view: PortfolioView) -> Decimal:
         if signal.quantity is not None:
@@ -39,6 +43,9 @@ class FixedFraction(PluginBase):
         return floor_to_step(budget / price, view.lot_size(signal.symbol))
 
     def allocate(self, signal: Signal, view: PortfolioView) -> list[OrderRequest]:
+        if view.pending(signal.symbol):
+            self.waited += 1
+            return []  # an order of this symbol is still open: wait for it to settle
         if signal.target is Target.FLAT:
             target = ZERO
         else:
@@ -46,7 +53,7 @@ class FixedFraction(PluginBase):
             if size <= 0:
                 return []  # cannot size it (no price, no equity): never trade the other way
             target = size if signal.target is Target.LONG else -size
-        delta = target - view.position(signal.symbol) - view.pending(signal.symbol)
+        delta = target - view.position(signal.symbol)
         if delta == 0:
             return []
         self.requests += 1
