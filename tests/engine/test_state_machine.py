@@ -33,6 +33,7 @@ Defects the machine found are kept as explicit regression programs at the end of
 
 from __future__ import annotations
 
+import functools
 import itertools
 import os
 import uuid
@@ -115,10 +116,12 @@ class Release:
 @dataclass(frozen=True)
 class Fill:
     """The venue trades an order it booked (whatever its state there: after a cancel too).
-    partial: one unit; full: what it has left (at least one); over: one more than that."""
+    partial: one unit; full: what it has left (at least one); over: one more than that.
+    ``from_thread``: reported from a thread of the venue's SDK, not the event loop."""
 
     pick: int = 0
     kind: Literal["partial", "full", "over"] = "partial"
+    from_thread: bool = False
 
 
 @dataclass(frozen=True)
@@ -193,7 +196,7 @@ def _submits(answers: st.SearchStrategy[Answer] = _answers) -> st.SearchStrategy
 
 
 def _fills() -> st.SearchStrategy[Fill]:
-    return st.builds(Fill, _picks, st.sampled_from(["partial", "full", "over"]))
+    return st.builds(Fill, _picks, st.sampled_from(["partial", "full", "over"]), st.booleans())
 
 
 def _cancels() -> st.SearchStrategy[Cancel]:
@@ -391,7 +394,12 @@ class ProgramRun:
                     "over": max(left, Decimal(0)) + 1}[step.kind]
         price = placed.order.limit_price or MARKET_PRICE
         self.trade_no += 1
-        fill = self.world.fill(coid, quantity, price, trade_id=f"{self.prefix}-{self.trade_no}")
+        trade_id = f"{self.prefix}-{self.trade_no}"
+        if step.from_thread:  # taken into the inbox before the thread is done
+            fill = await anyio.to_thread.run_sync(functools.partial(
+                self.world.fill, coid, quantity, price, trade_id=trade_id, threadsafe=True))
+        else:
+            fill = self.world.fill(coid, quantity, price, trade_id=trade_id)
         self.model.trades[fill.trade_id] = fill
         self.log(f"  {fill.trade_id}: {fill.side.value} {quantity} of {coid} (venue: "
                  f"{placed.status.value}, filled {placed.filled}/{placed.order.quantity})")
