@@ -79,6 +79,7 @@ SETTLE = 8.0  # seconds the engine may take to converge on the venue (never asse
 TERMINAL = frozenset(s.value for s in TERMINAL_STATUSES)
 HELD_STATUSES = frozenset({"submitted", "pending_cancel", "unknown"})
 MARKET_PRICE = Decimal(100)
+CASH = Decimal(100_000)  # the desk's initial cash
 #: Hunting for more defects while known ones are open: steps that run into them are played
 #: safe (e.g. LTS_SM_AROUND=cancel-in-flight). Never set in CI.
 AROUND = frozenset(filter(None, os.environ.get("LTS_SM_AROUND", "").split(",")))
@@ -395,7 +396,7 @@ class ProgramRun:
         price = placed.order.limit_price or MARKET_PRICE
         self.trade_no += 1
         trade_id = f"{self.prefix}-{self.trade_no}"
-        if step.from_thread:  # taken into the inbox before the thread is done
+        if step.from_thread:  # in the inbox before the test goes on (FIFO callbacks)
             fill = await anyio.to_thread.run_sync(functools.partial(
                 self.world.fill, coid, quantity, price, trade_id=trade_id, threadsafe=True))
         else:
@@ -659,6 +660,9 @@ class ProgramRun:
         runner = desk.engine.runner_of(pid)
         assert runner.ledger.position(desk.symbols[0]) == expected, \
             f"ledger position {runner.ledger.position(desk.symbols[0])}, fills {expected}"
+        cash = CASH - sum((f.quantity * f.price * f.side.sign for f in self.model.trades.values()),
+                          Decimal(0))
+        assert runner.ledger.cash == cash, f"ledger cash {runner.ledger.cash}, fills {cash}"
         trade_ids = sorted(r["trade_id"] for r in fill_rows)
         assert trade_ids == sorted(self.model.trades), \
             f"fills in the journal {trade_ids}, the venue's {sorted(self.model.trades)}"
@@ -672,6 +676,12 @@ class ProgramRun:
                 event.status, event.filled_quantity), f"{coid}: row {dict(row)}, event {event}"
             assert row["filled_quantity"] == self.venue_filled(coid), \
                 f"{coid}: filled {row['filled_quantity']}, venue {self.venue_filled(coid)}"
+            fills = self.world.book[coid].fills if coid in self.world.book else []
+            if fills:  # the average price of its distinct fills
+                average = sum((f.quantity * f.price for f in fills), Decimal(0)) / \
+                    self.venue_filled(coid)
+                assert abs(row["avg_fill_price"] - average) < Decimal("1e-9"), \
+                    f"{coid}: average fill price {row['avg_fill_price']}, fills {average}"
 
     def story(self) -> str:
         lines = ["program:", *self.trace, "committed events:"]
