@@ -14,14 +14,9 @@ another task, so no state here needs a lock, and nothing here waits.
   (paper), whose calls complete in line so a replay stays exact. A rejection makes the order
   REJECTED with the venue's reason; a lost answer makes it UNKNOWN, settled by a query, never
   resubmitted. A cancel of an order whose submit is still in flight waits for the answer.
-- **Fills are never dropped.** A fill moves the position whatever the order's state; one the
-  state did not allow marks the order (``anomaly``) and counts in ``anomalies``. Duplicates
-  (same broker and trade id) change nothing: the trade ids of open orders are kept with them,
-  and those of the last few closed orders with those orders (late fills land on them); a fill
-  for an order no longer in memory is looked up in the journal first (a task; later fills of
-  the same order wait for that one lookup), so memory does not grow with the number of fills.
-  A fill for an order LTS never sent is adopted as an external order (``ext-<portfolio>-<its
-  venue id>``), once.
+- **What the venue says** (reports, fills, query answers) is taken in by the other half,
+  :mod:`lts.engine.executions`: fills are never dropped, duplicates change nothing, an order LTS
+  never sent is adopted.
 - **Committed events only, outward** (:mod:`lts.engine.order_journal`): every change is an event
   with the portfolio's next sequence number; it reaches the bus only once committed.
 
@@ -34,48 +29,32 @@ from collections.abc import Callable, Mapping
 from functools import partial
 from typing import Any, cast
 
-import anyio
-import msgspec
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from lts.bus import Bus
 from lts.domain.clock import Clock
 from lts.domain.commands import Accepted, Denied, ModifyOrder, Reason, Reply
 from lts.domain.events import (
-    OrderAccepted,
-    OrderAdopted,
-    OrderCanceled,
     OrderDenied,
-    OrderEvent,
-    OrderExpired,
-    OrderFilled,
     OrderModifyRejected,
-    OrderPendingCancel,
-    OrderRejected,
     OrderSubmitted,
-    OrderUnknown,
     OrderUpdated,
 )
 from lts.domain.instruments import Instrument
 from lts.domain.orders import (
-    TERMINAL_STATUSES,
     Fill,
-    FillAnomaly,
     Order,
     OrderRequest,
     OrderStatus,
-    OrderStatusReport,
-    OrderType,
-    can_transition,
 )
 from lts.engine import venue_calls
+from lts.engine.executions import ExecutionIntake, answer, copy_of
 from lts.engine.ledger import Ledger
 from lts.engine.order_journal import OrderJournal
 from lts.engine.outcomes import (
     CallFailed,
     CallKind,
     Canceled,
-    FillChecked,
     Modified,
     Queried,
     Submitted,
@@ -83,7 +62,6 @@ from lts.engine.outcomes import (
 )
 from lts.engine.risk import RiskCheck
 from lts.errors import JournalUnavailable, LeaseLost, VenueRejected
-from lts.persistence import repositories as repo
 from lts.persistence.journal import Journal
 from lts.plugins.broker import Broker, SimulatedVenue
 
@@ -92,30 +70,13 @@ __all__ = ["OrderManager"]
 log = logging.getLogger("lts.orders")
 
 S = OrderStatus
-_STATUS_EVENT: dict[OrderStatus, type[OrderEvent]] = {
-    S.SUBMITTED: OrderSubmitted, S.ACCEPTED: OrderAccepted, S.REJECTED: OrderRejected,
-    S.PENDING_CANCEL: OrderPendingCancel, S.CANCELED: OrderCanceled, S.EXPIRED: OrderExpired,
-    S.UNKNOWN: OrderUnknown, S.DENIED: OrderDenied, S.PARTIALLY_FILLED: OrderUpdated,
-}
-#: Sent, and the venue's answer can still change the status (a query settles these).
-_AWAITING_VENUE = frozenset({S.SUBMITTED, S.UNKNOWN, S.PENDING_CANCEL})
-_LATE_ORDERS = 16  # closed orders kept in memory for late and duplicate fills
 _CANCEL_TRIES = 3  # a cancel whose answer was lost is sent this many times in all
 
 Post = Callable[[Any], None]
 Spawn = Callable[..., object]
 
 
-def _copy(order: Order) -> Order:
-    return msgspec.structs.replace(order)
-
-
-def _answer(reply: Any, answer: Reply) -> None:
-    if not reply.done():
-        reply.set_result(answer)
-
-
-class OrderManager:
+class OrderManager(ExecutionIntake):
     def __init__(self, portfolio_id: int, *, journal: Journal, db: AsyncEngine, bus: Bus,
                  clock: Clock,
                  risk: RiskCheck, ledger: Ledger, instruments: Mapping[str, Instrument],
@@ -220,7 +181,7 @@ class OrderManager:
         log.info("order %s denied: %s %s %s (%s)", order.client_order_id, order.side.value,
                  order.quantity, order.symbol, reason.value)
         if reply is not None:
-            _answer(reply, Denied(reason, order=_copy(order)))
+            answer(reply, Denied(reason, order=copy_of(order)))
         return order
 
     def _written_ahead(self, coid: str, future: Any) -> None:
@@ -248,13 +209,13 @@ class OrderManager:
             log.error("order %s could not be made durable (%s); not sent", coid, outcome.error)
             reason = Reason.JOURNAL_UNAVAILABLE if outcome.unavailable else Reason.INVALID_PARAMS
             if reply is not None:
-                _answer(reply, Denied(reason, outcome.error))
+                answer(reply, Denied(reason, outcome.error))
             return
         if order is None or order.status is not S.PENDING_SUBMIT:
             self._replies.pop(coid, None)  # canceled before it was sent
             self._bar_ts.pop(coid, None)
             if order is not None and reply is not None:
-                _answer(reply, Accepted(_copy(order)))
+                answer(reply, Accepted(copy_of(order)))
             return
         self._send(order)
 
@@ -271,12 +232,12 @@ class OrderManager:
         if broker.capabilities.simulated:
             venue = cast(SimulatedVenue, broker)
             try:
-                self.on_submitted(Submitted(coid, venue.place(_copy(order))))
+                self.on_submitted(Submitted(coid, venue.place(copy_of(order))))
             except VenueRejected as exc:
                 self.on_call_failed(CallFailed(CallKind.SUBMIT, coid, exc.reason, rejected=True))
         else:
             self._in_flight.add(coid)
-            self._spawn(venue_calls.submit, broker, _copy(order), self._post)
+            self._spawn(venue_calls.submit, broker, copy_of(order), self._post)
         if self._bar_ts:
             bar_ts = self._bar_ts.pop(coid, None)
             if bar_ts is not None and self._observe is not None:
@@ -284,7 +245,7 @@ class OrderManager:
         if self._replies:
             reply = self._replies.pop(coid, None)
             if reply is not None:
-                _answer(reply, Accepted(_copy(order)))
+                answer(reply, Accepted(copy_of(order)))
 
     def on_submitted(self, outcome: Submitted) -> None:
         coid = outcome.client_order_id
@@ -343,15 +304,15 @@ class OrderManager:
         else:
             self._move(order, S.PENDING_CANCEL, now)
             self._dispatch_cancel(order)
-        return Accepted(_copy(order))
+        return Accepted(copy_of(order))
 
     def _dispatch_cancel(self, order: Order) -> None:
         broker = self.brokers[order.symbol]
         if broker.capabilities.simulated:
-            cast(SimulatedVenue, broker).withdraw(_copy(order))
+            cast(SimulatedVenue, broker).withdraw(copy_of(order))
             self.on_canceled(Canceled(order.client_order_id))
         else:
-            self._spawn(venue_calls.cancel, broker, _copy(order), self._post)
+            self._spawn(venue_calls.cancel, broker, copy_of(order), self._post)
 
     def _cancel_not_done(self, order: Order) -> None:
         """The venue says a PENDING_CANCEL order works on. While our cancel is on its way that
@@ -388,13 +349,13 @@ class OrderManager:
             return Denied(reason)
         if broker.capabilities.simulated:
             try:
-                cast(SimulatedVenue, broker).amend(_copy(order), change)
+                cast(SimulatedVenue, broker).amend(copy_of(order), change)
             except VenueRejected as exc:
                 return Denied(Reason.UNSUPPORTED, exc.reason)
             self.on_modified(Modified(change))
         else:
-            self._spawn(venue_calls.modify, broker, _copy(order), change, self._post)
-        return Accepted(_copy(order))
+            self._spawn(venue_calls.modify, broker, copy_of(order), change, self._post)
+        return Accepted(copy_of(order))
 
     def _change_refusal(self, order: Order, change: ModifyOrder) -> Reason | None:
         """The new values pass the same checks as a new order of the rest of the quantity."""
@@ -428,178 +389,6 @@ class OrderManager:
         self._emit(OrderUpdated, order, order.ts_last)
 
     # -- what the venue says -----------------------------------------------------------------
-    def on_report(self, report: OrderStatusReport) -> None:
-        """A status the venue streamed (or answered to a query), with the fills it carries."""
-        for fill in report.fills:
-            self.on_fill(fill)
-        order = self.open.get(report.client_order_id)
-        if order is None:
-            return
-        if report.broker_order_id and order.broker_order_id is None:
-            order.broker_order_id = report.broker_order_id
-            self._changed(order)
-        status = report.status
-        if status in (S.PARTIALLY_FILLED, S.FILLED):
-            if status is S.FILLED and order.filled_quantity < order.quantity:
-                self.to_reconcile.add(order.client_order_id)  # its fills are still to come
-            if status is S.PARTIALLY_FILLED and order.status is S.PENDING_CANCEL:
-                self._cancel_not_done(order)
-            elif order.status in (S.SUBMITTED, S.UNKNOWN, S.PENDING_SUBMIT):
-                # the venue has it (its fills, known already, moved nothing): it is working
-                settled = S.PARTIALLY_FILLED if order.filled_quantity else S.ACCEPTED
-                self._move(order, settled, report.ts_event or self.clock.now_ns())
-            return  # fills move the status, not a status report
-        if status is order.status:
-            return
-        if order.status is S.PENDING_CANCEL and status is S.ACCEPTED:
-            self._cancel_not_done(order)
-            return
-        if status not in _STATUS_EVENT or not can_transition(order.status, status):
-            log.info("order %s: %s reported while %s; ignored", order.client_order_id,
-                     status.value, order.status.value)
-            return
-        self._move(order, status, report.ts_event or self.clock.now_ns(), report.reason)
-
-    def on_queried(self, outcome: Queried, *, conclusive: bool = False) -> None:
-        """The venue's answer to a query. "Not found" settles an order only when it is
-        ``conclusive`` (reconciliation at start-up) or still true an acknowledgement timeout
-        after the first time (a venue may not list an order it has just taken)."""
-        coid = outcome.client_order_id
-        self._queried.discard(coid)
-        if outcome.report is not None:
-            self._not_found.pop(coid, None)
-            self.on_report(outcome.report)
-            order = self.open.get(coid)
-            if order is not None and order.status is S.UNKNOWN and \
-                    outcome.report.status is S.UNKNOWN:
-                return
-            self.to_reconcile.discard(coid)
-            return
-        order = self.open.get(coid)
-        if order is None or coid in self._in_flight:
-            return
-        now = self.clock.now_ns()
-        first = self._not_found.setdefault(coid, now)
-        if not conclusive and now - first < self._grace_ns:
-            return  # asked again at the next housekeeping
-        # the venue does not know it: it never got there (never resubmitted)
-        self._not_found.pop(coid, None)
-        self._move(order, S.CANCELED, now, "not found at the venue")
-        self.to_reconcile.discard(coid)
-
-    def on_fill(self, fill: Fill) -> None:
-        coid = fill.client_order_id
-        key = (fill.broker, fill.trade_id)
-        order = self.open.get(coid)
-        if order is not None:
-            trades = self._trades.setdefault(coid, set())
-            if key in trades:
-                self.duplicate_fills += 1
-                return
-            trades.add(key)
-            self._apply_fill(order, fill)
-            return
-        late = self._late.get(coid)
-        if late is not None:
-            closed, trades = late
-            if key in trades:
-                self.duplicate_fills += 1
-                return
-            trades.add(key)
-            self._late.move_to_end(coid)
-            self._apply_fill(closed, fill)
-            return
-        waiting = self._checking.get(coid)
-        if waiting is not None:
-            waiting.append(fill)  # one lookup per order: its answer settles these too
-            return
-        self._checking[coid] = [fill]
-        self._spawn(self._look_up, coid)
-
-    async def _look_up(self, coid: str) -> None:
-        """A fill for an order not in memory: the journal's order (or none: never sent by
-        LTS) and the trade ids it has applied to it. Asked again until the database answers
-        (the fill is never dropped)."""
-        while True:
-            await self.journal.flush()  # what this runner wrote before must be readable
-            try:
-                order, known = await repo.late_fill_lookup(self.db, self.portfolio_id, coid)
-            except Exception as exc:  # the database is away: the journal holds; ask again
-                log.warning("order %s: journal lookup failed (%s); retrying", coid,
-                            type(exc).__name__)
-                await anyio.sleep(0.5)
-                continue
-            self._post(FillChecked(coid, order, frozenset(known)))
-            return
-
-    def on_fill_checked(self, outcome: FillChecked) -> None:
-        fills = self._checking.pop(outcome.client_order_id, [])
-        if not fills:
-            return
-        order = outcome.order
-        if order is None:
-            fresh = [f for f in fills if (f.broker, f.trade_id) not in outcome.known]
-            if not fresh:
-                self.duplicate_fills += len(fills)
-                return
-            order = self._adopt(fresh[0])
-        self._keep_late(outcome.client_order_id, order, set(outcome.known))
-        for fill in fills:
-            self.on_fill(fill)
-
-    def _keep_late(self, coid: str, order: Order, trades: set[tuple[str, str]]) -> None:
-        late = self._late
-        late[coid] = (order, trades)
-        late.move_to_end(coid)
-        while len(late) > _LATE_ORDERS:
-            late.popitem(last=False)
-
-    def _adopt(self, fill: Fill) -> Order:
-        """An order LTS never sent, known only by its fills: taken in as external."""
-        now = self.clock.now_ns()
-        order = Order(client_order_id=f"ext-{self.portfolio_id}-{fill.client_order_id}",
-                      portfolio_id=self.portfolio_id, symbol=fill.symbol, side=fill.side,
-                      quantity=fill.quantity, order_type=OrderType.MARKET, status=S.ACCEPTED,
-                      tag="external", reason="placed outside LTS", ts_init=now, ts_last=now,
-                      anomaly=FillAnomaly.EXTERNAL)
-        self.book.insert(order, fill.broker)
-        self.book.audit({
-            "actor": "system", "action": "order.adopted",
-            "target": f"order:{order.client_order_id}", "client_address": None,
-            "outcome": "success",
-            "detail": {"portfolio_id": self.portfolio_id, "broker": fill.broker,
-                       "venue_order": fill.client_order_id, "symbol": fill.symbol}})
-        self._emit(OrderAdopted, order, now)
-        self.anomalies += 1
-        log.warning("fill %s for order %s that LTS never sent: adopted as %s", fill.trade_id,
-                    fill.client_order_id, order.client_order_id)
-        return order
-
-    def _apply_fill(self, order: Order, fill: Fill) -> None:
-        if fill.client_order_id != order.client_order_id:  # an adopted order's fill
-            fill = msgspec.structs.replace(fill, client_order_id=order.client_order_id)
-        if order.anomaly is FillAnomaly.EXTERNAL:  # an external order is as big as its fills
-            needed = order.filled_quantity + fill.quantity
-            if needed > order.quantity:
-                order.quantity = needed
-                if order.status is S.FILLED:
-                    order.status = S.PARTIALLY_FILLED
-        anomaly = order.apply_fill(fill.quantity, fill.price, fill.ts_event)
-        pos = self.ledger.apply_fill(fill)
-        self.book.fill(fill, pos)
-        self._changed(order)
-        self._emit(OrderFilled, order, fill.ts_event, fill)
-        if anomaly is not None and anomaly is not FillAnomaly.EXTERNAL:
-            self.anomalies += 1
-            self.to_reconcile.add(order.client_order_id)
-            log.warning("fill %s on order %s (%s): %s; the position follows, the order is "
-                        "marked for reconciliation", fill.trade_id, order.client_order_id,
-                        order.status.value, anomaly.value)
-        if order.status in TERMINAL_STATUSES and order.client_order_id in self.open:
-            self._close(order)
-        log.info("fill %s: %s %s %s @ %s fee %s -> position %s %s", fill.trade_id,
-                 fill.side.value, fill.quantity, fill.symbol, fill.price, fill.fee, pos.symbol,
-                 pos.quantity)
 
     # -- time ------------------------------------------------------------------------------------
     def housekeeping(self, ack_timeout_ns: int) -> None:
@@ -629,9 +418,9 @@ class OrderManager:
         broker = self.brokers[order.symbol]
         self._queried.add(coid)
         if broker.capabilities.simulated:
-            self.on_queried(Queried(coid, cast(SimulatedVenue, broker).status_of(_copy(order))))
+            self.on_queried(Queried(coid, cast(SimulatedVenue, broker).status_of(copy_of(order))))
         else:
-            self._spawn(venue_calls.query, broker, _copy(order), self._post)
+            self._spawn(venue_calls.query, broker, copy_of(order), self._post)
 
     # -- control ---------------------------------------------------------------------------------
     def cancel_unsent(self, why: str) -> int:
@@ -658,32 +447,5 @@ class OrderManager:
         self._in_flight.clear()
 
     # -- bookkeeping -----------------------------------------------------------------------------
-    def _move(self, order: Order, status: OrderStatus, ts: int, reason: str = "") -> None:
-        """Transition ``order`` (the table decides), write it, emit its event."""
-        order.transition(status, ts, reason)
-        self._changed(order)
-        self._emit(_STATUS_EVENT[status], order, ts)
-        if status in TERMINAL_STATUSES:
-            self._close(order)
-        if status in (S.REJECTED, S.EXPIRED, S.UNKNOWN):
-            log.warning("order %s %s %s", order.client_order_id, status.value, reason)
-        elif status is S.CANCELED:
-            log.info("order %s canceled %s", order.client_order_id, reason)
 
-    def _close(self, order: Order) -> None:
-        """The order is final: out of the open orders, kept a while for late fills; a sender
-        still waiting (it was never sent) gets its answer."""
-        coid = order.client_order_id
-        del self.open[coid]
-        self._keep_late(coid, order, self._trades.pop(coid, set()))
-        self._cancel_after_ack.discard(coid)
-        self._cancel_failed.pop(coid, None)
-        self._not_found.pop(coid, None)
-        self._bar_ts.pop(coid, None)
-        reply = self._replies.pop(coid, None)
-        if reply is not None:
-            _answer(reply, Accepted(_copy(order)))
 
-    def _forget(self, coid: str) -> None:
-        self.open.pop(coid, None)
-        self._trades.pop(coid, None)
