@@ -44,55 +44,43 @@ against ``max_connections`` and takes one connection of the engine's pool for th
 ``idle_session_timeout`` must exceed ``check_interval`` (the ping keeps the session busy) and
 ``idle_in_transaction_session_timeout`` does not apply (the connection runs in autocommit).
 Advisory locks are per database: engines sharing portfolios must use the same database.
+
+Where the parts live: this module is the front (:class:`LeaseManager`, with :class:`Lease` and
+:data:`LOCK_NAMESPACE` importable from here); :mod:`~lts.persistence.lease_file` has the SQLite
+lock file, :mod:`~lts.persistence.lease_locks` the PostgreSQL advisory locks and the keeper's
+check, :mod:`~lts.persistence.lease_tokens` the lease and what taking and releasing it write in
+``portfolios``.
 """
 
 from __future__ import annotations
 
-import fcntl
-import json
 import logging
 import os
 import socket
-import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from types import MappingProxyType, TracebackType
-from typing import Any, Final
+from typing import Final
 
 import anyio
 import anyio.abc
-from sqlalchemy import select, text, update
-from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from lts.errors import ConfigError, Conflict, LeaseHeld
+from lts.errors import ConfigError, Conflict
+from lts.persistence.lease_file import LockFile, database_file
+from lts.persistence.lease_locks import LOCK_NAMESPACE, AdvisoryLocks
+from lts.persistence.lease_tokens import LOST, Lease, bump_token, clear_owner, why
 from lts.persistence.tables import portfolios
 
 __all__ = ["LOCK_NAMESPACE", "Lease", "LeaseManager", "default_owner"]
 
 log = logging.getLogger("lts.leases")
 
-#: The first key of every lease's advisory lock ("LTS" in ASCII); the second is the portfolio id.
-LOCK_NAMESPACE: Final = 0x4C5453
 OWNER_MAX: Final = 128  # portfolios.lease_owner is VARCHAR(128)
 RECONNECT_MIN: Final = 0.1
 RECONNECT_MAX: Final = 5.0
-STALE_KEPT: Final = 8  # abandoned sessions remembered for eviction
-
-#: What ends the lock connection's usefulness: database errors, and OSError (which includes the
-#: TimeoutError of a bounded wait).
-_LOST: Final = (SQLAlchemyError, OSError)
-
-
-@dataclass(frozen=True, slots=True)
-class Lease:
-    """The right of this engine to trade one portfolio; ``token`` fences its journal writes."""
-
-    portfolio_id: int
-    token: int
-    owner: str
 
 
 def default_owner() -> str:
@@ -100,217 +88,8 @@ def default_owner() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def _database_file(engine: AsyncEngine) -> Path | None:
-    """The file of a SQLite file database; None in memory and for other databases."""
-    url = engine.url
-    if url.get_backend_name() != "sqlite" or _in_memory(url.database, url.query):
-        return None
-    assert url.database is not None
-    return Path(url.database)
-
-
-def _in_memory(database: str | None, query: Mapping[str, Any]) -> bool:
-    return database in (None, "", ":memory:") or query.get("mode") == "memory"
-
-
-def _one_line(message: str) -> str:
-    return " ".join(message.split())
-
-
 def _utc_now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-# -- SQLite: the database file's lock ---------------------------------------------------------
-
-
-class _LockFile:
-    """An exclusive ``flock`` on ``<database>.lock``, holding who took it as JSON.
-
-    Every method does blocking file I/O: call it in a worker thread.
-    """
-
-    def __init__(self, database: Path) -> None:
-        self.database = database
-        self.path = database.with_name(database.name + ".lock")
-        self._fd: int | None = None
-
-    def take(self, info: Mapping[str, object]) -> None:
-        """Lock and write ``info``; :class:`LeaseHeld` naming the holder when it is taken."""
-        # one lock file per database, whatever path (relative, through a symlink) names it
-        self.database = self.database.expanduser().resolve()
-        self.path = self.database.with_name(self.database.name + ".lock")
-        try:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError as err:
-            raise ConfigError(f"database {self.database}: cannot open the lock file "
-                              f"{self.path}: {err.strerror}") from None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = _read_holder(fd)
-            os.close(fd)
-            raise LeaseHeld(self._refusal(holder)) from None
-        except OSError as err:
-            os.close(fd)
-            raise ConfigError(f"database {self.database}: cannot lock {self.path}: "
-                              f"{err.strerror}") from None
-        self._fd = fd
-        self.write(info)
-
-    def write(self, info: Mapping[str, object]) -> None:
-        if self._fd is not None:
-            os.ftruncate(self._fd, 0)
-            os.pwrite(self._fd, json.dumps(info).encode(), 0)
-
-    def drop(self) -> None:
-        """Unlock (closing the descriptor releases the flock); the file stays."""
-        fd, self._fd = self._fd, None
-        if fd is not None:
-            try:
-                os.ftruncate(fd, 0)
-            finally:
-                os.close(fd)
-
-    def _refusal(self, holder: Mapping[str, Any] | None) -> str:
-        if holder is None:
-            return _one_line(f"database {self.database} is in use by another engine "
-                             f"(lock file {self.path})")
-        details = [f"pid {holder.get('pid', '?')} on host {holder.get('host', '?')}"]
-        if holder.get("api_port") is not None:
-            details.append(f"API port {holder['api_port']}")
-        if holder.get("since"):
-            details.append(f"since {holder['since']}")
-        return _one_line(f"database {self.database} is in use by another engine "
-                         f"({', '.join(details)})")
-
-
-def _read_holder(fd: int, attempts: int = 20) -> Mapping[str, Any] | None:
-    """The holder's JSON; retried briefly, as the holder may be between truncate and write."""
-    for _ in range(attempts):
-        try:
-            holder = json.loads(os.pread(fd, 4096, 0))
-        except ValueError:
-            time.sleep(0.025)  # a worker thread, never the event loop
-            continue
-        return holder if isinstance(holder, dict) else None
-    return None
-
-
-# -- PostgreSQL: the lock connection -----------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _Session:
-    """A PostgreSQL session, recognised by backend pid and start time (pids are reused)."""
-
-    pid: int
-    started: datetime
-
-
-class _LockConnection:
-    """The dedicated autocommit connection whose session holds the advisory locks.
-
-    Every call is bounded by ``timeout`` (TimeoutError); any error means the connection must be
-    discarded.
-    """
-
-    def __init__(self, conn: AsyncConnection, session: _Session, timeout: float) -> None:
-        self.conn = conn
-        self.session = session
-        self._timeout = timeout
-
-    @classmethod
-    async def open(cls, engine: AsyncEngine, limit: float) -> _LockConnection:
-        """Connect (each step bounded by ``limit`` seconds) and identify the session."""
-        with anyio.fail_after(limit):
-            conn = await engine.connect()
-        try:
-            with anyio.fail_after(limit):
-                await conn.execution_options(isolation_level="AUTOCOMMIT")
-                row = (await conn.execute(text(
-                    "SELECT pid, backend_start FROM pg_stat_activity "
-                    "WHERE pid = pg_backend_pid()"))).one()
-        except BaseException:
-            await _discard(conn)
-            raise
-        return cls(conn, _Session(int(row[0]), row[1]), limit)
-
-    async def scalar(self, sql: str, **params: object) -> Any:
-        with anyio.fail_after(self._timeout):
-            return (await self.conn.execute(text(sql), params)).scalar()
-
-    async def ping(self) -> None:
-        await self.scalar("SELECT 1")
-
-    async def try_lock(self, portfolio_id: int) -> bool:
-        return bool(await self.scalar("SELECT pg_try_advisory_lock(:ns, :id)",
-                                      ns=LOCK_NAMESPACE, id=portfolio_id))
-
-    async def unlock(self, portfolio_id: int) -> None:
-        await self.scalar("SELECT pg_advisory_unlock(:ns, :id)",
-                          ns=LOCK_NAMESPACE, id=portfolio_id)
-
-    async def bump(self, portfolio_id: int, owner: str) -> int | None:
-        with anyio.fail_after(self._timeout):
-            return await _bump(self.conn, portfolio_id, owner)
-
-    async def token(self, portfolio_id: int) -> int | None:
-        with anyio.fail_after(self._timeout):
-            token = (await self.conn.execute(select(portfolios.c.lease_token).where(
-                portfolios.c.id == portfolio_id))).scalar()
-        return None if token is None else int(token)
-
-    async def clear_owner(self, lease: Lease) -> None:
-        with anyio.fail_after(self._timeout):
-            await _clear_owner(self.conn, lease)
-
-    async def terminate(self, session: _Session) -> bool:
-        """End ``session`` if it still runs; False when it is gone."""
-        return bool(await self.scalar(
-            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-            "WHERE pid = :pid AND backend_start = :started",
-            pid=session.pid, started=session.started))
-
-    async def alive(self, session: _Session) -> bool:
-        return bool(await self.scalar(
-            "SELECT count(*) FROM pg_stat_activity WHERE pid = :pid AND backend_start = :started",
-            pid=session.pid, started=session.started))
-
-    async def discard(self) -> None:
-        await _discard(self.conn)
-
-
-async def _discard(conn: AsyncConnection) -> None:
-    """Close the DBAPI connection for good (never back to the pool): the session ends and the
-    server frees its locks. Bounded and shielded: it runs on error and cancellation paths."""
-    with anyio.CancelScope(shield=True), anyio.move_on_after(5):
-        try:
-            await conn.invalidate()
-            await conn.close()
-        except _LOST as err:
-            log.debug("closing the lease connection: %s", err)
-
-
-async def _bump(conn: AsyncConnection, portfolio_id: int, owner: str) -> int | None:
-    """Take the portfolio's fencing token: +1, recorded with the owner; None: no portfolio."""
-    token = (await conn.execute(
-        update(portfolios).where(portfolios.c.id == portfolio_id)
-        .values(lease_token=portfolios.c.lease_token + 1, lease_owner=owner)
-        .returning(portfolios.c.lease_token))).scalar()
-    await conn.commit()
-    return None if token is None else int(token)
-
-
-async def _clear_owner(conn: AsyncConnection, lease: Lease) -> None:
-    """Forget the owner of a released lease, unless someone took the portfolio since."""
-    await conn.execute(update(portfolios).where(
-        portfolios.c.id == lease.portfolio_id, portfolios.c.lease_token == lease.token,
-    ).values(lease_owner=None))
-    await conn.commit()
-
-
-# -- the manager -------------------------------------------------------------------------------
 
 
 class LeaseManager:
@@ -333,17 +112,15 @@ class LeaseManager:
         if not self.owner or len(self.owner) > OWNER_MAX:
             raise ConfigError(f"lease owner {self.owner!r}: 1 to {OWNER_MAX} characters")
         self._engine = engine
-        self._on_lost = on_lost
         self._api_port = api_port
         self._interval = check_interval
         self._timeout = timeout
-        self._postgres = engine.dialect.name == "postgresql"
-        database = _database_file(engine)
-        self._lock_file = None if database is None else _LockFile(database)
-        self._since = _utc_now()
         self._held: dict[int, Lease] = {}
-        self._conn: _LockConnection | None = None
-        self._stale: list[_Session] = []  # abandoned sessions the server may still keep
+        database = database_file(engine)
+        self._lock_file = None if database is None else LockFile(database)
+        self._locks = (AdvisoryLocks(engine, self._held, on_lost=on_lost, timeout=timeout)
+                       if engine.dialect.name == "postgresql" else None)
+        self._since = _utc_now()
         self._op = anyio.Lock()
         self._started = False
         self._closed = False
@@ -378,9 +155,9 @@ class LeaseManager:
         self._since = _utc_now()
         if self._lock_file is not None:
             await anyio.to_thread.run_sync(self._lock_file.take, self._info())
-        elif self._postgres:
+        elif self._locks is not None:
             async with self._op:
-                self._conn = await _LockConnection.open(self._engine, self._timeout)
+                await self._locks.open()
         self._started = True
         log.info("leases started as %s", self.owner)
 
@@ -402,8 +179,8 @@ class LeaseManager:
                 leases = list(self._held.values())
                 self._held.clear()
                 try:
-                    if self._postgres:
-                        await self._close_postgres()
+                    if self._locks is not None:
+                        await self._locks.close()
                     await self._clear_owners(leases)
                 finally:
                     if self._lock_file is not None:
@@ -420,7 +197,7 @@ class LeaseManager:
             lease = self._held.get(portfolio_id)
             if lease is not None:
                 return lease
-            token = await (self._take_postgres(portfolio_id) if self._postgres
+            token = await (self._locks.take(portfolio_id, self.owner) if self._locks is not None
                            else self._take_sqlite(portfolio_id))
             if token is None:
                 return None
@@ -442,8 +219,8 @@ class LeaseManager:
             lease = self._held.pop(portfolio_id, None)
             if lease is None:
                 return
-            if self._postgres:
-                await self._release_postgres(lease)
+            if self._locks is not None:
+                await self._locks.release(lease)
             else:
                 await self._clear_owners([lease])
             log.info("lease of portfolio %d released", portfolio_id)
@@ -457,12 +234,14 @@ class LeaseManager:
         SQLite it only waits (nothing can take the file lock from a live process)."""
         self._check_open()
         task_status.started()
-        if not self._postgres:
+        locks = self._locks
+        if locks is None:
             await anyio.sleep_forever()
+            return
         failures = 0
         while not self._closed:
             await anyio.sleep(self._pause(failures))
-            failures = 0 if await self._keep() else failures + 1
+            failures = 0 if await self._keep(locks) else failures + 1
 
     def _pause(self, failures: int) -> float:
         """Until the next check: ``check_interval`` while healthy, else a doubling backoff."""
@@ -470,146 +249,19 @@ class LeaseManager:
             return self._interval
         return float(min(RECONNECT_MIN * 2 ** (failures - 1), RECONNECT_MAX))
 
-    async def _keep(self) -> bool:
-        """One check; True when the lock connection is up (again)."""
+    async def _keep(self, locks: AdvisoryLocks) -> bool:
+        """One check, between the other operations; True when the lock connection is up
+        (again)."""
         async with self._op:
             if self._closed:
                 return True
-            if self._conn is not None:
-                try:
-                    await self._conn.ping()
-                    return True
-                except _LOST as err:
-                    log.warning("lease connection lost (%s); reconnecting", _why(err))
-                    await self._abandon()
-            try:
-                await self._restore()
-            except _LOST as err:
-                log.warning("lease connection: reconnecting failed (%s)", _why(err))
-                return False
-            return True
-
-    # -- PostgreSQL ----------------------------------------------------------------------------
-
-    async def _live(self) -> _LockConnection:
-        if self._conn is None:
-            await self._restore()
-        assert self._conn is not None
-        return self._conn
-
-    async def _take_postgres(self, portfolio_id: int) -> int | None:
-        conn = await self._live()
-        try:
-            if not await conn.try_lock(portfolio_id):
-                return None
-            token = await conn.bump(portfolio_id, self.owner)
-            if token is None:
-                await conn.unlock(portfolio_id)
-        except _LOST:
-            await self._abandon()
-            raise
-        if token is None:
-            raise Conflict(f"portfolio {portfolio_id} does not exist")
-        return token
-
-    async def _release_postgres(self, lease: Lease) -> None:
-        if self._conn is None:
-            return  # the session is gone and its locks with it (a stale one is evicted later)
-        try:
-            await self._conn.clear_owner(lease)
-            await self._conn.unlock(lease.portfolio_id)
-        except _LOST as err:
-            log.warning("lease of portfolio %d: unlock failed (%s); dropping the connection",
-                        lease.portfolio_id, _why(err))
-            await self._abandon()
-
-    async def _close_postgres(self) -> None:
-        """End the lock session (its locks go with it) and any abandoned one still running."""
-        try:
-            conn = self._conn or (await self._open_for_eviction() if self._stale else None)
-            self._conn = conn
-            if conn is not None:
-                await self._evict_stale(conn)
-        except _LOST as err:
-            log.warning("closing leases: %s", _why(err))
-        finally:
-            if self._conn is not None:
-                await self._conn.discard()
-                self._conn = None
-
-    async def _open_for_eviction(self) -> _LockConnection | None:
-        try:
-            return await _LockConnection.open(self._engine, self._timeout)
-        except _LOST as err:
-            log.warning("closing leases: cannot reach the database to end stale sessions (%s)",
-                        _why(err))
-            return None
-
-    async def _abandon(self) -> None:
-        """Drop the lock connection; remember its session in case the server still keeps it."""
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            self._stale = [*self._stale[-(STALE_KEPT - 1):], conn.session]
-            await conn.discard()
-
-    async def _restore(self) -> None:
-        """Reconnect, end our abandoned sessions, take back each lease or report it lost."""
-        conn = await _LockConnection.open(self._engine, self._timeout)
-        self._conn = conn
-        lost: list[int] = []
-        try:
-            await self._evict_stale(conn)
-            for lease in list(self._held.values()):
-                if not await self._reclaim(conn, lease):
-                    del self._held[lease.portfolio_id]
-                    lost.append(lease.portfolio_id)
-        except _LOST:
-            await self._abandon()
-            raise
-        finally:
-            self._report_lost(lost)
-        log.info("lease connection restored; %d lease(s) kept", len(self._held))
-
-    async def _evict_stale(self, conn: _LockConnection) -> None:
-        """Terminate our abandoned sessions the server still runs and wait until they end."""
-        for session in self._stale:
-            if await conn.terminate(session):
-                log.warning("ended this engine's abandoned database session (pid %d)",
-                            session.pid)
-        deadline = anyio.current_time() + self._timeout
-        pause = 0.01
-        while self._stale:
-            self._stale = [s for s in self._stale if await conn.alive(s)]
-            if not self._stale or anyio.current_time() > deadline:
-                break
-            await anyio.sleep(pause)
-            pause = min(pause * 2, 0.2)
-
-    async def _reclaim(self, conn: _LockConnection, lease: Lease) -> bool:
-        """Retake a lease after a reconnect, keeping its token; False when it was taken."""
-        if not await conn.try_lock(lease.portfolio_id):
-            return False
-        if await conn.token(lease.portfolio_id) == lease.token:
-            return True
-        await conn.unlock(lease.portfolio_id)
-        return False
-
-    def _report_lost(self, lost: list[int]) -> None:
-        for portfolio_id in lost:
-            log.error("lease of portfolio %d lost: another engine took it while the lease "
-                      "connection was down", portfolio_id)
-            if self._on_lost is None:
-                continue
-            try:
-                self._on_lost(portfolio_id)
-            except Exception:
-                log.exception("on_lost(%d) failed", portfolio_id)
+            return await locks.check()
 
     # -- SQLite --------------------------------------------------------------------------------
 
     async def _take_sqlite(self, portfolio_id: int) -> int:
         async with self._engine.connect() as conn:
-            token = await _bump(conn, portfolio_id, self.owner)
+            token = await bump_token(conn, portfolio_id, self.owner)
         if token is None:
             raise Conflict(f"portfolio {portfolio_id} does not exist")
         return token
@@ -622,9 +274,9 @@ class LeaseManager:
             with anyio.fail_after(self._timeout):
                 async with self._engine.connect() as conn:
                     for lease in leases:
-                        await _clear_owner(conn, lease)
-        except _LOST as err:
-            log.warning("releasing leases: %s", _why(err))
+                        await clear_owner(conn, lease)
+        except LOST as err:
+            log.warning("releasing leases: %s", why(err))
 
     # -- helpers -------------------------------------------------------------------------------
 
@@ -636,7 +288,3 @@ class LeaseManager:
     def _info(self) -> dict[str, object]:
         return {"pid": os.getpid(), "host": socket.gethostname(), "owner": self.owner,
                 "since": self._since, "api_port": self._api_port}
-
-
-def _why(err: BaseException) -> str:
-    return _one_line(str(err).split("\n", 1)[0]) or type(err).__name__
