@@ -46,6 +46,7 @@ from lts.domain.orders import (
     Order,
     OrderRequest,
     OrderStatus,
+    can_transition,
 )
 from lts.engine import venue_calls
 from lts.engine.executions import ExecutionIntake, answer, copy_of
@@ -271,10 +272,18 @@ class OrderManager(ExecutionIntake):
             self._cancel_after_ack.discard(coid)
             if order is None:
                 return
-            if outcome.rejected or not outcome.sent:
-                self._move(order, S.REJECTED, now, outcome.reason)
+            settled = S.REJECTED if outcome.rejected or not outcome.sent else S.UNKNOWN
+            if order.status is S.UNKNOWN and settled is S.UNKNOWN:
+                return  # the acknowledgement timeout said so already
+            if order.status in (S.SUBMITTED, S.UNKNOWN, S.PENDING_CANCEL) and \
+                    can_transition(order.status, settled):
+                self._move(order, settled, now, outcome.reason)
             else:
-                self._move(order, S.UNKNOWN, now, outcome.reason)
+                # the venue's own reports moved it on (accepted, filled): the call's failure
+                # contradicts them; a query says where it stands
+                log.warning("submit of %s failed (%s) while the venue reports it %s; querying",
+                            coid, outcome.reason, order.status.value)
+                self._query(order)
         elif outcome.kind is CallKind.CANCEL:
             if order is not None:
                 # refused (already filled, unknown at the venue) or lost: ask where it stands;
