@@ -65,7 +65,7 @@ from typing import Final
 
 import anyio
 import anyio.abc
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from lts.errors import ConfigError, Conflict
@@ -124,6 +124,9 @@ class LeaseManager:
         self._op = anyio.Lock()
         self._started = False
         self._closed = False
+        #: SQLite: every portfolio's token, bumped in one statement at start (the file is this
+        #: engine's alone), handed out by acquire without a write each
+        self._file_tokens: dict[int, int] = {}
 
     @property
     def held(self) -> Mapping[int, Lease]:
@@ -155,6 +158,7 @@ class LeaseManager:
         self._since = _utc_now()
         if self._lock_file is not None:
             await anyio.to_thread.run_sync(self._lock_file.take, self._info())
+            self._file_tokens = await self._bump_all()
         elif self._locks is not None:
             async with self._op:
                 await self._locks.open()
@@ -259,7 +263,19 @@ class LeaseManager:
 
     # -- SQLite --------------------------------------------------------------------------------
 
+    async def _bump_all(self) -> dict[int, int]:
+        """Every portfolio's token bumped, in one transaction (SQLite, under the file lock)."""
+        async with self._engine.begin() as conn:
+            rows = await conn.execute(
+                update(portfolios).values(lease_token=portfolios.c.lease_token + 1,
+                                          lease_owner=self.owner)
+                .returning(portfolios.c.id, portfolios.c.lease_token))
+            return {int(pid): int(token) for pid, token in rows}
+
     async def _take_sqlite(self, portfolio_id: int) -> int:
+        token = self._file_tokens.pop(portfolio_id, None)
+        if token is not None:  # bumped at start: no write per portfolio
+            return token
         async with self._engine.connect() as conn:
             token = await bump_token(conn, portfolio_id, self.owner)
         if token is None:
