@@ -323,6 +323,14 @@ class OrderManager(ExecutionIntake):
         else:
             self._spawn(venue_calls.cancel, broker, copy_of(order), self._post)
 
+    def resume_cancels(self, why: str) -> None:
+        """Orders the journal holds PENDING_CANCEL (a restart came while their cancel was on
+        its way, and the call died with the runner): if the venue says they still work, the
+        cancel is sent again (see :meth:`_cancel_not_done`)."""
+        for order in self.open.values():
+            if order.status is S.PENDING_CANCEL:
+                self._cancel_failed[order.client_order_id] = (0, False, why)
+
     def _cancel_not_done(self, order: Order) -> None:
         """The venue says a PENDING_CANCEL order works on. While our cancel is on its way that
         is expected; once the cancel failed, a lost one is sent again (a cancel may be

@@ -219,6 +219,7 @@ class PortfolioRunner:
             if stored.get(sym, pos.quantity) != pos.quantity:
                 log.warning("portfolio %s: stored position %s %s differs from fills (%s); "
                             "rebuilt from fills", pid, sym, stored[sym], pos.quantity)
+        om.resume_cancels("the engine restarted while the cancel was on its way")
         known = {(f.broker, f.trade_id) for f in fills}
         last_fill = {f.broker: f.ts_event for f in fills}
         for broker in self._venues:
