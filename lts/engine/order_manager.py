@@ -449,13 +449,23 @@ class OrderManager(ExecutionIntake):
         return len(unsent)
 
     @property
+    def looking_up(self) -> int:
+        """Orders whose fills wait for a journal lookup."""
+        return len(self._checking)
+
+    @property
     def in_flight(self) -> int:
         """Submits sent without an answer yet."""
         return len(self._in_flight)
 
     def give_up_in_flight(self, why: str) -> None:
         """A stop waited long enough: submits still unanswered are UNKNOWN (the next start
-        queries them)."""
+        queries them); fills still waiting for a journal lookup are left to the next start's
+        reconciliation (the venue lists them again)."""
+        for coid, fills in self._checking.items():
+            log.warning("order %s: %d fill(s) not yet taken in (%s); the next start fetches "
+                        "them from the venue", coid, len(fills), why)
+        self._checking.clear()
         now = self.clock.now_ns()
         for coid in list(self._in_flight):
             order = self.open.get(coid)

@@ -513,7 +513,7 @@ class PortfolioRunner:
         unsent = om.cancel_unsent(f"not sent: {why}")
         log.info("portfolio %s stopping (%s): %d unsent order(s) canceled, %d awaiting the "
                  "venue", self.portfolio_id, why, unsent, om.in_flight)
-        if om.in_flight:
+        if om.in_flight or om.looking_up:
             self._tg.start_soon(self._stop_deadline)
 
     async def _stop_deadline(self) -> None:
@@ -522,8 +522,10 @@ class PortfolioRunner:
         self.inbox(StopDeadline())
 
     def _stopped(self) -> bool:
+        """Stopping, and nothing is waiting for the venue or the journal any more (submits in
+        flight, fills being looked up: a graceful stop loses no fill)."""
         om = self.orders
-        return self.stopping and om is not None and om.in_flight == 0
+        return self.stopping and om is not None and om.in_flight == 0 and not om.looking_up
 
     def _finish_stop(self) -> None:
         for order in self.open_orders.values():

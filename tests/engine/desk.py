@@ -207,10 +207,16 @@ class EngineDesk:
             if own.sqlite:
                 await anyio.to_thread.run_sync(own.execute, "BEGIN IMMEDIATE")
             else:
-                own.execute("BEGIN")
-                # in a thread: the journal may be mid-batch, and it commits on this loop
-                await anyio.to_thread.run_sync(
-                    own.execute, f"LOCK TABLE {_JOURNAL_TABLES} IN EXCLUSIVE MODE")
+                while True:
+                    own.execute("BEGIN")
+                    try:  # in a thread: the journal may be mid-batch, committing on this loop
+                        await anyio.to_thread.run_sync(
+                            own.execute, f"LOCK TABLE {_JOURNAL_TABLES} IN EXCLUSIVE MODE")
+                        break
+                    except psycopg.errors.DeadlockDetected:
+                        # the batch holds one table and wants one already locked here: the
+                        # server chose this side; the batch commits, then lock again
+                        own.execute("ROLLBACK")
             yield
         finally:
             own.execute("ROLLBACK")

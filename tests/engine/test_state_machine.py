@@ -1,34 +1,42 @@
 """A state machine over one runner's inbox (issue 9): programs of venue and command steps run
 against the real engine, with the venue's truth modelled in the test.
 
-How it works: hypothesis draws a *program*, a list of steps (submit with the venue's answer
-chosen, release a held answer, partial / full / over fill, duplicate fill, fill after cancel,
-cancel, a cancel racing the submit's write-ahead, modify, a venue-side cancel, a reconnect, an
-acknowledgement timeout, restart, settle). Each program runs against an engine desk of its own
+How it works: hypothesis draws a *program*, a list of steps: submit (market or limit, buy or
+sell) with the venue's answer chosen (acknowledge, reject, lose the answer, hold it, refuse to
+send), release a held answer, an acknowledgement timeout, partial / full / over fill (from the
+event loop or an SDK's thread; after a cancel too), a fill of an order LTS never sent, a
+duplicate fill, cancel (the venue acknowledges, refuses, loses the answer or answers after the
+next step), a cancel racing the submit's write-ahead, modify, a venue-side cancel or expiry, a
+reconnect, restart, settle. Each program runs against an engine desk of its own
 (:mod:`tests.engine.desk`: the real engine, one portfolio on SQLite or PostgreSQL, a scripted
-venue). Steps act only through the facade (commands with answers) and the venue (answers,
-execution reports), and each waits for what it deterministically causes at the venue (the
-order received, booked or held; the cancel or modify call made), so a program means the same
-thing on every run and shrinking works on the list. The engine's own reactions (the venue's
-answers taken in, fills applied, housekeeping queries) run concurrently with the next steps,
-so programs also exercise those races.
+venue); earlier programs' portfolios are retired. Steps act only through the facade (commands
+with answers) and the venue (answers, execution reports), and each waits for what it
+deterministically causes at the venue (the order received, booked or held; the cancel or modify
+call made), so a program means the same thing on every run and shrinking works on the list.
+The engine's own reactions (answers taken in, fills applied, housekeeping queries, resyncs) run
+concurrently with the next steps, so programs also exercise those races.
 
 Invariants:
 
-- after every step, on the committed events delivered so far: sequence numbers strictly
-  increase (across restarts too), each order moves only along :data:`TRANSITIONS` and never
-  out of a terminal state, its filled quantity never decreases and never exceeds what the
-  venue reported for it, every applied trade is one the venue made, applied once; no client
-  order id is used twice; an order canceled before it was sent never reaches the venue;
-- at a settle step, a restart and the end of each program, once the engine has settled (it
-  converges on the venue's truth, waited for with a deadline): every order's status, filled
-  quantity, quantity and limit price agree with the venue's book (an order still held at the
-  venue may be submitted, pending cancel or unknown; one the venue never booked is rejected or
-  canceled), and in the journal: the position equals the signed sum of the venue's distinct
-  fills, the fills table holds exactly those trades, each order's row has its filled quantity
-  and last status, every committed event was delivered and nothing else.
+- after every step, on the committed events delivered so far: the runner never failed;
+  sequence numbers strictly increase (across restarts too); each order moves only along
+  :data:`TRANSITIONS`, so never out of a terminal state (a fill after the close adds quantity,
+  the status stays); its filled quantity never decreases and never exceeds what the venue
+  reported for it; every applied trade is one the venue made, applied once; no client order id
+  is used twice; an order canceled before it was sent never reaches the venue;
+- at a settle step, a restart and the end of each program, once the engine has settled
+  (agreement on every committed event, still true after the runner took what was in its
+  inbox; waited for with a deadline): every order's status, filled quantity, quantity and limit
+  price agree with the venue's book (a submit still held at the venue may be submitted,
+  pending cancel or unknown; one the venue never booked is rejected or canceled; an order LTS
+  never sent is adopted with all its fills), and in the journal and the ledger: the position
+  equals the signed sum of the venue's distinct fills, the cash follows them, the fills table
+  holds exactly those trades, each order's row has its last status, the venue's filled
+  quantity and average price, and every committed event was delivered and nothing else.
 
-Defects the machine found are kept as explicit regression programs at the end of this module.
+Runs: ``LTS_SM_EXAMPLES`` programs on SQLite (default below), a quarter of it on PostgreSQL;
+``--hypothesis-show-statistics`` shows how often each step found something to act on. Defects
+the machine found are kept as explicit regression programs at the end of this module.
 """
 
 from __future__ import annotations
@@ -80,9 +88,6 @@ TERMINAL = frozenset(s.value for s in TERMINAL_STATUSES)
 HELD_STATUSES = frozenset({"submitted", "pending_cancel", "unknown"})
 MARKET_PRICE = Decimal(100)
 CASH = Decimal(100_000)  # the desk's initial cash
-#: Hunting for more defects while known ones are open: steps that run into them are played
-#: safe (e.g. LTS_SM_AROUND=cancel-in-flight). Never set in CI.
-AROUND = frozenset(filter(None, os.environ.get("LTS_SM_AROUND", "").split(",")))
 
 
 # -- steps ----------------------------------------------------------------------------------------
@@ -123,6 +128,16 @@ class Fill:
     pick: int = 0
     kind: Literal["partial", "full", "over"] = "partial"
     from_thread: bool = False
+
+
+@dataclass(frozen=True)
+class ExternalFill:
+    """The venue reports a trade of an order LTS never sent (placed by hand at the venue):
+    one of the earlier such orders (``pick``), or a new one."""
+
+    pick: int = 0
+    side: Side = Side.BUY
+    quantity: int = 1
 
 
 @dataclass(frozen=True)
@@ -181,8 +196,8 @@ class Settle:
     """Wait until the engine agrees with the venue, and check the journal."""
 
 
-Step = (Submit | SubmitThenCancel | Release | Fill | DuplicateFill | Cancel | Modify
-        | VenueCancel | Reconnect | AckTimeout | Restart | Settle)
+Step = (Submit | SubmitThenCancel | Release | Fill | ExternalFill | DuplicateFill | Cancel
+        | Modify | VenueCancel | Reconnect | AckTimeout | Restart | Settle)
 
 _picks = st.integers(0, 7)
 _sides = st.sampled_from([Side.BUY, Side.SELL])
@@ -223,6 +238,7 @@ STEPS: st.SearchStrategy[Step] = st.one_of(
     _cancels(), _cancels(),
     _modifies(), _modifies(),
     st.builds(DuplicateFill, _picks),
+    st.builds(ExternalFill, st.integers(0, 2), _sides, _quantities),
     st.builds(SubmitThenCancel, _sides, _quantities, _limits),
     st.builds(VenueCancel, _picks, st.sampled_from(["canceled", "expired"])),
     st.just(Reconnect()),
@@ -248,6 +264,7 @@ class Model:
     unsent: set[str] = field(default_factory=set)  # canceled before they were sent
     pending_cancel_held: set[str] = field(default_factory=set)  # a cancel waits for the ack
     trades: dict[str, Any] = field(default_factory=dict)  # trade id -> Fill (distinct)
+    external: dict[str, list[Any]] = field(default_factory=dict)  # venue's order id -> fills
     coids: set[str] = field(default_factory=set)  # every client order id the engine answered
     next_number: int = 1
 
@@ -260,7 +277,7 @@ class ProgramRun:
         self.prefix = uuid.uuid4().hex[:8]  # trade ids unique in the database across examples
         self.trade_no = 0
         self.trace: list[str] = []
-        self.idle = False  # the current step found nothing to act on
+        self.outcome = ""  # for the statistics: "nothing to do", "denied ..."
 
     # -- helpers ----------------------------------------------------------------------------------
     def log(self, text: str) -> None:
@@ -280,7 +297,7 @@ class ProgramRun:
 
     def _pick(self, items: Sequence[str], pick: int) -> str | None:
         if not items:
-            self.idle = True
+            self.outcome = "nothing to do"
             return None
         return items[pick % len(items)]
 
@@ -292,12 +309,13 @@ class ProgramRun:
         order = reply.order
         if order is None:
             return None
-        coid = order.client_order_id
+        coid: str = order.client_order_id
         assert coid not in self.model.coids, f"client order id {coid} used twice"
         self.model.coids.add(coid)
         self.model.next_number = int(coid.rsplit("-", 1)[1]) + 1
         if isinstance(reply, Denied):
             self.model.denied.append(coid)
+            self.outcome = f"denied {reply.reason.value}"
             return None
         self.model.orders.append(coid)
         self.model.kinds[coid] = order.order_type
@@ -312,16 +330,18 @@ class ProgramRun:
     async def run(self, program: Sequence[Step]) -> None:
         for number, step in enumerate(program):
             self.trace.append(f"{number}: {step}")
-            self.idle = False
+            self.outcome = ""
             late_cancels, self.model.held_cancels = self.model.held_cancels, []
             await getattr(self, f"_{type(step).__name__.lower()}")(step)
             for coid in late_cancels:
                 await self.release_cancel(coid)
             if currently_in_test_context():  # the statistics of --hypothesis-show-statistics
-                statistic(type(step).__name__ + (" (nothing to do)" if self.idle else ""))
+                statistic(type(step).__name__ + (f" ({self.outcome})" if self.outcome else ""))
             self.check_stream()
             if isinstance(step, (Settle, Restart)):
                 await self.settled()
+        for coid in self.model.held_cancels:
+            await self.release_cancel(coid)
         await self.settled()
 
     async def _submit(self, step: Submit) -> None:
@@ -374,10 +394,11 @@ class ProgramRun:
         if coid is None:
             return
         self.model.held.remove(coid)
-        self.world.release(coid, step.answer)
-        if step.answer in ("ack", "lost"):
+        answer = step.answer
+        self.world.release(coid, answer)
+        if answer in ("ack", "lost"):
             await self.until(lambda: coid in self.world.book, f"the venue to book {coid}")
-            if coid in self.model.pending_cancel_held and step.answer == "ack":
+            if coid in self.model.pending_cancel_held and answer == "ack":
                 # the cancel that waited for the acknowledgement goes out now
                 await self.until(lambda: coid in self.world.cancels,
                                  f"the cancel of {coid} after its acknowledgement")
@@ -405,10 +426,27 @@ class ProgramRun:
         self.log(f"  {fill.trade_id}: {fill.side.value} {quantity} of {coid} (venue: "
                  f"{placed.status.value}, filled {placed.filled}/{placed.order.quantity})")
 
+    def adopted(self, venue_id: str) -> str:
+        """The client order id LTS gives an order it never sent."""
+        return f"ext-{self.desk.portfolio_id}-{venue_id}"
+
+    async def _externalfill(self, step: ExternalFill) -> None:
+        known = list(self.model.external)
+        venue_id = known[step.pick] if step.pick < len(known) else f"X{len(known) + 1}"
+        self.trade_no += 1
+        fill = self.world.fill(venue_id, Decimal(step.quantity), MARKET_PRICE,
+                               trade_id=f"{self.prefix}-{self.trade_no}", side=step.side,
+                               symbol=self.desk.symbols[0],
+                               portfolio_id=self.desk.portfolio_id)
+        self.model.trades[fill.trade_id] = fill
+        self.model.external.setdefault(venue_id, []).append(fill)
+        self.log(f"  {fill.trade_id}: {fill.side.value} {step.quantity} of {venue_id} "
+                 "(an order LTS never sent)")
+
     async def _duplicatefill(self, step: DuplicateFill) -> None:
         trades = list(self.model.trades.values())
         if not trades:
-            self.idle = True
+            self.outcome = "nothing to do"
             return
         fill = trades[step.pick % len(trades)]
         om = self.desk.engine.runner_of(self.desk.portfolio_id).orders
@@ -451,7 +489,7 @@ class ProgramRun:
         limit = Decimal(step.limit) if step.limit is not None and \
             self.model.kinds[coid] is OrderType.LIMIT else None
         if quantity is None and limit is None:
-            self.idle = True
+            self.outcome = "nothing to do"
             return
         refuse = step.refuse or placed is None or placed.status in TERMINAL_STATUSES or \
             (quantity is not None and quantity <= placed.filled)
@@ -478,8 +516,8 @@ class ProgramRun:
         self.world.reconnect()
 
     async def _acktimeout(self, step: AckTimeout) -> None:
-        if not self.model.held or "late-ack" in AROUND:
-            self.idle = True
+        if not self.model.held:
+            self.outcome = "nothing to do"
             return
         facade = self.desk.facade
         normal = facade.settings
@@ -508,10 +546,6 @@ class ProgramRun:
                          f"the venue to cancel {coid}")
 
     async def _restart(self, step: Restart) -> None:
-        if "cancel-in-flight" in AROUND:  # no cancel on its way when the runner stops
-            for coid in list(self.world.held_cancels):
-                await self.release_cancel(coid)
-            await self.settled()
         # the calls waiting for the venue die with the runner's task group
         for coid in self.model.held:
             self.world.held.pop(coid, None)
@@ -523,12 +557,26 @@ class ProgramRun:
         pass  # run() settles after it
 
     # -- invariants ---------------------------------------------------------------------------
-    def venue_filled(self, coid: str) -> Decimal:
+    def venue_fills(self, coid: str) -> list[Any]:
+        """The distinct fills the venue reported of the order LTS knows as ``coid``."""
         placed = self.world.book.get(coid)
-        return placed.filled if placed is not None else Decimal(0)
+        if placed is not None:
+            return list(placed.fills)
+        for venue_id, fills in self.model.external.items():
+            if self.adopted(venue_id) == coid:
+                return fills
+        return []
+
+    def venue_filled(self, coid: str) -> Decimal:
+        return sum((f.quantity for f in self.venue_fills(coid)), Decimal(0))
 
     def check_stream(self) -> None:
         """What must hold at every moment, on the committed events delivered so far."""
+        state = self.desk.state()
+        failed = f"the runner failed ({state.status}, restarted {state.restarts} time(s)): " \
+            f"{state.last_error or 'see the log'}"
+        assert state.last_error is None, failed
+        assert state.restarts == 0, failed
         events = self.events()
         seqs = [e.seq for e in events]
         assert all(a < b for a, b in itertools.pairwise(seqs)), \
@@ -587,6 +635,12 @@ class ProgramRun:
                     # closed here and not there: it cannot come to agree (no need to wait)
                     assert event.status not in TERMINAL or event.status == venue[0], \
                         out[-1]
+        for venue_id in self.model.external:
+            coid = self.adopted(venue_id)
+            event = last.get(coid)
+            filled = self.venue_filled(coid)
+            if event is None or event.filled_quantity != filled:
+                out.append(f"{venue_id}: filled {filled} at the venue, adopted as {event}")
         applied = {e.fill.trade_id for e in self.events()
                    if isinstance(e, OrderFilled) and e.fill is not None}
         missing = set(self.model.trades) - applied
@@ -668,15 +722,16 @@ class ProgramRun:
             f"fills in the journal {trade_ids}, the venue's {sorted(self.model.trades)}"
         last = self.last_events()
         rows = {r["client_order_id"]: r for r in order_rows}
-        assert set(rows) == set(self.model.orders) | set(self.model.denied), \
+        adopted = [self.adopted(v) for v in self.model.external]
+        assert set(rows) == set(self.model.orders) | set(self.model.denied) | set(adopted), \
             f"orders in the journal {sorted(rows)}"
-        for coid in self.model.orders:
+        for coid in self.model.orders + adopted:
             row, event = rows[coid], last[coid]
             assert (row["status"], row["filled_quantity"]) == (
                 event.status, event.filled_quantity), f"{coid}: row {dict(row)}, event {event}"
             assert row["filled_quantity"] == self.venue_filled(coid), \
                 f"{coid}: filled {row['filled_quantity']}, venue {self.venue_filled(coid)}"
-            fills = self.world.book[coid].fills if coid in self.world.book else []
+            fills = self.venue_fills(coid)
             if fills:  # the average price of its distinct fills
                 average = sum((f.quantity * f.price for f in fills), Decimal(0)) / \
                     self.venue_filled(coid)
@@ -708,7 +763,7 @@ async def retire_portfolios(db_url: str) -> None:
 async def run_program(db_url: str, program: Sequence[Step]) -> None:
     await retire_portfolios(db_url)
     failure: Exception | None = None
-    async with running_desk(db_url, risk=RISK, engine=ENGINE) as desk:
+    async with running_desk(db_url, cash=str(CASH), risk=RISK, engine=ENGINE) as desk:
         run = ProgramRun(desk)
         try:
             await run.run(program)
@@ -721,10 +776,11 @@ async def run_program(db_url: str, program: Sequence[Step]) -> None:
 
 # -- the machine ----------------------------------------------------------------------------------
 #: programs per run on SQLite (a quarter of it on PostgreSQL); LTS_SM_EXAMPLES=1000 for a hunt
-EXAMPLES = int(os.environ.get("LTS_SM_EXAMPLES", 60))
+EXAMPLES = int(os.environ.get("LTS_SM_EXAMPLES", 100))
 _MACHINE = dict(deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
                                                       HealthCheck.too_slow],
-                phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.shrink])
+                phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.shrink],
+                report_multiple_bugs=False)  # shrink one failure (each may wait SETTLE)
 
 
 @pytest.mark.timeout(600)
@@ -745,27 +801,35 @@ async def test_one_runner_agrees_with_its_venue_postgresql(migrated_url: str,
     await run_program(migrated_url, program)
 
 
-# -- defects the machine found, kept as programs that fail until fixed ---------------------------
+# -- defects the machine found, kept as programs (each failed on the code it was found on) -------
 REGRESSIONS: dict[str, list[Step]] = {
-    # a cancel that reaches the runner while the submit's write-ahead row is being committed
-    # closes the order, and with it drops the submitter's reply: the submit is never answered
+    # a cancel that reached the runner while the submit's write-ahead row was being committed
+    # closed the order and dropped the submitter's reply: the submit was never answered
     "cancel-before-write-ahead": [SubmitThenCancel(), Settle()],
-    # a cancel the venue refused, or whose answer was lost, leaves the order PENDING_CANCEL for
-    # good while it works on at the venue (the query's ACCEPTED is taken for "on its way")
+    # a cancel the venue refused, or whose answer was lost, left the order PENDING_CANCEL for
+    # good while it worked on at the venue (the query's ACCEPTED taken for "on its way")
     "lost-cancel": [Submit(), Cancel(answer="lost"), Settle()],
     "refused-cancel": [Submit(), Cancel(answer="reject"), Settle()],
-    # a submit past the acknowledgement timeout is UNKNOWN, and no longer counted as in
-    # flight: the venue, which has not booked it yet, answers the query "not found", the order
-    # is CANCELED, and then the venue books it (a working order LTS has closed)
+    # a submit past the acknowledgement timeout was UNKNOWN and no longer counted in flight:
+    # the venue, which had not booked it yet, answered the query "not found", the order was
+    # CANCELED, and then the venue booked it (a working order LTS had closed)
     "late-ack": [Submit(answer="hold"), AckTimeout(), Release(), Settle()],
-    # fills after an order closed are applied to copies of the order read from the journal,
-    # one per fill: two in one batch both start from the same row, one's quantity is lost
+    # fills after an order closed were applied to copies of the order read from the journal,
+    # one per fill: two in one batch both started from the same row, one's quantity was lost
     "fills-after-close": [Submit(), Fill(kind="full"), Fill(), Fill(), Settle()],
-    # a restart while a cancel is on its way (the graceful stop waits for submits only, the
-    # cancel call dies with the runner): the new runner finds the order PENDING_CANCEL and the
-    # venue working it, takes that for "our cancel is on its way" and never sends it again:
-    # PENDING_CANCEL for good, while the order works at the venue
+    # a submit's answer lost after the acknowledgement timeout had made the order UNKNOWN: the
+    # runner moved it UNKNOWN -> UNKNOWN, InvalidTransition, and crashed
+    "answer-lost-after-the-ack-timeout": [Submit(answer="hold"), AckTimeout(),
+                                          Release(answer="lost"), Settle()],
+    # a restart while a cancel was on its way (the graceful stop waits for submits only; the
+    # cancel call died with the runner): the new runner found the order PENDING_CANCEL and the
+    # venue working it, took that for "our cancel is on its way" and never sent it again:
+    # PENDING_CANCEL for good (queried every housekeeping) while the order worked at the venue
     "cancel-in-flight-at-restart": [Submit(), Cancel(answer="hold"), Restart()],
+    # a fill for an order not in memory (here one LTS never sent) waits for a journal lookup
+    # in a task; a graceful stop right after it canceled the lookup and the fill was lost (the
+    # next start finds it only if the venue lists that order's trades again)
+    "fill-looked-up-at-stop": [Submit(), ExternalFill(), Restart()],
 }
 
 

@@ -90,6 +90,7 @@ class VenueWorld:
         self.held: dict[str, _Held] = {}
         self.held_cancels: dict[str, _Held] = {}  # cancel_answer "hold": until release_cancel()
         self.on_submit: Callable[[Order], None] | None = None  # e.g. read the database
+        self.external_fills: list[Fill] = []  # trades of orders placed outside LTS
         self.credentials_for: str | None = None  # set: the venue wants the owner's keys
         self.credentials: Any = None  # what the engine handed the broker
         self._trades = itertools.count(1)
@@ -180,7 +181,9 @@ class VenueWorld:
                     symbol or (order.symbol if order else "AAA"),
                     side or (order.side if order else Side.BUY), qty, Decimal(price),
                     Decimal(0), self._now())
-        if placed is not None:
+        if placed is None:
+            self.external_fills.append(fill)  # a venue lists the trades of every order
+        else:
             placed.fills.append(fill)
             placed.filled += qty
             if placed.status not in TERMINAL_STATUSES:
@@ -286,8 +289,8 @@ class ScriptedVenue(PluginBase):
                 and (r := self.world.report_of(coid)) is not None]
 
     async def fills(self, since_ns: int) -> list[Fill]:
-        return [f for placed in self.world.book.values() for f in placed.fills
-                if f.ts_event >= since_ns]
+        every = [f for placed in self.world.book.values() for f in placed.fills]
+        return [f for f in every + self.world.external_fills if f.ts_event >= since_ns]
 
     async def balances(self) -> dict[str, Decimal]:
         return {}
