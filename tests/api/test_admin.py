@@ -153,8 +153,11 @@ async def test_config_redacts_secrets_and_names_sources(api: Api) -> None:
 
 
 async def demo_running(api: Api) -> None:
+    """The demo portfolio runs and has seen bars of both its symbols (a market order needs a
+    last price)."""
     with anyio.fail_after(10):
-        while (state := api.engine.facade.state(1)) is None or state.status != "running":  # noqa: ASYNC110
+        while (state := api.engine.facade.state(1)) is None or state.status != "running" \
+                or len(api.engine.facade.last_prices(1)) < 2:  # noqa: ASYNC110
             await anyio.sleep(0.05)
 
 

@@ -524,14 +524,14 @@ class ProgramRun:
         last = await self.until(lambda: (last := self.last_events()).keys() >= set(
             self.model.held) and last, "the held submits' events")
         waiting = [c for c in self.model.held if last[c].status == "submitted"]
-        queried = {c: self.world.queries.count(c) for c in waiting}
         await facade.apply_settings(normal.model_copy(update={
             "engine": normal.engine.model_copy(update={"ack_timeout": 0.01})}))
-        try:  # timed out, and asked where they stand (in the same housekeeping)
-            await self.until(lambda: all(
-                self.last_events()[c].status != "submitted"
-                and self.world.queries.count(c) > queried[c] for c in waiting),
-                "the housekeeping to time the held submits out and query them")
+        try:
+            await self.until(lambda: all(self.last_events()[c].status != "submitted"
+                                         for c in waiting),
+                             "the housekeeping to time the held submits out")
+            # a query the same housekeeping started has had its answer taken in
+            await self.barrier()
         finally:
             await facade.apply_settings(normal)
 
