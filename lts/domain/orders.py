@@ -22,6 +22,10 @@ class Side(enum.Enum):
     BUY = "buy"
     SELL = "sell"
 
+    # Members are singletons and compare by identity: hash them by identity too (C speed;
+    # Enum's own __hash__ is Python code, and these key dicts and sets on the order path).
+    __hash__ = object.__hash__
+
     @property
     def sign(self) -> int:
         return 1 if self is Side.BUY else -1
@@ -33,12 +37,16 @@ class OrderType(enum.Enum):
     STOP = "stop"
     STOP_LIMIT = "stop_limit"
 
+    __hash__ = object.__hash__
+
 
 class TimeInForce(enum.Enum):
     GTC = "gtc"
     IOC = "ioc"
     FOK = "fok"
     DAY = "day"
+
+    __hash__ = object.__hash__
 
 
 class OrderStatus(enum.Enum):
@@ -53,6 +61,8 @@ class OrderStatus(enum.Enum):
     DENIED = "denied"
     EXPIRED = "expired"
     UNKNOWN = "unknown"
+
+    __hash__ = object.__hash__
 
 
 class FillAnomaly(enum.Enum):

@@ -40,7 +40,8 @@ class Envelope:
 
 
 class PortfolioInbox(Mailbox[Any]):
-    __slots__ = ("_control", "_loop", "_room", "_thread", "control_capacity", "control_lane")
+    __slots__ = ("_control", "_loop", "_room", "_thread", "_waiting", "control_capacity",
+                 "control_lane")
 
     def __init__(self, capacity: int, policy: Overflow, *, name: str = "",
                  control_capacity: int = 10_000) -> None:
@@ -52,6 +53,7 @@ class PortfolioInbox(Mailbox[Any]):
         self._loop = asyncio.get_running_loop()
         self._thread = threading.get_ident()
         self._room = threading.Condition()  # SDK threads wait here while the lane is full
+        self._waiting = 0  # SDK threads waiting for room
 
     # -- producers ------------------------------------------------------------------------------
     def command(self, envelope: Envelope) -> None:
@@ -76,7 +78,11 @@ class PortfolioInbox(Mailbox[Any]):
             raise RuntimeError("threadsafe() called on the event loop's thread: call the inbox")
         with self._room:
             while len(self._control) >= self.control_capacity and not self.closed:
-                self._room.wait(0.1)
+                self._waiting += 1
+                try:
+                    self._room.wait(0.1)
+                finally:
+                    self._waiting -= 1
         self._loop.call_soon_threadsafe(self, item)
 
     # -- the runner -----------------------------------------------------------------------------
@@ -88,8 +94,9 @@ class PortfolioInbox(Mailbox[Any]):
         """Everything in the control lane, oldest first."""
         items = list(self._control)
         self._control.clear()
-        with self._room:
-            self._room.notify_all()
+        if self._waiting:
+            with self._room:
+                self._room.notify_all()
         return items
 
     async def wait(self) -> None:

@@ -73,33 +73,28 @@ class OrderJournal:
                 order.filled_quantity, order.avg_fill_price, order.limit_price,
                 order.stop_price, order.reason, ts)
         event = kind(*head) if fill is None else OrderFilled(*head, fill)
-        written = self.journal.insert_order_event({
+        self.journal.insert_order_event({
             "portfolio_id": self.portfolio_id, "seq": seq, "type": _TAG[kind],
             "client_order_id": coid, "payload": msgspec.Raw(_encode(event)), "ts_event": ts},
-            fence=self.fence)
-        written.add_done_callback(partial(self._publish, event))
+            fence=self.fence, committed=partial(self._publish, event))
 
     def fill(self, fill: Fill, position: Position) -> None:
         """The fill and the position it made, in one transaction; the position change goes
         out once committed."""
-        written = self.journal.insert_fill(
+        self.journal.insert_fill(
             fill_row(fill), position_row(self.portfolio_id, position, fill.ts_event),
-            fence=self.fence)
-        written.add_done_callback(partial(self._position_committed, PositionChanged(
-            self.portfolio_id, position.symbol, position.quantity, position.avg_price,
-            position.realized_pnl, fill.ts_event)))
+            fence=self.fence, committed=partial(self._position_committed, PositionChanged(
+                self.portfolio_id, position.symbol, position.quantity, position.avg_price,
+                position.realized_pnl, fill.ts_event)))
 
     def audit(self, row: dict[str, Any]) -> None:
         self.journal.insert_audit(row)
 
-    def _publish(self, event: OrderEvent, future: Any) -> None:
-        """Committed: now it may go out (bus: WebSocket, metrics)."""
-        if future.cancelled() or future.exception() is not None:
-            return  # not durable, so never seen outside
+    def _publish(self, event: OrderEvent) -> None:
+        """Committed (the journal calls it only then): now it may go out (bus: WebSocket,
+        metrics)."""
         self.bus.publish_nowait(event, self.portfolio_id, OrderEvent)
 
-    def _position_committed(self, changed: PositionChanged, future: Any) -> None:
-        if future.cancelled() or future.exception() is not None:
-            return
+    def _position_committed(self, changed: PositionChanged) -> None:
         self.fills_committed += 1
         self.bus.publish_nowait(changed, self.portfolio_id)

@@ -233,7 +233,7 @@ class OrderManager(ExecutionIntake):
         if broker.capabilities.simulated:
             venue = cast(SimulatedVenue, broker)
             try:
-                self.on_submitted(Submitted(coid, venue.place(copy_of(order))))
+                self.on_submitted(Submitted(coid, venue.place(order)))
             except VenueRejected as exc:
                 self.on_call_failed(CallFailed(CallKind.SUBMIT, coid, exc.reason, rejected=True))
         else:
@@ -318,7 +318,7 @@ class OrderManager(ExecutionIntake):
     def _dispatch_cancel(self, order: Order) -> None:
         broker = self.brokers[order.symbol]
         if broker.capabilities.simulated:
-            cast(SimulatedVenue, broker).withdraw(copy_of(order))
+            cast(SimulatedVenue, broker).withdraw(order)
             self.on_canceled(Canceled(order.client_order_id))
         else:
             self._spawn(venue_calls.cancel, broker, copy_of(order), self._post)
@@ -366,7 +366,7 @@ class OrderManager(ExecutionIntake):
             return Denied(reason)
         if broker.capabilities.simulated:
             try:
-                cast(SimulatedVenue, broker).amend(copy_of(order), change)
+                cast(SimulatedVenue, broker).amend(order, change)
             except VenueRejected as exc:
                 return Denied(Reason.UNSUPPORTED, exc.reason)
             self.on_modified(Modified(change))
@@ -435,7 +435,7 @@ class OrderManager(ExecutionIntake):
         broker = self.brokers[order.symbol]
         self._queried.add(coid)
         if broker.capabilities.simulated:
-            self.on_queried(Queried(coid, cast(SimulatedVenue, broker).status_of(copy_of(order))))
+            self.on_queried(Queried(coid, cast(SimulatedVenue, broker).status_of(order)))
         else:
             self._spawn(venue_calls.query, broker, copy_of(order), self._post)
 

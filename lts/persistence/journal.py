@@ -181,6 +181,14 @@ def _hold_delay(attempt: int) -> float:
     return float(min(_HOLD_CAP_S, _HOLD_S * 2.0 ** min(attempt, 16)) * jitter)
 
 
+def _run_hook(hook: Callable[[], None]) -> None:
+    """A producer's committed hook; one that raises is logged, the writer goes on."""
+    try:
+        hook()
+    except Exception:
+        log.exception("journal: a committed hook raised")
+
+
 def _set_exception(future: asyncio.Future[None], exc: BaseException) -> None:
     """Fail ``future`` and mark its exception retrieved (the journal logs it; a write nobody
     awaits must not log "Future exception was never retrieved")."""
@@ -211,6 +219,8 @@ class Journal:
         self._high_water = high_water
         self._stop_timeout = stop_timeout
         self._queue: deque[Record] = deque()
+        #: the producers' committed hooks, by the record's future (most records have none)
+        self._then: dict[asyncio.Future[None], Callable[[], None]] = {}
         self._wakeup = asyncio.Event()
         self._progress = asyncio.Event()  # set after every batch; wakes flush / back-pressure
         self._enqueued = 0  # records ever enqueued
@@ -239,13 +249,15 @@ class Journal:
 
     # -- producers -----------------------------------------------------------------------------
 
-    def _enqueue(self, kind: int, row: Row, position: Row | None,
-                 fence: int | None) -> asyncio.Future[None]:
+    def _enqueue(self, kind: int, row: Row, position: Row | None, fence: int | None,
+                 committed: Callable[[], None] | None = None) -> asyncio.Future[None]:
         if self._closed:
             raise JournalClosedError("the journal writer has stopped")
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         guard = None if fence is None else self._fences.guard(fence)
         self._queue.append((kind, row, position, future, guard))
+        if committed is not None:
+            self._then[future] = committed
         self._enqueued += 1
         self._wakeup.set()
         return future
@@ -262,16 +274,20 @@ class Journal:
         carries the whole mutable state, so within a batch the last one per order wins."""
         return self._enqueue(ORDER_UPDATE, row, None, fence)
 
-    def insert_fill(self, fill_row: Row, position_row: Row, *,
-                    fence: int | None = None) -> asyncio.Future[None]:
+    def insert_fill(self, fill_row: Row, position_row: Row, *, fence: int | None = None,
+                    committed: Callable[[], None] | None = None) -> asyncio.Future[None]:
         """Insert a fill (a duplicate ``(broker, trade_id)`` is ignored) and change its position
         in the same transaction: on SQLite to the state ``position_row`` (every column of
-        ``positions`` but ``id``), on PostgreSQL by applying the fill to the locked row."""
-        return self._enqueue(FILL, fill_row, position_row, fence)
+        ``positions`` but ``id``), on PostgreSQL by applying the fill to the locked row.
+        ``committed`` (here and for events): called by the writer right after the commit, in
+        the order of the records, before the futures resolve; never when the record fails."""
+        return self._enqueue(FILL, fill_row, position_row, fence, committed)
 
-    def insert_order_event(self, row: Row, *, fence: int | None = None) -> asyncio.Future[None]:
-        """Insert an ``order_events`` row."""
-        return self._enqueue(ORDER_EVENT, row, None, fence)
+    def insert_order_event(self, row: Row, *, fence: int | None = None,
+                           committed: Callable[[], None] | None = None
+                           ) -> asyncio.Future[None]:
+        """Insert an ``order_events`` row (``committed``: see :meth:`insert_fill`)."""
+        return self._enqueue(ORDER_EVENT, row, None, fence, committed)
 
     def insert_audit(self, row: Row, *, fence: int | None = None) -> asyncio.Future[None]:
         """Insert an ``audit_logs`` row."""
@@ -387,6 +403,7 @@ class Journal:
         if not self._queue:
             return
         log.error("journal: %d records failed: %s", len(self._queue), exc)
+        self._then.clear()
         for record in self._queue:
             _set_exception(record[3], exc)
         self.records_failed += len(self._queue)
@@ -442,12 +459,18 @@ class Journal:
         self._committed(records, fencing)
 
     def _committed(self, records: Sequence[Record], fencing: Fencing | None) -> None:
-        """Resolve the futures of committed ``records``, in order."""
+        """Run the committed hooks and resolve the futures of committed ``records``, in
+        order."""
         self._settled += len(records)
+        then = self._then
         if fencing is None:
             self.records_written += len(records)
             for record in records:
                 future = record[3]
+                if then:
+                    hook = then.pop(future, None)
+                    if hook is not None:
+                        _run_hook(hook)
                 if not future.done():
                     future.set_result(None)
             return
@@ -457,15 +480,20 @@ class Journal:
         self.records_written += len(records) - len(fencing.lost)
         for i, record in enumerate(records):
             future = record[3]
+            hook = then.pop(future, None) if then else None
             if i in fencing.lost:
                 guard = record[4]
                 assert guard is not None
                 _set_exception(future, errors[guard[0]])
-            elif not future.done():
+                continue
+            if hook is not None:
+                _run_hook(hook)
+            if not future.done():
                 future.set_result(None)
 
     def _fail_record(self, record: Record, exc: Exception) -> None:
         kind, row, position, future, _ = record
+        self._then.pop(future, None)
         self._settled += 1
         self.records_failed += 1
         log.error("journal: %s failed: %s; row=%r position=%r", KIND_NAMES[kind], exc,

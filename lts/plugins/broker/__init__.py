@@ -126,7 +126,8 @@ class NeedsCredentials(Protocol):
 
 class SimulatedVenue(Protocol):
     """A venue in this process, fed by market data: its calls complete at once (no I/O), and
-    the runner makes them in line, in the order of the bars."""
+    the runner makes them in line, in the order of the bars. They are given the runner's own
+    order object (no copy on a backtest's hot path): read it, never change it."""
 
     def place(self, order: Order) -> str | None:
         """Take the order into the book; return its venue id (raises VenueRejected)."""
