@@ -12,11 +12,13 @@ loop (uvloop when installed) with the engine's default log level (INFO) and its 
 
 Each asset: ``synthetic`` feed with ``interval=1.0`` (one bar per second), ``sma_crossover``
 with fast=2 / slow=5 (so orders happen), ``paper`` venue with fees and slippage;
-``fixed_fraction`` sizing at 20 % per asset. By default every asset has its own symbol and seed,
-so 500 x 4 = 2,000 feed tasks run (the worst case: nothing is shared; ``--portfolios 2000``:
-8,000 feed tasks, 8,000 bars/s); ``--universe N`` draws the symbols from N shared ones instead
-(portfolios trading the same instruments share one feed task per symbol, as the feed hub
-intends).
+``fixed_fraction`` sizing at 20 % per asset. Each symbol ticks at its own phase within the
+second (as ticks of different instruments arrive); ``--aligned``: every symbol's bar at the same
+instant (as bar closes: the whole second's work in one burst). By default every asset has its
+own symbol and seed, so 500 x 4 = 2,000 feed tasks run (the worst case: nothing is shared;
+``--portfolios 2000``: 8,000 feed tasks, 8,000 bars/s); ``--universe N`` draws the symbols from
+N shared ones instead (portfolios trading the same instruments share one feed task per symbol,
+as the feed hub intends).
 
 Measured: event-loop lag (a task sleeping 10 ms, its overshoot) while idle before the engine
 starts (the baseline: on a shared machine it shows what the neighbours cost), during start-up
@@ -38,7 +40,7 @@ bench/soak.py.
 
     python bench/scale.py [--portfolios 500] [--assets 4] [--seconds 60] [--universe 0]
                           [--idle 5] [--warmup 10] [--log-level INFO] [--loop auto]
-                          [--log-on-loop] [--py-spy FILE] [--gc-freeze]
+                          [--log-on-loop] [--py-spy FILE] [--gc-freeze] [--aligned]
 """
 
 from __future__ import annotations
@@ -72,8 +74,8 @@ from sqlalchemy import func, select
 
 from lts.domain.market import Bar
 from lts.domain.orders import OrderStatus
-from lts.engine import order_manager
-from lts.engine.cli import _LoopQueueHandler
+from lts.engine import executions, order_manager
+from lts.engine.cli import _LoopQueueHandler, lean_log_records
 from lts.engine.engine import Engine
 from lts.engine.runner import PortfolioRunner
 from lts.engine.supervisor import PortfolioStatus
@@ -235,7 +237,8 @@ def print_profile(path: Path, seconds: float, top: int = 25) -> None:
 
 # -- set-up ------------------------------------------------------------------------------------
 
-def portfolio_specs(n: int, assets: int, universe: int) -> list[repo.PortfolioSpec]:
+def portfolio_specs(n: int, assets: int, universe: int,
+                    aligned: bool = False) -> list[repo.PortfolioSpec]:
     specs = []
     for i in range(n):
         items = []
@@ -251,7 +254,8 @@ def portfolio_specs(n: int, assets: int, universe: int) -> list[repo.PortfolioSp
                 strategy_params={"fast": 2, "slow": 5},
                 broker_plugin="paper", broker_params={"fees_bps": "1", "slippage_bps": "2"},
                 pipeline_plugin="synthetic",
-                pipeline_params={"seed": seed, "interval": 1.0, "volatility": 0.01}))
+                pipeline_params={"seed": seed, "interval": 1.0, "volatility": 0.01,
+                                 "aligned": aligned}))
         specs.append(repo.PortfolioSpec(
             name=f"scale-{i:04d}", initial_cash=Decimal(100_000), assets=tuple(items),
             portfolio_plugin="fixed_fraction", portfolio_params={"fraction": "0.2"}))
@@ -318,6 +322,7 @@ class EngineLog:
         root.addHandler(self.handler)
         root.setLevel(level)
         logging.getLogger("alembic").setLevel(logging.WARNING)
+        lean_log_records()  # as python -m lts.engine sets it
 
     def close(self) -> None:
         logging.getLogger().removeHandler(self.handler)
@@ -344,7 +349,7 @@ def trade_ids_kept(om: Any) -> int:
 
 def kept_per_portfolio() -> str:
     """What the order manager keeps of closed orders, per portfolio (its private bound)."""
-    late = getattr(order_manager, "_LATE_ORDERS", None)
+    late = getattr(executions, "_LATE_ORDERS", None)
     if late is not None:
         return f"the trade ids of the last {late} closed orders per portfolio"
     recent = getattr(order_manager, "_RECENT_TRADES", None)
@@ -385,13 +390,15 @@ async def run(args: argparse.Namespace) -> int:
     print(f"{args.portfolios} portfolios x {args.assets} assets; "
           + (f"symbols shared from a universe of {args.universe}" if args.universe
              else "a distinct symbol and seed per asset")
-          + f": {n_feeds:,} synthetic feed tasks at 1 bar/s each; sma_crossover 2/5, paper "
+          + f": {n_feeds:,} synthetic feed tasks at 1 bar/s each"
+          + (", every bar at the same instant" if args.aligned else ", each at its own phase")
+          + "; sma_crossover 2/5, paper "
           f"broker, fixed_fraction; SQLite WAL synchronous=FULL, durable=True; "
           f"log level {args.log_level}")
     with tempfile.TemporaryDirectory(prefix="lts-scale-") as tmp_name:
         tmp = Path(tmp_name)
         url = f"sqlite+aiosqlite:///{tmp / 'scale.db'}"
-        specs = portfolio_specs(args.portfolios, args.assets, args.universe)
+        specs = portfolio_specs(args.portfolios, args.assets, args.universe, args.aligned)
         took = await create_portfolios(url, specs)
         print(f"created {len(specs)} portfolios in the database in {took:.2f}s "
               f"(create_portfolio, one transaction each)")
@@ -629,6 +636,8 @@ def main() -> int:
     ap.add_argument("--log-on-loop", action="store_true",
                     help="format and write log lines on the loop (this bench's way before "
                     "issue 9) instead of the engine's queue and listener thread")
+    ap.add_argument("--aligned", action="store_true",
+                    help="every symbol's bar at the same instant (default: own phase)")
     ap.add_argument("--loop", choices=["auto", "asyncio", "uvloop"], default="auto")
     ap.add_argument("--py-spy", type=Path, metavar="FILE",
                     help="profile the window with py-spy from outside (pip install py-spy; it "

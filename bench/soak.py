@@ -22,9 +22,10 @@ over the samples after the warm-up, and separately over each half of them: a lea
 slope, a settling heap flattens), bytes of RSS and heap blocks per fill made after the warm-up
 (the landed code's figure: about 300 bytes per fill, +7 MB/min at 500 portfolios, +37 MB/min at
 2,000, measured 2026-12-05 with bench/scale.py), and the verdict against the target: RSS growth
-under 5 % after the warm-up. ``--tracemalloc N`` also traces allocations (slow: for finding a
-leak, not for the figure) and prints the N sites that grew most between the end of the warm-up
-and the end.
+under 5 % after the warm-up (exit status 3 when it is not met, 1 when the run went wrong; the
+soak test tests/e2e/test_memory_soak.py runs it). ``--tracemalloc N`` also traces allocations
+(slow: for finding a leak, not for the figure) and prints the N sites that grew most between the
+end of the warm-up and the end.
 
     python bench/soak.py [--portfolios 500] [--assets 4] [--minutes 30] [--warmup SECONDS]
                          [--sample 5] [--universe 0] [--log-level INFO] [--tracemalloc 0]
@@ -236,7 +237,7 @@ async def run(args: argparse.Namespace) -> int:
     print(f"target RSS growth under {TARGET_GROWTH:.0%} after the warm-up: "
           f"{'met' if met else 'NOT met'} ({growth:+.1%}, {slope_per_min(after) / MB:+.2f} "
           f"MB/min over {window:.1f} min)")
-    return code
+    return code or (0 if met else 3)
 
 
 def main() -> int:

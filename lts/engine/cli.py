@@ -124,8 +124,12 @@ def _logging(level: str, *, json_lines: bool = False) -> None:
     atexit.register(listener.stop)
     logging.basicConfig(level=level, handlers=[_LoopQueueHandler(records)], force=True)
     logging.getLogger("alembic").setLevel(logging.WARNING)
-    # the record the loop builds carries nothing the format does not print: no caller lookup
-    # (a stack walk per line), thread, process names (measured: 25 -> 19 µs per line)
+    lean_log_records()
+
+
+def lean_log_records() -> None:
+    """The record the loop builds carries nothing the format does not print: no caller lookup
+    (a stack walk per line), no thread or process names (measured: 25 -> 19 µs per line)."""
     logging._srcfile = None
     logging.logThreads = False
     logging.logProcesses = False

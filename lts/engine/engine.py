@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 from anyio.abc import TaskGroup
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -29,7 +30,7 @@ from lts.engine.facade import EngineFacade
 from lts.engine.feeds import FeedHub
 from lts.engine.heap import freeze_startup_heap
 from lts.engine.outcomes import HOUSEKEEPING
-from lts.engine.runner import PortfolioRunner, RunnerContext
+from lts.engine.runner import PortfolioRunner, RunnerContext, housekeeping_period
 from lts.engine.supervisor import PortfolioStatus, PortfolioSupervisor, RestartPolicy
 from lts.errors import ConfigError
 from lts.persistence import repositories as repo
@@ -76,6 +77,7 @@ class Engine:
         #: portfolios connecting and reconciling at once (start-up of many portfolios: the
         #: ones that recovered trade while the others wait their turn, not all at once)
         self._recoveries = anyio.Semaphore(_RECOVERIES)
+        self._trading_opens = anyio.Event()
         self.started = anyio.Event()
         self.running = False
         self.api_port: int | None = None  # where the API listens, once it does
@@ -165,7 +167,7 @@ class Engine:
             for pid in await repo.active_portfolio_ids(self.db):
                 if pid not in skip:
                     self.activate(pid)
-            trading.start_soon(self._freeze_after_startup, name="heap freeze")
+            trading.start_soon(self._open_trading, name="open trading")
             trading.start_soon(self._housekeeping, name="housekeeping")
             log.info("engine running: %d portfolio(s), database %s", len(self.supervisors),
                      self.db.url.render_as_string(hide_password=True))
@@ -190,25 +192,35 @@ class Engine:
                             sup.portfolio_id, grace)
                 sup.cancel()
 
-    async def _freeze_after_startup(self, limit: float = 300.0) -> None:
-        """Once every portfolio's first start has an outcome (running, error, standby), keep
-        the start-up heap out of later garbage collections (see :mod:`lts.engine.heap`)."""
+    async def _open_trading(self, limit: float = 120.0) -> None:
+        """Once every portfolio's first start has an outcome (running, error, standby), or
+        after ``limit`` seconds: keep the start-up heap out of later garbage collections (see
+        :mod:`lts.engine.heap`), then let market data flow to every portfolio at once."""
         with anyio.move_on_after(limit):
             for sup in list(self.supervisors.values()):
                 await sup.settled.wait()
         freeze_startup_heap()
+        self._trading_opens.set()
 
     async def _housekeeping(self) -> None:
-        """The nudge a running portfolio gets when it has something to look after (orders
-        awaiting a venue, orders to reconcile, a daily-loss limit): acknowledgement timeouts,
-        queries, the day's equity."""
+        """The nudge a portfolio gets when it has something to look after (orders awaiting a
+        venue, orders to reconcile, a daily-loss limit) and no market data to do it on:
+        acknowledgement timeouts, queries, the day's equity. A runner that has bars does its
+        housekeeping on them (at their own phases, not all at once); one that has had none for
+        two periods is nudged here, a hundred per loop iteration."""
         while True:
-            await anyio.sleep(max(0.05, min(1.0, self.settings.engine.ack_timeout / 4)))
-            for sup in self.supervisors.values():
+            period = housekeeping_period(self.settings.engine.ack_timeout)
+            await anyio.sleep(period)
+            now, nudged = anyio.current_time(), 0
+            for sup in list(self.supervisors.values()):
                 runner = sup.runner
                 if runner is not None and runner.inbox is not None and \
-                        sup.status is PortfolioStatus.RUNNING and runner.needs_housekeeping:
+                        sup.status is PortfolioStatus.RUNNING and \
+                        runner.housekeeping_due(now, 2 * period):
                     runner.inbox(HOUSEKEEPING)
+                    nudged += 1
+                    if nudged % 100 == 0:
+                        await anyio.lowlevel.checkpoint()  # the nudged run first
 
     def stop(self) -> None:
         """Begin a graceful shutdown."""
@@ -289,7 +301,8 @@ class Engine:
                              ack_timeout=lambda: self.settings.engine.ack_timeout,
                              stop_timeout=s.engine.stop_timeout, default_risk=s.risk,
                              observe_tick_to_order=self._observe_tick_to_order,
-                             credentials=self._credentials, recoveries=self._recoveries)
+                             credentials=self._credentials, recoveries=self._recoveries,
+                             trading_opens=self._trading_opens)
 
     def runner_of(self, portfolio_id: int) -> Any:
         sup = self.supervisors.get(portfolio_id)

@@ -15,12 +15,14 @@ from lts.domain.commands import ModifyOrder
 from lts.domain.orders import Order, OrderStatusReport
 
 __all__ = [
+    "OPEN_FEEDS",
     "CallFailed",
     "CallKind",
     "Canceled",
     "FillChecked",
     "Housekeeping",
     "Modified",
+    "OpenFeeds",
     "Queried",
     "Resynced",
     "StopDeadline",
@@ -93,6 +95,13 @@ class Resynced(msgspec.Struct, frozen=True):
 
 class Housekeeping(msgspec.Struct, frozen=True):
     """The engine's periodic nudge: acknowledgement timeouts, queries, the daily-loss look."""
+
+
+class OpenFeeds(msgspec.Struct, frozen=True):
+    """The engine's start is done: subscribe to the market data now."""
+
+
+OPEN_FEEDS = OpenFeeds()
 
 
 class StopDeadline(msgspec.Struct, frozen=True):

@@ -12,7 +12,9 @@ path; it waits only for its inbox.
 Start-up is recovery: the ledger is rebuilt from the journal's fills, the orders the journal
 holds open are reconciled with their venues (queried by client order id; the paper venue takes
 them back into its book) and fills the venue made since the last one seen are taken in, before
-the first bar. The same resync runs after every reconnect a broker reports.
+the first bar. When the engine starts, market data flows once every portfolio has recovered
+(``trading_opens``): commands are taken meanwhile. The same resync runs after every reconnect
+a broker reports.
 
 A graceful stop (:class:`~lts.domain.commands.Stop`) sends nothing new: orders not yet handed
 to a venue are canceled here, submits in flight get ``engine.stop_timeout`` seconds to be
@@ -57,11 +59,13 @@ from lts.engine.inbox import Envelope, PortfolioInbox
 from lts.engine.ledger import Ledger
 from lts.engine.order_manager import OrderManager
 from lts.engine.outcomes import (
+    OPEN_FEEDS,
     CallFailed,
     Canceled,
     FillChecked,
     Housekeeping,
     Modified,
+    OpenFeeds,
     Queried,
     Resynced,
     StopDeadline,
@@ -109,6 +113,14 @@ class RunnerContext:
     credentials: Callable[[int, str], Awaitable[BrokerCredentials | None]] | None = None
     #: bounds how many portfolios connect and reconcile at once (None: no bound)
     recoveries: anyio.Semaphore | None = None
+    #: set once every portfolio of the engine's start has recovered: market data flows from
+    #: then (None: at once); recovering 2,000 portfolios goes faster with no one trading yet
+    trading_opens: anyio.Event | None = None
+
+
+def housekeeping_period(ack_timeout: float) -> float:
+    """How often a runner with something to look after does its housekeeping (seconds)."""
+    return max(0.05, min(1.0, ack_timeout / 4))
 
 
 class PortfolioRunner:
@@ -122,6 +134,7 @@ class PortfolioRunner:
         self.restart = restart  # a runner of this portfolio ran before in this process
         self.bars = 0
         self.last_tick_ns: int | None = None
+        self.housekept_at = 0.0  # the event loop's clock
         self.peak_equity = 0.0
         self.max_drawdown = 0.0
         self.track_equity = False
@@ -274,9 +287,11 @@ class PortfolioRunner:
                     async with slots:
                         await self._connect(tg, inbox)
                         self.orders = await self._recover(inbox, tg)
-                for a in self.spec.assets:
-                    self._leases.append(self.ctx.feeds.acquire(
-                        a.pipeline_plugin, a.pipeline_params, a.symbol, inbox))
+                gate = self.ctx.trading_opens
+                if gate is None or gate.is_set():
+                    self._open_feeds()
+                else:  # the engine starts: market data once every portfolio has recovered
+                    tg.start_soon(self._open_feeds_when, gate)
                 task_status.started()
                 await self._loop(inbox, historical)
                 tg.cancel_scope.cancel()
@@ -344,6 +359,8 @@ class PortfolioRunner:
                             request(order_request, bar_ts=bar.ts_event if live else None)
                     if on_done is not None:
                         on_done(bar)
+                if live and bars and self.housekeeping_due(anyio.current_time()):
+                    self._housekeeping(om)  # on its own bars: no nudge from the engine
             finally:
                 om.end_batch()  # written even when a plugin raised mid-batch
             self.peak_equity, self.max_drawdown = peak, drawdown
@@ -353,6 +370,18 @@ class PortfolioRunner:
             await self.ctx.journal.wait_below_high_water()
         if self.stopping:
             self._finish_stop()
+
+    def _open_feeds(self) -> None:
+        """Subscribe to the portfolio's market data (the shared feeds)."""
+        assert self.inbox is not None
+        for a in self.spec.assets:
+            self._leases.append(self.ctx.feeds.acquire(
+                a.pipeline_plugin, a.pipeline_params, a.symbol, self.inbox))
+
+    async def _open_feeds_when(self, gate: anyio.Event) -> None:
+        await gate.wait()
+        assert self.inbox is not None
+        self.inbox(OPEN_FEEDS)
 
     def _feed_ended(self, item: object, historical: bool) -> int:
         if isinstance(item, FeedEnded):
@@ -396,6 +425,8 @@ class PortfolioRunner:
                 if item.error:
                     log.warning("portfolio %s: resync with %s failed: %s", self.portfolio_id,
                                 item.broker, item.error)
+            elif kind is OpenFeeds:
+                self._open_feeds()
             elif kind is StopDeadline:
                 om.give_up_in_flight("no answer before the engine stopped")
             else:
@@ -483,6 +514,7 @@ class PortfolioRunner:
 
     # -- time and venues ----------------------------------------------------------------------
     def _housekeeping(self, om: OrderManager) -> None:
+        self.housekept_at = anyio.current_time()
         om.housekeeping(int(self.ctx.ack_timeout() * 1e9))
         if self.risk.limits.max_daily_loss is not None:
             self.risk.observe_equity(self.ctx.clock.now_ns(), self.ledger.equity())
@@ -552,6 +584,13 @@ class PortfolioRunner:
         om = self.orders
         return om is not None and (bool(self.open_orders) or bool(om.to_reconcile)
                                    or self.risk.limits.max_daily_loss is not None)
+
+    def housekeeping_due(self, now: float, after: float | None = None) -> bool:
+        """Something to look after, and no housekeeping for ``after`` seconds (default: the
+        period ``engine.ack_timeout`` sets)."""
+        if after is None:
+            after = housekeeping_period(self.ctx.ack_timeout())
+        return now - self.housekept_at >= after and self.needs_housekeeping
 
     @property
     def mailbox_depth(self) -> int:

@@ -4,6 +4,7 @@ from collections.abc import Sequence
 from itertools import pairwise
 from pathlib import Path
 
+import anyio
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -74,6 +75,52 @@ async def test_synthetic_feed_yields_max_bars_stamped_by_the_clock() -> None:
     assert [b.close for b in bars] == [b.close for b in series(SyntheticFeed(seed=3), "AAA", 4)]
     assert feed.bars_made == 4
     assert_valid(bars, 100.0)
+
+
+async def _first_bar_times(feeds: dict[str, SyntheticFeed]) -> dict[str, float]:
+    """Seconds from the start to each symbol's first bar (all feeds started together)."""
+    start, first = anyio.current_time(), {}
+
+    async def first_of(symbol: str, feed: SyntheticFeed) -> None:
+        async for _ in feed.bars(symbol, SteppingClock()):
+            first[symbol] = anyio.current_time() - start
+            return
+
+    async with anyio.create_task_group() as tg:
+        for symbol, feed in feeds.items():
+            tg.start_soon(first_of, symbol, feed)
+    return first
+
+
+@pytest.mark.anyio
+async def test_symbols_tick_at_their_own_phase_unless_aligned() -> None:
+    """Ticks of different instruments arrive spread over the interval (the engine is not hit by
+    every symbol at once); ``aligned`` bars come together, one interval after the start."""
+    symbols = [f"S{i:02d}" for i in range(20)]
+    spread = await _first_bar_times({s: SyntheticFeed(seed=5, interval=2.0) for s in symbols})
+    assert sum(1 for t in spread.values() if t < 1.0) >= 5, spread  # phases: about half < 1 s
+    aligned = await _first_bar_times(
+        {s: SyntheticFeed(seed=5, interval=2.0, aligned=True) for s in symbols})
+    assert min(aligned.values()) >= 2.0, aligned
+
+
+@pytest.mark.anyio
+async def test_a_feed_cancelled_while_waiting_leaves_the_others_due_then() -> None:
+    """Feeds due at the same instant share one timer; cancelling one cancels only itself."""
+    got: list[str] = []
+
+    async def take(symbol: str, n: int) -> None:
+        feed = SyntheticFeed(seed=1, interval=0.05, aligned=True, max_bars=n)
+        async for batch in feed.bars(symbol, SteppingClock()):
+            got.extend(bar.symbol for bar in batch)
+
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(take, "KEEP", 3)
+            with anyio.CancelScope() as doomed:
+                doomed.cancel()
+                await take("GONE", 3)
+    assert got == ["KEEP"] * 3
 
 
 # -- replay ---------------------------------------------------------------------------------------

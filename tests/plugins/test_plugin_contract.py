@@ -48,7 +48,7 @@ DEFAULTS: dict[type[PluginBase], dict[str, Any]] = {
     PaperBroker: {"fees_bps": Decimal(0), "slippage_bps": Decimal(0), "fill_at": "next_open",
                   "volume_cap": 0.0},
     SyntheticFeed: {"seed": 7, "interval": 1.0, "start_price": 100.0, "drift": 0.0,
-                    "volatility": 0.01, "volume": 1000.0, "max_bars": 0},
+                    "volatility": 0.01, "volume": 1000.0, "max_bars": 0, "aligned": False},
     ReplayFeed: {"path": "", "batch": 4096},
 }
 

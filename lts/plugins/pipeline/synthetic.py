@@ -2,7 +2,9 @@
 
 One bar every ``interval`` seconds per symbol, the same series for the same seed and symbol, so
 a demo trades at once and a test can reason about it. The bar's time comes from the engine's
-clock; its open is the previous close.
+clock; its open is the previous close. Each symbol ticks at its own phase within the interval
+(from the seed and the symbol), as ticks of different instruments arrive; ``aligned`` makes
+every symbol's bar come at the same instant, as bar closes do.
 """
 
 import math
@@ -16,6 +18,7 @@ from pydantic import Field
 from lts.domain.clock import Clock
 from lts.domain.market import Bar
 from lts.plugins.base import PluginBase, PluginParams
+from lts.plugins.pipeline.pacer import sleep_until
 
 
 class SyntheticParams(PluginParams):
@@ -26,6 +29,8 @@ class SyntheticParams(PluginParams):
     volatility: float = Field(0.01, ge=0, description="standard deviation of log return per bar")
     volume: float = Field(1000.0, gt=0, description="mean volume per bar")
     max_bars: int = Field(0, ge=0, description="stop after this many bars; 0: never")
+    aligned: bool = Field(False, description="every symbol's bar at the same instant (bar "
+                          "closes); false: each symbol at its own phase within the interval")
 
 
 class SyntheticFeed(PluginBase):
@@ -46,11 +51,13 @@ class SyntheticFeed(PluginBase):
     async def bars(self, symbol: str, clock: Clock) -> AsyncIterator[Sequence[Bar]]:
         p: SyntheticParams = self.params
         gbm = self.series(symbol)
-        next_at = anyio.current_time()
+        # the first bar after one interval, or (not aligned) at a phase of its own in it
+        phase = 1.0 if p.aligned else (p.seed ^ zlib.crc32(symbol.encode())) % 1000 / 1000
+        next_at = anyio.current_time() - p.interval * (1.0 - phase)
         made = 0
         while not p.max_bars or made < p.max_bars:
             next_at += p.interval
-            await anyio.sleep(max(0.0, next_at - anyio.current_time()))
+            await sleep_until(next_at)
             made += 1
             self.bars_made += 1
             yield [gbm.next_bar(symbol, clock.now_ns())]
