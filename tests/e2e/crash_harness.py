@@ -44,8 +44,8 @@ logged no warning, error or traceback. At the end, one graceful run (``--run-for
 every order that was open at any kill: a final state, or (reported, not a failure) a resting
 limit order still working at the venue.
 
-What today's engine (the branch this was written on) fails, and why, is in the comment above
-``FINAL`` below.
+What the landed engine before issue 9 failed, and why, is in the comment above ``FINAL``
+below.
 """
 
 from __future__ import annotations
@@ -90,17 +90,15 @@ from ._support import (
     wait_until,
 )
 
-# Which checks today's engine (branch wt-crash, 4cdcaa6) fails, and why; a correct engine passes
-# them all:
+# What the engine before issue 9 (4cdcaa6) failed, and why; today's engine passes every check:
 # - "nothing stuck" after the graceful stop, now and then (2 of 16 graceful stops measured, on
-#   both stores): an order left in ``pending_submit``. The stop cancels a runner while it awaits
-#   the write-ahead commit of a new order (OrderManager.submit, ``await durable``); the journal
-#   still commits the row, the broker never sees the order, and nothing settles it until the
-#   next start reconciles it. The refactor in progress stops leaving it.
+#   both stores): an order left in ``pending_submit``. The stop cancelled a runner while it
+#   awaited the write-ahead commit of a new order; the journal still committed the row, the
+#   broker never saw the order, and nothing settled it until the next start reconciled it.
+#   (Issue 9: a graceful stop cancels unsent orders and waits for submits in flight.)
 # - Nothing else: no integrity, durability, numbering or write-ahead failure in 100+ kills per
-#   store. Orders resting at the paper venue do not survive a restart today (recovery cancels
-#   them, "unknown to the paper venue"): the checks accept that final state as they accept a
-#   resting limit order still working after the refactor (reported as resting, not a failure).
+#   store. Orders resting at the paper venue did not survive a restart (recovery cancelled them,
+#   "unknown to the paper venue"); now they rest on, and the checks report them as resting.
 
 FINAL = frozenset({"filled", "canceled", "rejected", "expired", "denied"})
 STUCK = ("pending_submit", "submitted", "unknown")

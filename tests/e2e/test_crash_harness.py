@@ -20,8 +20,8 @@ import pytest
 from ._support import Launcher
 from .crash_harness import run_harness
 
-# Today's engine (wt-crash, 4cdcaa6) fails these now and then (about one run in eight per store):
-# its graceful stop can leave an order in pending_submit (see the note in crash_harness.py).
+# The engine before issue 9 (4cdcaa6) failed these about one run in eight per store: its
+# graceful stop could leave an order in pending_submit (see the note in crash_harness.py).
 QUICK_PHASES = ("trading", "recovery", "startup", "trading")
 QUICK_SEED = 20_261_205
 QUICK_FINAL_SECONDS = 3.0
