@@ -104,6 +104,7 @@ from typing import Final, Protocol
 
 import anyio
 import anyio.abc
+import anyio.lowlevel
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -138,6 +139,10 @@ log = logging.getLogger(__name__)
 _RETRIES: Final = 6  # after the first attempt
 _BACKOFF_S: Final = 0.005  # doubled per retry, capped, with jitter
 _BACKOFF_CAP_S: Final = 0.1
+
+# A committed batch is resolved this many records per loop iteration: the producers a big batch
+# wakes (and its committed hooks) run between chunks, not all in one stretch of the loop.
+_RESOLVE_CHUNK: Final = 256
 
 # The database cannot write: the head of the queue is tried again, this often.
 _HOLD_S: Final = 0.01  # doubled per attempt, capped, with jitter below the cap
@@ -456,29 +461,34 @@ class Journal:
             await self._write(records[:middle])
             await self._write(records[middle:])
             return
-        self._committed(records, fencing)
+        await self._committed(records, fencing)
 
-    def _committed(self, records: Sequence[Record], fencing: Fencing | None) -> None:
+    async def _committed(self, records: Sequence[Record], fencing: Fencing | None) -> None:
         """Run the committed hooks and resolve the futures of committed ``records``, in
-        order."""
+        order, ``_RESOLVE_CHUNK`` at a time (a checkpoint between chunks)."""
         self._settled += len(records)
         then = self._then
         if fencing is None:
             self.records_written += len(records)
-            for record in records:
-                future = record[3]
-                if then:
-                    hook = then.pop(future, None)
-                    if hook is not None:
-                        _run_hook(hook)
-                if not future.done():
-                    future.set_result(None)
+            for start in range(0, len(records), _RESOLVE_CHUNK):
+                if start:
+                    await anyio.lowlevel.checkpoint()
+                for record in records[start:start + _RESOLVE_CHUNK]:
+                    future = record[3]
+                    if then:
+                        hook = then.pop(future, None)
+                        if hook is not None:
+                            _run_hook(hook)
+                    if not future.done():
+                        future.set_result(None)
             return
         self._fences.drop_taken(fencing, self.on_lease_lost)
         errors = lease_errors(records, fencing)
         self.records_lease_lost += len(fencing.lost)
         self.records_written += len(records) - len(fencing.lost)
         for i, record in enumerate(records):
+            if i and i % _RESOLVE_CHUNK == 0:
+                await anyio.lowlevel.checkpoint()
             future = record[3]
             hook = then.pop(future, None) if then else None
             if i in fencing.lost:
@@ -539,7 +549,7 @@ class Journal:
         doubt = await self._store.settle()
         if doubt is not None:
             self.commits += 1
-            self._committed(batch[:doubt.count], doubt.fencing)
+            await self._committed(batch[:doubt.count], doubt.fencing)
 
     # -- transactions --------------------------------------------------------------------------
 
