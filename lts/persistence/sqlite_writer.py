@@ -39,9 +39,11 @@ __all__ = ["Build", "SqliteBatchWriter", "Statement", "lease_tokens_sql"]
 
 Statement = tuple[str, list[tuple[Any, ...]]]
 
-#: The writer's page cache (SQLite's default: 2 MiB): the index pages every batch touches (orders
-#: by client order id, fills by trade id, events by sequence) stay in memory as the tables grow.
-_CACHE_SIZE = "PRAGMA cache_size=-32768"  # KiB: 32 MiB at most
+#: The writer's page cache in KiB (SQLite's default: 2 MiB): the index pages every batch touches
+#: (orders by client order id, fills by trade id, events by sequence) stay in memory as the
+#: tables grow. It fills as the database grows: RSS rises by up to this much, then stays.
+PAGE_CACHE_KIB = 32 * 1024
+_CACHE_SIZE = f"PRAGMA cache_size=-{PAGE_CACHE_KIB}"
 
 # A batch: given the stored lease tokens of the fenced portfolios (id -> token), its statements.
 Build = Callable[[Mapping[int, int]], Sequence[Statement]]
