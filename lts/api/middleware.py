@@ -70,6 +70,8 @@ class EdgeMiddleware:
         scope.setdefault("state", {})["correlation_id"] = cid
         declared = headers.get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_body:
+            if int(declared) <= _DRAIN_MAX:
+                await _drain(receive, 0)
             await _too_large(send, cid)
             self._count(scope, 413)
             return
@@ -99,6 +101,7 @@ class EdgeMiddleware:
             await self.app(scope, limited_receive, send_with_headers)
         except _BodyTooLarge:
             status = 413
+            await _drain(receive, received)
             await _too_large(send, cid)
         finally:
             self._count(scope, status)
@@ -115,6 +118,24 @@ class EdgeMiddleware:
 
 class _BodyTooLarge(Exception):
     pass
+
+
+#: A body over the limit is still read (and dropped) up to this size before the 413: a server
+#: that answers and closes while the client is still sending makes the client's kernel see a
+#: reset, and the client an error instead of the 413 (as nginx's lingering close avoids).
+#: Beyond it the connection is closed at once.
+_DRAIN_MAX = 16 * 1024 * 1024
+
+
+async def _drain(receive: Receive, received: int) -> None:
+    """Read and drop the rest of the request body, ``_DRAIN_MAX`` bytes in all at most."""
+    more = True
+    while more and received <= _DRAIN_MAX:
+        message = await receive()
+        if message["type"] != "http.request":
+            return  # the client went away
+        received += len(message.get("body", b""))
+        more = message.get("more_body", False)
 
 
 async def _too_large(send: Send, cid: str) -> None:
