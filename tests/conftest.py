@@ -2,6 +2,11 @@
 
 Async tests use anyio's pytest plugin: mark them ``@pytest.mark.anyio``.
 
+Nothing leaves the machine: every process of the run (this one, the xdist workers, and through
+``tests/netguard/sitecustomize.py`` first on ``PYTHONPATH`` every Python subprocess a test
+starts) refuses connections and lookups beyond the loopback interface (``tests/netguard``), and
+a test during which any process tried one fails, even if the test swallowed the error.
+
 ``db_url`` is parametrized over the two supported databases (issue 4: one test suite, both
 stores): ``sqlite`` is a fresh file in the test's temporary directory; ``postgresql`` is a fresh
 database created for the test on the local server (``LTS_TEST_PG_URL``, default
@@ -13,6 +18,8 @@ revision: on PostgreSQL it is a copy of a template migrated once per run.
 
 import asyncio
 import os
+import sys
+import tempfile
 import threading
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -28,6 +35,33 @@ from lts.persistence.db import make_engine
 from lts.persistence.migrations import upgrade_to_head
 
 pytest_plugins = ("pg_cluster",)  # the pg_cluster fixture: a private server (tests/pg_cluster.py)
+
+_NETGUARD = Path(__file__).resolve().parent / "netguard"
+sys.path.insert(0, str(_NETGUARD))
+import lts_netguard  # noqa: E402 - from the directory just put on the path
+
+lts_netguard.install()
+# one log per process of pytest (controller, each worker); subprocesses inherit theirs
+_NETGUARD_DIR = os.environ.setdefault("NETGUARD_DIR", tempfile.mkdtemp(prefix="lts-netguard-"))
+os.environ[lts_netguard.LOG_ENV] = os.path.join(
+    _NETGUARD_DIR, os.environ.get("PYTEST_XDIST_WORKER", "main") + ".log")
+if str(_NETGUARD) not in os.environ.get("PYTHONPATH", "").split(os.pathsep):
+    os.environ["PYTHONPATH"] = os.pathsep.join(
+        p for p in (str(_NETGUARD), os.environ.get("PYTHONPATH", "")) if p)
+
+
+@pytest.fixture(autouse=True)
+def _nothing_leaves_the_machine() -> Iterator[None]:
+    """Fail the test if any process tried to reach beyond 127.0.0.1 while it ran."""
+    log = Path(os.environ[lts_netguard.LOG_ENV])
+    start = log.stat().st_size if log.exists() else 0
+    yield
+    if log.exists() and log.stat().st_size > start:
+        with log.open(encoding="utf-8") as f:
+            f.seek(start)
+            tried = f.read()
+        pytest.fail(f"network guard: this test reached beyond 127.0.0.1:\n{tried}",
+                    pytrace=False)
 
 PG_URL = os.environ.get("LTS_TEST_PG_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
 BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
