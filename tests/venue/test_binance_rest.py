@@ -1,0 +1,161 @@
+"""The local exchange's Binance REST front (lts.venue.binance_rest), over real HTTP.
+
+The venue runs under uvicorn on a free loopback port; the client signs its requests as
+Binance's API documentation says (and as ccxt does): HMAC-SHA256 in hex, with the secret, of the
+query string (GET, DELETE) or the form body (POST), ``signature`` appended last, the key in
+``X-MBX-APIKEY``.
+"""
+
+import hashlib
+import hmac
+import json
+import time
+import urllib.error
+import urllib.request
+from collections.abc import AsyncIterator
+from decimal import Decimal as D
+from typing import Any
+from urllib.parse import urlencode
+
+import anyio
+import pytest
+import uvicorn
+
+from lts.venue.binance_rest import BinanceRest
+from lts.venue.exchange import Exchange, Market
+
+pytestmark = pytest.mark.anyio
+KEY, SECRET = "test-key", "test-secret"
+
+
+class Client:
+    def __init__(self, base: str, key: str = KEY, secret: str = SECRET) -> None:
+        self.base, self.key, self.secret = base, key, secret
+
+    async def call(self, method: str, path: str, params: dict[str, Any] | None = None, *,
+                   signed: bool = False, stamp: int | None = None,
+                   tamper: bool = False) -> tuple[int, Any, dict[str, str]]:
+        query = dict(params or {})
+        if signed:
+            query["timestamp"] = stamp if stamp is not None else time.time_ns() // 1_000_000
+        text = urlencode(query)
+        if signed:
+            signature = hmac.new(self.secret.encode(), text.encode(), hashlib.sha256).hexdigest()
+            text += "&signature=" + ("0" * 64 if tamper else signature)
+        url, body = f"{self.base}/api/v3/{path}", None
+        if method == "POST":
+            body = text.encode()
+        elif text:
+            url += "?" + text
+        request = urllib.request.Request(url, data=body, method=method,
+                                         headers={"X-MBX-APIKEY": self.key})
+        if body is not None:
+            request.add_header("Content-Type", "application/x-www-form-urlencoded")
+
+        def send() -> tuple[int, Any, dict[str, str]]:
+            try:
+                with urllib.request.urlopen(request, timeout=10) as reply:
+                    return reply.status, json.loads(reply.read()), dict(reply.headers)
+            except urllib.error.HTTPError as err:
+                return err.code, json.loads(err.read()), dict(err.headers)
+
+        return await anyio.to_thread.run_sync(send)
+
+
+@pytest.fixture
+async def venue() -> AsyncIterator[tuple[Exchange, Client]]:
+    exchange = Exchange([Market("BTCUSDT", "BTC", "USDT")])
+    exchange.add_account("acct", {"USDT": D(100_000), "BTC": D(1)})
+    exchange.on_bar("BTCUSDT", high=D(30_100), low=D(29_900), close=D(30_000), volume=D(10))
+    rest = BinanceRest(exchange, {KEY: ("acct", SECRET)})
+    server = uvicorn.Server(uvicorn.Config(rest.app, host="127.0.0.1", port=0,
+                                           log_level="warning", lifespan="off"))
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(server.serve)
+        with anyio.fail_after(10):
+            while not server.started:  # noqa: ASYNC110 - uvicorn offers no event
+                await anyio.sleep(0.01)
+        port = server.servers[0].sockets[0].getsockname()[1]
+        yield exchange, Client(f"http://127.0.0.1:{port}")
+        server.should_exit = True
+
+
+async def test_public_endpoints_describe_the_market_with_its_filters(
+        venue: tuple[Exchange, Client]) -> None:
+    _, client = venue
+    status, body, headers = await client.call("GET", "ping")
+    assert (status, body) == (200, {})
+    status, info, _ = await client.call("GET", "exchangeInfo")
+    (symbol,) = info["symbols"]
+    filters = {f["filterType"]: f for f in symbol["filters"]}
+    assert (symbol["symbol"], symbol["baseAsset"], symbol["quoteAsset"]) == \
+        ("BTCUSDT", "BTC", "USDT")
+    assert filters["PRICE_FILTER"]["tickSize"] == "0.01000000"
+    assert filters["LOT_SIZE"]["stepSize"] == "0.00001000"
+    assert filters["NOTIONAL"]["minNotional"] == "5.00000000"
+    _, price, headers = await client.call("GET", "ticker/price", {"symbol": "BTCUSDT"})
+    assert price == {"symbol": "BTCUSDT", "price": "30000.00000000"}
+    assert int(headers["x-mbx-used-weight-1m"]) == 1 + 20 + 2  # ping, exchangeInfo, ticker
+
+
+async def test_an_order_is_placed_queried_and_canceled_by_client_order_id(
+        venue: tuple[Exchange, Client]) -> None:
+    exchange, client = venue
+    status, placed, _ = await client.call("POST", "order", {
+        "symbol": "BTCUSDT", "side": "BUY", "type": "LIMIT", "timeInForce": "GTC",
+        "quantity": "0.5", "price": "29000", "newClientOrderId": "1-7"}, signed=True)
+    assert status == 200, placed
+    assert (placed["clientOrderId"], placed["status"], placed["fills"]) == ("1-7", "NEW", [])
+    _, got, _ = await client.call("GET", "order", {"symbol": "BTCUSDT",
+                                                   "origClientOrderId": "1-7"}, signed=True)
+    assert (got["orderId"], got["origQty"], got["price"]) == \
+        (placed["orderId"], "0.50000000", "29000.00000000")
+    _, account, _ = await client.call("GET", "account", signed=True)
+    usdt = next(b for b in account["balances"] if b["asset"] == "USDT")
+    assert (usdt["free"], usdt["locked"]) == ("85500.00000000", "14500.00000000")
+    _, opened, _ = await client.call("GET", "openOrders", {"symbol": "BTCUSDT"}, signed=True)
+    assert [o["clientOrderId"] for o in opened] == ["1-7"]
+    status, canceled, _ = await client.call("DELETE", "order", {
+        "symbol": "BTCUSDT", "origClientOrderId": "1-7"}, signed=True)
+    assert (status, canceled["status"], canceled["origClientOrderId"]) == \
+        (200, "CANCELED", "1-7")
+    status, again, _ = await client.call("DELETE", "order", {
+        "symbol": "BTCUSDT", "origClientOrderId": "1-7"}, signed=True)
+    assert (status, again) == (400, {"code": -2011, "msg": "Unknown order sent."})
+    assert exchange.balances("acct")["USDT"].locked == 0
+
+
+async def test_a_market_order_fills_and_its_trades_are_listed(
+        venue: tuple[Exchange, Client]) -> None:
+    _, client = venue
+    _, placed, _ = await client.call("POST", "order", {
+        "symbol": "BTCUSDT", "side": "SELL", "type": "MARKET", "quantity": "0.25",
+        "newClientOrderId": "1-8"}, signed=True)
+    assert placed["status"] == "FILLED"
+    assert placed["fills"] == [{"price": "30000.00000000", "qty": "0.25000000",
+                                "commission": "7.50000000", "commissionAsset": "USDT",
+                                "tradeId": 1}]
+    _, trades, _ = await client.call("GET", "myTrades", {"symbol": "BTCUSDT"}, signed=True)
+    assert [(t["orderId"], t["qty"], t["isBuyer"], t["isMaker"]) for t in trades] == \
+        [(placed["orderId"], "0.25000000", False, False)]
+
+
+async def test_requests_that_are_not_the_account_holders_are_refused(
+        venue: tuple[Exchange, Client]) -> None:
+    """A wrong key (401, -2015), a wrong signature (-1022), a stale timestamp (-1021): and
+    nothing happens to the account."""
+    exchange, client = venue
+    order = {"symbol": "BTCUSDT", "side": "SELL", "type": "MARKET", "quantity": "0.1"}
+    status, body, _ = await Client(client.base, key="nobody").call("POST", "order", order,
+                                                                  signed=True)
+    assert (status, body["code"]) == (401, -2015)
+    status, body, _ = await client.call("POST", "order", order, signed=True, tamper=True)
+    assert (status, body) == (400, {"code": -1022,
+                                    "msg": "Signature for this request is not valid."})
+    stale = time.time_ns() // 1_000_000 - 6_000
+    status, body, _ = await client.call("POST", "order", order, signed=True, stamp=stale)
+    assert (status, body["code"]) == (400, -1021)
+    status, body, _ = await client.call("POST", "order", {**order, "quantity": "0.000015"},
+                                        signed=True)
+    assert (status, body) == (400, {"code": -1013, "msg": "Filter failure: LOT_SIZE"})
+    assert exchange.orders == {}
