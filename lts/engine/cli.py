@@ -24,7 +24,7 @@ from typing import Any, NoReturn
 import anyio
 import msgspec
 
-from lts.engine import backup_command, db_command, keys_command, selftest
+from lts.engine import backup_command, db_command, keys_command, selftest, venue_command
 from lts.errors import ConfigError, LtsError
 from lts.settings import Settings, load_settings, merge, parse_set
 
@@ -82,6 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     db_command.add_parser(sub, _common)
     backup_command.add_parsers(sub, _common)
     selftest.add_parser(sub, _common)
+    venue_command.add_parser(sub)
     return parser
 
 
@@ -210,6 +211,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "replay":
             return _replay(args)
+        if args.command == "venue":
+            return venue_command.run(args)
         if args.command == "keys":
             _logging(args.log_level or "WARNING")
             return keys_command.run(args, _settings)

@@ -1,0 +1,84 @@
+"""``python -m lts.engine venue``: the local exchange (:mod:`lts.venue`) on 127.0.0.1.
+
+Wired into :mod:`lts.engine.cli`, which maps a :class:`~lts.errors.ConfigError` to one
+``lts: error:`` line and status 2. Prints where it listens and the account's key and secret
+(a local venue's, not a secret) on one line once it does; Ctrl-C stops it (status 0).
+"""
+
+import argparse
+import functools
+import sys
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+import anyio
+
+from lts.errors import ConfigError
+from lts.venue.server import (
+    DEFAULT_KEY,
+    DEFAULT_PORT,
+    DEFAULT_SECRET,
+    VenueOptions,
+    market_of,
+    serve,
+)
+
+
+def add_parser(subparsers: "argparse._SubParsersAction[Any]") -> None:
+    p = subparsers.add_parser("venue", help="run a local exchange that speaks Binance's "
+                              "spot API, on 127.0.0.1")
+    p.add_argument("--port", type=int, default=DEFAULT_PORT,
+                   help=f"TCP port on 127.0.0.1 (default {DEFAULT_PORT}; 0: any free port)")
+    p.add_argument("--symbols", default="BTC/USDT,ETH/USDT",
+                   help="markets, comma-separated BASE/QUOTE (default BTC/USDT,ETH/USDT)")
+    p.add_argument("--api-key", default=DEFAULT_KEY)
+    p.add_argument("--api-secret", default=DEFAULT_SECRET)
+    p.add_argument("--balance", action="append", default=[], metavar="ASSET=AMOUNT",
+                   help="a starting balance of the account (repeatable; default USDT=100000)")
+    p.add_argument("--interval", type=float, default=1.0,
+                   help="seconds between bars per symbol (the synthetic feed's)")
+    p.add_argument("--seed", type=int, default=7, help="the synthetic feed's seed")
+    p.add_argument("--start-price", type=float, default=100.0)
+
+
+def options_of(args: argparse.Namespace) -> VenueOptions:
+    if not 0 <= args.port <= 65535:
+        raise ConfigError(f"--port: {args.port} is not a TCP port")
+    if not args.interval > 0:
+        raise ConfigError("--interval: more than 0 seconds")
+    if not args.start_price > 0:
+        raise ConfigError("--start-price: more than 0")
+    balances: dict[str, Decimal] = {}
+    for item in args.balance:
+        asset, sep, amount = item.partition("=")
+        try:
+            value = Decimal(amount)
+        except InvalidOperation:
+            value = Decimal("NaN")
+        if not sep or not asset.isalnum() or not value.is_finite() or value < 0:
+            raise ConfigError(f"--balance: {item!r} is not ASSET=AMOUNT (e.g. USDT=100000)")
+        balances[asset.upper()] = value
+    symbols = tuple(s.strip() for s in args.symbols.split(",") if s.strip())
+    if not symbols:
+        raise ConfigError("--symbols: at least one BASE/QUOTE")
+    for symbol in symbols:
+        market_of(symbol)  # refuses one that is not BASE/QUOTE
+    return VenueOptions(port=args.port, symbols=symbols, api_key=args.api_key,
+                        api_secret=args.api_secret,
+                        balances=balances or {"USDT": Decimal(100_000)},
+                        interval=args.interval, seed=args.seed, start_price=args.start_price)
+
+
+def run(args: argparse.Namespace) -> int:
+    options = options_of(args)
+
+    def ready(port: int) -> None:
+        print(f"venue: Binance spot API on http://127.0.0.1:{port}/api/v3, markets "
+              f"{', '.join(options.symbols)}; api key {options.api_key}, secret "
+              f"{options.api_secret}", flush=True)
+
+    try:
+        anyio.run(functools.partial(serve, options, ready=ready))
+    except KeyboardInterrupt:
+        print("venue: stopped", file=sys.stderr)
+    return 0
