@@ -2,11 +2,12 @@
 
 Wired into :mod:`lts.engine.cli`, which maps a :class:`~lts.errors.ConfigError` to one
 ``lts: error:`` line and status 2. Prints where it listens and the account's key and secret
-(a local venue's, not a secret) on one line once it does; Ctrl-C stops it (status 0).
+(a local venue's, not a secret) on one line once it does; Ctrl-C or SIGTERM stops it (status 0).
 """
 
 import argparse
-import functools
+import contextlib
+import signal
 import sys
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -77,8 +78,18 @@ def run(args: argparse.Namespace) -> int:
               f"{', '.join(options.symbols)}; api key {options.api_key}, secret "
               f"{options.api_secret}", flush=True)
 
-    try:
-        anyio.run(functools.partial(serve, options, ready=ready))
-    except KeyboardInterrupt:
-        print("venue: stopped", file=sys.stderr)
+    async def main() -> None:
+        async with anyio.create_task_group() as tg:
+            async def stop_on_signal() -> None:
+                with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                    async for _ in signals:
+                        tg.cancel_scope.cancel()
+                        return
+
+            tg.start_soon(stop_on_signal)
+            await serve(options, ready=ready)
+
+    with contextlib.suppress(KeyboardInterrupt):  # a Ctrl-C before the handler is in place
+        anyio.run(main)
+    print("venue: stopped", file=sys.stderr)
     return 0

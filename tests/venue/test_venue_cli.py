@@ -42,8 +42,9 @@ def venue_process() -> Iterator[tuple[subprocess.Popen[str], int]]:
 
 
 @pytest.mark.anyio
-async def test_the_venue_trades_on_its_own_tape_and_stops_on_ctrl_c(
-        venue_process: tuple[subprocess.Popen[str], int]) -> None:
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
+async def test_the_venue_trades_on_its_own_tape_and_stops_on_a_signal(
+        venue_process: tuple[subprocess.Popen[str], int], stop: signal.Signals) -> None:
     proc, port = venue_process
     client = Client(f"http://127.0.0.1:{port}", key=DEFAULT_KEY, secret=DEFAULT_SECRET)
     with anyio.fail_after(30):
@@ -59,7 +60,7 @@ async def test_the_venue_trades_on_its_own_tape_and_stops_on_ctrl_c(
     _, account, _ = await client.call("GET", "account", signed=True)
     btc = next(b for b in account["balances"] if b["asset"] == "BTC")
     assert Decimal(btc["free"]) == Decimal(1) + Decimal("0.001") * Decimal("0.999")
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(stop)
     deadline = time.monotonic() + 20
     while proc.poll() is None and time.monotonic() < deadline:  # noqa: ASYNC110
         await anyio.sleep(0.05)
