@@ -122,6 +122,9 @@ class BinanceRest:
             except VenueError as err:
                 status = 401 if err.code == BAD_API_KEY else 400
                 return JSONResponse({"code": err.code, "msg": err.msg}, status, headers)
+            except ValueError:  # a number that is not one (fromId, orderId, ...)
+                return JSONResponse({"code": BAD_PARAM, "msg": "Illegal characters found in a "
+                                     "parameter."}, 400, headers)
             return JSONResponse(result, headers=headers)
 
         return endpoint

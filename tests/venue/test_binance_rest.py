@@ -158,4 +158,7 @@ async def test_requests_that_are_not_the_account_holders_are_refused(
     status, body, _ = await client.call("POST", "order", {**order, "quantity": "0.000015"},
                                         signed=True)
     assert (status, body) == (400, {"code": -1013, "msg": "Filter failure: LOT_SIZE"})
+    status, body, _ = await client.call("GET", "myTrades", {"symbol": "BTCUSDT",
+                                                            "fromId": "x"}, signed=True)
+    assert (status, body["code"]) == (400, -1100)
     assert exchange.orders == {}
