@@ -7,6 +7,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from lts import __version__
 from lts.api.admission import AdmissionMiddleware
 from lts.api.context import ApiContext
+from lts.api.docs import add_docs
 from lts.api.errors import install_error_handlers
 from lts.api.metrics import ApiMetrics
 from lts.api.middleware import EdgeMiddleware
@@ -36,7 +37,7 @@ def create_app(engine: EngineFacade, metrics: ApiMetrics | None = None) -> FastA
     # LTS exports its own Prometheus metrics; FastAPI's OpenTelemetry bridge stays off (it looks
     # for configured providers on every request)
     app = FastAPI(title="LTS", version=__version__, openapi_url="/openapi.json" if docs else None,
-                  docs_url="/docs" if docs else None, redoc_url=None,
+                  docs_url=None, redoc_url=None,  # /docs: served from this package
                   telemetry={"tracing": False, "metrics": False, "logs": False})
     metrics = metrics or ApiMetrics(engine)
     ttl = settings.cache_seconds
@@ -45,6 +46,8 @@ def create_app(engine: EngineFacade, metrics: ApiMetrics | None = None) -> FastA
                                sessions=SessionCache(engine.db, engine.settings.auth, ttl),
                                portfolios=PortfolioRows(engine.db, reader, ttl), reader=reader)
     install_error_handlers(app)
+    if docs:
+        add_docs(app, "/openapi.json")
     # Most used first: a request is matched against the routes in this order.
     for module in (portfolios, orders, assets, auth, ws, health, users, plugins, audit_log,
                    config, stats, credentials):

@@ -95,7 +95,7 @@ class ApiServer(PluginBase):
             while not server.started:  # noqa: ASYNC110 - uvicorn offers a flag, not an event
                 await anyio.sleep(0.01)
             log.info("API listening on http://%s:%d (docs: %s)", settings.host, self.port,
-                     "/docs" if app.docs_url else "off")
+                     "/docs" if app.openapi_url else "off")
             task_status.started()
             try:
                 await anyio.sleep_forever()

@@ -86,3 +86,21 @@ async def test_metrics_parse_and_show_the_engine_trading(api: Api) -> None:
             assert "user" not in sample.labels
     http = families["lts_http_requests"]
     assert any(s.labels.get("route") == "/metrics" for s in http.samples)
+
+
+async def test_the_interactive_docs_come_from_the_engine_itself(api: Api) -> None:
+    """/docs works offline and under its same-origin CSP: the page loads Swagger UI's script
+    and styles from /docs/, never from a CDN (it used to, and the CSP left the page blank)."""
+    page = await api.request("GET", "/docs")
+    html = page.body.decode()
+    assert page.status == 200
+    assert "cdn." not in html
+    assert '"/docs/swagger-ui-bundle.js"' in html
+    assert "default-src 'self'" in page.headers["content-security-policy"]
+    for asset, kind in (("swagger-ui-bundle.js", "text/javascript"),
+                        ("swagger-ui.css", "text/css")):
+        reply = await api.request("GET", f"/docs/{asset}")
+        assert reply.status == 200
+        assert reply.headers["content-type"].startswith(kind)
+        assert len(reply.body) > 100_000
+    assert (await api.request("GET", "/docs/oauth2-redirect")).status == 200

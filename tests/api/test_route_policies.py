@@ -34,6 +34,7 @@ pytestmark = pytest.mark.anyio
 
 PUBLIC = frozenset({
     "/healthz", "/readyz", "/metrics", "/openapi.json", "/docs", "/docs/oauth2-redirect",
+    "/docs/swagger-ui-bundle.js", "/docs/swagger-ui.css", "/docs/favicon-32x32.png",
     "/api/v1/auth/register", "/api/v1/auth/login", "/api/v1/auth/refresh",
     "/ws/orders",  # authenticates with its first message
 })
