@@ -74,7 +74,7 @@ from sqlalchemy import func, select
 
 from lts.domain.market import Bar
 from lts.domain.orders import OrderStatus
-from lts.engine import executions, order_manager
+from lts.engine import executions
 from lts.engine.cli import _LoopQueueHandler, lean_log_records
 from lts.engine.engine import Engine
 from lts.engine.runner import PortfolioRunner
@@ -338,22 +338,13 @@ def trade_ids_kept(om: Any) -> int:
     orders, plus those of the closed orders it keeps for late fills (private state that is
     still changing: read defensively)."""
     n = sum(len(t) for t in getattr(om, "_trades", {}).values())
-    late = getattr(om, "_late", None)  # closed orders kept: coid -> (order, trade ids)
-    if late is not None:
-        n += sum(len(entry[1]) for entry in late.values())
-    recent = getattr(om, "_recent", None)  # an earlier design: a window of trade ids
-    if recent is not None:
-        n += len(recent)
-    return n
+    late = getattr(om, "_late", {})  # closed orders kept: coid -> (order, trade ids)
+    return n + sum(len(entry[1]) for entry in late.values())
 
 
 def kept_per_portfolio() -> str:
     """What the order manager keeps of closed orders, per portfolio (its private bound)."""
-    late = getattr(executions, "_LATE_ORDERS", None)
-    if late is not None:
-        return f"the trade ids of the last {late} closed orders per portfolio"
-    recent = getattr(order_manager, "_RECENT_TRADES", None)
-    return f"{recent} recent trade ids per portfolio" if recent is not None else "?"
+    return f"the trade ids of the last {executions._LATE_ORDERS} closed orders per portfolio"
 
 
 def running_runners(engine: Engine) -> dict[int, PortfolioRunner]:

@@ -15,31 +15,27 @@ from typing import Any
 import anyio
 
 from lts.errors import ConfigError
-from lts.venue.server import (
-    DEFAULT_KEY,
-    DEFAULT_PORT,
-    DEFAULT_SECRET,
-    VenueOptions,
-    market_of,
-    serve,
-)
+from lts.venue.server import VenueOptions, market_of, serve
+
+_DEFAULTS = VenueOptions()
 
 
 def add_parser(subparsers: "argparse._SubParsersAction[Any]") -> None:
+    d = _DEFAULTS
     p = subparsers.add_parser("venue", help="run a local exchange that speaks Binance's "
                               "spot API, on 127.0.0.1")
-    p.add_argument("--port", type=int, default=DEFAULT_PORT,
-                   help=f"TCP port on 127.0.0.1 (default {DEFAULT_PORT}; 0: any free port)")
-    p.add_argument("--symbols", default="BTC/USDT,ETH/USDT",
-                   help="markets, comma-separated BASE/QUOTE (default BTC/USDT,ETH/USDT)")
-    p.add_argument("--api-key", default=DEFAULT_KEY)
-    p.add_argument("--api-secret", default=DEFAULT_SECRET)
+    p.add_argument("--port", type=int, default=d.port,
+                   help=f"TCP port on 127.0.0.1 (default {d.port}; 0: any free port)")
+    p.add_argument("--symbols", default=",".join(d.symbols),
+                   help="markets, comma-separated BASE/QUOTE (default %(default)s)")
+    p.add_argument("--api-key", default=d.api_key)
+    p.add_argument("--api-secret", default=d.api_secret)
     p.add_argument("--balance", action="append", default=[], metavar="ASSET=AMOUNT",
                    help="a starting balance of the account (repeatable; default USDT=100000)")
-    p.add_argument("--interval", type=float, default=1.0,
+    p.add_argument("--interval", type=float, default=d.interval,
                    help="seconds between bars per symbol (the synthetic feed's)")
-    p.add_argument("--seed", type=int, default=7, help="the synthetic feed's seed")
-    p.add_argument("--start-price", type=float, default=100.0)
+    p.add_argument("--seed", type=int, default=d.seed, help="the synthetic feed's seed")
+    p.add_argument("--start-price", type=float, default=d.start_price)
 
 
 def options_of(args: argparse.Namespace) -> VenueOptions:
@@ -66,7 +62,7 @@ def options_of(args: argparse.Namespace) -> VenueOptions:
         market_of(symbol)  # refuses one that is not BASE/QUOTE
     return VenueOptions(port=args.port, symbols=symbols, api_key=args.api_key,
                         api_secret=args.api_secret,
-                        balances=balances or {"USDT": Decimal(100_000)},
+                        balances=balances or dict(_DEFAULTS.balances),
                         interval=args.interval, seed=args.seed, start_price=args.start_price)
 
 
