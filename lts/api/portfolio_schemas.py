@@ -63,6 +63,9 @@ class PortfolioStatus(BaseModel):
     equity: Decimal | None
     trading_state: str
     held_by: str | None = None
+    venues: str | None = Field(None, description="what is wrong with the portfolio's venue "
+                               "connections: a stream lost and resyncing (no new orders there "
+                               "meanwhile), or a ban by the venue (trading halted)")
 
 
 class PositionPublic(BaseModel):

@@ -66,6 +66,7 @@ class Reason(enum.Enum):
     UNKNOWN_SYMBOL = "UNKNOWN_SYMBOL"
     UNSUPPORTED = "UNSUPPORTED"  # the venue lacks the order type, time in force or modify
     JOURNAL_UNAVAILABLE = "JOURNAL_UNAVAILABLE"  # the order could not be made durable
+    VENUE_STALE = "VENUE_STALE"  # the venue's stream dropped: resync first (reports missed?)
     ORDER_NOT_OPEN = "ORDER_NOT_OPEN"
     STOPPING = "STOPPING"
     INVALID_PARAMS = "INVALID_PARAMS"

@@ -59,6 +59,7 @@ class PortfolioState:
     orders_denied: int
     fills: int  # committed
     anomalies: int  # fills the orders' states did not allow, adopted orders
+    venues: str | None = None  # what is wrong with its venues' connections (stale, banned)
 
 
 @dataclass(frozen=True)
@@ -172,7 +173,8 @@ class EngineFacade:
             orders_created=om.orders_created if om is not None else 0,
             orders_denied=om.orders_denied if om is not None else 0,
             fills=om.fills_committed if om is not None else 0,
-            anomalies=om.anomalies if om is not None else 0)
+            anomalies=om.anomalies if om is not None else 0,
+            venues=runner.venues.describe() if runner is not None else None)
 
     def states(self) -> list[PortfolioState]:
         return [s for pid in sorted(self._engine.supervisors)

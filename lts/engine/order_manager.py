@@ -120,6 +120,8 @@ class OrderManager(ExecutionIntake):
         self._not_found: dict[str, int] = {}  # first time a query did not find the order
         self._grace_ns = 10_000_000_000  # the acknowledgement timeout (set by housekeeping)
         self.to_reconcile: set[str] = set()
+        #: venues whose execution reports may have been missed: no new orders there
+        self.stale_venues: set[str] = set()
         self.stopping = False
         self.orders_created = 0
         self.orders_denied = 0
@@ -170,6 +172,8 @@ class OrderManager(ExecutionIntake):
             return Reason.UNSUPPORTED
         if self.durable and not self.journal.available:
             return Reason.JOURNAL_UNAVAILABLE
+        if broker.name in self.stale_venues:
+            return Reason.VENUE_STALE
         instrument = self.instruments[request.symbol]
         return self.risk.check(request, self.ledger, instrument, len(self.open), now)
 

@@ -73,11 +73,19 @@ from lts.engine.outcomes import (
     WriteAhead,
 )
 from lts.engine.risk import RiskCheck
+from lts.engine.venue_health import VenueHealth
 from lts.errors import ConfigError, InvalidParams, ReconciliationError
 from lts.persistence import repositories as repo
 from lts.persistence.credentials import BrokerCredentials
 from lts.persistence.journal import Journal
-from lts.plugins.broker import Broker, NeedsCredentials, SimulatedVenue, VenueReconnected
+from lts.plugins.broker import (
+    Broker,
+    NeedsCredentials,
+    SimulatedVenue,
+    VenueBanned,
+    VenueDisconnected,
+    VenueReconnected,
+)
 from lts.plugins.portfolio import Allocator
 from lts.plugins.registry import Registry
 from lts.plugins.strategy import Strategy
@@ -156,6 +164,7 @@ class PortfolioRunner:
         self.stopping = False
         self._stop_replies: list[Any] = []
         self._tg: TaskGroup | None = None
+        self.venues = VenueHealth(self.portfolio_id)
 
     def _limits(self, overrides: dict[str, Any]) -> RiskLimits:
         return RiskLimits.model_validate({**self.ctx.default_risk.model_dump(), **overrides})
@@ -227,6 +236,7 @@ class PortfolioRunner:
                           fence=self.fence,
                           observe_tick_to_order=self.ctx.observe_tick_to_order
                           if self._replay_clock is None else None)
+        om.stale_venues = self.venues.stale
         stored = await repo.load_positions(db, pid)
         for sym, pos in self.ledger.positions.items():
             if stored.get(sym, pos.quantity) != pos.quantity:
@@ -419,12 +429,14 @@ class PortfolioRunner:
                 om.on_fill_checked(item)
             elif kind is Housekeeping:
                 self._housekeeping(om)
+            elif kind is VenueDisconnected:
+                self.venues.disconnected(item.broker, item.ts_event, item.reason)
             elif kind is VenueReconnected:
-                self._resync(item.broker)
+                self._resync(item.broker, item.ts_event)
             elif kind is Resynced:
-                if item.error:
-                    log.warning("portfolio %s: resync with %s failed: %s", self.portfolio_id,
-                                item.broker, item.error)
+                self._resynced(item)
+            elif kind is VenueBanned:
+                self._banned(item)
             elif kind is OpenFeeds:
                 self._open_feeds()
             elif kind is StopDeadline:
@@ -467,6 +479,8 @@ class PortfolioRunner:
         om = self.orders
         assert om is not None
         self.risk.state = state
+        if state is not TradingState.HALTED:
+            self.venues.banned.clear()  # an operator resumed: the ban is over for them
         if state is TradingState.HALTED:
             om.cancel_unsent("trading halted before it was sent")
         log.info("portfolio %s: trading state %s", self.portfolio_id, state.value)
@@ -519,8 +533,10 @@ class PortfolioRunner:
         if self.risk.limits.max_daily_loss is not None:
             self.risk.observe_equity(self.ctx.clock.now_ns(), self.ledger.equity())
 
-    def _resync(self, broker_name: str) -> None:
-        """A broker reconnected: the same reconciliation as at start-up, in a task."""
+    def _resync(self, broker_name: str, ts_ns: int) -> None:
+        """A broker reconnected: the same reconciliation as at start-up, in a task; no new
+        orders go to that venue until it is done. Fills are asked for from a while before the
+        stream was lost (duplicates change nothing)."""
         assert self._tg is not None
         assert self.inbox is not None
         for broker in self._venues:
@@ -529,8 +545,28 @@ class PortfolioRunner:
             mine = [o for o in self.open_orders.values() if self.brokers[o.symbol] is broker]
             log.info("portfolio %s: %s reconnected; resyncing %d open order(s)",
                      self.portfolio_id, broker_name, len(mine))
-            since = max(0, self.ctx.clock.now_ns() - _FILLS_OVERLAP_NS * 10)
+            lost_at = self.venues.resync_starts(broker_name, ts_ns)
+            since = max(0, lost_at - _FILLS_OVERLAP_NS)
             self._tg.start_soon(venue_calls.resync, broker, list(mine), since, self.inbox)
+
+    def _resynced(self, outcome: Resynced) -> None:
+        retry = self.venues.resynced(outcome.broker, outcome.error)
+        if retry is not None:
+            assert self._tg is not None
+            self._tg.start_soon(self._resync_later, outcome.broker, retry)
+
+    async def _resync_later(self, broker_name: str, delay: float) -> None:
+        await anyio.sleep(delay)
+        assert self.inbox is not None
+        self.inbox(VenueReconnected(broker_name, self.ctx.clock.now_ns()))
+
+    def _banned(self, ban: VenueBanned) -> None:
+        """The venue banned this client: halt (an operator resumes) rather than hammer it."""
+        self.venues.ban(ban.broker, ban.reason)
+        log.error("portfolio %s: %s banned this client (%s); trading HALTED", self.portfolio_id,
+                  ban.broker, ban.reason)
+        if self.risk.state is not TradingState.HALTED:
+            self._set_trading_state(TradingState.HALTED, None)
 
     # -- stopping -------------------------------------------------------------------------------
     def _begin_stop(self, why: str, reply: Any) -> None:

@@ -203,7 +203,8 @@ async def portfolio_status(portfolio_id: int, caller: CurrentUser) -> PortfolioS
         id=portfolio_id, runner=state.status, last_error=state.last_error,
         restarts=state.restarts, last_tick_ns=state.last_tick_ns, bars=state.bars,
         open_orders=state.open_orders, equity=state.equity,
-        trading_state=state.trading_state or row["trading_state"], held_by=state.holder)
+        trading_state=state.trading_state or row["trading_state"], held_by=state.holder,
+        venues=state.venues)
 
 
 @router.get("/{portfolio_id}/analytics", response_model=PortfolioAnalytics)

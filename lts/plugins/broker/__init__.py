@@ -9,6 +9,9 @@ order itself.
   ``task_status.started()`` once it can take orders, streams execution reports until it is
   cancelled, reconnects on its own and reports :class:`VenueReconnected` after every reconnect
   (the runner then resyncs: the same reconciliation as at start-up), and closes on cancellation.
+  It reports :class:`VenueDisconnected` when its stream drops (the runner submits nothing to it
+  until the resync is done) and :class:`VenueBanned` when the venue bans it (the portfolio
+  halts with the venue's reason).
 - ``submit``, ``cancel`` and ``modify`` return once the venue acknowledged, or raise
   :class:`~lts.errors.VenueRejected` (the venue said no, with its reason),
   :class:`~lts.errors.VenueAnswerLost` (sent, no answer: the order is UNKNOWN and settled by
@@ -49,6 +52,8 @@ __all__ = [
     "NeedsCredentials",
     "ReportSink",
     "SimulatedVenue",
+    "VenueBanned",
+    "VenueDisconnected",
     "VenueReconnected",
 ]
 
@@ -69,7 +74,25 @@ class VenueReconnected(msgspec.Struct, frozen=True):
     ts_event: int
 
 
-ExecutionReport = OrderStatusReport | Fill | VenueReconnected
+class VenueDisconnected(msgspec.Struct, frozen=True):
+    """The broker lost its stream of execution reports: the portfolio's view of the venue is
+    stale, so it submits nothing there until the resync after :class:`VenueReconnected`."""
+
+    broker: str
+    ts_event: int
+    reason: str
+
+
+class VenueBanned(msgspec.Struct, frozen=True):
+    """The venue refuses this client for a while (Binance's 418 after ignored 429s): the
+    portfolio halts with ``reason`` rather than keep hammering; an operator resumes it."""
+
+    broker: str
+    ts_event: int
+    reason: str
+
+
+ExecutionReport = OrderStatusReport | Fill | VenueReconnected | VenueDisconnected | VenueBanned
 
 
 class ReportSink(Protocol):
