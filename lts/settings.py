@@ -28,7 +28,7 @@ from pydantic_settings import (
 )
 
 from lts.errors import ConfigError
-from lts.persistence.keyring import Keyring
+from lts.persistence.keyring import Keyring, new_key_entry
 
 __all__ = ["RUNTIME_KEYS", "ApiSettings", "AuthSettings", "DatabaseSettings", "DemoSettings",
            "EngineSettings", "RiskLimits", "Settings", "load_settings", "merge", "parse_set",
@@ -99,6 +99,16 @@ class EngineSettings(_Section):
         5.0, gt=0, description="seconds between tries for a portfolio another engine holds")
 
 
+class DemoCredentials(_Section):
+    """Keys the demo's broker logs in with, sealed into the credential store for the admin
+    user at the first start (only for a local venue's published keys: a real account's keys
+    go in through ``PUT /api/v1/credentials``, never into a file)."""
+
+    broker: str = Field(description="the name the broker reads its keys under ('binance')")
+    api_key: SecretStr
+    api_secret: SecretStr
+
+
 class DemoSettings(_Section):
     enabled: bool = True
     name: str = "demo"
@@ -108,6 +118,13 @@ class DemoSettings(_Section):
     slow: int = 8
     quantity: Decimal = Decimal(10)
     initial_cash: Decimal = Decimal(100_000)
+    broker: str = Field("paper", description="broker plugin of every demo asset")
+    broker_params: dict[str, Any] | None = Field(
+        None, description="its params; default (paper): 1 bp fees, 2 bp slippage")
+    pipeline: str = Field("synthetic", description="pipeline plugin of every demo asset")
+    pipeline_params: dict[str, Any] | None = Field(
+        None, description="its params; default (synthetic): a seed per symbol, `interval`")
+    credentials: DemoCredentials | None = None
 
 
 class ApiSettings(_Section):
@@ -170,6 +187,9 @@ class Settings(BaseSettings):
     master_key: SecretStr | None = Field(
         None, description="keys that seal broker credentials: 'v2:BASE64,v1:BASE64' (first "
         "encrypts; each opens its version); required in prod")
+    master_key_file: Path | None = Field(
+        None, description="without master_key: read it from this file, made (mode 0600, a "
+        "fresh key) if missing")
     database: DatabaseSettings = DatabaseSettings()
     engine: EngineSettings = EngineSettings()
     demo: DemoSettings = DemoSettings()
@@ -199,6 +219,21 @@ def check_jwt_secret(settings: Settings) -> None:
     if settings.profile == "prod" and (secret == DEV_JWT_SECRET or len(secret) < 32):
         raise ConfigError("setting 'auth.jwt_secret': the prod profile needs a secret of at "
                           "least 32 characters, not the placeholder")
+
+
+def read_key_file(path: Path) -> str:
+    """The master key kept in ``path``; a fresh one is written there (0600) if it is missing."""
+    try:
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as out:
+                out.write(new_key_entry("v1") + "\n")
+            _log.warning("made a new master key in %s (it seals broker credentials: keep it, "
+                         "and keep it private)", path)
+        return path.read_text().strip()
+    except OSError as exc:
+        raise ConfigError(f"setting 'master_key_file': {path}: {exc.strerror}") from None
 
 
 def check_master_key(settings: Settings) -> None:
@@ -266,6 +301,8 @@ def load_settings(config_file: Path | None = None,
         msg = "unknown setting" if err.get("type") == "extra_forbidden" else err.get("msg")
         raise ConfigError(f"setting {key!r}: {msg}") from None
     check_jwt_secret(settings)
+    if settings.master_key is None and settings.master_key_file is not None:
+        settings.master_key = SecretStr(read_key_file(settings.master_key_file))
     check_master_key(settings)
     return settings
 

@@ -8,12 +8,16 @@ symbols with ``sma_crossover`` on the ``paper`` broker, so a new user sees order
 import logging
 import secrets
 import sys
+from typing import Any
 
 import anyio
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from lts.errors import ConfigError
 from lts.persistence import repositories as repo
+from lts.persistence.credentials import BrokerCredentials, CredentialStore
+from lts.persistence.keyring import Keyring
 from lts.plugins.aaa.passwords import hash_password
 from lts.settings import DemoSettings, Settings
 
@@ -42,16 +46,46 @@ async def ensure_admin(db: AsyncEngine, settings: Settings) -> None:
 
 
 def demo_spec(demo: DemoSettings, owner_id: int | None = None) -> repo.PortfolioSpec:
+    """The demo portfolio: ``sma_crossover`` on each symbol, on the demo's broker and feed
+    (by default ``paper`` and ``synthetic``; ``examples/binance-local.toml`` trades the same
+    strategy through ``ccxt`` on the local venue)."""
+    broker_params = demo.broker_params if demo.broker_params is not None else (
+        {"fees_bps": "1", "slippage_bps": "2"} if demo.broker == "paper" else {})
+
+    def pipeline_params(i: int) -> dict[str, Any]:
+        if demo.pipeline_params is not None:
+            return demo.pipeline_params
+        if demo.pipeline == "synthetic":
+            return {"seed": 42 + i, "interval": demo.interval, "volatility": 0.004}
+        return {}
+
     assets = tuple(
         repo.AssetSpec(
             symbol=sym, strategy_plugin="sma_crossover",
             strategy_params={"fast": demo.fast, "slow": demo.slow, "quantity": str(demo.quantity)},
-            broker_plugin="paper", broker_params={"fees_bps": "1", "slippage_bps": "2"},
-            pipeline_plugin="synthetic",
-            pipeline_params={"seed": 42 + i, "interval": demo.interval, "volatility": 0.004},
+            broker_plugin=demo.broker, broker_params=broker_params,
+            pipeline_plugin=demo.pipeline, pipeline_params=pipeline_params(i),
         ) for i, sym in enumerate(demo.symbols))
     return repo.PortfolioSpec(name=demo.name, initial_cash=demo.initial_cash, assets=assets,
                               owner_id=owner_id)
+
+
+async def ensure_demo_credentials(db: AsyncEngine, demo: DemoSettings, owner: str,
+                                  keyring: Keyring | None) -> None:
+    """The demo broker's keys (a local venue's), sealed for ``owner`` unless some are stored."""
+    creds = demo.credentials
+    if creds is None:
+        return
+    if keyring is None:
+        raise ConfigError("setting 'demo.credentials' needs a master key to seal them (set "
+                          "master_key or master_key_file)")
+    owner_id = await repo.user_id_by_name(db, owner)
+    assert owner_id is not None
+    store = CredentialStore(db, keyring)
+    if await store.get(owner_id, creds.broker) is None:
+        await store.put(owner_id, creds.broker, BrokerCredentials(
+            creds.api_key.get_secret_value(), creds.api_secret.get_secret_value()))
+        log.info("sealed the demo's %r credentials for %r", creds.broker, owner)
 
 
 async def ensure_demo(db: AsyncEngine, demo: DemoSettings, owner: str) -> int:

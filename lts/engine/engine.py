@@ -128,6 +128,8 @@ class Engine:
                                                    await repo.load_configuration(self.db))
         await bootstrap.ensure_admin(self.db, s)
         if s.demo.enabled:
+            await bootstrap.ensure_demo_credentials(self.db, s.demo, s.admin_username,
+                                                    Keyring.from_setting(s.master_key))
             await bootstrap.ensure_demo(self.db, s.demo, s.admin_username)
         self._journal = Journal(self.db, stop_timeout=s.engine.stop_timeout + _SHUTDOWN_MARGIN)
         self._journal.on_commit = self._observe_commit

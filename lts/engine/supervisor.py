@@ -26,7 +26,7 @@ import anyio
 from lts.domain.commands import Stop
 from lts.engine.inbox import Envelope
 from lts.engine.runner import PortfolioRunner
-from lts.errors import LeaseLost
+from lts.errors import ConfigError, LeaseLost
 from lts.persistence.journal import Journal
 from lts.persistence.leases import Lease, LeaseManager
 
@@ -195,10 +195,15 @@ class PortfolioSupervisor:
                     self.restarts, delay = 0, self.policy.initial_delay
                 self._failed(exc)
                 self.settled.set()
-                if self.restarts >= self.policy.max_restarts:
+                permanent = _is_permanent(exc)
+                if permanent or self.restarts >= self.policy.max_restarts:
                     self.gave_up = True
-                    log.error("portfolio %s stays in error after %d restarts (activate it to "
-                              "try again)", self.portfolio_id, self.restarts)
+                    if permanent:
+                        log.error("portfolio %s stays in error: its configuration must change "
+                                  "first (activate it to try again)", self.portfolio_id)
+                    else:
+                        log.error("portfolio %s stays in error after %d restarts (activate it "
+                                  "to try again)", self.portfolio_id, self.restarts)
                     await self._sleep(None)
                     self.restarts, delay = 0, self.policy.initial_delay
                     continue
@@ -290,6 +295,19 @@ class PortfolioSupervisor:
                 except Exception as exc:  # it ends with the session (or the process) anyway
                     log.warning("portfolio %s: lease release failed (%s)", self.portfolio_id,
                                 sanitize(exc))
+
+
+def _innermost(exc: BaseException) -> BaseException:
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    return exc
+
+
+def _is_permanent(exc: BaseException) -> bool:
+    """A failure no restart can mend (no credentials stored, keys the venue refuses): the
+    portfolio waits in error for an operator rather than knock on the venue again and again.
+    (A plugin not installed is retried: it may be installed meanwhile.)"""
+    return isinstance(_innermost(exc), ConfigError)
 
 
 def _is_lease_lost(exc: BaseException) -> bool:

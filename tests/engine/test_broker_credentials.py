@@ -34,7 +34,7 @@ async def test_a_broker_that_logs_in_gets_its_owners_keys(
 
 
 async def test_without_stored_keys_the_portfolio_does_not_start_and_says_why(
-        migrated_url: str) -> None:
+        migrated_url: str, caplog: pytest.LogCaptureFixture) -> None:
     async with running_desk(migrated_url, before_start=wants_keys, wait_running=False,
                             settings={"master_key": KEY}) as desk:
         state = await desk.until(
@@ -42,3 +42,8 @@ async def test_without_stored_keys_the_portfolio_does_not_start_and_says_why(
             and s.status == "error" and s, "the portfolio to fail to start")
         assert "no 'keyed' credentials stored" in (state.last_error or "")
         assert desk.venue.credentials is None
+        # no restart can mend it: it waits for an operator instead of knocking again
+        await desk.until(lambda: "its configuration must change" in caplog.text,
+                         "the supervisor to leave it in error")
+        assert desk.facade.state(desk.portfolio_id).restarts == 0  # type: ignore[union-attr]
+        assert desk.venue.connect_attempts == 0

@@ -158,7 +158,8 @@ def test_merge_is_deep_and_the_top_wins() -> None:
 
 def test_settings_is_the_one_tree() -> None:
     assert set(Settings.model_fields) == {"profile", "log_level", "admin_username",
-                                          "admin_password", "master_key", "database", "engine",
+                                          "admin_password", "master_key", "master_key_file",
+                                          "database", "engine",
                                           "demo", "risk", "api", "auth"}
 
 
@@ -199,3 +200,26 @@ def test_a_missing_secrets_dir_is_one_config_error(tmp_path: Path,
     monkeypatch.setenv("LTS_SECRETS_DIR", str(tmp_path / "absent"))
     with pytest.raises(ConfigError, match="does not exist"):
         load_settings()
+
+
+def test_a_master_key_file_is_made_once_private_and_then_read(tmp_path: Path) -> None:
+    """SYS-004 (credentials at rest): ``master_key_file`` gives a key without putting one in
+    the environment: made (0600) on first use, the same key read on every later start."""
+    key_file = tmp_path / "keys" / "master.key"
+    config = tmp_path / "lts.toml"
+    config.write_text(f'master_key_file = "{key_file}"\n')
+    first = load_settings(config)
+    assert key_file.stat().st_mode & 0o777 == 0o600
+    assert first.master_key is not None
+    again = load_settings(config)
+    assert again.master_key is not None
+    assert again.master_key.get_secret_value() == first.master_key.get_secret_value()
+    given = load_settings(config, {"master_key": "v9:" + "A" * 43 + "="})
+    assert given.master_key is not None
+    assert given.master_key.get_secret_value().startswith("v9:")  # a set key wins
+
+
+def test_an_unreadable_master_key_file_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / "master.key").mkdir()
+    with pytest.raises(ConfigError, match="master_key_file"):
+        load_settings(None, {"master_key_file": str(tmp_path / "master.key")})
