@@ -1,0 +1,534 @@
+"""Broker ``ccxt``: a real exchange through ccxt (REST) and ccxt.pro (execution streams).
+
+Where it sits: between a portfolio's runner and an exchange ccxt speaks (Binance spot end to end
+against LTS's local venue; Bybit and OKX through the same code, their request fields tested).
+The runner owns the orders; this plugin places, cancels, changes and queries them with LTS's
+client order ids (each exchange's own field: :mod:`lts.plugins.broker.ccxt_mapping`) and turns
+what the exchange pushes into execution reports.
+
+- :meth:`CcxtBroker.run` opens the exchange (:mod:`lts.plugins.ccxt_client`) with the owner's
+  keys (``credentials_for`` is the exchange id), loads its markets and checks the key with a
+  signed call (a refused key stops this portfolio with one clear reason, never the secret),
+  subscribes to the user data stream, then says it is started. One permanent loop per stream
+  (``watch_orders``: status reports; ``watch_my_trades``: fills) runs until cancelled. When a
+  stream fails, :class:`~lts.plugins.broker.VenueDisconnected` is reported once (the runner sends
+  nothing until the resync); the loop retries with a doubling back-off and, once the venue has
+  taken the subscription again, reports :class:`~lts.plugins.broker.VenueReconnected`: ccxt
+  replays nothing missed, so the runner queries its open orders and the fills since its last.
+- A ban (Binance's 418) reports :class:`~lts.plugins.broker.VenueBanned` with the venue's words
+  (the portfolio halts) and no call goes out until its ``Retry-After`` has passed; a 429 backs off
+  the same way (calls in the meantime raise :class:`~lts.errors.VenueUnavailable`); LTS's weight
+  budget keeps it from coming to that.
+- Errors: the venue refused (bad order, filters, funds, unknown order) ->
+  :class:`~lts.errors.VenueRejected` with its reason; no answer, a broken connection after
+  sending, a 5xx -> :class:`~lts.errors.VenueAnswerLost` (the order is UNKNOWN until a query by
+  client order id settles it; never sent twice); nothing sent (unreachable, rate limited, banned,
+  the key refused) -> :class:`~lts.errors.VenueUnavailable`. Every message is redacted of keys,
+  secrets and signatures, and no exception leaves with ccxt's (which may hold the signed URL)
+  chained to it.
+- Prices and quantities go as exact strings; one that is not on the market's grid is refused
+  before sending (ccxt would round it silently). Reports and fills are read exactly (venue
+  strings first). Trade ids are ``<symbol>:<venue trade id>`` (Binance numbers trades per symbol).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from decimal import Decimal
+from typing import Any, NoReturn
+
+import anyio
+from anyio.abc import TaskStatus
+from pydantic import Field
+
+from lts.domain.clock import Clock
+from lts.domain.commands import ModifyOrder
+from lts.domain.instruments import Instrument
+from lts.domain.orders import Fill, Order, OrderStatusReport, OrderType, TimeInForce
+from lts.errors import (
+    BrokerError,
+    ConfigError,
+    VenueAnswerLost,
+    VenueRejected,
+    VenueUnavailable,
+)
+from lts.persistence.credentials import BrokerCredentials
+from lts.plugins.base import PluginBase
+from lts.plugins.broker import (
+    Capabilities,
+    ExecutionReport,
+    ReportSink,
+    VenueBanned,
+    VenueDisconnected,
+    VenueReconnected,
+)
+from lts.plugins.broker import ccxt_mapping as mapping
+from lts.plugins.ccxt_client import (
+    CcxtClient,
+    CcxtParams,
+    ErrorKind,
+    classify,
+    exchange_has,
+    open_client,
+)
+
+__all__ = ["CcxtBroker", "CcxtBrokerParams"]
+
+log = logging.getLogger("lts.broker.ccxt")
+
+_NS_PER_MS = 1_000_000
+_TRADES_PAGE = 500
+_BAN_SECONDS = 120.0  # a ban without Retry-After: Binance's shortest is 2 minutes
+
+
+class CcxtBrokerParams(CcxtParams):
+    streaming: bool = Field(True, description="execution reports over the exchange's "
+                            "WebSocket (ccxt.pro); false: only from queries")
+    reconnect_max_s: float = Field(30.0, gt=0, description="longest wait between reconnects")
+
+
+class CcxtBroker(PluginBase):
+    Params = CcxtBrokerParams
+    plugin_name = "ccxt"
+    plugin_debug_vars = ["name", "streams_down", "reconnects", "orders_sent", "reports_in",
+                         "fills_in", "weight_used"]
+
+    def __init__(self, **params: object) -> None:
+        super().__init__(**params)
+        p: CcxtBrokerParams = self.params
+        self.name = p.exchange
+        self.credentials_for = p.exchange
+        self.exchange_id = p.exchange
+        self._fields = mapping.fields_for(p.exchange)
+        self.capabilities = Capabilities(
+            order_types=frozenset({OrderType.MARKET, OrderType.LIMIT, OrderType.STOP_LIMIT}),
+            time_in_force=frozenset({TimeInForce.GTC, TimeInForce.IOC, TimeInForce.FOK}),
+            modify=exchange_has(p.exchange, "editOrder"), streaming=p.streaming)
+        self._credentials: BrokerCredentials | None = None
+        self._client: CcxtClient | None = None
+        self._reports: ReportSink | None = None
+        self._clock: Clock | None = None
+        self._symbols: set[str] = set()
+        self._coids: dict[str, str] = {}  # venue order id -> client order id
+        self._portfolio = 0  # the portfolio this broker's orders belong to, once seen
+        self._down: set[str] = set()
+        self._banned_until = 0.0
+        self.reconnects = 0
+        self.orders_sent = 0
+        self.reports_in = 0
+        self.fills_in = 0
+
+    # -- NeedsCredentials -------------------------------------------------------------------------
+    def use_credentials(self, credentials: BrokerCredentials) -> None:
+        self._credentials = credentials
+
+    @property
+    def streams_down(self) -> list[str]:
+        return sorted(self._down)
+
+    @property
+    def weight_used(self) -> int | None:
+        budget = self._client.budget if self._client is not None else None
+        return budget.used if budget is not None else None
+
+    # -- lifecycle --------------------------------------------------------------------------------
+    async def run(self, reports: ReportSink, clock: Clock, *,
+                  task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        if self._credentials is None:
+            raise ConfigError(f"{self.name}: no API key given (the credential store has none "
+                              "for this portfolio's owner)")
+        self._reports, self._clock = reports, clock
+        client = self._client = open_client(self.params, self._credentials)
+        try:
+            await self._connect(client)
+            async with anyio.create_task_group() as tg:
+                if self.params.streaming:
+                    tg.start_soon(self._stream, "orders", "watch_orders", self._on_orders)
+                    tg.start_soon(self._stream, "trades", "watch_my_trades", self._on_trades)
+                task_status.started()
+                await anyio.sleep_forever()
+        finally:
+            with anyio.CancelScope(shield=True):
+                await client.close()
+            self._client = None
+
+    async def _connect(self, client: CcxtClient) -> None:
+        """Markets, a signed call (the key works) and the user data stream, or one clear error."""
+        try:
+            await client.call("load_markets")
+            await client.call("fetch_balance")
+            if self.params.streaming:
+                await self._subscribe(client)
+        except Exception as exc:
+            kind, reason = classify(exc), client.reason(exc)
+            if kind is ErrorKind.AUTH:
+                raise ConfigError(f"{self.name}: the API key was refused ({reason})") from None
+            if kind is ErrorKind.BANNED:
+                raise BrokerError(f"{self.name}: the venue bans this client ({reason})") \
+                    from None
+            raise VenueUnavailable(f"{self.name}: cannot connect ({reason})") from None
+
+    async def _subscribe(self, client: CcxtClient) -> None:
+        """Until the venue has taken the user data subscription (Binance spot: its WebSocket
+        API's ``userDataStream.subscribe.signature``, answered). Elsewhere ccxt subscribes in
+        the first watch call, so this waits for its connection."""
+        if self.exchange_id.startswith("binance"):
+            await client.watch("authenticate", {"type": self.params.market_type})
+            return
+        await client.wait_connected(self.params.timeout_ms / 1000)
+
+    # -- streams ----------------------------------------------------------------------------------
+    async def _stream(self, name: str, method: str,
+                      handle: Callable[[list[Mapping[str, Any]]], None]) -> None:
+        """One permanent watch loop: reconnect with back-off, report down and up."""
+        client = self._client
+        assert client is not None
+        backoff = initial = 0.25
+        while True:
+            try:
+                if name in self._down:
+                    await self._subscribe(client)
+                    self._up(name)
+                    backoff = initial
+                items = await client.watch(method)
+            except Exception as exc:
+                kind, reason = classify(exc), client.reason(exc)
+                if kind is ErrorKind.BANNED:
+                    self._ban(client, reason)
+                elif kind is ErrorKind.AUTH:
+                    reason = f"the API key was refused ({reason})"
+                log.warning("%s: %s stream: %s", self.name, name, reason)
+                self._fall(name, reason)
+                await anyio.sleep(max(backoff, self._banned_for()))
+                backoff = min(backoff * 2, self.params.reconnect_max_s)
+                continue
+            handle(list(items or ()))
+
+    def _fall(self, name: str, reason: str) -> None:
+        if not self._down:
+            self._report(VenueDisconnected(self.name, self._now(), f"{name} stream: {reason}"))
+        self._down.add(name)
+
+    def _up(self, name: str) -> None:
+        self._down.discard(name)
+        if not self._down:
+            self.reconnects += 1
+            log.info("%s: streams back; resync", self.name)
+            self._report(VenueReconnected(self.name, self._now()))
+
+    def _on_orders(self, orders: list[Mapping[str, Any]]) -> None:
+        for order in orders:
+            self._learn(order)
+            self.reports_in += 1
+            self._report(mapping.report_of(order))
+
+    def _on_trades(self, trades: list[Mapping[str, Any]]) -> None:
+        for trade in trades:
+            fill = self._fill_of(trade)
+            if fill is None:
+                log.warning("%s: a trade without its order (%s) left to the resync", self.name,
+                            trade.get("id"))
+                continue
+            self.fills_in += 1
+            self._report(fill)
+
+    # -- Broker: orders ---------------------------------------------------------------------------
+    async def submit(self, order: Order) -> str | None:
+        client = self._ready(order)
+        kind, side, amount, price, params = mapping.order_args(self.exchange_id, order)
+        self._on_grid(client, order.symbol, amount, price, params.get("triggerPrice"))
+        try:
+            self.orders_sent += 1
+            placed = await client.call("create_order", order.symbol, kind, side, amount, price,
+                                       params)
+        except Exception as exc:
+            self._raise(client, exc, sent=True)
+        self._learn(placed, order.client_order_id)
+        venue_id = placed.get("id")
+        if not self.params.streaming:
+            self._report(self._report_with_fills(placed, order))
+        return str(venue_id) if venue_id is not None else None
+
+    async def cancel(self, order: Order) -> None:
+        client = self._ready(order)
+        try:
+            await client.call("cancel_order", order.broker_order_id, order.symbol,
+                              {self._fields.existing: order.client_order_id})
+        except Exception as exc:
+            self._raise(client, exc, sent=True)
+
+    async def modify(self, order: Order, change: ModifyOrder) -> None:
+        client = self._ready(order)
+        if not self.capabilities.modify:
+            raise VenueRejected(f"{self.name} does not change orders (cancel and place anew)")
+        if order.broker_order_id is None:
+            raise VenueRejected("the venue's id of the order is not known yet")
+        quantity = change.quantity
+        if quantity is not None and self.exchange_id.startswith("binance"):
+            quantity -= order.filled_quantity  # cancel-replace: a new order for what is left
+        kind, side, amount, price, params = mapping.order_args(
+            self.exchange_id, order, quantity=quantity if quantity is not None
+            else order.leaves_quantity if self.exchange_id.startswith("binance") else None,
+            limit_price=change.limit_price, stop_price=change.stop_price)
+        self._on_grid(client, order.symbol, amount, price, params.get("triggerPrice"))
+        try:
+            await client.call("edit_order", order.broker_order_id, order.symbol, kind, side,
+                              amount, price, params)
+        except Exception as exc:
+            self._raise(client, exc, sent=True)
+
+    # -- Broker: queries --------------------------------------------------------------------------
+    async def query_order(self, order: Order) -> OrderStatusReport | None:
+        client = self._ready(order)
+        found = await self._fetch_order(client, order.symbol, order.client_order_id,
+                                        order.broker_order_id)
+        if found is None:
+            return None
+        self._learn(found, order.client_order_id)
+        return await self._with_fills(client, found, order.portfolio_id)
+
+    async def _fetch_order(self, client: CcxtClient, symbol: str, coid: str,
+                           venue_id: str | None) -> dict[str, Any] | None:
+        """The venue's order by client order id (its venue id, when known, for exchanges that
+        look orders up by it); None when the venue does not know it."""
+        try:
+            if client.has("fetchOrder"):
+                by = {self._fields.existing: coid} if coid else {}
+                found: dict[str, Any] = await client.call("fetch_order", venue_id, symbol, by)
+                return found
+        except Exception as exc:
+            if classify(exc) is ErrorKind.NOT_FOUND:
+                return None
+            if classify(exc) not in (ErrorKind.UNSUPPORTED, ErrorKind.REJECTED):
+                self._raise(client, exc, sent=False, query=True)
+        # no lookup by client order id: the open orders, then the recent closed ones
+        for method, feature in (("fetch_open_orders", "fetchOpenOrders"),
+                                ("fetch_closed_orders", "fetchClosedOrders")):
+            if not client.has(feature):
+                continue
+            try:
+                orders = await client.call(method, symbol)
+            except Exception as exc:
+                self._raise(client, exc, sent=False, query=True)
+            for candidate in orders:
+                if candidate.get("clientOrderId") == coid or (
+                        venue_id is not None and str(candidate.get("id")) == venue_id):
+                    return dict(candidate)
+        return None
+
+    async def _with_fills(self, client: CcxtClient, order: Mapping[str, Any],
+                          portfolio_id: int) -> OrderStatusReport:
+        """The order's report with the fills the venue has of it."""
+        filled = mapping.to_dec(order.get("filled")) or Decimal(0)
+        fills: tuple[Fill, ...] = ()
+        if filled > 0 and order.get("symbol"):
+            venue_id = str(order.get("id"))
+            since = order.get("timestamp")
+            trades = await self._trades(client, str(order["symbol"]),
+                                        int(since) if since else None)
+            fills = tuple(f for t in trades if str(t.get("order")) == venue_id
+                          and (f := self._fill_of(t, portfolio_id)) is not None)
+        return mapping.report_of(order, fills)
+
+    def _report_with_fills(self, placed: Mapping[str, Any], order: Order) -> OrderStatusReport:
+        """The answer to a submit as a report, with the trades it lists (no stream)."""
+        fills = []
+        for trade in placed.get("trades") or ():
+            full = {**trade, "symbol": order.symbol, "side": order.side.value,
+                    "order": placed.get("id"),
+                    "timestamp": trade.get("timestamp") or placed.get("timestamp")}
+            fill = self._fill_of(full, order.portfolio_id)
+            if fill is not None:
+                fills.append(fill)
+        return mapping.report_of(placed, tuple(fills))
+
+    async def open_orders(self) -> list[OrderStatusReport]:
+        client = self._ready()
+        reports = []
+        for symbol in sorted(self._symbols):
+            try:
+                orders = await client.call("fetch_open_orders", symbol)
+            except Exception as exc:
+                self._raise(client, exc, sent=False, query=True)
+            for order in orders:
+                self._learn(order)
+                reports.append(mapping.report_of(order))
+        return reports
+
+    async def fills(self, since_ns: int) -> list[Fill]:
+        client = self._ready()
+        fills = []
+        for symbol in sorted(self._symbols):
+            for trade in await self._trades(client, symbol, since_ns // _NS_PER_MS):
+                fill = self._fill_of(trade)
+                if fill is None:
+                    venue_order = trade.get("order")
+                    if venue_order is not None:  # an order this broker has not seen: ask
+                        found = await self._fetch_order(client, symbol, "", str(venue_order))
+                        if found is not None:
+                            self._learn(found)
+                            fill = self._fill_of(trade)
+                if fill is not None:
+                    fills.append(fill)
+        return fills
+
+    async def _trades(self, client: CcxtClient, symbol: str,
+                      since_ms: int | None) -> list[dict[str, Any]]:
+        """Every trade of the account in ``symbol`` since ``since_ms``, page by page."""
+        trades: dict[str, dict[str, Any]] = {}
+        while True:
+            try:
+                page = await client.call("fetch_my_trades", symbol, since_ms, _TRADES_PAGE)
+            except Exception as exc:
+                self._raise(client, exc, sent=False, query=True)
+            fresh = [t for t in page if str(t.get("id")) not in trades]
+            for trade in fresh:
+                trades[str(trade.get("id"))] = trade
+            if len(page) < _TRADES_PAGE or not fresh:
+                break
+            since_ms = max(int(t.get("timestamp") or 0) for t in page)
+        return sorted(trades.values(), key=lambda t: (t.get("timestamp") or 0, str(t["id"])))
+
+    async def balances(self) -> dict[str, Decimal]:
+        client = self._ready()
+        try:
+            balance = await client.call("fetch_balance")
+        except Exception as exc:
+            self._raise(client, exc, sent=False, query=True)
+        totals: dict[str, Decimal] = {}
+        raw = (balance.get("info") or {}).get("balances")
+        if isinstance(raw, list):  # Binance: exact strings
+            for row in raw:
+                free, locked = mapping.to_dec(row.get("free")), mapping.to_dec(row.get("locked"))
+                total = (free or Decimal(0)) + (locked or Decimal(0))
+                if total:
+                    totals[str(row.get("asset"))] = total
+            return totals
+        for asset, amount in (balance.get("total") or {}).items():
+            value = mapping.to_dec(amount)
+            if value:
+                totals[str(asset)] = value
+        return totals
+
+    async def positions(self) -> dict[str, Decimal]:
+        """Spot: what is held of each traded symbol's base asset, by symbol."""
+        held = await self.balances()
+        client = self._ready()
+        positions = {}
+        for symbol in sorted(self._symbols):
+            market = client.markets.get(symbol) or {}
+            base = market.get("base") or symbol.split("/")[0]
+            if held.get(base):
+                positions[symbol] = held[base]
+        return positions
+
+    async def instruments(self, symbols: Sequence[str]) -> Mapping[str, Instrument]:
+        client = self._ready()
+        self._symbols.update(symbols)
+        markets = client.markets
+        return {s: mapping.instrument_of(s, markets[s], client.precision_mode)
+                for s in symbols if s in markets}
+
+    # -- inside -----------------------------------------------------------------------------------
+    def _ready(self, order: Order | None = None) -> CcxtClient:
+        """The client, if calls may go out now (else VenueUnavailable: nothing is sent)."""
+        client = self._client
+        if client is None:
+            raise VenueUnavailable(f"{self.name}: not connected")
+        if order is not None:
+            self._symbols.add(order.symbol)
+            if not self._portfolio:
+                self._portfolio = order.portfolio_id
+        banned = self._banned_for()
+        if banned > 0:
+            raise VenueUnavailable(f"{self.name}: banned by the venue for {banned:.0f} s more")
+        backing_off = client.budget.blocked_for if client.budget is not None else 0.0
+        if backing_off > 0:
+            raise VenueUnavailable(f"{self.name}: rate limited, backing off {backing_off:.0f} s")
+        return client
+
+    def _on_grid(self, client: CcxtClient, symbol: str, amount: str, price: str | None,
+                 trigger: str | None) -> None:
+        """Refuse (before sending) a price or quantity ccxt would round."""
+        if symbol not in client.markets:
+            raise VenueRejected(f"{self.name} has no market {symbol}")
+        try:
+            if Decimal(client.amount_to_precision(symbol, amount)) != Decimal(amount):
+                raise VenueRejected(f"quantity {amount} is not a whole number of {symbol} lots")
+            for label, value in (("price", price), ("stop price", trigger)):
+                if value is not None and \
+                        Decimal(client.price_to_precision(symbol, value)) != Decimal(value):
+                    raise VenueRejected(f"{label} {value} is not on {symbol}'s tick grid")
+        except VenueRejected:
+            raise
+        except Exception as exc:  # ccxt: below its precision (InvalidOrder)
+            raise VenueRejected(client.reason(exc)) from None
+
+    def _raise(self, client: CcxtClient, exc: Exception, *, sent: bool,
+               query: bool = False) -> NoReturn:
+        """ccxt's exception as LTS's, redacted, without ccxt's chained to it."""
+        kind, reason = classify(exc), client.reason(exc)
+        log.debug("%s: %s (%s)", self.name, reason, kind.value)
+        if kind is ErrorKind.BANNED:
+            self._ban(client, reason)
+            raise VenueUnavailable(f"{self.name}: banned by the venue ({reason})") from None
+        if kind is ErrorKind.RATE_LIMITED:
+            seconds = client.note_rate_limited()
+            log.warning("%s: rate limited (429); backing off %.0f s", self.name, seconds)
+            raise VenueUnavailable(f"{self.name}: rate limited, backing off {seconds:.0f} s") \
+                from None
+        if kind is ErrorKind.AUTH:
+            raise VenueUnavailable(f"{self.name}: the API key was refused ({reason})") from None
+        if kind is ErrorKind.UNREACHABLE:
+            raise VenueUnavailable(f"{self.name}: unreachable ({reason})") from None
+        if kind in (ErrorKind.REJECTED, ErrorKind.NOT_FOUND, ErrorKind.UNSUPPORTED):
+            if query:
+                raise BrokerError(f"{self.name}: {reason}") from None
+            raise VenueRejected(reason) from None
+        if not sent:
+            raise BrokerError(f"{self.name}: {reason}") from None
+        raise VenueAnswerLost(f"{self.name}: no answer ({reason})") from None
+
+    def _ban(self, client: CcxtClient, reason: str) -> None:
+        """The venue banned this client: report it once per ban, call nothing until it ends."""
+        now = anyio.current_time()
+        banned = self._banned_for() > 0
+        self._banned_until = max(self._banned_until, now + (client.retry_after() or _BAN_SECONDS))
+        if not banned:
+            log.error("%s: banned by the venue: %s", self.name, reason)
+            self._report(VenueBanned(self.name, self._now(), reason))
+
+    def _banned_for(self) -> float:
+        return max(0.0, self._banned_until - anyio.current_time())
+
+    def _learn(self, order: Mapping[str, Any], coid: str | None = None) -> None:
+        venue_id = order.get("id")
+        known = coid or order.get("clientOrderId")
+        if venue_id is not None and known:
+            self._coids[str(venue_id)] = str(known)
+
+    def _client_id(self, from_trade: str | None, venue_order: str | None) -> str | None:
+        if venue_order is not None and venue_order in self._coids:
+            return self._coids[venue_order]
+        return from_trade
+
+    def _fill_of(self, trade: Mapping[str, Any], portfolio_id: int = 0) -> Fill | None:
+        client = self._client
+        markets = client.markets if client is not None else {}
+        keyed = dict(trade)
+        if trade.get("id") is not None and trade.get("symbol"):
+            keyed["id"] = f"{trade['symbol']}:{trade['id']}"
+        return mapping.fill_of(
+            self.exchange_id, self.name, keyed, client_id=self._client_id,
+            portfolio_id=portfolio_id or self._portfolio,
+            quote_of=lambda s: (markets.get(s) or {}).get("quote") or s.partition("/")[2])
+
+    def _report(self, report: ExecutionReport) -> None:
+        if self._reports is not None:
+            self._reports(report)
+
+    def _now(self) -> int:
+        assert self._clock is not None
+        return self._clock.now_ns()
+
