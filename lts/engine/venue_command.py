@@ -1,8 +1,16 @@
 """``python -m lts.engine venue``: the local exchange (:mod:`lts.venue`) on 127.0.0.1.
 
 Wired into :mod:`lts.engine.cli`, which maps a :class:`~lts.errors.ConfigError` to one
-``lts: error:`` line and status 2. Prints where it listens and the account's key and secret
-(a local venue's, not a secret) on one line once it does; Ctrl-C or SIGTERM stops it (status 0).
+``lts: error:`` line and status 2. Prints on one line, once it listens: the REST URL, the
+account's key and secret (a local venue's, not a secret), the admin URL, the feed, the state
+file and the faults set; Ctrl-C or SIGTERM stops it (status 0).
+
+``--feed synthetic`` (the default: :mod:`lts.plugins.pipeline.synthetic`, ``--seed``,
+``--start-price``) or ``--feed replay FILE`` (a CSV or Parquet file of OHLCV bars, read by
+:mod:`lts.plugins.pipeline.replay`, one bar every ``--interval`` seconds, the same series for
+every symbol); ``--fault NAME=VALUE`` (repeatable: a setting of :mod:`lts.venue.faults`; actions
+are for the admin endpoint); ``--state FILE`` (:mod:`lts.venue.state`: restored at start if it
+exists, kept up to date while the venue runs).
 """
 
 import argparse
@@ -10,11 +18,13 @@ import contextlib
 import signal
 import sys
 from decimal import Decimal, InvalidOperation
+from pathlib import Path
 from typing import Any
 
 import anyio
 
 from lts.errors import ConfigError
+from lts.venue.faults import ACTIONS, FaultError, parse_assignment
 from lts.venue.server import VenueOptions, market_of, serve
 
 _DEFAULTS = VenueOptions()
@@ -36,6 +46,17 @@ def add_parser(subparsers: "argparse._SubParsersAction[Any]") -> None:
                    help="seconds between bars per symbol (the synthetic feed's)")
     p.add_argument("--seed", type=int, default=d.seed, help="the synthetic feed's seed")
     p.add_argument("--start-price", type=float, default=d.start_price)
+    p.add_argument("--feed", nargs="+", default=["synthetic"],
+                   metavar=("synthetic|replay", "FILE"),
+                   help="the bars the venue trades on: its synthetic feed (default), or a "
+                   "CSV/Parquet OHLCV file replayed one bar every --interval seconds")
+    p.add_argument("--fault", action="append", default=[], metavar="NAME=VALUE",
+                   help="a fault set at start (repeatable): order_delay, weight_limit, "
+                   "ban_seconds, drop_order_answers, duplicate_reports, http_5xx; see "
+                   "lts.venue.faults (actions: POST /admin/faults while it runs)")
+    p.add_argument("--state", metavar="FILE", default=None,
+                   help="keep the venue's orders, trades and balances in FILE (JSON), and "
+                   "start from it if it exists")
 
 
 def options_of(args: argparse.Namespace) -> VenueOptions:
@@ -63,16 +84,48 @@ def options_of(args: argparse.Namespace) -> VenueOptions:
     return VenueOptions(port=args.port, symbols=symbols, api_key=args.api_key,
                         api_secret=args.api_secret,
                         balances=balances or dict(_DEFAULTS.balances),
-                        interval=args.interval, seed=args.seed, start_price=args.start_price)
+                        interval=args.interval, seed=args.seed, start_price=args.start_price,
+                        replay=_replay_of(args.feed), faults=_faults_of(args.fault),
+                        state=Path(args.state) if args.state else None)
+
+
+def _replay_of(feed: list[str]) -> Path | None:
+    if feed == ["synthetic"]:
+        return None
+    if len(feed) == 2 and feed[0] == "replay":
+        return Path(feed[1])
+    raise ConfigError(f"--feed: {' '.join(feed)!r} is not 'synthetic' or 'replay FILE'")
+
+
+def _faults_of(items: list[str]) -> dict[str, Any]:
+    faults: dict[str, Any] = {}
+    for item in items:
+        try:
+            name, value = parse_assignment(item)
+        except FaultError as exc:
+            raise ConfigError(f"--fault: {exc}") from None
+        if name in ACTIONS:
+            raise ConfigError(f"--fault: {name} is an action, not a setting: POST it to "
+                              "/admin/faults while the venue runs")
+        faults[name] = value
+    return faults
+
+
+def _started(options: VenueOptions, port: int) -> str:
+    """The line the venue prints once it listens."""
+    base = f"http://127.0.0.1:{port}"
+    feed = f"replay {options.replay}" if options.replay else "synthetic"
+    faults = ", ".join(f"{n}={v}" for n, v in options.faults.items()) or "none"
+    return (f"venue: Binance spot API on {base}/api/v3, markets {', '.join(options.symbols)}; "
+            f"api key {options.api_key}, secret {options.api_secret}; admin {base}/admin/faults"
+            f"; feed {feed}; state {options.state or 'not kept'}; faults {faults}")
 
 
 def run(args: argparse.Namespace) -> int:
     options = options_of(args)
 
     def ready(port: int) -> None:
-        print(f"venue: Binance spot API on http://127.0.0.1:{port}/api/v3, markets "
-              f"{', '.join(options.symbols)}; api key {options.api_key}, secret "
-              f"{options.api_secret}", flush=True)
+        print(_started(options, port), flush=True)
 
     async def main() -> None:
         async with anyio.create_task_group() as tg:

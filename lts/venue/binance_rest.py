@@ -1,33 +1,55 @@
 """The local exchange's REST front: Binance spot's ``/api/v3`` as its clients send it.
 
 Where it sits: between a client (ccxt's Binance class with its URLs pointed here, LTS's ``ccxt``
-broker, a user's script) and :class:`~lts.venue.exchange.Exchange`. A Starlette app (no request
-models: Binance's parameters are form fields and query strings, its errors ``{"code", "msg"}``
-with its own codes), served by uvicorn on 127.0.0.1.
+broker, a user's script) and :class:`~lts.venue.exchange.Exchange`, with the venue's
+:class:`~lts.venue.tape.Tape` for market data and its :class:`~lts.venue.faults.Faults`. A
+Starlette app (no request models: Binance's parameters are form fields and query strings, its
+errors ``{"code", "msg"}`` with its own codes), served by uvicorn on 127.0.0.1; the admin
+endpoint (:mod:`lts.venue.admin`) is in the same app, off ``/api/v3``.
+
+Public: ``ping``, ``time``, ``exchangeInfo``, ``ticker/price``, ``ticker/24hr`` and
+``ticker/bookTicker`` (``symbol``, ``symbols`` as a JSON array, or all: what ccxt's
+``fetch_ticker``, ``fetch_tickers`` and ``fetch_bids_asks`` call), ``klines`` (``symbol``,
+``interval``, ``startTime``, ``endTime``, ``limit``: 500 unless given, at most 1000; ccxt's
+``fetch_ohlcv``), from the tape's bounded history.
 
 Signed endpoints (``account``, ``order``, ``openOrders``, ``allOrders``, ``myTrades``) check, as
 Binance does: the ``X-MBX-APIKEY`` header names a known key (else 401, -2015); ``signature`` is
 the HMAC-SHA256 (hex) with the key's secret of the query string followed by the body, without
 the signature itself (else 400, -1022); ``timestamp`` is within ``recvWindow`` (default 5,000
 ms, at most 60,000) before the venue's time and at most 1,000 ms after it (else 400, -1021).
+
 Every answer carries ``X-MBX-USED-WEIGHT-1M``: the weight the caller's address used in the
-current minute (Binance's weights per endpoint).
+current minute (Binance's weights per endpoint). Beyond the limit (the ``weight_limit`` fault,
+6000 unless set) a request answers 429 with -1003 and ``Retry-After`` (the seconds left in the
+minute); the :data:`~lts.venue.faults.BAN_AFTER`-th request an address sends after that while
+still limited is answered 418, and so is every request of that address until its ban
+(``ban_seconds``) ends, ``Retry-After`` saying how long it still lasts. The faults on this path:
+``http_5xx`` (503 ``{"msg": "Service Unavailable."}``, before anything else: nothing is done,
+nothing weighed), ``order_delay`` and ``drop_order_answers`` (see :mod:`lts.venue.faults`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import json
+import math
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 from urllib.parse import parse_qsl
 
+import anyio
+import anyio.lowlevel
+import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from lts.venue.admin import Admin
 from lts.venue.exchange import (
     BAD_SYMBOL,
     MANDATORY_PARAM,
@@ -39,17 +61,23 @@ from lts.venue.exchange import (
     Trade,
     VenueError,
 )
+from lts.venue.faults import BAN_AFTER, Faults
+from lts.venue.tape import DAY_MS, INTERVALS, Tape
 
 BAD_TIMESTAMP = -1021
 BAD_SIGNATURE = -1022
 BAD_API_KEY = -2015
 BAD_PARAM = -1100
+TOO_MANY_REQUESTS = -1003
+BAD_INTERVAL = -1120
+BAD_COMBINATION = -1128
 RECV_WINDOW_MS = 5_000
 RECV_WINDOW_MAX_MS = 60_000
-WEIGHT_LIMIT = 6_000  # per minute and address
+KLINES_LIMIT = 1_000
 
 Params = dict[str, str]
 Handler = Callable[[Request, Params, str], Awaitable[Any]]
+Weight = int | Callable[[Params], int]
 
 
 def _s(value: Decimal) -> str:
@@ -57,38 +85,93 @@ def _s(value: Decimal) -> str:
     return f"{value:.8f}"
 
 
-class _Weights:
-    """Request weight used per address in the current minute."""
+@dataclass
+class _Verdict:
+    used: int  # the address's weight this minute
+    refusal: Response | None = None  # 429 or 418, if it is refused
 
-    def __init__(self, clock: Callable[[], int]) -> None:
+
+class _Limits:
+    """Request weight per address and minute, limited as Binance limits it (see the module's
+    docstring); the limit and the ban's length are the faults' ``weight_limit``, ``ban_seconds``."""
+
+    def __init__(self, faults: Faults, clock: Callable[[], int]) -> None:
+        self._faults = faults
         self._clock = clock
         self._minute = -1
+        self._set = faults.limits_set
         self._used: dict[str, int] = {}
+        self._strikes: dict[str, int] = {}  # requests refused 429 this minute
+        self._banned: dict[str, int] = {}  # address -> ban's end, ms
 
-    def add(self, address: str, weight: int) -> int:
-        minute = self._clock() // 60_000
-        if minute != self._minute:
-            self._minute, self._used = minute, {}
-        used = self._used.get(address, 0) + weight
-        self._used[address] = used
-        return used
+    def admit(self, address: str, weight: int) -> _Verdict:
+        now = self._clock()
+        if self._set != self._faults.limits_set:  # the limit was set: a fresh start
+            self._set, self._minute, self._banned = self._faults.limits_set, -1, {}
+        if now // 60_000 != self._minute:
+            self._minute, self._used, self._strikes = now // 60_000, {}, {}
+        used = self._used[address] = self._used.get(address, 0) + weight
+        until = self._banned.get(address)
+        if until is not None and now >= until:
+            del self._banned[address]
+            until = None
+        limit = self._faults.weight_limit
+        if until is None:
+            if used <= limit:
+                return _Verdict(used)
+            strikes = self._strikes[address] = self._strikes.get(address, 0) + 1
+            if strikes > BAN_AFTER:  # told, and told again: banned (and counted afresh)
+                until = self._banned[address] = now + round(self._faults.ban_seconds * 1000)
+                self._strikes[address] = 0
+        headers = {"X-MBX-USED-WEIGHT-1M": str(used)}
+        if until is not None:
+            headers["Retry-After"] = str(max(1, math.ceil((until - now) / 1000)))
+            return _Verdict(used, JSONResponse({
+                "code": TOO_MANY_REQUESTS, "msg": f"Way too much request weight used; IP "
+                f"banned until {until}. Please use WebSocket Streams for live updates to avoid "
+                "bans."}, 418, headers))
+        headers["Retry-After"] = str(max(1, math.ceil((60_000 - now % 60_000) / 1000)))
+        return _Verdict(used, JSONResponse({
+            "code": TOO_MANY_REQUESTS, "msg": f"Too much request weight used; current limit is "
+            f"{limit} request weight per 1 MINUTE. Please use WebSocket Streams for live updates "
+            "to avoid polling the API."}, 429, headers))
+
+
+@dataclass(frozen=True)
+class _Route:
+    weight: Weight
+    handler: Handler
+    signed: bool
+    order: bool = False  # POST or DELETE /order: its answer may be delayed (order_delay)
+    droppable: bool = False  # POST /order: its answer may be lost (drop_order_answers)
 
 
 class BinanceRest:
-    """The ``/api/v3`` endpoints over one exchange; ``keys``: API key -> (account, secret)."""
+    """The ``/api/v3`` endpoints over one exchange; ``keys``: API key -> (account, secret).
+
+    ``server``: the uvicorn server that serves :attr:`app`, set by whoever runs it; the faults
+    that cut a connection (``drop_order_answers``) need it, and without it answer as usual.
+    """
 
     def __init__(self, exchange: Exchange, keys: dict[str, tuple[str, str]], *,
-                 clock: Callable[[], int] | None = None) -> None:
+                 clock: Callable[[], int] | None = None, faults: Faults | None = None,
+                 tape: Tape | None = None) -> None:
         self.exchange = exchange
         self.keys = keys
         self.clock = clock or exchange.clock
-        self._weights = _Weights(self.clock)
-        public: list[tuple[str, str, int, Handler]] = [
+        self.faults = faults or Faults()
+        self.tape = tape or Tape(exchange.markets)
+        self.server: uvicorn.Server | None = None
+        self._limits = _Limits(self.faults, self.clock)
+        public: list[tuple[str, str, Weight, Handler]] = [
             ("GET", "ping", 1, self._ping), ("GET", "time", 1, self._time),
             ("GET", "exchangeInfo", 20, self._exchange_info),
             ("GET", "ticker/price", 2, self._ticker_price),
+            ("GET", "ticker/24hr", _ticker_weight, self._ticker_24hr),
+            ("GET", "ticker/bookTicker", _book_weight, self._book_ticker),
+            ("GET", "klines", 2, self._klines),
         ]
-        signed: list[tuple[str, str, int, Handler]] = [
+        signed: list[tuple[str, str, Weight, Handler]] = [
             ("GET", "account", 20, self._account),
             ("POST", "order", 1, self._new_order), ("GET", "order", 4, self._get_order),
             ("DELETE", "order", 1, self._cancel_order),
@@ -96,38 +179,68 @@ class BinanceRest:
             ("DELETE", "openOrders", 1, self._cancel_open_orders),
             ("GET", "allOrders", 20, self._all_orders), ("GET", "myTrades", 20, self._my_trades),
         ]
-        routes: dict[str, dict[str, tuple[int, Handler, bool]]] = {}
-        for method, path, weight, handler in public:
-            routes.setdefault(path, {})[method] = (weight, handler, False)
-        for method, path, weight, handler in signed:
-            routes.setdefault(path, {})[method] = (weight, handler, True)
+        routes: dict[str, dict[str, _Route]] = {}
+        for is_signed, table in ((False, public), (True, signed)):
+            for method, path, weight, handler in table:
+                routes.setdefault(path, {})[method] = _Route(
+                    weight, handler, is_signed, order=path == "order" and method != "GET",
+                    droppable=path == "order" and method == "POST")
+        self.admin = Admin(self.faults, exchange, keys)
         self.app = Starlette(routes=[
-            Route(f"/api/v3/{path}", self._endpoint(by_method), methods=list(by_method))
-            for path, by_method in routes.items()])
+            *(Route(f"/api/v3/{path}", self._endpoint(by_method), methods=list(by_method))
+              for path, by_method in routes.items()),
+            *self.admin.routes])
 
     # -- the request path -----------------------------------------------------------------------
-    def _endpoint(self, by_method: dict[str, tuple[int, Handler, bool]]
-                  ) -> Callable[[Request], Awaitable[Response]]:
+    def _endpoint(self, by_method: dict[str, _Route]) -> Callable[[Request], Awaitable[Response]]:
         async def endpoint(request: Request) -> Response:
-            weight, handler, signed = by_method[request.method]
+            if self.faults.take_5xx():
+                return JSONResponse({"msg": "Service Unavailable."}, 503)
+            route = by_method[request.method]
             address = request.client.host if request.client else "?"
-            used = self._weights.add(address, weight)
-            headers = {"X-MBX-USED-WEIGHT-1M": str(used)}
+            query = request.url.query
+            try:
+                weight = route.weight if isinstance(route.weight, int) else \
+                    route.weight(dict(parse_qsl(query)))
+            except ValueError:
+                weight = 1
+            verdict = self._limits.admit(address, weight)
+            if verdict.refusal is not None:
+                return verdict.refusal
+            headers = {"X-MBX-USED-WEIGHT-1M": str(verdict.used)}
+            authorized = not route.signed
             try:
                 body = (await request.body()).decode("ascii", "replace")
-                query = request.url.query
-                params, account = self._authorize(request, query, body) if signed else \
+                params, account = self._authorize(request, query, body) if route.signed else \
                     (dict(parse_qsl(query + ("&" if query and body else "") + body)), "")
-                result = await handler(request, params, account)
+                authorized = True
+                response: Response = JSONResponse(await route.handler(request, params, account),
+                                                  headers=headers)
             except VenueError as err:
                 status = 401 if err.code == BAD_API_KEY else 400
-                return JSONResponse({"code": err.code, "msg": err.msg}, status, headers)
+                response = JSONResponse({"code": err.code, "msg": err.msg}, status, headers)
             except ValueError:  # a number that is not one (fromId, orderId, ...)
-                return JSONResponse({"code": BAD_PARAM, "msg": "Illegal characters found in a "
-                                     "parameter."}, 400, headers)
-            return JSONResponse(result, headers=headers)
+                response = JSONResponse({"code": BAD_PARAM, "msg": "Illegal characters found in "
+                                         "a parameter."}, 400, headers)
+            if authorized and route.droppable and self.faults.take_dropped_answer():
+                await self._cut(request)
+            elif authorized and route.order and self.faults.order_delay > 0:
+                await anyio.sleep(self.faults.order_delay)
+            return response
 
         return endpoint
+
+    async def _cut(self, request: Request) -> None:
+        """Abort the request's connection: the client gets no answer at all (what it sends
+        after this is swallowed by the server, the connection being gone)."""
+        if self.server is None or request.client is None:
+            return
+        peer = (request.client.host, request.client.port)
+        for connection in list(self.server.server_state.connections):
+            if getattr(connection, "client", None) == peer:
+                connection.transport.abort()
+        await anyio.lowlevel.checkpoint()  # the server learns the connection is lost
+        await anyio.lowlevel.checkpoint()
 
     def _authorize(self, request: Request, query: str, body: str) -> tuple[Params, str]:
         key = request.headers.get("x-mbx-apikey", "")
@@ -195,7 +308,7 @@ class BinanceRest:
             })
         return {"timezone": "UTC", "serverTime": self.clock(),
                 "rateLimits": [{"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE",
-                                "intervalNum": 1, "limit": WEIGHT_LIMIT}],
+                                "intervalNum": 1, "limit": self.faults.weight_limit}],
                 "exchangeFilters": [], "symbols": symbols}
 
     async def _ticker_price(self, request: Request, params: Params, account: str) -> Any:
@@ -207,6 +320,85 @@ class BinanceRest:
             raise VenueError(BAD_SYMBOL, "Invalid symbol.")
         return next((p for p in prices if p["symbol"] == symbol),
                     {"symbol": symbol, "price": _s(Decimal(0))})
+
+    async def _ticker_24hr(self, request: Request, params: Params, account: str) -> Any:
+        now = self.clock()
+        symbols, single = self._symbols(params)
+        stats = [self._day(symbol, now) for symbol in symbols]
+        return stats[0] if single else stats
+
+    async def _book_ticker(self, request: Request, params: Params, account: str) -> Any:
+        symbols, single = self._symbols(params)
+        books = [{"symbol": s, **self._book(s)} for s in symbols]
+        return books[0] if single else books
+
+    async def _klines(self, request: Request, params: Params, account: str) -> Any:
+        symbol = self._symbol(_required(params, "symbol"))
+        interval = _required(params, "interval")
+        if interval not in INTERVALS:
+            raise VenueError(BAD_INTERVAL, "Invalid interval.")
+        limit = int(params.get("limit") or 500)
+        if limit < 1:
+            raise VenueError(BAD_PARAM, "Illegal characters found in parameter 'limit'.")
+        start, end = params.get("startTime"), params.get("endTime")
+        candles = self.tape.candles(symbol, interval, start=int(start) if start else None,
+                                    end=int(end) if end else None,
+                                    limit=min(limit, KLINES_LIMIT))
+        return [[c.open_time, _s(c.open), _s(c.high), _s(c.low), _s(c.close), _s(c.volume),
+                 c.close_time, _s(c.quote_volume), c.count, _s(Decimal(0)), _s(Decimal(0)), "0"]
+                for c in candles]
+
+    def _symbol(self, symbol: str) -> str:
+        if symbol not in self.exchange.markets:
+            raise VenueError(BAD_SYMBOL, "Invalid symbol.")
+        return symbol
+
+    def _symbols(self, params: Params) -> tuple[list[str], bool]:
+        """The markets a ticker asks for (``symbol``, ``symbols`` as a JSON array, or all), and
+        whether it asked for one (answered as an object, not a list)."""
+        if "symbol" in params and "symbols" in params:
+            raise VenueError(BAD_COMBINATION, "Combination of optional parameters invalid.")
+        if "symbol" in params:
+            return [self._symbol(params["symbol"])], True
+        if "symbols" not in params:
+            return list(self.exchange.markets), False
+        try:
+            asked = json.loads(params["symbols"])
+        except json.JSONDecodeError:
+            asked = None
+        if not isinstance(asked, list) or not asked or not all(isinstance(a, str)
+                                                               for a in asked):
+            raise VenueError(BAD_PARAM, "Illegal characters found in parameter 'symbols'.")
+        return [self._symbol(a) for a in asked], False
+
+    def _book(self, symbol: str) -> dict[str, str]:
+        """The venue has no depth: a market order takes at the last price, as far as the bar's
+        liquidity goes, so that is the best bid and ask, each with that quantity."""
+        price = self.exchange.last.get(symbol, Decimal(0))
+        qty = self.tape.last_volume.get(symbol, Decimal(0)) * self.exchange.participation
+        return {"bidPrice": _s(price), "bidQty": _s(qty), "askPrice": _s(price),
+                "askQty": _s(qty)}
+
+    def _day(self, symbol: str, now: int) -> dict[str, Any]:
+        window = self.tape.window(symbol, now)
+        zero = Decimal(0)
+        last = self.exchange.last.get(symbol, zero)
+        if window is None:
+            opened, high, low, volume, quote, count, since = last, last, last, zero, zero, 0, \
+                now - DAY_MS
+        else:
+            opened, high, low, volume, quote, count, since = (
+                window.open, window.high, window.low, window.volume, window.quote_volume,
+                window.count, window.open_time)
+        change = last - opened
+        return {"symbol": symbol, "priceChange": _s(change),
+                "priceChangePercent": f"{(change / opened * 100) if opened else zero:.3f}",
+                "weightedAvgPrice": _s(quote / volume if volume else last),
+                "prevClosePrice": _s(opened), "lastPrice": _s(last), "lastQty": _s(zero),
+                **self._book(symbol), "openPrice": _s(opened), "highPrice": _s(high),
+                "lowPrice": _s(low), "volume": _s(volume), "quoteVolume": _s(quote),
+                "openTime": since, "closeTime": now, "firstId": -1, "lastId": -1,
+                "count": count}
 
     # -- signed ---------------------------------------------------------------------------------
     async def _account(self, request: Request, params: Params, account: str) -> Any:
@@ -285,6 +477,22 @@ class BinanceRest:
 
 
 # -- parameters and answers ---------------------------------------------------------------------
+def _ticker_weight(params: Params) -> int:
+    """Binance's weight of ``ticker/24hr``: by how many symbols it asks for."""
+    if "symbol" in params:
+        return 2
+    try:
+        asked = json.loads(params["symbols"]) if "symbols" in params else None
+    except json.JSONDecodeError:
+        return 2
+    count = len(asked) if isinstance(asked, list) else 101
+    return 2 if count <= 20 else 40 if count <= 100 else 80
+
+
+def _book_weight(params: Params) -> int:
+    return 2 if "symbol" in params else 4
+
+
 def _required(params: Params, name: str) -> str:
     value = params.get(name)
     if not value:

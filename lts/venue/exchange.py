@@ -323,6 +323,33 @@ class Exchange:
                 self._fill(order, order.price, self._available(order), maker=True)
         book[:] = [o for o in book if o.is_open]
 
+    # -- persistence (lts.venue.state) ------------------------------------------------------------
+    @property
+    def next_ids(self) -> tuple[int, int]:
+        """The ids the next order and the next trade will get."""
+        return self._next_order, self._next_trade
+
+    def restore(self, accounts: dict[str, dict[str, Balance]], orders: Iterable[Order],
+                trades: Iterable[Trade], last: dict[str, Decimal],
+                next_ids: tuple[int, int]) -> None:
+        """Put back a saved state: the open orders rest in the book again, in time priority
+        (order id), and client order ids find their newest order."""
+        orders = sorted(orders, key=lambda o: o.order_id)
+        unknown = {o.symbol for o in orders} - set(self.markets)
+        if unknown:
+            raise VenueError(BAD_SYMBOL, f"Invalid symbol: {', '.join(sorted(unknown))}.")
+        self.accounts.clear()  # in place: whoever holds these sees the restored state
+        self.accounts.update(accounts)
+        self.orders.clear()
+        self.orders.update((o.order_id, o) for o in orders)
+        self.trades[:] = trades
+        self.last.clear()
+        self.last.update((s, p) for s, p in last.items() if s in self.markets)
+        self._book = {s: [o for o in orders if o.symbol == s and o.is_open]
+                      for s in self.markets}
+        self._by_client = {(o.account, o.client_order_id): o.order_id for o in orders}
+        self._next_order, self._next_trade = next_ids
+
     # -- inside ---------------------------------------------------------------------------------
     def _market(self, symbol: str) -> Market:
         market = self.markets.get(symbol)

@@ -6,6 +6,7 @@ query string (GET, DELETE) or the form body (POST), ``signature`` appended last,
 ``X-MBX-APIKEY``.
 """
 
+import contextlib
 import hashlib
 import hmac
 import json
@@ -18,11 +19,13 @@ from typing import Any
 from urllib.parse import urlencode
 
 import anyio
+import ccxt.async_support as ccxt
 import pytest
 import uvicorn
 
 from lts.venue.binance_rest import BinanceRest
 from lts.venue.exchange import Exchange, Market
+from lts.venue.tape import Tape
 
 pytestmark = pytest.mark.anyio
 KEY, SECRET = "test-key", "test-secret"
@@ -62,22 +65,45 @@ class Client:
         return await anyio.to_thread.run_sync(send)
 
 
-@pytest.fixture
-async def venue() -> AsyncIterator[tuple[Exchange, Client]]:
-    exchange = Exchange([Market("BTCUSDT", "BTC", "USDT")])
-    exchange.add_account("acct", {"USDT": D(100_000), "BTC": D(1)})
-    exchange.on_bar("BTCUSDT", high=D(30_100), low=D(29_900), close=D(30_000), volume=D(10))
-    rest = BinanceRest(exchange, {KEY: ("acct", SECRET)})
+@contextlib.asynccontextmanager
+async def serving(rest: BinanceRest) -> AsyncIterator[int]:
+    """``rest`` served by uvicorn on a free loopback port (yielded), as the venue serves it."""
     server = uvicorn.Server(uvicorn.Config(rest.app, host="127.0.0.1", port=0,
                                            log_level="warning", lifespan="off"))
+    rest.server = server
     async with anyio.create_task_group() as tg:
         tg.start_soon(server.serve)
         with anyio.fail_after(10):
             while not server.started:  # noqa: ASYNC110 - uvicorn offers no event
                 await anyio.sleep(0.01)
-        port = server.servers[0].sockets[0].getsockname()[1]
-        yield exchange, Client(f"http://127.0.0.1:{port}")
+        yield server.servers[0].sockets[0].getsockname()[1]
         server.should_exit = True
+
+
+def ccxt_client(port: int, key: str = KEY, secret: str = SECRET) -> Any:
+    """ccxt's own async Binance client, its URLs pointed at the venue."""
+    ex = ccxt.binance({"apiKey": key, "secret": secret, "options": {
+        "fetchMarkets": {"types": ["spot"]}, "fetchCurrencies": False, "fetchMargins": False}})
+    ex.urls["api"]["public"] = ex.urls["api"]["private"] = f"http://127.0.0.1:{port}/api/v3"
+    return ex
+
+
+def trade_bar(exchange: Exchange, tape: Tape, at: int, close: str, *, low: str | None = None,
+              high: str | None = None, open: str | None = None, volume: str = "10") -> None:
+    """A bar as the venue's feed gives it: the exchange matches it, the tape keeps it."""
+    c = D(close)
+    lo, hi, op = D(low or close), D(high or close), D(open or close)
+    exchange.on_bar("BTCUSDT", high=hi, low=lo, close=c, volume=D(volume))
+    tape.add("BTCUSDT", at, op, hi, lo, c, D(volume))
+
+
+@pytest.fixture
+async def venue() -> AsyncIterator[tuple[Exchange, Client]]:
+    exchange = Exchange([Market("BTCUSDT", "BTC", "USDT")])
+    exchange.add_account("acct", {"USDT": D(100_000), "BTC": D(1)})
+    exchange.on_bar("BTCUSDT", high=D(30_100), low=D(29_900), close=D(30_000), volume=D(10))
+    async with serving(BinanceRest(exchange, {KEY: ("acct", SECRET)})) as port:
+        yield exchange, Client(f"http://127.0.0.1:{port}")
 
 
 async def test_public_endpoints_describe_the_market_with_its_filters(
@@ -162,3 +188,84 @@ async def test_requests_that_are_not_the_account_holders_are_refused(
                                                             "fromId": "x"}, signed=True)
     assert (status, body["code"]) == (400, -1100)
     assert exchange.orders == {}
+
+
+MINUTE = 60_000
+T0 = 1_700_000_100_000  # the open of a minute, and of five
+
+
+@pytest.fixture
+async def taped() -> AsyncIterator[tuple[Exchange, Tape, int]]:
+    """A venue whose tape holds five minutes of bars, two a minute: closes 100, 101, ... ."""
+    exchange = Exchange([Market("BTCUSDT", "BTC", "USDT"), Market("ETHUSDT", "ETH", "USDT")])
+    exchange.add_account("acct", {"USDT": D(100_000)})
+    tape = Tape(exchange.markets)
+    for minute in range(5):
+        at = T0 + minute * MINUTE
+        trade_bar(exchange, tape, at + 10_000, str(100 + minute), low=str(99 + minute),
+                  open=str(100 + minute))
+        trade_bar(exchange, tape, at + 40_000, str(100 + minute), high=str(102 + minute))
+    rest = BinanceRest(exchange, {KEY: ("acct", SECRET)}, tape=tape,
+                       clock=lambda: T0 + 5 * MINUTE)  # a minute after the tape (public only)
+    async with serving(rest) as port:
+        yield exchange, tape, port
+
+
+async def test_fetch_ohlcv_backfills_from_the_tape_by_interval_since_and_limit(
+        taped: tuple[Exchange, Tape, int]) -> None:
+    _, _, port = taped
+    ex = ccxt_client(port)
+    try:
+        candles = await ex.fetch_ohlcv("BTC/USDT", "1m")
+        assert candles == [[T0 + m * MINUTE, 100.0 + m, 102.0 + m, 99.0 + m, 100.0 + m, 20.0]
+                           for m in range(5)]
+        since = await ex.fetch_ohlcv("BTC/USDT", "1m", since=T0 + 2 * MINUTE, limit=2)
+        assert [c[0] for c in since] == [T0 + 2 * MINUTE, T0 + 3 * MINUTE]
+        latest = await ex.fetch_ohlcv("BTC/USDT", "1m", limit=2)
+        assert [c[0] for c in latest] == [T0 + 3 * MINUTE, T0 + 4 * MINUTE]
+        until = await ex.fetch_ohlcv("BTC/USDT", "1m", params={"until": T0 + MINUTE})
+        assert [c[0] for c in until] == [T0, T0 + MINUTE]
+        (five,) = await ex.fetch_ohlcv("BTC/USDT", "5m")  # T0 opens a 5-minute candle too
+        assert five == [T0, 100.0, 106.0, 99.0, 104.0, 100.0]
+        assert await ex.fetch_ohlcv("ETH/USDT", "1m") == []
+    finally:
+        await ex.close()
+
+
+async def test_klines_refuse_an_unknown_interval_or_symbol(
+        taped: tuple[Exchange, Tape, int]) -> None:
+    _, _, port = taped
+    client = Client(f"http://127.0.0.1:{port}")
+    status, body, _ = await client.call("GET", "klines", {"symbol": "BTCUSDT",
+                                                          "interval": "7m"})
+    assert (status, body) == (400, {"code": -1120, "msg": "Invalid interval."})
+    status, body, _ = await client.call("GET", "klines", {"symbol": "XYZ", "interval": "1m"})
+    assert (status, body["code"]) == (400, -1121)
+    status, rows, headers = await client.call("GET", "klines", {
+        "symbol": "BTCUSDT", "interval": "1m", "startTime": T0 + 4 * MINUTE})
+    assert status == 200
+    assert rows == [[T0 + 4 * MINUTE, "104.00000000", "106.00000000", "103.00000000",
+                     "104.00000000", "20.00000000", T0 + 5 * MINUTE - 1, "2080.00000000", 2,
+                     "0.00000000", "0.00000000", "0"]]
+    assert headers["x-mbx-used-weight-1m"] == str(2 * 3)
+
+
+async def test_fetch_ticker_tickers_and_bids_asks(taped: tuple[Exchange, Tape, int]) -> None:
+    _, _, port = taped
+    ex = ccxt_client(port)
+    try:
+        ticker = await ex.fetch_ticker("BTC/USDT")
+        assert (ticker["last"], ticker["open"], ticker["high"], ticker["low"]) == \
+            (104.0, 100.0, 106.0, 99.0)
+        assert (ticker["baseVolume"], ticker["change"], ticker["bid"], ticker["ask"]) == \
+            (100.0, 4.0, 104.0, 104.0)
+        tickers = await ex.fetch_tickers(["BTC/USDT", "ETH/USDT"])
+        assert set(tickers) == {"BTC/USDT", "ETH/USDT"}
+        assert tickers["ETH/USDT"]["baseVolume"] == 0.0  # no bar yet
+        everything = await ex.fetch_tickers()
+        assert set(everything) == {"BTC/USDT", "ETH/USDT"}
+        books = await ex.fetch_bids_asks(["BTC/USDT"])
+        assert (books["BTC/USDT"]["bid"], books["BTC/USDT"]["ask"],
+                books["BTC/USDT"]["bidVolume"]) == (104.0, 104.0, 1.0)  # 10 x participation
+    finally:
+        await ex.close()
