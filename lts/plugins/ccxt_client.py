@@ -33,7 +33,8 @@ from lts.persistence.credentials import BrokerCredentials
 from lts.plugins.base import PluginParams
 from lts.plugins.ccxt_pacing import WeightBudget
 
-__all__ = ["CcxtClient", "CcxtParams", "ErrorKind", "classify", "exchange_has", "open_client"]
+__all__ = ["CcxtClient", "CcxtParams", "ErrorKind", "classify", "exchange_has", "open_client",
+           "unwrap"]
 
 #: Binance spot's request weights per ccxt method (the venue's own count corrects the estimate).
 _BINANCE_WEIGHTS = {
@@ -141,11 +142,26 @@ def _status_code(message: str) -> int | None:
     return int(found.group(1)) if found else None
 
 
+def unwrap(exc: BaseException) -> BaseException:
+    """The ccxt error behind ``exc`` when ccxt tripped over its own cleanup while raising it
+    (4.5.90: a refused Binance user-data subscription surfaces as ``KeyError('spot')`` with the
+    AuthenticationError as its context); ``exc`` itself otherwise."""
+    from ccxt.base import errors as e  # type: ignore[import-untyped]
+
+    if not isinstance(exc, e.BaseError):
+        for inner in (exc.__cause__, exc.__context__):
+            if isinstance(inner, e.BaseError):
+                found: BaseException = inner
+                return found
+    return exc
+
+
 def classify(exc: BaseException) -> ErrorKind:
     """The kind of a ccxt exception (anything else: OTHER)."""
     import aiohttp
-    from ccxt.base import errors as e  # type: ignore[import-untyped]
+    from ccxt.base import errors as e
 
+    exc = unwrap(exc)
     if not isinstance(exc, e.BaseError):
         if isinstance(exc, TimeoutError):
             return ErrorKind.TIMEOUT
@@ -289,7 +305,9 @@ class CcxtClient:
         return _redact(text, self._secrets)[:limit]
 
     def reason(self, exc: BaseException, limit: int = 200) -> str:
-        """A redacted one-line reason for ``exc``, without the exchange's name prefix."""
+        """A redacted one-line reason for ``exc`` (the ccxt error behind it: :func:`unwrap`),
+        without the exchange's name prefix."""
+        exc = unwrap(exc)
         text = (str(exc).splitlines() or [""])[0].strip() or type(exc).__name__
         text = text.removeprefix(f"{self.id} ").strip()
         return self.redact(text, limit)

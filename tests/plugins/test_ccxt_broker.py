@@ -1,9 +1,11 @@
 """Broker ``ccxt`` against the local exchange (lts.venue), over real HTTP, with the real ccxt.
 
-The venue (its matching engine, its Binance REST front) runs under uvicorn on a free loopback
-port; the broker is LTS's, configured as a user would (``exchange="binance"`` and ``urls``
-pointing at the venue), given its keys as the engine gives them, and run in a task group as the
-runner runs it. Reports land in a list; tests wait for them with deadlines.
+The venue (its matching engine, its Binance REST and WebSocket fronts: tests/plugins/_venue.py)
+runs under uvicorn on a free loopback port; the broker is LTS's, configured as a user would
+(``exchange="binance"`` and ``urls`` pointing at the venue), given its keys as the engine gives
+them, and run in a task group as the runner runs it (REST only unless ``streaming``). Reports
+land in a list; tests wait for them with deadlines. The venue's faults (lost answers, 5xx, 429
+and 418, repeated reports, dropped WebSockets) are set in process.
 """
 
 from __future__ import annotations
@@ -16,11 +18,11 @@ from typing import Any
 
 import anyio
 import pytest
-import uvicorn
 
 from lts.domain.commands import ModifyOrder
 from lts.domain.instruments import Instrument
 from lts.domain.orders import (
+    Fill,
     Order,
     OrderStatus,
     OrderStatusReport,
@@ -28,17 +30,26 @@ from lts.domain.orders import (
     Side,
     TimeInForce,
 )
-from lts.errors import ConfigError, InvalidParams, VenueRejected, VenueUnavailable
+from lts.errors import (
+    ConfigError,
+    InvalidParams,
+    VenueAnswerLost,
+    VenueRejected,
+    VenueUnavailable,
+)
 from lts.persistence.credentials import BrokerCredentials
-from lts.plugins.broker import ExecutionReport
+from lts.plugins.broker import (
+    ExecutionReport,
+    VenueBanned,
+    VenueDisconnected,
+    VenueReconnected,
+)
 from lts.plugins.broker.ccxt_broker import CcxtBroker
-from lts.venue.binance_rest import BinanceRest
-from lts.venue.exchange import Exchange, Market
 
 from ._support import SettableClock
+from ._venue import ACCOUNT, DEADLINE, KEY, MARKET, SECRET, Venue, serve_venue, until, wall_ms
 
 pytestmark = pytest.mark.anyio
-KEY, SECRET = "local-key-0123", "local-secret-s3cr3t-value"
 SYMBOL = "BTC/USDT"
 
 
@@ -58,7 +69,7 @@ class Reports(list[ExecutionReport]):
         self(report)
 
     async def wait_for(self, match: Callable[[ExecutionReport], bool],
-                       seconds: float = 10) -> ExecutionReport:
+                       seconds: float = DEADLINE) -> ExecutionReport:
         with anyio.fail_after(seconds):
             while True:
                 for report in self:
@@ -67,36 +78,10 @@ class Reports(list[ExecutionReport]):
                 await self._changed.wait()
 
 
-class Venue:
-    def __init__(self, exchange: Exchange, port: int) -> None:
-        self.exchange, self.port = exchange, port
-
-    @property
-    def urls(self) -> dict[str, Any]:
-        base = f"http://127.0.0.1:{self.port}"
-        return {"public": f"{base}/api/v3", "private": f"{base}/api/v3"}
-
-    def bar(self, close: str, *, low: str | None = None, high: str | None = None,
-            volume: str = "100") -> None:
-        self.exchange.on_bar("BTCUSDT", high=D(high or close), low=D(low or close),
-                             close=D(close), volume=D(volume))
-
-
 @pytest.fixture
 async def venue() -> AsyncIterator[Venue]:
-    exchange = Exchange([Market("BTCUSDT", "BTC", "USDT")])
-    exchange.add_account("acct", {"USDT": D(100_000), "BTC": D(1)})
-    exchange.on_bar("BTCUSDT", high=D(30_100), low=D(29_900), close=D(30_000), volume=D(10))
-    rest = BinanceRest(exchange, {KEY: ("acct", SECRET)})
-    server = uvicorn.Server(uvicorn.Config(rest.app, host="127.0.0.1", port=0,
-                                           log_level="warning", lifespan="off"))
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(server.serve)
-        with anyio.fail_after(10):
-            while not server.started:  # noqa: ASYNC110 - uvicorn offers no event
-                await anyio.sleep(0.01)
-        yield Venue(exchange, server.servers[0].sockets[0].getsockname()[1])
-        server.should_exit = True
+    async with serve_venue() as served:
+        yield served
 
 
 @asynccontextmanager
@@ -117,8 +102,8 @@ async def running(venue: Venue, *, key: str = KEY, secret: str = SECRET,
 
 def order(coid: str = "1-1", quantity: str = "0.5", side: Side = Side.BUY, *,
           kind: OrderType = OrderType.LIMIT, limit: str | None = "29000",
-          tif: TimeInForce = TimeInForce.GTC) -> Order:
-    return Order(client_order_id=coid, portfolio_id=1, symbol=SYMBOL, side=side,
+          tif: TimeInForce = TimeInForce.GTC, portfolio: int = 1) -> Order:
+    return Order(client_order_id=coid, portfolio_id=portfolio, symbol=SYMBOL, side=side,
                  quantity=D(quantity), order_type=kind, time_in_force=tif,
                  limit_price=D(limit) if limit is not None else None,
                  status=OrderStatus.SUBMITTED)
@@ -302,3 +287,198 @@ async def test_an_unreachable_venue_is_unavailable_and_an_order_is_never_sent(
         await broker.run(Reports(), SettableClock())
     with pytest.raises(VenueUnavailable, match="not connected"):
         await broker.submit(order("1-11"))
+
+
+# -- the user data stream -----------------------------------------------------------------------
+
+def status(coid: str, wanted: OrderStatus) -> Callable[[ExecutionReport], bool]:
+    return lambda r: isinstance(r, OrderStatusReport) and r.client_order_id == coid \
+        and r.status is wanted
+
+
+def fills_of(reports: Reports, coid: str) -> list[Fill]:
+    return [r for r in reports if isinstance(r, Fill) and r.client_order_id == coid]
+
+
+def count(reports: Reports, kind: type) -> int:
+    return sum(1 for r in reports if isinstance(r, kind))
+
+
+async def test_a_resting_order_streams_accepted_partially_filled_filled_and_its_fills(
+        venue: Venue) -> None:
+    async with running(venue, streaming=True) as (broker, reports):
+        venue_id = await broker.submit(order("7-2", "0.5", limit="29000", portfolio=7))
+        await reports.wait_for(status("7-2", OrderStatus.ACCEPTED))
+        venue.bar("28950", low="28900", volume="3")  # 0.3 BTC of liquidity: a partial fill
+        await reports.wait_for(status("7-2", OrderStatus.PARTIALLY_FILLED))
+        await until(lambda: len(fills_of(reports, "7-2")) == 1)
+        venue.bar("28950", low="28900", volume="10")  # the rest
+        await reports.wait_for(status("7-2", OrderStatus.FILLED))
+        await until(lambda: len(fills_of(reports, "7-2")) == 2)
+
+        streamed = [r for r in reports if isinstance(r, OrderStatusReport)]
+        assert [r.status for r in streamed] == [OrderStatus.ACCEPTED,
+                                                OrderStatus.PARTIALLY_FILLED, OrderStatus.FILLED]
+        assert {r.broker_order_id for r in streamed} == {venue_id}
+        trades = venue.exchange.my_trades(ACCOUNT, MARKET)
+        assert [(t.qty, t.commission, t.commission_asset) for t in trades] == \
+            [(D("0.3"), D("0.0003"), "BTC"), (D("0.2"), D("0.0002"), "BTC")]
+        assert fills_of(reports, "7-2") == [
+            Fill(7, "7-2", "binance", f"{SYMBOL}:{t.trade_id}", SYMBOL, Side.BUY, t.qty,
+                 D(29000), t.commission * D(29000), t.time * 1_000_000) for t in trades]
+        # the same trades from a query: the same ids and values (the runner applies each once)
+        assert await broker.fills(0) == fills_of(reports, "7-2")
+        assert broker.fills_in == 2
+
+
+async def test_a_report_the_venue_sends_twice_is_the_same_fill(venue: Venue) -> None:
+    async with running(venue, streaming=True) as (broker, reports):
+        venue.faults.duplicate_reports = 2  # the NEW and the TRADE each come twice
+        await broker.submit(order("1-3", "0.1", limit="29000"))
+        venue.bar("28950", low="28900", volume="10")
+        await reports.wait_for(status("1-3", OrderStatus.FILLED))
+        assert venue.faults.duplicate_reports == 0
+        # the stream is in order: once the next order's report is here, so are the repeats
+        await broker.submit(order("1-4", "0.1", limit="28000"))
+        await reports.wait_for(status("1-4", OrderStatus.ACCEPTED))
+        fills = fills_of(reports, "1-3")
+        (trade,) = venue.exchange.my_trades(ACCOUNT, MARKET)
+        assert 1 <= len(fills) <= 2
+        assert {f.trade_id for f in fills} == {f"{SYMBOL}:{trade.trade_id}"}
+        assert all(f == fills[0] for f in fills)  # identical: deduplicated by trade id
+
+
+async def test_a_dropped_stream_is_reported_once_then_reconnected_and_fills_are_resynced(
+        venue: Venue) -> None:
+    async with running(venue, streaming=True) as (broker, reports):
+        await broker.submit(order("1-5", "0.5", limit="29000"))
+        await reports.wait_for(status("1-5", OrderStatus.ACCEPTED))
+        since = wall_ms() * 1_000_000
+        venue.faults.drop_websockets()
+        venue.bar("28950", low="28900", volume="10")  # fills while the stream is down
+        (trade,) = venue.exchange.my_trades(ACCOUNT, MARKET)
+        down = await reports.wait_for(lambda r: isinstance(r, VenueDisconnected))
+        assert isinstance(down, VenueDisconnected)
+        assert down.broker == "binance"
+        assert "stream" in down.reason
+        await reports.wait_for(lambda r: isinstance(r, VenueReconnected))
+        assert fills_of(reports, "1-5") == []  # the stream never said
+        # the runner's resync: the fills since its last find the one made meanwhile
+        (fill,) = await broker.fills(since)
+        assert (fill.trade_id, fill.client_order_id, fill.quantity) == \
+            (f"{SYMBOL}:{trade.trade_id}", "1-5", D("0.5"))
+        report = await broker.query_order(order("1-5"))
+        assert report is not None
+        assert report.status is OrderStatus.FILLED
+        # streaming again
+        await broker.submit(order("1-6", "0.1", limit="28000"))
+        await reports.wait_for(status("1-6", OrderStatus.ACCEPTED))
+        assert (count(reports, VenueDisconnected), count(reports, VenueReconnected)) == (1, 1)
+        assert broker.reconnects == 1
+
+
+# -- faults -------------------------------------------------------------------------------------
+
+async def test_an_order_whose_answer_is_lost_is_found_by_its_client_id(venue: Venue) -> None:
+    async with running(venue, streaming=True) as (broker, reports):
+        venue.faults.drop_order_answers = 1
+        with pytest.raises(VenueAnswerLost, match="binance: no answer") as lost:
+            await broker.submit(order("1-12"))
+        assert lost.value.__cause__ is None
+        placed = [o for o in venue.exchange.orders.values() if o.client_order_id == "1-12"]
+        assert len(placed) == 1  # carried out once, never sent again
+        report = await broker.query_order(order("1-12"))
+        assert report is not None
+        assert (report.client_order_id, report.status, report.broker_order_id) == \
+            ("1-12", OrderStatus.ACCEPTED, str(placed[0].order_id))
+        # the stream told it anyway
+        await reports.wait_for(status("1-12", OrderStatus.ACCEPTED))
+
+
+async def test_a_5xx_on_submit_is_an_answer_lost(venue: Venue) -> None:
+    """A 503 says nothing of whether the order was placed (Binance: "execution status
+    unknown"): the order is settled by a query, never sent again."""
+    async with running(venue) as (broker, _):
+        venue.faults.http_5xx = 1
+        with pytest.raises(VenueAnswerLost, match="503"):
+            await broker.submit(order("1-13"))
+        assert await broker.query_order(order("1-13")) is None  # this venue did nothing
+
+
+async def test_a_429_backs_off_without_calling_the_venue_again(venue: Venue) -> None:
+    async with running(venue) as (broker, reports):
+        venue.faults.set("weight_limit", 1)  # a fresh count: the next weighty call is over
+        before = venue.api_requests()
+        with pytest.raises(VenueUnavailable, match="rate limited, backing off"):
+            await broker.balances()  # weight 20
+        assert venue.api_requests() == before + 1
+        for call in (broker.submit(order("1-14")), broker.query_order(order("1-14")),
+                     broker.open_orders(), broker.fills(0), broker.balances()):
+            with pytest.raises(VenueUnavailable, match="rate limited, backing off"):
+                await call
+        assert venue.api_requests() == before + 1  # none of them reached the venue
+        assert not any(isinstance(r, VenueBanned) for r in reports)
+
+
+async def test_a_418_reports_the_ban_and_nothing_is_sent_until_it_ends(venue: Venue) -> None:
+    import aiohttp
+
+    async with running(venue, streaming=True) as (broker, reports):
+        venue.faults.set("weight_limit", 1)
+        async with aiohttp.ClientSession() as other:  # a client on the same address that
+            for _ in range(5):  # ignores the 429s: the address is banned
+                async with other.get(f"http://127.0.0.1:{venue.port}/api/v3/ping") as answer:
+                    last = answer.status
+        assert last == 418
+        before = venue.api_requests()
+        with pytest.raises(VenueUnavailable, match="banned by the venue"):
+            await broker.submit(order("1-15"))
+        banned = await reports.wait_for(lambda r: isinstance(r, VenueBanned))
+        assert isinstance(banned, VenueBanned)
+        assert "banned until" in banned.reason
+        assert venue.api_requests() == before + 1
+        for call in (broker.submit(order("1-16")), broker.query_order(order("1-15")),
+                     broker.open_orders(), broker.balances()):
+            with pytest.raises(VenueUnavailable, match="banned by the venue for"):
+                await call
+        assert venue.api_requests() == before + 1
+        assert count(reports, VenueBanned) == 1
+        assert not [o for o in venue.exchange.orders.values()]
+
+
+async def test_a_user_stream_refusing_the_key_stops_with_one_clear_reason(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """ccxt 4.5.90 raises a refused user-data subscription as KeyError('spot') (its cleanup
+    trips) over the AuthenticationError: still the refused key, with the venue's words."""
+    caplog.set_level(logging.DEBUG)
+    async with serve_venue(ws_secret="the-stream-knows-another-secret") as venue:
+        broker = CcxtBroker(exchange="binance", urls=venue.urls)  # REST takes the key
+        broker.use_credentials(BrokerCredentials(KEY, SECRET))
+        with pytest.raises(ConfigError) as err:
+            with anyio.fail_after(DEADLINE):
+                await broker.run(Reports(), SettableClock())
+        assert venue.ws.user_subscriptions(ACCOUNT) == 0
+    text = str(err.value)
+    assert text.startswith("binance: the API key was refused (")
+    assert "Signature" in text
+    assert err.value.__cause__ is None
+    assert err.value.__suppress_context__
+    for secret in (SECRET, "the-stream-knows-another-secret"):
+        assert secret not in text
+        assert secret not in caplog.text
+
+
+async def test_a_key_refused_on_reconnect_stops_the_broker(venue: Venue) -> None:
+    reports = Reports()
+    broker = CcxtBroker(exchange="binance", urls=venue.urls)
+    broker.use_credentials(BrokerCredentials(KEY, SECRET))
+    with pytest.RaisesGroup(pytest.RaisesExc(ConfigError, match="API key was refused"),
+                            flatten_subgroups=True):
+        async with anyio.create_task_group() as tg:
+            with anyio.fail_after(DEADLINE):
+                await tg.start(broker.run, reports, SettableClock())
+                venue.ws_keys[KEY] = (ACCOUNT, "rotated-secret")  # the key changed meanwhile
+                venue.faults.drop_websockets()
+                await anyio.sleep_forever()  # until run() stops
+    assert count(reports, VenueDisconnected) == 1
+    assert count(reports, VenueReconnected) == 0

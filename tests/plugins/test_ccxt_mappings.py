@@ -21,7 +21,7 @@ from lts.domain.instruments import Instrument
 from lts.domain.orders import Order, OrderStatus, OrderType, Side, TimeInForce
 from lts.persistence.credentials import BrokerCredentials
 from lts.plugins.broker import ccxt_mapping as mapping
-from lts.plugins.ccxt_client import CcxtParams, ErrorKind, classify, open_client
+from lts.plugins.ccxt_client import CcxtParams, ErrorKind, classify, open_client, unwrap
 from lts.plugins.ccxt_pacing import WeightBudget
 
 pytestmark = pytest.mark.anyio
@@ -237,6 +237,32 @@ def test_error_kinds() -> None:
     assert classify(e.ExchangeNotAvailable("binance GET http://x 503 Service Unavailable")) \
         is ErrorKind.AMBIGUOUS
     assert classify(e.NetworkError("connection reset")) is ErrorKind.AMBIGUOUS
+
+
+def test_an_error_ccxt_tripped_over_is_classified_by_the_one_behind_it() -> None:
+    """ccxt 4.5.90's refused Binance user-data subscription: KeyError('spot') raised while
+    handling the AuthenticationError (its cleanup deletes a key already gone)."""
+    from ccxt.base import errors as e
+
+    refused = e.AuthenticationError('binance {"code":-1022,"msg":"Signature for this request '
+                                    'is not valid."}')
+    subscriptions: dict[str, bool] = {}
+    try:
+        try:
+            raise refused
+        except e.AuthenticationError:
+            del subscriptions["spot"]
+    except KeyError as slip:
+        tripped: BaseException = slip
+    assert unwrap(tripped) is refused
+    assert classify(tripped) is ErrorKind.AUTH
+    client = open_client(CcxtParams(exchange="binance"))
+    assert client.reason(tripped).startswith('{"code":-1022,"msg":"Signature')
+    explicit = KeyError("spot")
+    explicit.__cause__ = refused
+    assert classify(explicit) is ErrorKind.AUTH
+    assert classify(KeyError("spot")) is ErrorKind.OTHER
+    assert unwrap(ValueError("x")).args == ("x",)
 
 
 def test_messages_are_redacted_of_keys_secrets_and_signatures() -> None:

@@ -15,6 +15,10 @@ what the exchange pushes into execution reports.
   nothing until the resync); the loop retries with a doubling back-off and, once the venue has
   taken the subscription again, reports :class:`~lts.plugins.broker.VenueReconnected`: ccxt
   replays nothing missed, so the runner queries its open orders and the fills since its last.
+  A key the venue refuses then (revoked, changed) ends :meth:`~CcxtBroker.run` with the same
+  :class:`~lts.errors.ConfigError` as at start (retrying would not help). ccxt 4.5.90 raises a
+  refused Binance subscription as ``KeyError('spot')`` over the AuthenticationError; it is read
+  as the refusal it is (:func:`~lts.plugins.ccxt_client.unwrap`).
 - A ban (Binance's 418) reports :class:`~lts.plugins.broker.VenueBanned` with the venue's words
   (the portfolio halts) and no call goes out until its ``Retry-After`` has passed; a 429 backs off
   the same way (calls in the meantime raise :class:`~lts.errors.VenueUnavailable`); LTS's weight
@@ -194,10 +198,12 @@ class CcxtBroker(PluginBase):
                 items = await client.watch(method)
             except Exception as exc:
                 kind, reason = classify(exc), client.reason(exc)
+                if kind is ErrorKind.AUTH:  # revoked or changed: retrying will not help
+                    self._fall(name, f"the API key was refused ({reason})")
+                    raise ConfigError(f"{self.name}: the API key was refused ({reason})") \
+                        from None
                 if kind is ErrorKind.BANNED:
                     self._ban(client, reason)
-                elif kind is ErrorKind.AUTH:
-                    reason = f"the API key was refused ({reason})"
                 log.warning("%s: %s stream: %s", self.name, name, reason)
                 self._fall(name, reason)
                 await anyio.sleep(max(backoff, self._banned_for()))

@@ -11,10 +11,12 @@ strategy's indicators are warm when it starts, then each candle once, when it ha
   a candle is yielded when the first trade of a later one arrives.
 
 A stream that fails is opened again with a doubling back-off (ccxt replays nothing missed): the
-candles that closed meanwhile are fetched with ``fetch_ohlcv`` before streaming resumes, so no
-closed candle is lost or yielded twice. Bars carry the candle's open time (ns) and float prices
-(indicator math; orders are priced by the broker). The connection params are the ``ccxt``
-broker's (:class:`~lts.plugins.ccxt_client.CcxtParams`); no key is needed.
+candles that closed meanwhile are fetched with ``fetch_ohlcv`` (every one since the last yielded)
+before streaming resumes, so no closed candle is lost or yielded twice; the newest the venue
+answers is taken as still forming (the stream closes it), never yielded early. Bars carry the
+candle's open time (ns) and float prices (indicator math; orders are priced by the broker). The
+connection params are the ``ccxt`` broker's (:class:`~lts.plugins.ccxt_client.CcxtParams`); no key
+is needed.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ __all__ = ["CcxtFeed", "CcxtFeedParams"]
 log = logging.getLogger("lts.feed.ccxt")
 
 _NS_PER_MS = 1_000_000
-Candle = list[float]  # ccxt's [open time ms, open, high, low, close, volume]
+_PAGE = 1000  # candles per fetch_ohlcv after a gap (Binance's most)
 
 
 class CcxtFeedParams(CcxtParams):
@@ -52,12 +54,34 @@ def _bar(symbol: str, candle: Sequence[Any]) -> Bar:
                float(candle[3]), float(candle[4]), float(candle[5] or 0.0))
 
 
-class _Candles:
-    """Closed candles, each once, in time order, from updates of the forming one."""
+class _Closing:
+    """Candles closing one after another: the open time of the last one yielded and the one
+    forming, and how a stream takes up again after a gap (:meth:`resume`)."""
 
     def __init__(self, last_closed_ms: int) -> None:
         self.last_closed = last_closed_ms  # open time of the last candle yielded
         self.forming: list[float] | None = None
+
+    def resume(self, rows: Sequence[list[float]]) -> list[list[float]]:
+        """Take the venue's candles since the last one yielded (REST, after a gap); return
+        those closed: all but the newest (a later one exists). The newest is the one forming
+        at the venue, whatever this side's clock says: the stream goes on with it and closes
+        it when a later one starts, so a candle the venue was still forming is never yielded
+        early (and its updates lost)."""
+        rows = sorted((r for r in rows if r[0] > self.last_closed), key=lambda r: r[0])
+        if not rows:
+            return []
+        if self.forming is not None and self.forming[0] > rows[-1][0]:
+            closed = rows  # the stream is ahead of the answer already
+        else:
+            closed, self.forming = rows[:-1], list(rows[-1])
+        if closed:
+            self.last_closed = int(closed[-1][0])
+        return closed
+
+
+class _Candles(_Closing):
+    """Closed candles, each once, in time order, from updates of the forming one."""
 
     def update(self, candles: Iterable[Sequence[Any]]) -> list[list[float]]:
         """Take candle updates (any order, repeats); return the candles they closed."""
@@ -75,13 +99,12 @@ class _Candles:
         return closed
 
 
-class _TradeCandles:
+class _TradeCandles(_Closing):
     """Trades aggregated into candles of ``tf_ms``; a candle closes at a later one's first trade."""
 
     def __init__(self, tf_ms: int, last_closed_ms: int) -> None:
+        super().__init__(last_closed_ms)
         self.tf = tf_ms
-        self.last_closed = last_closed_ms
-        self.forming: list[float] | None = None
         self._seen: set[str] = set()
 
     def update(self, trades: Iterable[dict[str, Any]]) -> list[list[float]]:
@@ -137,13 +160,12 @@ class CcxtFeed(PluginBase):
             while True:
                 try:
                     if failed:  # what closed while the stream was away
-                        missed = await self._history(client, symbol, stream.last_closed + 1,
-                                                     1000, tf_ms)
+                        # since the last yielded (none yet: since the one forming, if any)
+                        after = stream.last_closed or (int(stream.forming[0]) - 1
+                                                       if stream.forming else None)
+                        missed = [] if after is None else stream.resume(
+                            await self._missed(client, symbol, after))
                         if missed:
-                            stream.last_closed = int(missed[-1][0])
-                            if stream.forming is not None and \
-                                    stream.forming[0] <= stream.last_closed:
-                                stream.forming = None
                             yield self._made([_bar(symbol, c) for c in missed])
                         failed = False
                         self.reconnects += 1
@@ -179,9 +201,25 @@ class CcxtFeed(PluginBase):
         """Closed candles from REST (the forming one left out), oldest first."""
         if limit <= 0:
             return []
-        candles = await client.call("fetch_ohlcv", symbol, self.params.timeframe, since_ms,
-                                    limit + 1)
+        rows = await self._fetch(client, symbol, since_ms, limit + 1)
         now = client.milliseconds()
+        return [r for r in rows if r[0] + tf_ms <= now][-limit:]
+
+    async def _missed(self, client: CcxtClient, symbol: str,
+                      last_ms: int) -> list[list[float]]:
+        """Every candle the venue has after the one opened at ``last_ms``, page by page."""
+        rows: list[list[float]] = []
+        since = last_ms + 1
+        while True:
+            page = await self._fetch(client, symbol, since, _PAGE)
+            rows.extend(page)
+            if len(page) < _PAGE or int(page[-1][0]) < since:
+                return rows
+            since = int(page[-1][0]) + 1
+
+    async def _fetch(self, client: CcxtClient, symbol: str, since_ms: int | None,
+                     limit: int) -> list[list[float]]:
+        candles = await client.call("fetch_ohlcv", symbol, self.params.timeframe, since_ms,
+                                    limit)
         rows = [[float(v) if v is not None else 0.0 for v in c[:6]] for c in candles or ()]
-        closed = sorted((r for r in rows if r[0] + tf_ms <= now), key=lambda r: r[0])
-        return closed[-limit:]
+        return sorted(rows, key=lambda r: r[0])
