@@ -91,6 +91,41 @@ class _Verdict:
     refusal: Response | None = None  # 429 or 418, if it is refused
 
 
+class MinuteWeights:
+    """Request weight used per address in the current minute of ``clock`` (ms). The one counter
+    of both fronts, an instance each: the REST front's (:class:`_Limits`, with its 429s and
+    bans) and the WebSocket API's (:mod:`lts.venue.binance_user_stream`) count apart."""
+
+    def __init__(self, clock: Callable[[], int]) -> None:
+        self._clock = clock
+        self._minute = -1
+        self._used: dict[str, int] = {}
+
+    def add(self, address: str, weight: int) -> int:
+        """Count ``weight`` for ``address``; what it has used this minute."""
+        minute = self._clock() // 60_000
+        if minute != self._minute:
+            self._minute, self._used = minute, {}
+        used = self._used[address] = self._used.get(address, 0) + weight
+        return used
+
+    def used(self, address: str) -> int:
+        return self.add(address, 0)
+
+    def clear(self, address: str | None = None) -> None:
+        """``address``'s count afresh (every count, without one)."""
+        if address is None:
+            self._minute = -1
+        else:
+            self._used.pop(address, None)
+
+
+def too_much_weight(limit: int) -> str:
+    """Binance's message (with -1003) to a request over the weight limit."""
+    return (f"Too much request weight used; current limit is {limit} request weight per 1 "
+            "MINUTE. Please use WebSocket Streams for live updates to avoid polling the API.")
+
+
 class _Limits:
     """Request weight per address and minute, limited as Binance limits it (see the module's
     docstring); the limit and the ban's length are the faults' ``weight_limit``, ``ban_seconds``."""
@@ -98,19 +133,18 @@ class _Limits:
     def __init__(self, faults: Faults, clock: Callable[[], int]) -> None:
         self._faults = faults
         self._clock = clock
-        self._minute = -1
         self._set = faults.limits_set
-        self._used: dict[str, int] = {}
-        self._strikes: dict[str, int] = {}  # requests refused 429 this minute
+        self._used = MinuteWeights(clock)
+        self._strikes = MinuteWeights(clock)  # requests refused 429 this minute
         self._banned: dict[str, int] = {}  # address -> ban's end, ms
 
     def admit(self, address: str, weight: int) -> _Verdict:
         now = self._clock()
         if self._set != self._faults.limits_set:  # the limit was set: a fresh start
-            self._set, self._minute, self._banned = self._faults.limits_set, -1, {}
-        if now // 60_000 != self._minute:
-            self._minute, self._used, self._strikes = now // 60_000, {}, {}
-        used = self._used[address] = self._used.get(address, 0) + weight
+            self._set, self._banned = self._faults.limits_set, {}
+            self._used.clear()
+            self._strikes.clear()
+        used = self._used.add(address, weight)
         until = self._banned.get(address)
         if until is not None and now >= until:
             del self._banned[address]
@@ -119,10 +153,9 @@ class _Limits:
         if until is None:
             if used <= limit:
                 return _Verdict(used)
-            strikes = self._strikes[address] = self._strikes.get(address, 0) + 1
-            if strikes > BAN_AFTER:  # told, and told again: banned (and counted afresh)
+            if self._strikes.add(address, 1) > BAN_AFTER:  # told, and told again: banned
                 until = self._banned[address] = now + round(self._faults.ban_seconds * 1000)
-                self._strikes[address] = 0
+                self._strikes.clear(address)  # and counted afresh
         headers = {"X-MBX-USED-WEIGHT-1M": str(used)}
         if until is not None:
             headers["Retry-After"] = str(max(1, math.ceil((until - now) / 1000)))
@@ -131,10 +164,8 @@ class _Limits:
                 f"banned until {until}. Please use WebSocket Streams for live updates to avoid "
                 "bans."}, 418, headers))
         headers["Retry-After"] = str(max(1, math.ceil((60_000 - now % 60_000) / 1000)))
-        return _Verdict(used, JSONResponse({
-            "code": TOO_MANY_REQUESTS, "msg": f"Too much request weight used; current limit is "
-            f"{limit} request weight per 1 MINUTE. Please use WebSocket Streams for live updates "
-            "to avoid polling the API."}, 429, headers))
+        return _Verdict(used, JSONResponse({"code": TOO_MANY_REQUESTS,
+                                            "msg": too_much_weight(limit)}, 429, headers))
 
 
 @dataclass(frozen=True)

@@ -1,11 +1,13 @@
 """The local exchange as a process: markets fed by one of LTS's pipelines (synthetic, or a
-replay of a bars file), the Binance REST front served by uvicorn on 127.0.0.1.
+replay of a bars file), the Binance REST and WebSocket fronts served by uvicorn on 127.0.0.1.
 
 Where it sits: under ``python -m lts.engine venue`` (:mod:`lts.engine.venue_command`). One
 :class:`~lts.venue.exchange.Exchange`, one account (the key and secret given, or the defaults),
-one feed task per symbol turning the pipeline's bars into the exchange's tape and the klines'
-candles (:class:`~lts.venue.tape.Tape`; prices on the symbol's tick grid, times the venue's),
-the fronts; it runs until cancelled (Ctrl-C). With a state file (:mod:`lts.venue.state`) it
+one feed task per symbol trading the pipeline's bars on the exchange, then adding them to the
+venue's one :class:`~lts.venue.tape.Tape` (prices on the symbol's tick grid, times the venue's);
+the fronts over both: the REST front (:mod:`lts.venue.binance_rest`) reads klines and tickers
+off the tape, the WebSocket front's market streams (:mod:`lts.venue.binance_ws`) hear each bar
+from it. It runs until cancelled (Ctrl-C). With a state file (:mod:`lts.venue.state`) it
 starts from the state saved there and saves every change. Its :class:`~lts.venue.faults.Faults`
 are set from the options at start and through the admin endpoint; the ``down`` fault is served
 here (:class:`_Host`: the listening socket closed, every connection cut, the port reopened).
@@ -19,7 +21,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_EVEN, Decimal
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import anyio
 import uvicorn
@@ -74,18 +76,10 @@ class _WallClock:
         return time.time_ns()
 
 
-class BarListener(Protocol):
-    """Hears each bar right after the exchange traded it (the WebSocket front's ``on_bar``)."""
-
-    def __call__(self, symbol: str, *, high: Decimal, low: Decimal, close: Decimal,
-                 volume: Decimal, open: Decimal | None = None) -> None: ...
-
-
 async def _tape(exchange: Exchange, tape: Tape, market: Market,
-                bars: AsyncIterator[Sequence[Bar]],
-                listeners: Sequence[BarListener] = ()) -> None:
-    """A feed's bars of one symbol, as the exchange's tape and the klines' candles; then to
-    ``listeners``."""
+                bars: AsyncIterator[Sequence[Bar]]) -> None:
+    """A feed's bars of one symbol: traded on the exchange, then onto the tape (whose
+    listeners, the market streams, print them)."""
     tick = market.tick_size
 
     def price(value: float) -> Decimal:
@@ -98,9 +92,6 @@ async def _tape(exchange: Exchange, tape: Tape, market: Market,
             opened = price(bar.open)
             exchange.on_bar(market.symbol, high=high, low=low, close=close, volume=volume)
             tape.add(market.symbol, exchange.clock(), opened, high, low, close, volume)
-            for listener in listeners:
-                listener(market.symbol, high=high, low=low, close=close, volume=volume,
-                         open=opened)
 
 
 async def _paced(feed: ReplayFeed, unified: str, interval: float
@@ -205,8 +196,7 @@ async def serve(options: VenueOptions, *, ready: Callable[[int], None]) -> None:
     tape = Tape(m.symbol for m in markets.values())
     rest = BinanceRest(exchange, {options.api_key: (ACCOUNT, options.api_secret)},
                        faults=faults, tape=tape)
-    ws = BinanceWs(exchange, rest.keys, faults=faults)
-    bar_listeners: list[BarListener] = [ws.on_bar]  # the fronts that print bars
+    ws = BinanceWs(exchange, rest.keys, faults=faults, tape=tape)
     server_config: dict[str, Any] = {  # the fronts' uvicorn settings
         "ws_ping_interval": PING_INTERVAL_S, "ws_ping_timeout": PONG_TIMEOUT_S}
     app = Starlette(routes=[*ws.routes, Mount("", app=rest.app)])
@@ -224,8 +214,7 @@ async def serve(options: VenueOptions, *, ready: Callable[[int], None]) -> None:
     try:
         async with anyio.create_task_group() as tg:
             for unified, market in markets.items():
-                tg.start_soon(_tape, exchange, tape, market, _feed(options, unified, replayed),
-                              bar_listeners)
+                tg.start_soon(_tape, exchange, tape, market, _feed(options, unified, replayed))
             if saver is not None:
                 tg.start_soon(saver.run)
             await host.run(ready)

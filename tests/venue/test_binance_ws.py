@@ -1,10 +1,12 @@
-"""The local exchange's WebSocket front (lts.venue.binance_ws), driven by the real ccxt.pro.
+"""The local exchange's WebSocket front (lts.venue.binance_ws: its market streams and user data
+stream), driven by the real ccxt.pro.
 
-The venue (REST and WebSocket fronts on one Starlette app) runs under uvicorn on a free loopback
-port; ccxt.pro's Binance class is pointed at it (REST, the market streams' ``/ws``, the
-WebSocket API's ``/ws-api/v3``) and used as a user would: ``create_order`` over REST,
-``watch_*`` over WebSockets. A few protocol details ccxt does not exercise (the stream
-requests' answers, combined streams, limits) are checked with a plain aiohttp WebSocket.
+The venue (REST and WebSocket fronts on one Starlette app, over one exchange and one tape) runs
+under uvicorn on a free loopback port; ccxt.pro's Binance class is pointed at it (REST, the
+market streams' ``/ws``, the WebSocket API's ``/ws-api/v3``) and used as a user would:
+``create_order`` over REST, ``watch_*`` over WebSockets. A few protocol details ccxt does not
+exercise (the stream requests' answers, combined streams, limits) are checked with a plain
+aiohttp WebSocket.
 
 Every wait is on a condition under a deadline: a ``watch_*`` call is started, the test waits
 until ccxt is listening for its answer (the client's pending future) and the venue has the
@@ -32,6 +34,7 @@ from lts.venue.binance_rest import BinanceRest
 from lts.venue.binance_ws import PING_INTERVAL_S, PONG_TIMEOUT_S, BinanceWs, WsLimits
 from lts.venue.exchange import Exchange, Market, OrderType, Side, TimeInForce
 from lts.venue.faults import Faults
+from lts.venue.tape import Tape
 
 pytestmark = pytest.mark.anyio
 KEY, SECRET = "test-key", "test-secret"
@@ -52,18 +55,19 @@ class Clock:
 class Venue:
     exchange: Exchange
     ws: BinanceWs
+    tape: Tape
     faults: Faults
     clock: Clock
     port: int
 
     def bar(self, close: str, *, volume: str = "10", high: str | None = None,
             low: str | None = None) -> None:
-        """A bar on the tape, as the venue's feed gives it: the exchange matches it, the
-        WebSocket front prints it."""
+        """A bar, as the venue's feed gives it: the exchange matches it, then the tape takes it
+        (at the venue's time, opening at its close), which the market streams print."""
         c = D(close)
         h, lo = D(high) if high else c, D(low) if low else c
         self.exchange.on_bar("BTCUSDT", high=h, low=lo, close=c, volume=D(volume))
-        self.ws.on_bar("BTCUSDT", high=h, low=lo, close=c, volume=D(volume))
+        self.tape.add("BTCUSDT", self.clock(), c, h, lo, c, D(volume))
 
 
 class RecordingBinance(ccxtpro.binance):  # type: ignore[misc]
@@ -98,10 +102,11 @@ async def venue() -> AsyncIterator[Venue]:
     exchange.add_account("acct", {"USDT": D(100_000), "BTC": D(1)})
     exchange.on_bar("BTCUSDT", high=D(30_100), low=D(29_900), close=D(30_000), volume=D(10))
     keys = {KEY: ("acct", SECRET)}
-    faults, clock = Faults(), Clock()
-    ws = BinanceWs(exchange, keys, faults=faults, clock=clock,
+    faults, clock, tape = Faults(), Clock(), Tape(exchange.markets)
+    ws = BinanceWs(exchange, keys, faults=faults, clock=clock, tape=tape,
                    limits=WsLimits(max_connections=8))
-    app = Starlette(routes=[*ws.routes, Mount("", app=BinanceRest(exchange, keys).app)])
+    rest = BinanceRest(exchange, keys, faults=faults, tape=tape)
+    app = Starlette(routes=[*ws.routes, Mount("", app=rest.app)])
     server = uvicorn.Server(uvicorn.Config(
         app, host="127.0.0.1", port=0, log_level="warning", lifespan="off",
         ws_ping_interval=PING_INTERVAL_S, ws_ping_timeout=PONG_TIMEOUT_S))
@@ -110,7 +115,8 @@ async def venue() -> AsyncIterator[Venue]:
         with anyio.fail_after(DEADLINE):
             while not server.started:  # noqa: ASYNC110 - uvicorn offers no event
                 await anyio.sleep(0.01)
-        yield Venue(exchange, ws, faults, clock, server.servers[0].sockets[0].getsockname()[1])
+        yield Venue(exchange, ws, tape, faults, clock,
+                    server.servers[0].sockets[0].getsockname()[1])
         server.should_exit = True
 
 
@@ -366,6 +372,40 @@ async def test_klines_run_through_the_minute_and_close_with_it(venue: Venue,
         (minute, minute + 59_999, False, 1, 1, 1), (minute, minute + 59_999, False, 2, 1, 2),
         (minute, minute + 59_999, True, 2, 1, 2),
         (minute + 60_000, minute + 119_999, False, 1, 3, 3)]
+
+
+async def test_kline_events_and_rest_klines_are_the_same_candles(venue: Venue,
+                                                               ex: RecordingBinance) -> None:
+    """The stream and the REST front read one tape: for the same bars, the candles watch_ohlcv
+    builds are the ones fetch_ohlcv answers, and each kline event (the last of its candle) is
+    the REST klines' row, field by field; the 24-hour ticker on the stream is REST's too."""
+    minute = (time.time_ns() // 1_000_000) // 60_000 * 60_000 - 2 * 60_000
+    ohlcv = await watch(ex, ex.watch_ohlcv("BTC/USDT", "1m"), "ohlcv::BTC/USDT::1m",
+                        lambda: venue.ws.subscribers("btcusdt@kline_1m") == 1)
+    bars = [(5_000, "30100", "30150", "30050", "1"), (40_000, "29990", "30200", "29950", "2"),
+            (65_000, "30300", "30300", "30250", "1.5"), (90_000, "30250", "30400", "30200", "3")]
+    for at, close, high, low, volume in bars[:-1]:
+        venue.clock.fixed = minute + at
+        venue.bar(close, high=high, low=low, volume=volume)
+    await settled(ohlcv)
+    ticker = await watch(ex, ex.watch_ticker("BTC/USDT", {"name": "ticker"}),
+                         "ticker:ticker@BTC/USDT",
+                         lambda: venue.ws.subscribers("btcusdt@ticker") == 1)
+    at, close, high, low, volume = bars[-1]
+    venue.clock.fixed = minute + at
+    venue.bar(close, high=high, low=low, volume=volume)
+    streamed = await settled(ticker)
+    await until(lambda: len([f for f in ex.frames if f.get("e") == "kline"]) == 5)
+    fetched = await ex.fetch_ohlcv("BTC/USDT", "1m")
+    assert fetched == ex.ohlcvs["BTC/USDT"]["1m"][-2:]
+    assert [c[0] for c in fetched] == [minute, minute + 60_000]
+    events = {f["k"]["t"]: f["k"] for f in ex.frames if f.get("e") == "kline"}  # the last each
+    rows = await ex.public_get_klines({"symbol": "BTCUSDT", "interval": "1m"})
+    assert rows == [[k["t"], k["o"], k["h"], k["l"], k["c"], k["v"], k["T"], k["q"], k["n"],
+                     k["V"], k["Q"], k["B"]] for k in events.values()]
+    rest = await ex.fetch_ticker("BTC/USDT")
+    assert [streamed[k] for k in ("open", "high", "low", "last", "baseVolume", "quoteVolume")] \
+        == [rest[k] for k in ("open", "high", "low", "last", "baseVolume", "quoteVolume")]
 
 
 # -- the stream protocol, as a plain client speaks it -------------------------------------------
