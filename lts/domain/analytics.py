@@ -65,9 +65,10 @@ def analyze(initial_cash: Decimal, fills: Iterable[Fill],
         pos = positions.setdefault(fill.symbol, Position(symbol=fill.symbol))
         if pos.quantity == 0:
             trade_start[fill.symbol] = (pos.realized_pnl, pos.fees)
-        pos.apply_fill(fill.side, fill.quantity, fill.price, fill.fee)
-        signed = fill.quantity if fill.side is Side.BUY else -fill.quantity
-        cash -= signed * fill.price + fill.fee
+        quantity = fill.position_quantity
+        pos.apply_fill(fill.side, quantity, fill.price, fill.total_fee)
+        signed = quantity if fill.side is Side.BUY else -quantity
+        cash -= signed * fill.price + fill.total_fee
         last[fill.symbol] = fill.price
         if pos.quantity == 0:
             realized0, fees0 = trade_start.pop(fill.symbol, (ZERO, ZERO))

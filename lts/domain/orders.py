@@ -123,7 +123,14 @@ class OrderRequest(msgspec.Struct, frozen=True):
 
 
 class Fill(msgspec.Struct, frozen=True):
-    """One execution reported by a broker; unique by ``(broker, trade_id)``."""
+    """One execution reported by a broker; unique by ``(broker, trade_id)``.
+
+    ``quantity`` is what traded (the order's filled quantity grows by it). ``fee`` is paid in
+    the quote currency (cash); ``commission`` is a fee the venue took in the traded asset itself
+    (Binance takes it from what a buy receives): the position holds ``quantity - commission``
+    after a buy, and the commission is valued at the fill's price among the fees, so cash and
+    position both end where the venue's balances do.
+    """
 
     portfolio_id: int
     client_order_id: str
@@ -135,6 +142,19 @@ class Fill(msgspec.Struct, frozen=True):
     price: Decimal
     fee: Decimal
     ts_event: int
+    commission: Decimal = ZERO
+
+    @property
+    def position_quantity(self) -> Decimal:
+        """What the position moves by (a commission in the asset itself is not held)."""
+        if self.side is Side.BUY:
+            return self.quantity - self.commission
+        return self.quantity + self.commission
+
+    @property
+    def total_fee(self) -> Decimal:
+        """Every fee of the fill in the quote currency (the commission at the fill's price)."""
+        return self.fee + self.commission * self.price if self.commission else self.fee
 
 
 class Order(msgspec.Struct, kw_only=True):

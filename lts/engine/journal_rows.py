@@ -41,7 +41,7 @@ def fill_row(fill: Fill) -> dict[str, Any]:
     return {"portfolio_id": fill.portfolio_id, "client_order_id": fill.client_order_id,
             "broker": fill.broker, "trade_id": fill.trade_id, "symbol": fill.symbol,
             "side": fill.side.value, "quantity": fill.quantity, "price": fill.price,
-            "fee": fill.fee, "ts_event": fill.ts_event}
+            "fee": fill.fee, "ts_event": fill.ts_event, "commission": fill.commission}
 
 
 def position_row(portfolio_id: int, pos: Position, ts: int) -> dict[str, Any]:

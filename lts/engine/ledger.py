@@ -174,9 +174,13 @@ class Ledger:
         if pos is None:
             pos = self.positions[fill.symbol] = Position(symbol=fill.symbol)
         was_open = pos.quantity != 0
-        pos.apply_fill(fill.side, fill.quantity, fill.price, fill.fee)
-        signed = fill.quantity if fill.side is Side.BUY else -fill.quantity
-        self._cash -= signed * fill.price + fill.fee
+        if fill.commission:  # a fee in the asset itself: the position holds less of it
+            quantity, fee = fill.position_quantity, fill.total_fee
+        else:
+            quantity, fee = fill.quantity, fill.fee
+        pos.apply_fill(fill.side, quantity, fill.price, fee)
+        signed = quantity if fill.side is Side.BUY else -quantity
+        self._cash -= signed * fill.price + fee
         self.fills += 1
         if was_open and pos.quantity == 0:
             self.round_trips += 1

@@ -88,8 +88,13 @@ class PgFillWriter:
         for trade, row in unique.items():
             if trade in inserted:
                 key = (row["portfolio_id"], row["symbol"])
-                state[key].apply_fill(Side(row["side"]), row["quantity"], row["price"],
-                                      row["fee"])
+                side, quantity = Side(row["side"]), row["quantity"]
+                commission = row.get("commission") or ZERO
+                if commission:  # a fee in the asset itself (Fill.position_quantity)
+                    quantity = quantity - commission if side is Side.BUY else \
+                        quantity + commission
+                state[key].apply_fill(side, quantity, row["price"],
+                                      row["fee"] + commission * row["price"])
                 last_ts[key] = row["ts_event"]
         if last_ts:
             await connection.execute(self._write_back, [

@@ -141,7 +141,7 @@ async def load_fills(engine: AsyncEngine, portfolio_id: int) -> list[Fill]:
                                    .order_by(fills.c.id))).mappings().all()
     return [Fill(r["portfolio_id"], r["client_order_id"], r["broker"], r["trade_id"],
                  r["symbol"], Side(r["side"]), r["quantity"], r["price"], r["fee"],
-                 r["ts_event"]) for r in rows]
+                 r["ts_event"], r["commission"]) for r in rows]
 
 
 async def load_positions(engine: AsyncEngine, portfolio_id: int) -> dict[str, Decimal]:

@@ -160,6 +160,8 @@ fills = Table(
     Column("price", Money, nullable=False),
     Column("fee", Money, nullable=False),
     Column("ts_event", BigInteger, nullable=False),
+    # a fee taken in the traded asset itself (domain Fill.commission)
+    Column("commission", Money, nullable=False, server_default="0"),
     UniqueConstraint("broker", "trade_id"),
     CheckConstraint("side IN ('buy', 'sell')", name="side"),
     CheckConstraint("CAST(quantity AS REAL) > 0", name="quantity_positive"),

@@ -73,11 +73,13 @@ async def _books_follow_fills(desk: EngineDesk) -> dict[str, Decimal]:
     [portfolio] = await desk.rows(portfolios, id=pid)
     cash = Decimal(portfolio["initial_cash"])
     for f in taken:
-        quantity = Decimal(str(f["quantity"]))
-        move = quantity if f["side"] == "buy" else -quantity
+        quantity, commission = Decimal(str(f["quantity"])), Decimal(str(f["commission"]))
+        price = Decimal(str(f["price"]))
+        # a commission in the asset itself: the venue keeps it, the position does not hold it
+        move = quantity - commission if f["side"] == "buy" else -(quantity + commission)
         signed[str(f["symbol"])] += move
-        per_order[str(f["client_order_id"])] += quantity
-        cash -= move * Decimal(str(f["price"])) + Decimal(str(f["fee"]))
+        per_order[str(f["client_order_id"])] += quantity  # what traded
+        cash -= move * price + Decimal(str(f["fee"])) + commission * price
     held = {s: q for s, q in signed.items() if q}
 
     stored = {r["symbol"]: Decimal(r["quantity"])
@@ -234,6 +236,25 @@ async def test_a_portfolio_with_an_adopted_order_restarts_and_numbers_on(
 
 
 # -- duplicates --------------------------------------------------------------------------------
+
+async def test_a_commission_taken_in_the_asset_bought_is_not_held(desk: EngineDesk) -> None:
+    """Binance takes its commission from what a buy receives: 5 bought, 4.995 held. The order
+    filled its 5, the position holds what the venue holds (its balance), the cash paid is
+    5 x 99; after a restart (the books rebuilt from the journal's fills) the same."""
+    coid = await _working(desk, 5)
+    desk.venue.fill(coid, 5, PRICE, commission="0.005")
+    await _fills_taken(desk, 1)
+    await desk.until(lambda: desk.state().open_orders == 0, "the order to be filled")
+    assert await _books_follow_fills(desk) == {"AAA": Decimal("4.995")}
+    [row] = await desk.rows(orders, client_order_id=coid)
+    assert (row["status"], Decimal(row["filled_quantity"])) == ("filled", 5)
+    [portfolio] = await desk.rows(portfolios, id=desk.portfolio_id)
+    # marked at 100: cash less 5 x 99, plus 4.995 x 100
+    assert desk.state().equity == Decimal(portfolio["initial_cash"]) - 495 + Decimal("499.5")
+    await desk.restart()
+    await desk.marked()
+    assert await _books_follow_fills(desk) == {"AAA": Decimal("4.995")}
+
 
 async def test_a_trade_reported_twice_changes_nothing(desk: EngineDesk) -> None:
     """Defect 3 (SYS-013): the same trade id reported again changes nothing: while its order is

@@ -170,7 +170,7 @@ class VenueWorld:
     def fill(self, coid: str, quantity: str | Decimal, price: str | Decimal, *,
              trade_id: str | None = None, side: Side | None = None, symbol: str | None = None,
              portfolio_id: int | None = None, push: bool = True,
-             threadsafe: bool = False) -> Fill:
+             threadsafe: bool = False, commission: str | Decimal = "0") -> Fill:
         """The venue trades: record it in the book (whatever the order's state) and push it."""
         placed = self.book.get(coid)
         order = placed.order if placed is not None else None
@@ -180,7 +180,7 @@ class VenueWorld:
                     trade_id or f"T{next(self._trades)}",
                     symbol or (order.symbol if order else "AAA"),
                     side or (order.side if order else Side.BUY), qty, Decimal(price),
-                    Decimal(0), self._now())
+                    Decimal(0), self._now(), Decimal(commission))
         if placed is None:
             self.external_fills.append(fill)  # a venue lists the trades of every order
         else:

@@ -167,8 +167,10 @@ async def test_a_resting_order_fills_and_the_query_carries_its_fills(venue: Venu
         assert fill.trade_id == f"{SYMBOL}:{trade.trade_id}"
         assert (fill.client_order_id, fill.portfolio_id, fill.side, fill.quantity,
                 fill.price) == ("1-2", 1, Side.BUY, D("0.5"), D(29000))
-        # the venue took its commission in BTC (0.1 %): LTS books it as cash at the price
-        assert fill.fee == D("0.0005") * D(29000)
+        # the venue took its commission in BTC (0.1 %): the position holds that much less
+        assert (fill.fee, fill.commission) == (D(0), D("0.0005"))
+        balance = venue.exchange.balances(ACCOUNT)["BTC"]
+        assert fill.position_quantity == balance.free + balance.locked - D(1)  # it held 1 BTC
         assert fill.ts_event == trade.time * 1_000_000
 
         fills = await broker.fills(0)
@@ -325,7 +327,7 @@ async def test_a_resting_order_streams_accepted_partially_filled_filled_and_its_
             [(D("0.3"), D("0.0003"), "BTC"), (D("0.2"), D("0.0002"), "BTC")]
         assert fills_of(reports, "7-2") == [
             Fill(7, "7-2", "binance", f"{SYMBOL}:{t.trade_id}", SYMBOL, Side.BUY, t.qty,
-                 D(29000), t.commission * D(29000), t.time * 1_000_000) for t in trades]
+                 D(29000), D(0), t.time * 1_000_000, t.commission) for t in trades]
         # the same trades from a query: the same ids and values (the runner applies each once)
         assert await broker.fills(0) == fills_of(reports, "7-2")
         assert broker.fills_in == 2

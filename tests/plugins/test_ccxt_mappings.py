@@ -179,14 +179,17 @@ def test_a_fill_is_exact_from_the_venue_s_strings() -> None:
     assert (fill.portfolio_id, fill.client_order_id, fill.trade_id, fill.side, fill.price,
             fill.quantity, fill.fee) == (5, "5-8", "77", Side.SELL, D("0.3"), D("0.3"),
                                          D("0.00009"))
-    # no raw strings: ccxt's floats through their shortest repr; a base-asset fee at the price
+    # no raw strings: ccxt's floats through their shortest repr; a base-asset fee is the
+    # commission (the position holds that much less), valued at the price among the fees
     plain = {"id": "78", "order": "9", "symbol": "BTC/USDT", "side": "buy", "price": 29000.5,
              "amount": 1e-05, "timestamp": 1, "fee": {"cost": 1e-08, "currency": "BTC"}}
     fill = mapping.fill_of("kraken", "kraken", plain, client_id=lambda c, v: "ext-1",
                            portfolio_id=3, quote_of=lambda s: "USDT")
     assert fill is not None
-    assert (fill.portfolio_id, fill.quantity, fill.price, fill.fee) == \
-        (3, D("0.00001"), D("29000.5"), D("0.00000001") * D("29000.5"))
+    assert (fill.portfolio_id, fill.quantity, fill.price, fill.fee, fill.commission) == \
+        (3, D("0.00001"), D("29000.5"), D(0), D("0.00000001"))
+    assert fill.position_quantity == D("0.00000999")
+    assert fill.total_fee == D("0.00000001") * D("29000.5")
     assert mapping.fill_of("kraken", "kraken", {**plain, "side": None},
                            client_id=lambda c, v: "x", portfolio_id=3,
                            quote_of=lambda s: "USDT") is None

@@ -191,9 +191,10 @@ def fill_of(exchange: str, broker: str, trade: Mapping[str, Any], *,
     """A ccxt unified trade as LTS's fill, or None when it lacks what a fill needs.
 
     ``client_id(from the trade, venue order id)`` names the order (the broker knows the venue's
-    order ids of its orders); ``quote_of(symbol)`` gives the symbol's quote currency. The fee is
-    in the quote currency (LTS books fees as cash): a fee charged in the base asset is valued at
-    the trade's price; one in a third currency (BNB) is not known in cash and left at zero.
+    order ids of its orders); ``quote_of(symbol)`` gives the symbol's quote currency. A fee in
+    the quote currency is the fill's ``fee`` (cash); one charged in the base asset (Binance's
+    commission on a buy) is its ``commission``: the position holds that much less, as the
+    venue's balance does. One in a third currency (BNB) is not known in cash and left at zero.
     """
     price, qty, fee, fee_ccy, coid = _trade_raw(exchange, trade)
     price = price if price is not None else to_dec(trade.get("price"))
@@ -210,15 +211,15 @@ def fill_of(exchange: str, broker: str, trade: Mapping[str, Any], *,
         return None
     quote = quote_of(str(symbol))
     base = str(symbol).split("/")[0]
-    cash_fee = ZERO
+    cash_fee = commission = ZERO
     if fee is not None and fee_ccy:
         if fee_ccy == quote:
             cash_fee = fee
         elif fee_ccy == base:
-            cash_fee = fee * price
+            commission = fee
     ts = int(trade.get("timestamp") or 0) * _NS_PER_MS
     return Fill(portfolio_of(coid, portfolio_id), coid, broker, str(trade_id), str(symbol),
-                Side(side), qty, price, cash_fee, ts)
+                Side(side), qty, price, cash_fee, ts, commission)
 
 
 def _filters(market: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
