@@ -193,6 +193,8 @@ class BinanceRest:
         self.faults = faults or Faults()
         self.tape = tape or Tape(exchange.markets)
         self.server: uvicorn.Server | None = None
+        #: called after each request, before its answer: a change is saved before it is told
+        self.settle: Callable[[], None] = lambda: None
         self._limits = _Limits(self.faults, self.clock)
         public: list[tuple[str, str, Weight, Handler]] = [
             ("GET", "ping", 1, self._ping), ("GET", "time", 1, self._time),
@@ -253,6 +255,7 @@ class BinanceRest:
             except ValueError:  # a number that is not one (fromId, orderId, ...)
                 response = JSONResponse({"code": BAD_PARAM, "msg": "Illegal characters found in "
                                          "a parameter."}, 400, headers)
+            self.settle()
             if authorized and route.droppable and self.faults.take_dropped_answer():
                 await self._cut(request)
             elif authorized and route.order and self.faults.order_delay > 0:

@@ -77,9 +77,9 @@ class _WallClock:
 
 
 async def _tape(exchange: Exchange, tape: Tape, market: Market,
-                bars: AsyncIterator[Sequence[Bar]]) -> None:
-    """A feed's bars of one symbol: traded on the exchange, then onto the tape (whose
-    listeners, the market streams, print them)."""
+                bars: AsyncIterator[Sequence[Bar]], settle: Callable[[], None]) -> None:
+    """A feed's bars of one symbol: traded on the exchange, its state settled (saved, with a
+    state file), then onto the tape (whose listeners, the market streams, print them)."""
     tick = market.tick_size
 
     def price(value: float) -> Decimal:
@@ -91,6 +91,7 @@ async def _tape(exchange: Exchange, tape: Tape, market: Market,
             volume = Decimal(repr(bar.volume))
             opened = price(bar.open)
             exchange.on_bar(market.symbol, high=high, low=low, close=close, volume=volume)
+            settle()
             tape.add(market.symbol, exchange.clock(), opened, high, low, close, volume)
 
 
@@ -115,7 +116,9 @@ def _feed(options: VenueOptions, unified: str,
 
 
 def _bind(port: int) -> socket.socket:
-    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    # IPPROTO_TCP named: asyncio then sets TCP_NODELAY on every connection it accepts (without
+    # it, each answer waited ~40 ms for the client's delayed ACK: Nagle's algorithm)
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         listener.bind(("127.0.0.1", port))
@@ -178,6 +181,7 @@ class _Host:
                         announced = True
             finally:
                 server.should_exit = True
+                listener.close()  # the venue's own socket (uvicorn closes what it made of it)
             self._server = listener = None
             if not self._up_at:
                 return
@@ -201,6 +205,9 @@ async def serve(options: VenueOptions, *, ready: Callable[[int], None]) -> None:
         "ws_ping_interval": PING_INTERVAL_S, "ws_ping_timeout": PONG_TIMEOUT_S}
     app = Starlette(routes=[*ws.routes, Mount("", app=rest.app)])
 
+    settle = saver.flush if saver is not None else _nothing
+    rest.settle = settle
+
     def on_server(server: uvicorn.Server) -> None:
         rest.server = server
 
@@ -214,7 +221,8 @@ async def serve(options: VenueOptions, *, ready: Callable[[int], None]) -> None:
     try:
         async with anyio.create_task_group() as tg:
             for unified, market in markets.items():
-                tg.start_soon(_tape, exchange, tape, market, _feed(options, unified, replayed))
+                tg.start_soon(_tape, exchange, tape, market, _feed(options, unified, replayed),
+                              settle)
             if saver is not None:
                 tg.start_soon(saver.run)
             await host.run(ready)
@@ -222,6 +230,10 @@ async def serve(options: VenueOptions, *, ready: Callable[[int], None]) -> None:
     finally:
         if saver is not None:
             saver.save_now()
+
+
+def _nothing() -> None:
+    """No state file: nothing to settle."""
 
 
 def _restored(exchange: Exchange, path: Path | None) -> state.StateSaver | None:

@@ -3,8 +3,11 @@
 
 Where it sits: beside :class:`~lts.venue.exchange.Exchange`, in the venue process
 (:mod:`lts.venue.server`): loaded once before the venue listens, saved by :class:`StateSaver`
-shortly after every change (the exchange's reports: an order placed, filled, canceled; a
-balance changed; at most one write per :data:`DEBOUNCE` seconds) and once more at stop.
+before the venue says anything of a change (the REST front's answer, the tape's next prints and
+reports: :meth:`StateSaver.flush` after each request and each bar, so a venue killed at any
+moment restarts with every order and trade a client heard of), a moment after any other change
+(the admin endpoint's external fill: at most one write per :data:`DEBOUNCE` seconds), and once
+more at stop.
 
 The file is JSON (``"format": "lts-venue-state"``, ``"version": 1``): the accounts' balances
 (free, locked), every order and trade with all their fields, the last price per symbol and the
@@ -122,27 +125,40 @@ def load(path: Path) -> dict[str, Any] | None:
 
 
 class StateSaver:
-    """Saves the exchange to ``path`` a moment after every change, and on :meth:`save_now`."""
+    """Saves the exchange to ``path``: on :meth:`flush` when it changed, a moment after a change
+    no flush followed, and on :meth:`save_now`."""
 
     def __init__(self, exchange: Exchange, path: Path, *, debounce: float = DEBOUNCE) -> None:
         self.exchange = exchange
         self.path = path
         self.debounce = debounce
+        self.dirty = False
         self._changed = anyio.Event()
         exchange.listeners.append(self._on_report)
 
     def _on_report(self, report: Report) -> None:
+        self.dirty = True
         self._changed.set()
 
+    def flush(self) -> None:
+        """Write now if the exchange changed (on the loop: nothing is said of the change, no
+        answer, no stream frame, before it is on disk)."""
+        if self.dirty:
+            self.save_now()
+
     async def run(self) -> None:
-        """Write after each change (in a worker thread, from a snapshot taken on the loop)."""
+        """Write a change that no flush wrote, a moment after it (in a worker thread, from a
+        snapshot taken on the loop)."""
         while True:
             await self._changed.wait()
             await anyio.sleep(self.debounce)
             self._changed = anyio.Event()
-            await anyio.to_thread.run_sync(save, self.path, snapshot(self.exchange))
+            if self.dirty:
+                self.dirty = False
+                await anyio.to_thread.run_sync(save, self.path, snapshot(self.exchange))
 
     def save_now(self) -> None:
+        self.dirty = False
         save(self.path, snapshot(self.exchange))
 
 

@@ -24,8 +24,18 @@ from .test_venue_cli import _env
 DEADLINE = 30
 
 
+#: One venue time for every exchange here: two exchanges given the same bars must make the same
+#: orders and trades, to the millisecond (the wall clock could tick between the two).
+NOW_MS = 1_767_225_600_000
+
+
+def _clock() -> int:
+    return NOW_MS
+
+
 def _exchange() -> Exchange:
-    exchange = Exchange([Market("BTCUSDT", "BTC", "USDT"), Market("ETHUSDT", "ETH", "USDT")])
+    exchange = Exchange([Market("BTCUSDT", "BTC", "USDT"), Market("ETHUSDT", "ETH", "USDT")],
+                        clock=_clock)
     exchange.add_account("acct", {"USDT": D(100_000), "BTC": D(1)})
     exchange.on_bar("BTCUSDT", high=D(30_100), low=D(29_900), close=D(30_000), volume=D(10))
     return exchange
@@ -55,7 +65,7 @@ def _restarted(exchange: Exchange, path: Path) -> Exchange:
     state.save(path, state.snapshot(exchange))
     data = state.load(path)
     assert data is not None
-    again = Exchange(exchange.markets.values())
+    again = Exchange(exchange.markets.values(), clock=_clock)
     state.restore(again, data, str(path))
     return again
 
@@ -228,4 +238,32 @@ async def test_orders_trades_and_balances_survive_a_restart_and_a_resting_order_
     assert [(o["clientOrderId"], o["status"]) for o in orders][-1] == ("rest-1", "closed")
     assert [t["price"] for t in trades] == [100.0, 95.0]
     assert balances["BTC"]["total"] == pytest.approx((1 + 2) * 0.999)
+    _stop(proc)
+
+
+@pytest.mark.anyio
+async def test_a_venue_killed_right_after_answering_restarts_with_what_it_answered(
+        tmp_path: Path, start_venue: Any) -> None:
+    """A client that heard of an order or a trade finds it after the venue is SIGKILLed (an
+    exchange does not forget a fill it reported): the state is on disk before the answer."""
+    state_file = tmp_path / "venue.json"
+    flat = _bars_file(tmp_path / "flat.csv", [99] * 600)
+    proc, port = start_venue(flat, state_file)
+    ex = ccxt_client(port, DEFAULT_KEY, DEFAULT_SECRET)
+    try:
+        with anyio.fail_after(DEADLINE):
+            while not (await ex.fetch_ticker("BTC/USDT"))["last"]:  # noqa: ASYNC110 - polled
+                await anyio.sleep(0.05)
+        bought = await ex.create_order("BTC/USDT", "market", "buy", 1,
+                                       params={"newClientOrderId": "heard-1"})
+        proc.kill()  # at once: no stop, no debounced write
+        proc.wait(timeout=20)
+    finally:
+        await ex.close()
+    assert bought["status"] == "closed"
+    proc, port = start_venue(flat, state_file)
+    orders, trades, balances, _ = await _account(port)
+    assert [o["clientOrderId"] for o in orders] == ["heard-1"]
+    assert [t["order"] for t in trades] == [bought["id"]]
+    assert balances["BTC"]["total"] == pytest.approx(0.999)
     _stop(proc)
