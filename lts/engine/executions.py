@@ -71,6 +71,14 @@ STATUS_EVENT: dict[OrderStatus, type[OrderEvent]] = {
 _LATE_ORDERS = 16  # closed orders kept in memory for late and duplicate fills
 
 
+def _of_another_portfolio(client_order_id: str, portfolio_id: int) -> bool:
+    """An LTS client order id (``<portfolio>-<n>``, or ``ext-<portfolio>-...`` for an adopted
+    order) that names another portfolio."""
+    head, _, rest = client_order_id.removeprefix("ext-").partition("-")
+    return head.isdigit() and bool(rest) and int(head) != portfolio_id \
+        and (rest.isdigit() or client_order_id.startswith("ext-"))
+
+
 def copy_of(order: Order) -> Order:
     return msgspec.structs.replace(order)
 
@@ -178,6 +186,13 @@ class ExecutionIntake:
     # -- fills -------------------------------------------------------------------------------------
     def on_fill(self, fill: Fill) -> None:
         coid = fill.client_order_id
+        if fill.portfolio_id != self.portfolio_id:
+            if _of_another_portfolio(coid, self.portfolio_id):
+                log.debug("fill %s is of another portfolio's order %s: not ours", fill.trade_id,
+                          coid)
+                return  # portfolios sharing one account see each other's trades
+            # this portfolio's broker reported it (an order placed outside LTS names none)
+            fill = msgspec.structs.replace(fill, portfolio_id=self.portfolio_id)
         key = (fill.broker, fill.trade_id)
         order = self.open.get(coid)
         if order is not None:
