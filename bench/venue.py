@@ -4,11 +4,7 @@ sustained orders/s under the venue's rate limit, and the venue's own capacity.
 Where it sits: the ``ccxt`` broker plugin (lts/plugins/broker/ccxt_broker.py) against the local
 exchange (``python -m lts.engine venue``, lts/venue), which speaks Binance spot's REST and
 WebSocket protocols on 127.0.0.1. Nothing connects anywhere else. Each venue runs as a
-subprocess on a free port (``--port 0``), killed at the end, on error too, through
-bench/venue_nodelay.py: ``python -m lts.engine venue`` with TCP_NODELAY on its connections. As
-shipped, the venue's listening socket has protocol 0, so asyncio leaves Nagle's algorithm on and
-every answer waits ~40 ms for the client's delayed ACK (figure 4 (c) shows it); that would
-swamp every figure here. ``--venue-as-shipped`` runs the venue exactly as shipped.
+subprocess on a free port (``--port 0``), killed at the end, on error too.
 
 The engine runs in this process as ``python -m lts.engine`` runs it: ``Engine(settings).run()``
 (uvloop when installed), a temporary SQLite database (WAL, ``synchronous=FULL``: an order's
@@ -82,13 +78,13 @@ themselves are compared.
    ``--fault weight_limit=100000000``), ``--clients`` aiohttp clients in this process, each one
    keep-alive connection, posting signed market orders for ``--http-seconds`` (after 1 s of
    warm-up, 0.5 s with ``--quick``); the CPU each side used during it (2 processes);
-   (c) ``GET /api/v3/ping`` over one keep-alive connection, the venue as shipped and with
-   TCP_NODELAY.
+   (c) ``GET /api/v3/ping`` over one keep-alive connection to venue C after (b): the venue's
+   floor for one request.
 
     python bench/venue.py [--quick] [--only roundtrip|resync|sustained|capacity ...]
                           [--orders 200] [--drops 20] [--sustain 65] [--weight-limit 1200]
                           [--weight-share 0.8] [--inflight 2] [--capacity-orders 20000]
-                          [--clients 16] [--http-seconds 5] [--venue-as-shipped]
+                          [--clients 16] [--http-seconds 5]
 
 ``--quick``: a ~30 s smoke run (30 orders per case, 4 drops, an 8 s window that cannot show a
 sustained rate, fewer capacity samples). The default run takes 2.5 to 3 minutes: figure 3 waits
@@ -680,22 +676,18 @@ async def capacity(args: argparse.Namespace, session: aiohttp.ClientSession, wor
           f"{dict(got.statuses)}")
     venue = VenueProcess("C", ["--symbols", BTC, "--start-price", "10000",
                                "--balance", "USDT=1000000000000", "--balance", "BTC=1000000",
-                               "--fault", "weight_limit=100000000"], workdir,
-                         shipped=args.venue_as_shipped)
-    shipped = VenueProcess("ping-shipped", ["--symbols", BTC], workdir, shipped=True)
+                               "--fault", "weight_limit=100000000"], workdir)
     try:
-        await asyncio.gather(venue.start(session), shipped.start(session))
+        await venue.start(session)
         cpu0, mine0, wall0 = venue.cpu_seconds(), time.process_time(), time.perf_counter()
         result = await http_capacity(venue.api, DEFAULT_KEY, DEFAULT_SECRET, args.clients,
                                      args.http_seconds, warmup=0.5 if args.quick else 1.0)
         wall = time.perf_counter() - wall0
         venue_cpu, my_cpu = (venue.cpu_seconds() - cpu0) / wall, \
             (time.process_time() - mine0) / wall
-        pings = {"as shipped": await shipped.ping_ms(),
-                 "as run here": await venue.ping_ms()}
+        ping = await venue.ping_ms()
     finally:
         venue.stop()
-        shipped.stop()
     print(f"  (b) over HTTP, venue process (weight limit lifted), {args.clients} signed aiohttp "
           f"clients in this process: {result.answered / result.seconds:,.0f} orders/s answered "
           f"200 over {result.seconds:g} s; latency {summary(result.latency_us, 'µs')}; "
@@ -703,10 +695,8 @@ async def capacity(args: argparse.Namespace, session: aiohttp.ClientSession, wor
     print(f"      CPU used during it: the venue {venue_cpu:.0%} of a core (one process, one "
           f"thread: one core is its ceiling), the clients {my_cpu:.0%} of a core; "
           f"{_cores()} cores in all; {_load()}")
-    here = "as shipped" if args.venue_as_shipped else "with TCP_NODELAY"
-    print("  (c) GET /api/v3/ping, one keep-alive connection: " + "; ".join(
-        f"the venue {here if name == 'as run here' else name} p50 {pct(ms, 0.5):.2f} ms, max "
-        f"{max(ms):.2f} ms" for name, ms in pings.items()) + f" ({len(pings['as shipped'])} each)")
+    print(f"  (c) GET /api/v3/ping, one keep-alive connection: p50 {pct(ping, 0.5):.2f} ms, max "
+          f"{max(ping):.2f} ms ({len(ping)} requests)")
     if asked:
         print("  what LTS asked of the venue in this run: " + ", ".join(
             f"{name} {rate:.1f} orders/s" for name, rate in asked.items()))
@@ -763,10 +753,10 @@ async def run_engine_figures(args: argparse.Namespace, wanted: set[str],
                              venues: dict[str, VenueProcess], asked: dict[str, float]) -> None:
     base = ["--symbols", BTC, "--balance", "USDT=10000000"]
     if wanted & {"roundtrip", "resync"}:
-        venues["A"] = VenueProcess("A", base, tmp, shipped=args.venue_as_shipped)
+        venues["A"] = VenueProcess("A", base, tmp)
     if "sustained" in wanted:
         venues["B"] = VenueProcess("B", [*base, "--fault", f"weight_limit={args.weight_limit}"],
-                                   tmp, shipped=args.venue_as_shipped)
+                                   tmp)
     await asyncio.gather(*(venue.start(session) for venue in venues.values()))
     print("venues: " + "; ".join(
         f"{n} on 127.0.0.1:{v.port} ({' '.join(v.args)})" for n, v in venues.items()))
@@ -861,8 +851,6 @@ def main() -> int:
     ap.add_argument("--clients", type=int, default=16, help="4b: concurrent HTTP clients")
     ap.add_argument("--http-seconds", type=float,
                     help="4b: seconds timed (default 5, quick 1.5)")
-    ap.add_argument("--venue-as-shipped", action="store_true",
-                    help="run the venues exactly as python -m lts.engine venue (no TCP_NODELAY)")
     ap.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING"], default="INFO")
     ap.add_argument("--keep", action="store_true",
                     help="keep the temporary directory (engine and venue logs, database)")
@@ -881,8 +869,7 @@ def main() -> int:
         use_uvloop = False
     print(describe())
     print(f"event loop: {'uvloop' if use_uvloop else 'asyncio'}; SQLite WAL synchronous=FULL; "
-          f"log level {args.log_level} to a file; venues "
-          f"{'as shipped' if args.venue_as_shipped else 'with TCP_NODELAY'}; "
+          f"log level {args.log_level} to a file; "
           f"figures: {', '.join(args.only or FIGURES)}"
           f"{'; --quick' if args.quick else ''}; {_load()}", flush=True)
     return anyio.run(amain, args, backend_options={"use_uvloop": use_uvloop})

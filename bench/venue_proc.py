@@ -2,10 +2,6 @@
 port of 127.0.0.1 (``--port 0``; the port read from the line it prints once it listens), its
 admin endpoint called, its CPU time read, and always stopped (``stop`` in a ``finally``; an
 ``atexit`` hook as a last resort). Used by bench/venue.py.
-
-``shipped=False`` (the default) starts it through bench/venue_nodelay.py: the same command with
-TCP_NODELAY on its connections (see that module for why); ``shipped=True``: exactly
-``python -m lts.engine venue``.
 """
 
 from __future__ import annotations
@@ -27,7 +23,6 @@ from lts.venue.server import DEFAULT_KEY, DEFAULT_SECRET
 
 __all__ = ["DEFAULT_KEY", "DEFAULT_SECRET", "VenueProcess"]
 
-NODELAY_LAUNCHER = Path(__file__).resolve().parent / "venue_nodelay.py"
 _LISTENING = re.compile(r"http://127\.0\.0\.1:(\d+)/api/v3")
 _LIVE: set[VenueProcess] = set()
 
@@ -41,12 +36,10 @@ def _stop_all() -> None:
 class VenueProcess:
     """One venue process; ``args`` after ``venue --port 0``."""
 
-    def __init__(self, name: str, args: list[str], workdir: Path, *,
-                 shipped: bool = False) -> None:
+    def __init__(self, name: str, args: list[str], workdir: Path) -> None:
         self.name = name
         self.args = args
         self.workdir = workdir
-        self.shipped = shipped
         self.proc: subprocess.Popen[bytes] | None = None
         self.port = 0
 
@@ -70,9 +63,7 @@ class VenueProcess:
         out = self.workdir / f"venue-{self.name}.log"
         with out.open("wb") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, *(["-m", "lts.engine"] if self.shipped
-                                   else [str(NODELAY_LAUNCHER)]), "venue", "--port", "0",
-                 *self.args],
+                [sys.executable, "-m", "lts.engine", "venue", "--port", "0", *self.args],
                 cwd=self.workdir, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         _LIVE.add(self)
         return out
