@@ -10,19 +10,14 @@ what the exchange pushes into execution reports.
   keys (``credentials_for`` is the exchange id), loads its markets and checks the key with a
   signed call (a refused key stops this portfolio with one clear reason, never the secret),
   subscribes to the user data stream, then says it is started. One permanent loop per stream
-  (``watch_orders``: status reports; ``watch_my_trades``: fills) runs until cancelled. When a
-  stream fails, :class:`~lts.plugins.broker.VenueDisconnected` is reported once (the runner sends
-  nothing until the resync); the loop retries with a doubling back-off and, once the venue has
-  taken the subscription again, reports :class:`~lts.plugins.broker.VenueReconnected`: ccxt
-  replays nothing missed, so the runner queries its open orders and the fills since its last.
-  A key the venue refuses then (revoked, changed) ends :meth:`~CcxtBroker.run` with the same
-  :class:`~lts.errors.ConfigError` as at start (retrying would not help). ccxt 4.5.90 raises a
-  refused Binance subscription as ``KeyError('spot')`` over the AuthenticationError; it is read
-  as the refusal it is (:func:`~lts.plugins.ccxt_client.unwrap`).
-- A ban (Binance's 418) reports :class:`~lts.plugins.broker.VenueBanned` with the venue's words
-  (the portfolio halts) and no call goes out until its ``Retry-After`` has passed; a 429 backs off
-  the same way (calls in the meantime raise :class:`~lts.errors.VenueUnavailable`); LTS's weight
-  budget keeps it from coming to that.
+  (``watch_orders``: status reports; ``watch_my_trades``: fills) runs until cancelled; the loops,
+  their reconnects and what they report (VenueDisconnected, VenueReconnected, VenueBanned, a key
+  refused on reconnect ending :meth:`~CcxtBroker.run`) are :mod:`lts.plugins.broker.ccxt_streams`.
+  ccxt 4.5.90 raises a refused Binance subscription as ``KeyError('spot')`` over the
+  AuthenticationError; it is read as the refusal it is (:func:`~lts.plugins.ccxt_client.unwrap`).
+- A ban (Binance's 418) halts the portfolio and no call goes out until its ``Retry-After`` has
+  passed; a 429 backs off the same way (calls in the meantime raise
+  :class:`~lts.errors.VenueUnavailable`); LTS's weight budget keeps it from coming to that.
 - Errors: the venue refused (bad order, filters, funds, unknown order) ->
   :class:`~lts.errors.VenueRejected` with its reason; no answer, a broken connection after
   sending, a 5xx -> :class:`~lts.errors.VenueAnswerLost` (the order is UNKNOWN until a query by
@@ -38,8 +33,9 @@ what the exchange pushes into execution reports.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from decimal import Decimal
+from functools import partial
 from typing import Any, NoReturn
 
 import anyio
@@ -59,15 +55,9 @@ from lts.errors import (
 )
 from lts.persistence.credentials import BrokerCredentials
 from lts.plugins.base import PluginBase
-from lts.plugins.broker import (
-    Capabilities,
-    ExecutionReport,
-    ReportSink,
-    VenueBanned,
-    VenueDisconnected,
-    VenueReconnected,
-)
+from lts.plugins.broker import Capabilities, ExecutionReport, ReportSink
 from lts.plugins.broker import ccxt_mapping as mapping
+from lts.plugins.broker.ccxt_streams import CcxtStreams, key_refused, subscribe
 from lts.plugins.ccxt_client import (
     CcxtClient,
     CcxtParams,
@@ -83,7 +73,6 @@ log = logging.getLogger("lts.broker.ccxt")
 
 _NS_PER_MS = 1_000_000
 _TRADES_PAGE = 500
-_BAN_SECONDS = 120.0  # a ban without Retry-After: Binance's shortest is 2 minutes
 
 
 class CcxtBrokerParams(CcxtParams):
@@ -104,6 +93,7 @@ class CcxtBroker(PluginBase):
         self.name = p.exchange
         self.credentials_for = p.exchange
         self.exchange_id = p.exchange
+        self._binance = p.exchange.startswith("binance")
         self._fields = mapping.fields_for(p.exchange)
         self.capabilities = Capabilities(
             order_types=frozenset({OrderType.MARKET, OrderType.LIMIT, OrderType.STOP_LIMIT}),
@@ -116,9 +106,11 @@ class CcxtBroker(PluginBase):
         self._symbols: set[str] = set()
         self._coids: dict[str, str] = {}  # venue order id -> client order id
         self._portfolio = 0  # the portfolio this broker's orders belong to, once seen
-        self._down: set[str] = set()
-        self._banned_until = 0.0
-        self.reconnects = 0
+        self._subscribe = partial(subscribe, binance=self._binance, market_type=p.market_type,
+                                  timeout_s=p.timeout_ms / 1000)
+        self._streams = CcxtStreams(self.name, report=self._report, now=self._now,
+                                    resubscribe=self._subscribe,
+                                    reconnect_max_s=p.reconnect_max_s)
         self.orders_sent = 0
         self.reports_in = 0
         self.fills_in = 0
@@ -129,7 +121,11 @@ class CcxtBroker(PluginBase):
 
     @property
     def streams_down(self) -> list[str]:
-        return sorted(self._down)
+        return sorted(self._streams.down)
+
+    @property
+    def reconnects(self) -> int:
+        return self._streams.reconnects
 
     @property
     def weight_used(self) -> int | None:
@@ -148,8 +144,10 @@ class CcxtBroker(PluginBase):
             await self._connect(client)
             async with anyio.create_task_group() as tg:
                 if self.params.streaming:
-                    tg.start_soon(self._stream, "orders", "watch_orders", self._on_orders)
-                    tg.start_soon(self._stream, "trades", "watch_my_trades", self._on_trades)
+                    tg.start_soon(self._streams.watch, client, "orders", "watch_orders",
+                                  self._on_orders)
+                    tg.start_soon(self._streams.watch, client, "trades", "watch_my_trades",
+                                  self._on_trades)
                 task_status.started()
                 await anyio.sleep_forever()
         finally:
@@ -167,62 +165,13 @@ class CcxtBroker(PluginBase):
         except Exception as exc:
             kind, reason = classify(exc), client.reason(exc)
             if kind is ErrorKind.AUTH:
-                raise ConfigError(f"{self.name}: the API key was refused ({reason})") from None
+                raise key_refused(self.name, reason) from None
             if kind is ErrorKind.BANNED:
                 raise BrokerError(f"{self.name}: the venue bans this client ({reason})") \
                     from None
             raise VenueUnavailable(f"{self.name}: cannot connect ({reason})") from None
 
-    async def _subscribe(self, client: CcxtClient) -> None:
-        """Until the venue has taken the user data subscription (Binance spot: its WebSocket
-        API's ``userDataStream.subscribe.signature``, answered). Elsewhere ccxt subscribes in
-        the first watch call, so this waits for its connection."""
-        if self.exchange_id.startswith("binance"):
-            await client.watch("authenticate", {"type": self.params.market_type})
-            return
-        await client.wait_connected(self.params.timeout_ms / 1000)
-
-    # -- streams ----------------------------------------------------------------------------------
-    async def _stream(self, name: str, method: str,
-                      handle: Callable[[list[Mapping[str, Any]]], None]) -> None:
-        """One permanent watch loop: reconnect with back-off, report down and up."""
-        client = self._client
-        assert client is not None
-        backoff = initial = 0.25
-        while True:
-            try:
-                if name in self._down:
-                    await self._subscribe(client)
-                    self._up(name)
-                    backoff = initial
-                items = await client.watch(method)
-            except Exception as exc:
-                kind, reason = classify(exc), client.reason(exc)
-                if kind is ErrorKind.AUTH:  # revoked or changed: retrying will not help
-                    self._fall(name, f"the API key was refused ({reason})")
-                    raise ConfigError(f"{self.name}: the API key was refused ({reason})") \
-                        from None
-                if kind is ErrorKind.BANNED:
-                    self._ban(client, reason)
-                log.warning("%s: %s stream: %s", self.name, name, reason)
-                self._fall(name, reason)
-                await anyio.sleep(max(backoff, self._banned_for()))
-                backoff = min(backoff * 2, self.params.reconnect_max_s)
-                continue
-            handle(list(items or ()))
-
-    def _fall(self, name: str, reason: str) -> None:
-        if not self._down:
-            self._report(VenueDisconnected(self.name, self._now(), f"{name} stream: {reason}"))
-        self._down.add(name)
-
-    def _up(self, name: str) -> None:
-        self._down.discard(name)
-        if not self._down:
-            self.reconnects += 1
-            log.info("%s: streams back; resync", self.name)
-            self._report(VenueReconnected(self.name, self._now()))
-
+    # -- what the streams bring -------------------------------------------------------------------
     def _on_orders(self, orders: list[Mapping[str, Any]]) -> None:
         for order in orders:
             self._learn(order)
@@ -271,12 +220,12 @@ class CcxtBroker(PluginBase):
         if order.broker_order_id is None:
             raise VenueRejected("the venue's id of the order is not known yet")
         quantity = change.quantity
-        if quantity is not None and self.exchange_id.startswith("binance"):
-            quantity -= order.filled_quantity  # cancel-replace: a new order for what is left
+        if self._binance:  # cancel-replace: a new order for what is left
+            quantity = order.leaves_quantity if quantity is None \
+                else quantity - order.filled_quantity
         kind, side, amount, price, params = mapping.order_args(
-            self.exchange_id, order, quantity=quantity if quantity is not None
-            else order.leaves_quantity if self.exchange_id.startswith("binance") else None,
-            limit_price=change.limit_price, stop_price=change.stop_price)
+            self.exchange_id, order, quantity=quantity, limit_price=change.limit_price,
+            stop_price=change.stop_price)
         self._on_grid(client, order.symbol, amount, price, params.get("triggerPrice"))
         try:
             await client.call("edit_order", order.broker_order_id, order.symbol, kind, side,
@@ -304,19 +253,17 @@ class CcxtBroker(PluginBase):
                 found: dict[str, Any] = await client.call("fetch_order", venue_id, symbol, by)
                 return found
         except Exception as exc:
-            if classify(exc) is ErrorKind.NOT_FOUND:
+            kind = classify(exc)
+            if kind is ErrorKind.NOT_FOUND:
                 return None
-            if classify(exc) not in (ErrorKind.UNSUPPORTED, ErrorKind.REJECTED):
+            if kind not in (ErrorKind.UNSUPPORTED, ErrorKind.REJECTED):
                 self._raise(client, exc, sent=False, query=True)
         # no lookup by client order id: the open orders, then the recent closed ones
         for method, feature in (("fetch_open_orders", "fetchOpenOrders"),
                                 ("fetch_closed_orders", "fetchClosedOrders")):
             if not client.has(feature):
                 continue
-            try:
-                orders = await client.call(method, symbol)
-            except Exception as exc:
-                self._raise(client, exc, sent=False, query=True)
+            orders = await self._query(client, method, symbol)
             for candidate in orders:
                 if candidate.get("clientOrderId") == coid or (
                         venue_id is not None and str(candidate.get("id")) == venue_id):
@@ -353,11 +300,7 @@ class CcxtBroker(PluginBase):
         client = self._ready()
         reports = []
         for symbol in sorted(self._symbols):
-            try:
-                orders = await client.call("fetch_open_orders", symbol)
-            except Exception as exc:
-                self._raise(client, exc, sent=False, query=True)
-            for order in orders:
+            for order in await self._query(client, "fetch_open_orders", symbol):
                 self._learn(order)
                 reports.append(mapping.report_of(order))
         return reports
@@ -384,10 +327,7 @@ class CcxtBroker(PluginBase):
         """Every trade of the account in ``symbol`` since ``since_ms``, page by page."""
         trades: dict[str, dict[str, Any]] = {}
         while True:
-            try:
-                page = await client.call("fetch_my_trades", symbol, since_ms, _TRADES_PAGE)
-            except Exception as exc:
-                self._raise(client, exc, sent=False, query=True)
+            page = await self._query(client, "fetch_my_trades", symbol, since_ms, _TRADES_PAGE)
             fresh = [t for t in page if str(t.get("id")) not in trades]
             for trade in fresh:
                 trades[str(trade.get("id"))] = trade
@@ -397,11 +337,7 @@ class CcxtBroker(PluginBase):
         return sorted(trades.values(), key=lambda t: (t.get("timestamp") or 0, str(t["id"])))
 
     async def balances(self) -> dict[str, Decimal]:
-        client = self._ready()
-        try:
-            balance = await client.call("fetch_balance")
-        except Exception as exc:
-            self._raise(client, exc, sent=False, query=True)
+        balance = await self._query(self._ready(), "fetch_balance")
         totals: dict[str, Decimal] = {}
         raw = (balance.get("info") or {}).get("balances")
         if isinstance(raw, list):  # Binance: exact strings
@@ -446,7 +382,7 @@ class CcxtBroker(PluginBase):
             self._symbols.add(order.symbol)
             if not self._portfolio:
                 self._portfolio = order.portfolio_id
-        banned = self._banned_for()
+        banned = self._streams.banned_for()
         if banned > 0:
             raise VenueUnavailable(f"{self.name}: banned by the venue for {banned:.0f} s more")
         backing_off = client.budget.blocked_for if client.budget is not None else 0.0
@@ -471,13 +407,20 @@ class CcxtBroker(PluginBase):
         except Exception as exc:  # ccxt: below its precision (InvalidOrder)
             raise VenueRejected(client.reason(exc)) from None
 
+    async def _query(self, client: CcxtClient, method: str, *args: Any) -> Any:
+        """A query's answer, or its failure as LTS's (nothing was changed at the venue)."""
+        try:
+            return await client.call(method, *args)
+        except Exception as exc:
+            self._raise(client, exc, sent=False, query=True)
+
     def _raise(self, client: CcxtClient, exc: Exception, *, sent: bool,
                query: bool = False) -> NoReturn:
         """ccxt's exception as LTS's, redacted, without ccxt's chained to it."""
         kind, reason = classify(exc), client.reason(exc)
         log.debug("%s: %s (%s)", self.name, reason, kind.value)
         if kind is ErrorKind.BANNED:
-            self._ban(client, reason)
+            self._streams.ban(client, reason)
             raise VenueUnavailable(f"{self.name}: banned by the venue ({reason})") from None
         if kind is ErrorKind.RATE_LIMITED:
             seconds = client.note_rate_limited()
@@ -495,18 +438,6 @@ class CcxtBroker(PluginBase):
         if not sent:
             raise BrokerError(f"{self.name}: {reason}") from None
         raise VenueAnswerLost(f"{self.name}: no answer ({reason})") from None
-
-    def _ban(self, client: CcxtClient, reason: str) -> None:
-        """The venue banned this client: report it once per ban, call nothing until it ends."""
-        now = anyio.current_time()
-        banned = self._banned_for() > 0
-        self._banned_until = max(self._banned_until, now + (client.retry_after() or _BAN_SECONDS))
-        if not banned:
-            log.error("%s: banned by the venue: %s", self.name, reason)
-            self._report(VenueBanned(self.name, self._now(), reason))
-
-    def _banned_for(self) -> float:
-        return max(0.0, self._banned_until - anyio.current_time())
 
     def _learn(self, order: Mapping[str, Any], coid: str | None = None) -> None:
         venue_id = order.get("id")
