@@ -32,20 +32,28 @@ _DEFAULTS = VenueOptions()
 
 def add_parser(subparsers: "argparse._SubParsersAction[Any]") -> None:
     d = _DEFAULTS
-    p = subparsers.add_parser("venue", help="run a local exchange that speaks Binance's "
-                              "spot API, on 127.0.0.1")
+    p = subparsers.add_parser(
+        "venue", help="run a local exchange that speaks Binance's spot API, on 127.0.0.1",
+        description="A local exchange on 127.0.0.1 that speaks Binance spot's REST API "
+        "(/api/v3) and WebSocket streams (/ws, /ws-api/v3), so that ccxt's Binance class "
+        "(and LTS's ccxt broker: examples/binance-local.toml) trades on it with only its URLs "
+        "changed. Faults at run time: POST /admin/faults. Ctrl-C stops it.")
     p.add_argument("--port", type=int, default=d.port,
                    help=f"TCP port on 127.0.0.1 (default {d.port}; 0: any free port)")
     p.add_argument("--symbols", default=",".join(d.symbols),
                    help="markets, comma-separated BASE/QUOTE (default %(default)s)")
-    p.add_argument("--api-key", default=d.api_key)
-    p.add_argument("--api-secret", default=d.api_secret)
+    p.add_argument("--api-key", default=d.api_key, metavar="KEY",
+                   help=f"the account's API key (default {d.api_key}; printed at start)")
+    p.add_argument("--api-secret", default=d.api_secret, metavar="SECRET",
+                   help="its secret, for the HMAC signatures (default: a published one, "
+                        "printed at start)")
     p.add_argument("--balance", action="append", default=[], metavar="ASSET=AMOUNT",
                    help="a starting balance of the account (repeatable; default USDT=100000)")
     p.add_argument("--interval", type=float, default=d.interval,
                    help="seconds between bars per symbol (the synthetic feed's)")
     p.add_argument("--seed", type=int, default=d.seed, help="the synthetic feed's seed")
-    p.add_argument("--start-price", type=float, default=d.start_price)
+    p.add_argument("--start-price", type=float, default=d.start_price,
+                   help=f"the synthetic feed's first price (default {d.start_price:g})")
     p.add_argument("--feed", nargs="+", default=["synthetic"],
                    metavar=("synthetic|replay", "FILE"),
                    help="the bars the venue trades on: its synthetic feed (default), or a "
