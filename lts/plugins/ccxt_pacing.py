@@ -6,8 +6,12 @@ this budget keeps LTS under the venue's *weight* limit too (Binance: 6,000 per m
 counted in calendar minutes, answered in ``X-MBX-USED-WEIGHT-1M``), so that the venue never has to
 say 429 -- and, ignored, 418 (a ban).
 
-- :meth:`WeightBudget.acquire` takes a call's weight from the current minute's budget, or waits
-  for the next minute when it would go over.
+- :meth:`WeightBudget.acquire` takes a call's weight from the current minute's budget. Half of
+  the budget may go at once (:data:`BURST`); the rest comes in evenly over the minute, so that a
+  busy portfolio's calls wait a moment each (``weight x 120 / per_minute`` seconds at most)
+  instead of spending the minute's budget in its first seconds and then waiting most of a
+  minute (longer than an order's acknowledgement timeout). A call that would go over the
+  minute's budget (the venue counted others' calls too) waits for the next minute.
 - :meth:`WeightBudget.observe` takes the venue's own count (the header) when it is higher than
   LTS's: other clients on the same address, or weights LTS under-estimated, count too.
 - :meth:`WeightBudget.back_off` stops every call until a time (a 429's ``Retry-After``).
@@ -22,6 +26,8 @@ import anyio
 __all__ = ["WeightBudget"]
 
 _MINUTE = 60.0
+#: The share of a minute's budget that may be used at once; the rest accrues over the minute.
+BURST = 0.5
 
 
 class WeightBudget:
@@ -61,11 +67,23 @@ class WeightBudget:
                 self.waits += 1
                 await self._sleep(self._blocked_until - now)
                 continue
-            if self._used + weight <= self.per_minute:
-                self._used += weight
+            wanted = self._used + weight
+            if wanted <= self._allowance(now):
+                self._used = wanted
                 return
             self.waits += 1
-            await self._sleep((self._minute + 1) * _MINUTE - now + 0.01)
+            start = self._minute * _MINUTE
+            if wanted <= self.per_minute:  # until enough of the minute has accrued
+                share = (wanted / self.per_minute - BURST) / (1 - BURST)
+                await self._sleep(max(0.001, start + share * _MINUTE - now))
+            else:
+                await self._sleep(start + _MINUTE - now + 0.01)
+
+    def _allowance(self, now: float) -> float:
+        """What the minute's calls may have used by ``now``: :data:`BURST` of the budget at
+        once, the rest accruing evenly to the whole budget at the minute's end."""
+        elapsed = (now - self._minute * _MINUTE) / _MINUTE
+        return min(self.per_minute, self.per_minute * (BURST + (1 - BURST) * elapsed))
 
     def observe(self, venue_used: int | None) -> None:
         """The venue's count of this minute's weight (its header), if it gave one."""
