@@ -13,11 +13,14 @@ Public: ``ping``, ``time``, ``exchangeInfo``, ``ticker/price``, ``ticker/24hr`` 
 ``interval``, ``startTime``, ``endTime``, ``limit``: 500 unless given, at most 1000; ccxt's
 ``fetch_ohlcv``), from the tape's bounded history.
 
-Signed endpoints (``account``, ``order``, ``openOrders``, ``allOrders``, ``myTrades``) check, as
-Binance does: the ``X-MBX-APIKEY`` header names a known key (else 401, -2015); ``signature`` is
-the HMAC-SHA256 (hex) with the key's secret of the query string followed by the body, without
-the signature itself (else 400, -1022); ``timestamp`` is within ``recvWindow`` (default 5,000
-ms, at most 60,000) before the venue's time and at most 1,000 ms after it (else 400, -1021).
+Signed endpoints (``account``, ``order``, ``order/cancelReplace``, ``openOrders``,
+``allOrders``, ``myTrades``) check, as Binance does: the ``X-MBX-APIKEY`` header names a known
+key (else 401, -2015); ``signature`` is the HMAC-SHA256 (hex) with the key's secret of the query
+string followed by the body, without the signature itself (else 400, -1022); ``timestamp`` is
+within ``recvWindow`` (default 5,000 ms, at most 60,000) before the venue's time and at most
+1,000 ms after it (else 400, -1021). ``order/cancelReplace`` (weight 1; ``STOP_ON_FAILURE`` and
+``ALLOW_FAILURE``) answers success and failure in Binance's shapes (``cancelResult``,
+``newOrderResult``, ``cancelResponse``, ``newOrderResponse``; -2022 with 400, -2021 with 409).
 
 Every answer carries ``X-MBX-USED-WEIGHT-1M``: the weight the caller's address used in the
 current minute (Binance's weights per endpoint). Beyond the limit (the ``weight_limit`` fault,
@@ -53,6 +56,7 @@ from lts.venue.admin import Admin
 from lts.venue.exchange import (
     BAD_SYMBOL,
     MANDATORY_PARAM,
+    CancelReplaceFailed,
     Exchange,
     Order,
     OrderType,
@@ -208,6 +212,7 @@ class BinanceRest:
             ("GET", "account", 20, self._account),
             ("POST", "order", 1, self._new_order), ("GET", "order", 4, self._get_order),
             ("DELETE", "order", 1, self._cancel_order),
+            ("POST", "order/cancelReplace", 1, self._cancel_replace),
             ("GET", "openOrders", 6, self._open_orders),
             ("DELETE", "openOrders", 1, self._cancel_open_orders),
             ("GET", "allOrders", 20, self._all_orders), ("GET", "myTrades", 20, self._my_trades),
@@ -249,6 +254,11 @@ class BinanceRest:
                 authorized = True
                 response: Response = JSONResponse(await route.handler(request, params, account),
                                                   headers=headers)
+            except CancelReplaceFailed as err:  # 409 when one half was done
+                response = JSONResponse(
+                    {"code": err.code, "msg": err.msg, "data": _replace_data(err, params)},
+                    409 if err.canceled is not None or err.placed is not None else 400,
+                    headers)
             except VenueError as err:
                 status = 401 if err.code == BAD_API_KEY else 400
                 response = JSONResponse({"code": err.code, "msg": err.msg}, status, headers)
@@ -324,7 +334,7 @@ class BinanceRest:
                 "quoteCommissionPrecision": 8,
                 "orderTypes": [t.value for t in OrderType], "icebergAllowed": False,
                 "ocoAllowed": False, "otoAllowed": False, "quoteOrderQtyMarketAllowed": False,
-                "allowTrailingStop": False, "cancelReplaceAllowed": False,
+                "allowTrailingStop": False, "cancelReplaceAllowed": True,
                 "amendAllowed": False, "isSpotTradingAllowed": True,
                 "isMarginTradingAllowed": False,
                 "filters": [
@@ -461,9 +471,14 @@ class BinanceRest:
             price=_decimal(params, "price"), stop_price=_decimal(params, "stopPrice"),
             time_in_force=_enum(TimeInForce, tif, "timeInForce") if tif else None,
             client_order_id=params.get("newClientOrderId"))
+        return self._placed(order, params)
+
+    def _placed(self, order: Order, params: Params) -> dict[str, Any]:
+        """The answer to a new order, as ``newOrderRespType`` asks (ACK, RESULT, FULL; by
+        default FULL for LIMIT and MARKET orders, ACK for the others)."""
         answer = params.get("newOrderRespType") or (
-            "FULL" if kind in (OrderType.LIMIT, OrderType.MARKET) else "ACK")
-        result: dict[str, Any] = {"symbol": symbol, "orderId": order.order_id,
+            "FULL" if order.type in (OrderType.LIMIT, OrderType.MARKET) else "ACK")
+        result: dict[str, Any] = {"symbol": order.symbol, "orderId": order.order_id,
                                   "orderListId": -1, "clientOrderId": order.client_order_id,
                                   "transactTime": order.time}
         if answer in ("RESULT", "FULL"):
@@ -474,16 +489,44 @@ class BinanceRest:
                                if t.order_id == order.order_id]
         return result
 
+    async def _cancel_replace(self, request: Request, params: Params, account: str) -> Any:
+        """``POST order/cancelReplace``: the cancel (by ``cancelOrderId`` and/or
+        ``cancelOrigClientOrderId``) and the new order (``newClientOrderId`` may be the
+        canceled order's) as Binance answers them: both done, 200 with each half's answer; the
+        cancel failed (``STOP_ON_FAILURE``: the new order not attempted), 400 -2022; one half
+        failed, 409 -2021; each with ``data`` saying what became of both halves."""
+        symbol = _required(params, "symbol")
+        side = _enum(Side, _required(params, "side"), "side")
+        kind = _enum(OrderType, _required(params, "type"), "type")
+        mode = _required(params, "cancelReplaceMode")
+        if mode not in ("STOP_ON_FAILURE", "ALLOW_FAILURE"):
+            raise VenueError(BAD_PARAM, "Invalid cancelReplaceMode.")
+        cancel_id = params.get("cancelOrderId")
+        cancel_coid = params.get("cancelOrigClientOrderId")
+        if not cancel_id and not cancel_coid:
+            raise VenueError(MANDATORY_PARAM, "Param 'cancelOrigClientOrderId' or "
+                             "'cancelOrderId' must be sent, but both were empty/null!")
+        tif = params.get("timeInForce")
+        quantity = _decimal(params, "quantity", required=True)
+        assert quantity is not None
+        canceled, placed = self.exchange.cancel_replace(
+            account, symbol, side, kind, quantity,
+            price=_decimal(params, "price"), stop_price=_decimal(params, "stopPrice"),
+            time_in_force=_enum(TimeInForce, tif, "timeInForce") if tif else None,
+            client_order_id=params.get("newClientOrderId"),
+            cancel_order_id=int(cancel_id) if cancel_id else None,
+            cancel_client_order_id=cancel_coid or None, allow_failure=mode == "ALLOW_FAILURE")
+        return {"cancelResult": "SUCCESS", "newOrderResult": "SUCCESS",
+                "cancelResponse": _canceled(canceled, params.get("cancelNewClientOrderId")),
+                "newOrderResponse": self._placed(placed, params)}
+
     async def _get_order(self, request: Request, params: Params, account: str) -> Any:
         order = self.exchange.order(account, _required(params, "symbol"), **_which(params))
         return _order_view(order)
 
     async def _cancel_order(self, request: Request, params: Params, account: str) -> Any:
         order = self.exchange.cancel(account, _required(params, "symbol"), **_which(params))
-        return {"symbol": order.symbol, "origClientOrderId": order.client_order_id,
-                "orderId": order.order_id, "orderListId": -1,
-                "clientOrderId": params.get("newClientOrderId") or f"cancel-{order.order_id}",
-                "transactTime": order.update_time, **_order_fields(order)}
+        return _canceled(order, params.get("newClientOrderId"))
 
     async def _open_orders(self, request: Request, params: Params, account: str) -> Any:
         return [_order_view(o) for o in self.exchange.open_orders(account, params.get("symbol"))]
@@ -583,6 +626,35 @@ def _order_view(order: Order) -> dict[str, Any]:
             "stopPrice": _s(order.stop_price), "icebergQty": _s(Decimal(0)),
             "time": order.time, "updateTime": order.update_time, "isWorking": order.triggered,
             "workingTime": order.time}
+
+
+def _canceled(order: Order, cancel_client_id: str | None) -> dict[str, Any]:
+    """The answer to a cancel: the order as it closed, the cancel's own client order id."""
+    return {"symbol": order.symbol, "origClientOrderId": order.client_order_id,
+            "orderId": order.order_id, "orderListId": -1,
+            "clientOrderId": cancel_client_id or f"cancel-{order.order_id}",
+            "transactTime": order.update_time, **_order_fields(order)}
+
+
+def _replace_data(err: CancelReplaceFailed, params: Params) -> dict[str, Any]:
+    """What became of each half of a cancel-replace that did not do both (Binance's ``data``:
+    a half's answer, its error, or, for a new order not attempted, ``null``)."""
+    def error(failed: VenueError | None) -> dict[str, Any] | None:
+        return {"code": failed.code, "msg": failed.msg} if failed is not None else None
+
+    cancel = _canceled(err.canceled, params.get("cancelNewClientOrderId")) \
+        if err.canceled is not None else error(err.cancel_error)
+    new_order: dict[str, Any] | None = None
+    if err.placed is not None:
+        new_order = {"symbol": err.placed.symbol, "orderId": err.placed.order_id,
+                     "orderListId": -1, "clientOrderId": err.placed.client_order_id,
+                     "transactTime": err.placed.time}
+    elif err.new_error is not None:
+        new_order = error(err.new_error)
+    return {"cancelResult": "SUCCESS" if err.canceled is not None else "FAILURE",
+            "newOrderResult": "SUCCESS" if err.placed is not None
+            else "FAILURE" if err.new_error is not None else "NOT_ATTEMPTED",
+            "cancelResponse": cancel, "newOrderResponse": new_order}
 
 
 def _fill_fields(trade: Trade) -> dict[str, Any]:

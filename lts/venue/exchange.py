@@ -45,6 +45,8 @@ ILLEGAL_PARAM = -1106
 NEW_ORDER_REJECTED = -2010
 CANCEL_REJECTED = -2011
 NO_SUCH_ORDER = -2013
+REPLACE_PARTIALLY_FAILED = -2021
+REPLACE_FAILED = -2022
 
 
 class Side(enum.StrEnum):
@@ -179,6 +181,21 @@ class BalancesChanged:
 Report = ExecutionReport | BalancesChanged
 
 
+class CancelReplaceFailed(VenueError):
+    """A cancel-replace that did not do both (Binance's -2021 when one half failed, -2022 when
+    nothing was done): what became of each half. ``canceled``: the order the cancel closed;
+    ``placed``: the new order; an error for a half that failed; neither for one not attempted."""
+
+    def __init__(self, *, canceled: Order | None, cancel_error: VenueError | None,
+                 placed: Order | None, new_error: VenueError | None) -> None:
+        partial = canceled is not None or placed is not None
+        super().__init__(REPLACE_PARTIALLY_FAILED if partial else REPLACE_FAILED,
+                         "Order cancel-replace partially failed." if partial
+                         else "Order cancel-replace failed.")
+        self.canceled, self.cancel_error = canceled, cancel_error
+        self.placed, self.new_error = placed, new_error
+
+
 def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
@@ -279,6 +296,49 @@ class Exchange:
             raise VenueError(CANCEL_REJECTED, "Unknown order sent.")
         self._close(order, Status.CANCELED)
         return order
+
+    def cancel_replace(self, account: str, symbol: str, side: Side, type: OrderType,
+                       quantity: Decimal, *, price: Decimal | None = None,
+                       stop_price: Decimal | None = None,
+                       time_in_force: TimeInForce | None = None,
+                       client_order_id: str | None = None,
+                       cancel_order_id: int | None = None,
+                       cancel_client_order_id: str | None = None,
+                       allow_failure: bool = False) -> tuple[Order, Order]:
+        """Cancel an order and place a new one on the same symbol (Binance's cancel-replace):
+        the new order's parameters and filters are checked first (a plain :class:`VenueError`,
+        nothing done); then the cancel, and, unless it failed (``allow_failure``: even then),
+        the new order, which may take the canceled one's client order id. What did not do both
+        raises :class:`CancelReplaceFailed`. Returns (the canceled order, the new one)."""
+        market = self._market(symbol)
+        self._account(account)
+        self._check_params(type, price, stop_price, time_in_force)
+        self._check_filters(market, type, quantity, price, self.last.get(symbol))
+        canceled: Order | None = None
+        cancel_error: VenueError | None = None
+        try:
+            canceled = self._find(account, symbol, cancel_order_id, cancel_client_order_id,
+                                  CANCEL_REJECTED, "Unknown order sent.")
+            if cancel_order_id is not None and cancel_client_order_id is not None \
+                    and canceled.client_order_id != cancel_client_order_id:
+                raise VenueError(CANCEL_REJECTED, "Unknown order sent.")
+            self.cancel(account, symbol, order_id=canceled.order_id)
+        except VenueError as err:
+            canceled, cancel_error = None, err
+            if not allow_failure:
+                raise CancelReplaceFailed(canceled=None, cancel_error=err, placed=None,
+                                          new_error=None) from None
+        try:
+            placed = self.place(account, symbol, side, type, quantity, price=price,
+                                stop_price=stop_price, time_in_force=time_in_force,
+                                client_order_id=client_order_id)
+        except VenueError as err:
+            raise CancelReplaceFailed(canceled=canceled, cancel_error=cancel_error,
+                                      placed=None, new_error=err) from None
+        if canceled is None:
+            raise CancelReplaceFailed(canceled=None, cancel_error=cancel_error, placed=placed,
+                                      new_error=None)
+        return canceled, placed
 
     def order(self, account: str, symbol: str, *, order_id: int | None = None,
               client_order_id: str | None = None) -> Order:

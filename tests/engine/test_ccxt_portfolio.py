@@ -19,7 +19,7 @@ import pytest
 from plugins._venue import ACCOUNT, KEY, MARKET, SECRET, Venue, serve_venue
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from lts.domain.commands import Accepted, Denied, Reason
+from lts.domain.commands import Accepted, Denied, ModifyOrder, Reason
 from lts.domain.orders import OrderType, Side
 from lts.persistence import repositories as repo
 from lts.persistence.credentials import BrokerCredentials, CredentialStore
@@ -149,3 +149,39 @@ async def test_a_ban_halts_the_portfolio_with_the_venues_reason(
         halted = await desk.submit(Side.BUY, "0.01")
         assert isinstance(halted, Denied)
         assert halted.reason is Reason.TRADING_HALTED
+
+
+async def test_a_resting_order_modified_fills_at_its_new_price_under_its_id(
+        migrated_url: str, migrated_engine: AsyncEngine) -> None:
+    """A ModifyOrder through the facade: Binance's cancel-replace at the venue, the new order
+    under LTS's client order id; a bar through the new price fills it, and LTS's books follow
+    the venue's (the replaced order's cancel does not end the LTS order)."""
+    async with trading(migrated_url, migrated_engine) as (desk, venue):
+        resting = await desk.submit(Side.BUY, "0.05", order_type=OrderType.LIMIT,
+                                    limit="29000")
+        assert isinstance(resting, Accepted), resting
+        assert resting.order is not None
+        coid = resting.order.client_order_id
+        await desk.until(lambda: venue.exchange.open_orders(ACCOUNT), "the order to rest")
+        await desk.until(lambda: [e for e in desk.committed() if e.client_order_id == coid
+                                  and e.status == "accepted"], "LTS to see it accepted")
+        reply = await desk.command(ModifyOrder(coid, quantity=Decimal("0.04"),
+                                               limit_price=Decimal("28500")))
+        assert isinstance(reply, Accepted), reply
+        await desk.until(lambda: [o for o in venue.exchange.open_orders(ACCOUNT)
+                                  if o.price == Decimal(28500)], "the venue to replace it")
+        old, new = [o for o in venue.exchange.orders.values() if o.client_order_id == coid]
+        assert (old.status.value, new.status.value, new.orig_qty) == \
+            ("CANCELED", "NEW", Decimal("0.04"))
+        await desk.until(lambda: [e for e in desk.committed() if e.client_order_id == coid
+                                  and e.limit_price == Decimal(28500)
+                                  and e.quantity == Decimal("0.04")], "LTS to apply it")
+        venue.bar("28800", low="28700")  # not down to 28,500: it rests on
+        venue.bar("28450", low="28400")  # through 28,500: it fills there
+        await books_agree(desk, venue)
+        assert await held(desk) == Decimal("0.04") - Decimal("0.00004")  # less the commission
+        [row] = await desk.rows(orders, client_order_id=coid)
+        assert (row["status"], Decimal(row["filled_quantity"])) == ("filled", Decimal("0.04"))
+        assert [e.status for e in desk.committed() if e.client_order_id == coid][-1] == "filled"
+        assert "canceled" not in [e.status for e in desk.committed()
+                                  if e.client_order_id == coid]

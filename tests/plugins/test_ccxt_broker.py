@@ -215,15 +215,115 @@ async def test_the_venue_s_refusals_are_rejections_with_its_reason(venue: Venue)
         assert venue.exchange.orders == {}  # none of them was placed
 
 
-async def test_modify_is_refused_where_the_venue_cannot(venue: Venue) -> None:
-    """The local venue has no cancel-replace (Binance spot's editOrder): refused, not lost."""
-    async with running(venue) as (broker, _):
-        venue_id = await broker.submit(order("1-9"))
-        placed = order("1-9")
-        placed.broker_order_id = venue_id
-        with pytest.raises(VenueRejected) as err:
-            await broker.modify(placed, ModifyOrder("1-9", limit_price=D("29100")))
-        assert SECRET not in str(err.value)
+# -- modify: Binance spot's cancel-replace -------------------------------------------------------
+
+def at_venue(venue: Venue, coid: str) -> list[Any]:
+    """The venue's orders under client order id ``coid``, oldest first."""
+    return [o for o in venue.exchange.orders.values() if o.client_order_id == coid]
+
+
+async def test_modify_replaces_the_order_under_lts_id_and_it_fills_at_the_new_price(
+        venue: Venue) -> None:
+    async with running(venue) as (broker, reports):
+        working = order("1-9", "0.5", limit="29000")
+        working.broker_order_id = await broker.submit(working)
+        reports.clear()
+        await broker.modify(working, ModifyOrder("1-9", quantity=D("0.4"),
+                                                 limit_price=D("28500")))
+        old, new = at_venue(venue, "1-9")
+        assert (old.status.value, new.status.value) == ("CANCELED", "NEW")
+        assert (new.price, new.orig_qty) == (D(28500), D("0.4"))
+        assert str(old.order_id) == working.broker_order_id
+        # the runner learns the new venue id from a report
+        (told,) = reports
+        assert isinstance(told, OrderStatusReport)
+        assert (told.client_order_id, told.status, told.broker_order_id) == \
+            ("1-9", OrderStatus.ACCEPTED, str(new.order_id))
+        # queries by LTS's id find the new order, though the runner still holds the old id
+        report = await broker.query_order(working)
+        assert report is not None
+        assert (report.status, report.broker_order_id) == \
+            (OrderStatus.ACCEPTED, str(new.order_id))
+        assert [r.broker_order_id for r in await broker.open_orders()] == [str(new.order_id)]
+
+        venue.bar("28800", low="28700", volume="100")  # not down to 28,500: rests on
+        assert new.executed_qty == 0
+        venue.bar("28450", low="28400", volume="100")  # through 28,500: fills there
+        report = await broker.query_order(working)
+        assert report is not None
+        assert report.status is OrderStatus.FILLED
+        (fill,) = report.fills
+        assert (fill.client_order_id, fill.quantity, fill.price) == ("1-9", D("0.4"), D(28500))
+        assert [f.client_order_id for f in await broker.fills(0)] == ["1-9"]
+
+        # a second change: it cancels whatever works under the id now (filled: unknown)
+        with pytest.raises(VenueRejected, match=r"Unknown order sent"):
+            await broker.modify(working, ModifyOrder("1-9", limit_price=D("28000")))
+
+
+async def test_a_streamed_modify_keeps_fills_and_reports_under_lts_id(venue: Venue) -> None:
+    """The replaced order's cancel is not the LTS order's end: no CANCELED is reported; the
+    partly filled order goes on for what is left, at its new price, under the same id."""
+    async with running(venue, streaming=True) as (broker, reports):
+        working = order("7-2", "0.5", limit="29000", portfolio=7)
+        working.broker_order_id = await broker.submit(working)
+        await reports.wait_for(status("7-2", OrderStatus.ACCEPTED))
+        venue.bar("28950", low="28900", volume="2")  # 0.2 BTC of liquidity: a partial fill
+        await until(lambda: len(fills_of(reports, "7-2")) == 1)
+        working.filled_quantity = D("0.2")
+        await broker.modify(working, ModifyOrder("7-2", limit_price=D("28600")))
+        old, new = at_venue(venue, "7-2")
+        assert old.status.value == "CANCELED"
+        assert (new.price, new.orig_qty) == (D(28600), D("0.3"))  # what was left
+        await reports.wait_for(lambda r: isinstance(r, OrderStatusReport)
+                               and r.broker_order_id == str(new.order_id))
+        venue.bar("28550", low="28500", volume="100")
+        await reports.wait_for(status("7-2", OrderStatus.FILLED))
+        await until(lambda: len(fills_of(reports, "7-2")) == 2)
+        assert [(f.quantity, f.price, f.portfolio_id) for f in fills_of(reports, "7-2")] == \
+            [(D("0.2"), D(29000), 7), (D("0.3"), D(28600), 7)]
+        assert not [r for r in reports if isinstance(r, OrderStatusReport)
+                    and r.status is OrderStatus.CANCELED]
+        # a modified order canceled later: that cancel is the order's end, and reported
+        other = order("7-3", "0.1", limit="28000", portfolio=7)
+        other.broker_order_id = await broker.submit(other)
+        await broker.modify(other, ModifyOrder("7-3", limit_price=D("28100")))
+        await broker.cancel(other)
+        _, replaced = at_venue(venue, "7-3")
+        ended = await reports.wait_for(status("7-3", OrderStatus.CANCELED))
+        assert isinstance(ended, OrderStatusReport)
+        assert ended.broker_order_id == str(replaced.order_id)
+
+
+async def test_a_modify_the_venue_refuses_is_rejected_with_its_words(venue: Venue) -> None:
+    async with running(venue) as (broker, reports):
+        working = order("1-9", "0.5", limit="29000")
+        working.broker_order_id = await broker.submit(working)
+        # below what already filled: nothing to replace it with, nothing sent
+        working.filled_quantity = D("0.2")
+        sent = venue.api_requests()
+        with pytest.raises(VenueRejected, match=r"not above the 0\.2 already filled"):
+            await broker.modify(working, ModifyOrder("1-9", quantity=D("0.2")))
+        assert venue.api_requests() == sent
+        working.filled_quantity = D(0)
+        # the venue's filters, before anything is done
+        with pytest.raises(VenueRejected, match="tick grid"):
+            await broker.modify(working, ModifyOrder("1-9", limit_price=D("28500.001")))
+        # the cancel is done, the new order is not (funds): rejected, and the order is canceled
+        with pytest.raises(VenueRejected, match=r"partially failed.*insufficient balance") \
+                as refused:
+            await broker.modify(working, ModifyOrder("1-9", quantity=D(50)))
+        assert SECRET not in str(refused.value)
+        assert refused.value.__cause__ is None
+        (old,) = at_venue(venue, "1-9")
+        assert old.status.value == "CANCELED"
+        canceled = await reports.wait_for(status("1-9", OrderStatus.CANCELED))
+        assert isinstance(canceled, OrderStatusReport)
+        assert canceled.broker_order_id == str(old.order_id)
+        # a closed order: the venue does not know it any more (nothing is placed)
+        with pytest.raises(VenueRejected, match=r"cancel-replace failed.*Unknown order sent"):
+            await broker.modify(working, ModifyOrder("1-9", limit_price=D("28000")))
+        assert at_venue(venue, "1-9") == [old]
 
 
 # -- rules, balances ----------------------------------------------------------------------------

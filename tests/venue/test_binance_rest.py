@@ -190,6 +190,105 @@ async def test_requests_that_are_not_the_account_holders_are_refused(
     assert exchange.orders == {}
 
 
+# -- cancel-replace (Binance spot's editOrder) ------------------------------------------------
+
+async def test_ccxt_edit_order_cancels_and_replaces_under_the_same_client_order_id(
+        venue: tuple[Exchange, Client]) -> None:
+    """ccxt's ``edit_order`` is ``POST order/cancelReplace``: the resting order is canceled (by
+    its client order id) and the new one takes that id; queries by it find the new order."""
+    exchange, client = venue
+    ex = ccxt_client(int(client.base.rsplit(":", 1)[1]))
+    try:
+        placed = await ex.create_order("BTC/USDT", "limit", "buy", 0.5, 29000,
+                                       {"newClientOrderId": "1-7", "timeInForce": "GTC"})
+        edited = await ex.edit_order(placed["id"], "BTC/USDT", "limit", "buy", 0.4, 29100,
+                                     {"newClientOrderId": "1-7", "cancelOrigClientOrderId": "1-7",
+                                      "timeInForce": "GTC"})
+        assert edited["id"] != placed["id"]
+        assert (edited["clientOrderId"], edited["status"], edited["price"], edited["amount"]) \
+            == ("1-7", "open", 29100, 0.4)
+        old, new = exchange.orders[int(placed["id"])], exchange.orders[int(edited["id"])]
+        assert (old.status.value, new.status.value) == ("CANCELED", "NEW")
+        assert exchange.balances("acct")["USDT"].locked == D("0.4") * D(29100)
+        found = await ex.fetch_order(None, "BTC/USDT", {"origClientOrderId": "1-7"})
+        assert (found["id"], found["price"]) == (edited["id"], 29100)
+        # the canceled order is closed: a cancel-replace of it (by its venue id) fails with
+        # -2022 and the venue's answer (ccxt: ExchangeError here, BadResponse on Binance's own
+        # URLs, whose code table it uses)
+        with pytest.raises((ccxt.ExchangeError, ccxt.BadResponse), match="Unknown order sent"):
+            await ex.edit_order(placed["id"], "BTC/USDT", "limit", "buy", 0.4, 29200,
+                                {"newClientOrderId": "1-7", "timeInForce": "GTC"})
+        assert exchange.orders[int(edited["id"])].status.value == "NEW"  # untouched
+    finally:
+        await ex.close()
+
+
+async def test_cancel_replace_answers_as_binance_does(venue: tuple[Exchange, Client]) -> None:
+    exchange, client = venue
+    _, placed, _ = await client.call("POST", "order", {
+        "symbol": "BTCUSDT", "side": "BUY", "type": "LIMIT", "timeInForce": "GTC",
+        "quantity": "0.5", "price": "29000", "newClientOrderId": "1-7"}, signed=True)
+    replace = {"symbol": "BTCUSDT", "side": "BUY", "type": "LIMIT", "timeInForce": "GTC",
+               "cancelReplaceMode": "STOP_ON_FAILURE", "cancelOrigClientOrderId": "1-7",
+               "newClientOrderId": "1-7", "quantity": "0.3", "price": "29100"}
+    status, body, headers = await client.call("POST", "order/cancelReplace", replace,
+                                              signed=True)
+    assert status == 200, body
+    assert (body["cancelResult"], body["newOrderResult"]) == ("SUCCESS", "SUCCESS")
+    cancel, new = body["cancelResponse"], body["newOrderResponse"]
+    assert (cancel["orderId"], cancel["origClientOrderId"], cancel["status"]) == \
+        (placed["orderId"], "1-7", "CANCELED")
+    assert (new["clientOrderId"], new["status"], new["price"], new["origQty"], new["fills"]) \
+        == ("1-7", "NEW", "29100.00000000", "0.30000000", [])
+    assert int(headers["x-mbx-used-weight-1m"]) == 1 + 1  # the order, the cancel-replace
+
+    # a filter failure is found before anything is done: a plain error, the order rests on
+    status, body, _ = await client.call("POST", "order/cancelReplace",
+                                        {**replace, "quantity": "0.000015"}, signed=True)
+    assert (status, body) == (400, {"code": -1013, "msg": "Filter failure: LOT_SIZE"})
+    assert exchange.orders[new["orderId"]].is_open
+
+    # the cancel fails (STOP_ON_FAILURE): nothing done, -2022 with what became of each half
+    status, body, _ = await client.call("POST", "order/cancelReplace",
+                                        {**replace, "cancelOrigClientOrderId": "1-99"},
+                                        signed=True)
+    assert (status, body) == (400, {"code": -2022, "msg": "Order cancel-replace failed.",
+                                    "data": {"cancelResult": "FAILURE",
+                                             "newOrderResult": "NOT_ATTEMPTED",
+                                             "cancelResponse": {"code": -2011,
+                                                                "msg": "Unknown order sent."},
+                                             "newOrderResponse": None}})
+    # by venue id and client id, which name different orders: refused
+    status, body, _ = await client.call("POST", "order/cancelReplace",
+                                        {**replace, "cancelOrderId": placed["orderId"]},
+                                        signed=True)
+    assert (status, body["code"], body["data"]["cancelResponse"]["code"]) == (400, -2022, -2011)
+
+    # the cancel is done, the new order is not (funds): 409, -2021, the order is gone
+    status, body, _ = await client.call("POST", "order/cancelReplace",
+                                        {**replace, "quantity": "50"}, signed=True)
+    assert (status, body["code"], body["msg"]) == \
+        (409, -2021, "Order cancel-replace partially failed.")
+    data = body["data"]
+    assert (data["cancelResult"], data["newOrderResult"]) == ("SUCCESS", "FAILURE")
+    assert (data["cancelResponse"]["orderId"], data["cancelResponse"]["status"]) == \
+        (new["orderId"], "CANCELED")
+    assert data["newOrderResponse"] == {
+        "code": -2010, "msg": "Account has insufficient balance for requested action."}
+    assert exchange.open_orders("acct") == []
+    assert exchange.balances("acct")["USDT"].locked == 0
+
+    # ALLOW_FAILURE: the new order goes in although the cancel failed (409, -2021)
+    status, body, _ = await client.call("POST", "order/cancelReplace",
+                                        {**replace, "cancelReplaceMode": "ALLOW_FAILURE"},
+                                        signed=True)
+    assert (status, body["code"]) == (409, -2021)
+    data = body["data"]
+    assert (data["cancelResult"], data["newOrderResult"]) == ("FAILURE", "SUCCESS")
+    assert data["newOrderResponse"]["clientOrderId"] == "1-7"
+    assert [o.client_order_id for o in exchange.open_orders("acct")] == ["1-7"]
+
+
 MINUTE = 60_000
 T0 = 1_700_000_100_000  # the open of a minute, and of five
 

@@ -15,6 +15,7 @@ from lts.venue.exchange import (
     FILTER_FAILURE,
     NEW_ORDER_REJECTED,
     NO_SUCH_ORDER,
+    CancelReplaceFailed,
     Exchange,
     ExecutionReport,
     ExecutionType,
@@ -161,6 +162,38 @@ def test_funds_duplicates_and_unknown_orders_answer_binances_errors() -> None:
                      client_order_id="c1")  # a closed order's id may be used again
     assert ex.order("k", "BTCUSDT", client_order_id="c1") is again
     assert ex.open_orders("k") == [again]
+
+
+def test_cancel_replace_closes_the_order_and_places_the_new_one_under_its_client_id() -> None:
+    ex, reports = venue()
+    old = ex.place("k", "BTCUSDT", BUY, LIMIT, D("0.5"), price=D(29_000), time_in_force=GTC,
+                   client_order_id="c1")
+    ex.on_bar("BTCUSDT", high=D(29_100), low=D(28_950), close=D(29_050), volume=D(2))
+    assert old.executed_qty == D("0.2")  # 0.2 filled: 0.3 left
+    del reports[:]
+    canceled, new = ex.cancel_replace("k", "BTCUSDT", BUY, LIMIT, D("0.3"), price=D(28_500),
+                                      time_in_force=GTC, client_order_id="c1",
+                                      cancel_client_order_id="c1")
+    assert canceled is old
+    assert old.status is Status.CANCELED
+    assert (new.client_order_id, new.price, new.orig_qty, new.status) == \
+        ("c1", D(28_500), D("0.3"), Status.NEW)
+    kinds = [(r.execution_type, r.order.order_id) for r in reports
+             if isinstance(r, ExecutionReport)]
+    assert kinds == [(ExecutionType.CANCELED, old.order_id), (ExecutionType.NEW, new.order_id)]
+    assert ex.order("k", "BTCUSDT", client_order_id="c1") is new
+    assert ex.balances("k")["USDT"].locked == D("0.3") * D(28_500)
+    # the canceled order cannot be replaced again; the filters come first
+    with pytest.raises(CancelReplaceFailed) as failed:
+        ex.cancel_replace("k", "BTCUSDT", BUY, LIMIT, D("0.3"), price=D(28_600),
+                          time_in_force=GTC, cancel_order_id=old.order_id)
+    assert (failed.value.code, failed.value.cancel_error and failed.value.cancel_error.code,
+            failed.value.canceled, failed.value.placed) == (-2022, CANCEL_REJECTED, None, None)
+    refused(FILTER_FAILURE, "Filter failure: PRICE_FILTER",
+            lambda: ex.cancel_replace("k", "BTCUSDT", BUY, LIMIT, D("0.3"),
+                                      price=D("28600.001"), time_in_force=GTC,
+                                      cancel_client_order_id="c1"))
+    assert new.is_open
 
 
 _ACTIONS = st.lists(st.one_of(

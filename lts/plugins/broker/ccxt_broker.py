@@ -25,6 +25,13 @@ what the exchange pushes into execution reports.
   the key refused) -> :class:`~lts.errors.VenueUnavailable`. Every message is redacted of keys,
   secrets and signatures, and no exception leaves with ccxt's (which may hold the signed URL)
   chained to it.
+- A change (``modify``) on Binance spot is its cancel-replace (ccxt's ``edit_order``,
+  ``STOP_ON_FAILURE``): the order working under LTS's client order id is canceled by that id
+  and a new one, for what is left to fill, takes the same id, so reports, fills and queries by
+  client order id carry on; the new venue id is reported (an :class:`OrderStatusReport`). The
+  replaced order's cancel is not the LTS order's end and is not reported. The venue's refusal
+  (Binance's -2022: nothing done; -2021: canceled but the new order refused, the order then
+  reported CANCELED) is :class:`~lts.errors.VenueRejected` with its words.
 - Prices and quantities go as exact strings; one that is not on the market's grid is refused
   before sending (ccxt would round it silently). Reports and fills are read exactly (venue
   strings first). Trade ids are ``<symbol>:<venue trade id>`` (Binance numbers trades per symbol).
@@ -45,7 +52,14 @@ from pydantic import Field
 from lts.domain.clock import Clock
 from lts.domain.commands import ModifyOrder
 from lts.domain.instruments import Instrument
-from lts.domain.orders import Fill, Order, OrderStatusReport, OrderType, TimeInForce
+from lts.domain.orders import (
+    Fill,
+    Order,
+    OrderStatus,
+    OrderStatusReport,
+    OrderType,
+    TimeInForce,
+)
 from lts.errors import (
     BrokerError,
     ConfigError,
@@ -65,6 +79,7 @@ from lts.plugins.ccxt_client import (
     classify,
     exchange_has,
     open_client,
+    unwrap,
 )
 
 __all__ = ["CcxtBroker", "CcxtBrokerParams"]
@@ -105,6 +120,8 @@ class CcxtBroker(PluginBase):
         self._clock: Clock | None = None
         self._symbols: set[str] = set()
         self._coids: dict[str, str] = {}  # venue order id -> client order id
+        self._current: dict[str, str] = {}  # client order id -> venue id working under it
+        self._replacing: dict[str, list[OrderStatusReport]] = {}  # held while replacing
         self._portfolio = 0  # the portfolio this broker's orders belong to, once seen
         self._subscribe = partial(subscribe, binance=self._binance, market_type=p.market_type,
                                   timeout_s=p.timeout_ms / 1000)
@@ -176,7 +193,19 @@ class CcxtBroker(PluginBase):
         for order in orders:
             self._learn(order)
             self.reports_in += 1
-            self._report(mapping.report_of(order))
+            report = mapping.report_of(order)
+            if report.status in (OrderStatus.CANCELED, OrderStatus.EXPIRED):
+                coid = report.client_order_id
+                held = self._replacing.get(coid)
+                if held is not None:  # a cancel-replace is out: its cancel, most likely
+                    held.append(report)
+                    continue
+                current = self._current.get(coid)
+                if current is not None and report.broker_order_id != current:
+                    log.debug("%s: order %s replaced by %s under %s: its end is not the "
+                              "order's", self.name, report.broker_order_id, current, coid)
+                    continue
+            self._report(report)
 
     def _on_trades(self, trades: list[Mapping[str, Any]]) -> None:
         for trade in trades:
@@ -201,6 +230,8 @@ class CcxtBroker(PluginBase):
             self._raise(client, exc, sent=True)
         self._learn(placed, order.client_order_id)
         venue_id = placed.get("id")
+        if venue_id is not None:
+            self._current[order.client_order_id] = str(venue_id)
         if not self.params.streaming:
             self._report(self._report_with_fills(placed, order))
         return str(venue_id) if venue_id is not None else None
@@ -217,14 +248,13 @@ class CcxtBroker(PluginBase):
         client = self._ready(order)
         if not self.capabilities.modify:
             raise VenueRejected(f"{self.name} does not change orders (cancel and place anew)")
+        if self._binance:
+            await self._cancel_replace(client, order, change)
+            return
         if order.broker_order_id is None:
             raise VenueRejected("the venue's id of the order is not known yet")
-        quantity = change.quantity
-        if self._binance:  # cancel-replace: a new order for what is left
-            quantity = order.leaves_quantity if quantity is None \
-                else quantity - order.filled_quantity
         kind, side, amount, price, params = mapping.order_args(
-            self.exchange_id, order, quantity=quantity, limit_price=change.limit_price,
+            self.exchange_id, order, quantity=change.quantity, limit_price=change.limit_price,
             stop_price=change.stop_price)
         self._on_grid(client, order.symbol, amount, price, params.get("triggerPrice"))
         try:
@@ -232,6 +262,79 @@ class CcxtBroker(PluginBase):
                               amount, price, params)
         except Exception as exc:
             self._raise(client, exc, sent=True)
+
+    async def _cancel_replace(self, client: CcxtClient, order: Order,
+                              change: ModifyOrder) -> None:
+        """Binance spot changes an order by cancel-replace (``STOP_ON_FAILURE``): the order
+        working under LTS's client order id is canceled and a new one, for what is left to
+        fill, takes the same client order id, so its reports and fills keep LTS's id. The
+        cancel's own report is not the LTS order's end: it is held while the call is out and
+        dropped once the venue says the new order stands (see :meth:`_on_orders`)."""
+        coid = order.client_order_id
+        total = change.quantity if change.quantity is not None else order.quantity
+        quantity = total - order.filled_quantity
+        if quantity <= 0:
+            raise VenueRejected(f"quantity {total} is not above the {order.filled_quantity} "
+                                "already filled")
+        kind, side, amount, price, params = mapping.order_args(
+            self.exchange_id, order, quantity=quantity, limit_price=change.limit_price,
+            stop_price=change.stop_price)
+        self._on_grid(client, order.symbol, amount, price, params.get("triggerPrice"))
+        params["cancelOrigClientOrderId"] = coid  # whatever venue order works under it now
+        before = self._current.get(coid)
+        self._replacing[coid] = []
+        try:
+            self.orders_sent += 1
+            placed = await client.call("edit_order", order.broker_order_id, order.symbol, kind,
+                                       side, amount, price, params)
+        except Exception as exc:
+            failure = mapping.replace_failure(str(unwrap(exc)))
+            if failure is not None:  # the venue answered: nothing done, or only the cancel
+                self._release(coid)
+                if failure.canceled is not None:
+                    self._report(failure.canceled)
+                raise VenueRejected(client.redact(failure.reason, 200)) from None
+            if classify(exc) in (ErrorKind.TIMEOUT, ErrorKind.AMBIGUOUS, ErrorKind.OTHER):
+                await self._settle_lost_replace(client, order, before)
+            else:
+                self._release(coid)
+            self._raise(client, exc, sent=True)
+        venue_id = str(placed.get("id"))
+        self._current[coid] = venue_id
+        self._release(coid, keep=venue_id)
+        self._learn(placed, coid)
+        # the new venue id (and, without the stream, the fills it took at once)
+        self._report(mapping.report_of(placed) if self.params.streaming
+                     else self._report_with_fills(placed, order))
+
+    async def _settle_lost_replace(self, client: CcxtClient, order: Order,
+                                   before: str | None) -> None:
+        """No answer to a cancel-replace: a query by client order id says whether a new order
+        works under it (the held cancel report is then the old order's, and dropped) or not."""
+        coid = order.client_order_id
+        try:
+            found = await self._fetch_order(client, order.symbol, coid, None)
+        except Exception:  # the held reports go on as they are
+            found = None
+        held = {r.broker_order_id for r in self._replacing.get(coid, ())}
+        if found is not None and found.get("id") is not None:
+            venue_id = str(found["id"])
+            report = mapping.report_of(found)
+            if venue_id != before and venue_id not in held and \
+                    report.status not in (OrderStatus.CANCELED, OrderStatus.EXPIRED):
+                self._current[coid] = venue_id
+                self._learn(found, coid)
+                self._release(coid, keep=venue_id)
+                self._report(report)
+                return
+        self._release(coid)
+
+    def _release(self, coid: str, keep: str | None = None) -> None:
+        """The reports held while a cancel-replace of ``coid`` was out: all of them, or (with
+        ``keep``, the venue id now working under it) only that order's."""
+        for report in self._replacing.pop(coid, ()):
+            if keep is None or report.broker_order_id == keep:
+                self._report(report)
 
     # -- Broker: queries --------------------------------------------------------------------------
     async def query_order(self, order: Order) -> OrderStatusReport | None:
@@ -280,8 +383,9 @@ class CcxtBroker(PluginBase):
             since = order.get("timestamp")
             trades = await self._trades(client, str(order["symbol"]),
                                         int(since) if since else None)
-            fills = tuple(f for t in trades if str(t.get("order")) == venue_id
-                          and (f := self._fill_of(t, portfolio_id)) is not None)
+            coid = mapping.client_id_of(order)  # a replaced order's fills are its too
+            fills = tuple(f for t in trades if (f := self._fill_of(t, portfolio_id)) is not None
+                          and (str(t.get("order")) == venue_id or f.client_order_id == coid))
         return mapping.report_of(order, fills)
 
     def _report_with_fills(self, placed: Mapping[str, Any], order: Order) -> OrderStatusReport:

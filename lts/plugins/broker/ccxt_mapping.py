@@ -10,6 +10,7 @@ through its shortest repr (:func:`lts.domain.values.to_decimal`: ``1e-05`` -> ``
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -28,8 +29,8 @@ from lts.domain.orders import (
 )
 from lts.domain.values import ZERO, to_decimal
 
-__all__ = ["ClientIdFields", "fields_for", "fill_of", "instrument_of", "order_args",
-           "portfolio_of", "report_of", "to_dec"]
+__all__ = ["ClientIdFields", "ReplaceFailure", "fields_for", "fill_of", "instrument_of",
+           "order_args", "portfolio_of", "replace_failure", "report_of", "to_dec"]
 
 _NS_PER_MS = 1_000_000
 #: LTS's client order ids: ``<portfolio id>-<number>``.
@@ -167,6 +168,48 @@ def report_of(order: Mapping[str, Any], fills: tuple[Fill, ...] = ()) -> OrderSt
     return OrderStatusReport(client_id_of(order), status, fills, reason,
                              str(venue_id) if venue_id is not None else None,
                              int(ts) * _NS_PER_MS)
+
+
+@dataclass(frozen=True)
+class ReplaceFailure:
+    """A cancel-replace the venue did not do whole (Binance's -2021, -2022): its words, and the
+    order its cancel closed (a report), when the cancel was done and the new order was not."""
+
+    reason: str
+    canceled: OrderStatusReport | None
+
+
+def replace_failure(error_text: str) -> ReplaceFailure | None:
+    """Binance's answer to a failed ``order/cancelReplace`` from ccxt's error text (``binance
+    {"code": -2022, "msg": ..., "data": {"cancelResult": ..., ...}}``); None for any other
+    error (a filter failure, found before anything was done, has no ``data``)."""
+    start = error_text.find("{")
+    try:
+        body = json.loads(error_text[start:]) if start >= 0 else None
+    except ValueError:
+        return None
+    if not isinstance(body, dict):
+        return None
+    data = body.get("data")
+    if not isinstance(data, dict) or "cancelResult" not in data:
+        return None
+    cancel_raw, new_raw = data.get("cancelResponse"), data.get("newOrderResponse")
+    cancel: dict[str, Any] = cancel_raw if isinstance(cancel_raw, dict) else {}
+    new: dict[str, Any] = new_raw if isinstance(new_raw, dict) else {}
+    halves = []
+    if data.get("cancelResult") != "SUCCESS":
+        halves.append(f"cancel: {cancel.get('msg') or 'failed'}")
+    if data.get("newOrderResult") == "FAILURE":
+        halves.append(f"new order: {new.get('msg') or 'failed'}")
+    elif data.get("newOrderResult") == "NOT_ATTEMPTED":
+        halves.append("new order not attempted")
+    reason = f"{body.get('msg') or 'cancel-replace failed'} ({'; '.join(halves)})"
+    canceled = None
+    if data.get("cancelResult") == "SUCCESS" and cancel.get("orderId") is not None:
+        canceled = report_of({"id": str(cancel["orderId"]), "status": "canceled",
+                              "clientOrderId": cancel.get("origClientOrderId"),
+                              "timestamp": cancel.get("transactTime")})
+    return ReplaceFailure(reason[:200], canceled)
 
 
 def _trade_raw(exchange: str, trade: Mapping[str, Any]
