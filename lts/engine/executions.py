@@ -129,7 +129,9 @@ class ExecutionIntake:
         order = self.open.get(report.client_order_id)
         if order is None:
             return
-        if report.broker_order_id and order.broker_order_id is None:
+        if report.broker_order_id and order.broker_order_id != report.broker_order_id and \
+                (order.broker_order_id is None or report.status not in TERMINAL_STATUSES):
+            # the venue's id, or its new one for a working order (a cancel-replace makes one)
             order.broker_order_id = report.broker_order_id
             self._changed(order)
         status = report.status

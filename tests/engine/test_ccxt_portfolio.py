@@ -182,6 +182,7 @@ async def test_a_resting_order_modified_fills_at_its_new_price_under_its_id(
         assert await held(desk) == Decimal("0.04") - Decimal("0.00004")  # less the commission
         [row] = await desk.rows(orders, client_order_id=coid)
         assert (row["status"], Decimal(row["filled_quantity"])) == ("filled", Decimal("0.04"))
+        assert row["broker_order_id"] == str(new.order_id)  # the venue's id of the new order
         assert [e.status for e in desk.committed() if e.client_order_id == coid][-1] == "filled"
         assert "canceled" not in [e.status for e in desk.committed()
                                   if e.client_order_id == coid]
