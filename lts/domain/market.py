@@ -20,6 +20,14 @@ class Bar(msgspec.Struct, frozen=True, gc=False):
     volume: float
 
 
+class WarmUp(msgspec.Struct, frozen=True):
+    """Bars of ``symbol`` from before now (a live feed's history backfill, oldest first): a
+    strategy takes them in so that its indicators are warm, and nothing trades on them."""
+
+    symbol: str
+    bars: tuple[Bar, ...]
+
+
 class FeedEnded(msgspec.Struct, frozen=True):
     """A feed stopped: the end of historical data, or a failure (``error`` says which)."""
 

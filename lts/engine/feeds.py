@@ -2,11 +2,14 @@
 
 Every portfolio that trades a symbol on the same feed subscribes its mailbox to that feed's bus
 key; the feed task starts with the first subscriber and stops with the last. A feed that ends or
-fails publishes :class:`~lts.domain.market.FeedEnded` so its subscribers can react.
+fails publishes :class:`~lts.domain.market.FeedEnded` so its subscribers can react. A live
+feed's history (:class:`~lts.domain.market.WarmUp`) goes to its subscribers, and the hub keeps
+that much of the feed's recent bars, so that a portfolio subscribing later is warm too.
 """
 
 import json
 import logging
+from collections import deque
 from collections.abc import Hashable
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,7 +19,7 @@ from anyio.abc import TaskGroup
 
 from lts.bus import InProcessBus, Mailbox, Subscription
 from lts.domain.clock import Clock
-from lts.domain.market import Bar, FeedEnded
+from lts.domain.market import Bar, FeedEnded, WarmUp
 from lts.plugins.pipeline import Feed
 from lts.plugins.registry import Registry
 
@@ -34,6 +37,7 @@ class _Running:
     feed: Feed
     scope: anyio.CancelScope
     users: int = 0
+    recent: deque[Bar] | None = None  # after a WarmUp: that many of the latest bars
 
 
 @dataclass
@@ -81,7 +85,10 @@ class FeedHub:
         if running is None:
             running = _Running(self.make(plugin, params, symbol), anyio.CancelScope())
         lease = FeedLease(self, key, [self._bus.subscribe(Bar, mailbox, key),
+                                      self._bus.subscribe(WarmUp, mailbox, key),
                                       self._bus.subscribe(FeedEnded, mailbox, key)])
+        if running.recent:  # a running feed: its recent past warms this subscriber up
+            mailbox.put_nowait(WarmUp(symbol, tuple(running.recent)))
         if key not in self._running:
             self._running[key] = running
             self._tg.start_soon(self._pump, key, running, name=f"feed {key[0]} {symbol}")
@@ -110,6 +117,12 @@ class FeedHub:
         with running.scope:
             try:
                 async for batch in running.feed.bars(symbol, self._clock):
+                    if isinstance(batch, WarmUp):
+                        running.recent = deque(batch.bars, maxlen=max(1, len(batch.bars)))
+                        await self._bus.publish(batch, bus)
+                        continue
+                    if running.recent is not None:
+                        running.recent.extend(batch)
                     await self._bus.publish_batch(list(batch), bus)
             except Exception as exc:  # a feed failure is reported to its subscribers
                 log.exception("feed %s for %s failed", key[0], symbol)

@@ -50,7 +50,7 @@ from lts.domain.commands import (
     UpdateRiskLimits,
 )
 from lts.domain.instruments import Instrument
-from lts.domain.market import Bar, FeedEnded
+from lts.domain.market import Bar, FeedEnded, WarmUp
 from lts.domain.orders import Fill, Order, OrderStatusReport
 from lts.engine import venue_calls
 from lts.engine.clock import ReplayClock
@@ -341,7 +341,10 @@ class PortfolioRunner:
                 trading = not self.stopping
                 for item in inbox.take_market():
                     if type(item) is not Bar:
-                        live_feeds -= self._feed_ended(item, historical)
+                        if type(item) is WarmUp:
+                            self._warm_up(item)
+                        else:
+                            live_feeds -= self._feed_ended(item, historical)
                         continue
                     bars += 1
                     bar: Bar = item
@@ -392,6 +395,18 @@ class PortfolioRunner:
         await gate.wait()
         assert self.inbox is not None
         self.inbox(OPEN_FEEDS)
+
+    def _warm_up(self, history: WarmUp) -> None:
+        """A feed's recent past: the symbol is marked and its strategy takes the bars in (its
+        indicators warm), and nothing trades on them: a signal from the past is no order."""
+        strategy = self.strategies.get(history.symbol)
+        if strategy is None or not history.bars:
+            return
+        for bar in history.bars:
+            strategy.on_bar(bar)
+        self.ledger.mark(history.symbol, history.bars[-1].close)
+        log.info("portfolio %s: %s warmed up on %d bar(s) of history", self.portfolio_id,
+                 history.symbol, len(history.bars))
 
     def _feed_ended(self, item: object, historical: bool) -> int:
         if isinstance(item, FeedEnded):

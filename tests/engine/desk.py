@@ -260,10 +260,13 @@ async def running_desk(db_url: str, *, symbols: tuple[str, ...] = ("AAA",),
                        owner_id: int | None = None, settings: dict[str, Any] | None = None,
                        wait_running: bool = True, lot_size: str = "1",
                        broker: tuple[str, dict[str, Any]] | None = None,
+                       pipeline: tuple[str, dict[str, Any]] | None = None,
+                       strategy: tuple[str, dict[str, Any]] | None = None,
                        ) -> AsyncIterator[EngineDesk]:
     """The engine running one portfolio of ``symbols`` (tick 0.01, lot 1) on ``db_url`` (a
     migrated database), each symbol marked at ``price`` before the desk is handed over.
-    ``broker`` (plugin, params) trades instead of the scripted venue (a local venue's)."""
+    ``broker``, ``pipeline``, ``strategy`` (plugin, params) replace the scripted venue, the
+    test's feed and the quiet strategy (a local venue's, its market data, a real strategy)."""
     key = uuid.uuid4().hex[:10]
     world = WORLDS[key] = VenueWorld("venue")
     channel = CHANNELS[key] = FeedChannel()
@@ -275,10 +278,13 @@ async def running_desk(db_url: str, *, symbols: tuple[str, ...] = ("AAA",),
             name=f"desk-{key}", initial_cash=Decimal(cash), risk_params=risk or {},
             trading_state=trading_state, owner_id=owner_id,
             assets=tuple(repo.AssetSpec(
-                symbol=s, strategy_plugin="quiet",
+                symbol=s, strategy_plugin=strategy[0] if strategy else "quiet",
+                strategy_params=strategy[1] if strategy else {},
                 broker_plugin=broker[0] if broker else "scripted",
-                broker_params=broker[1] if broker else {"world": key}, pipeline_plugin="manual",
-                pipeline_params={"channel": key}, lot_size=Decimal(lot_size))
+                broker_params=broker[1] if broker else {"world": key},
+                pipeline_plugin=pipeline[0] if pipeline else "manual",
+                pipeline_params=pipeline[1] if pipeline else {"channel": key},
+                lot_size=Decimal(lot_size))
                 for s in symbols)))
     finally:
         await db.dispose()

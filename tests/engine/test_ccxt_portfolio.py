@@ -8,6 +8,7 @@ order LTS never sent, bans the address; the engine's books must follow the venue
 of it: no order placed twice, the position equal to the venue's balance.
 """
 
+import logging
 import urllib.error
 import urllib.request
 from collections.abc import AsyncIterator
@@ -16,7 +17,7 @@ from decimal import Decimal
 
 import anyio
 import pytest
-from plugins._venue import ACCOUNT, KEY, MARKET, SECRET, Venue, serve_venue
+from plugins._venue import ACCOUNT, KEY, MARKET, SECRET, Venue, serve_venue, wall_ms
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from lts.domain.commands import Accepted, Denied, ModifyOrder, Reason
@@ -186,3 +187,48 @@ async def test_a_resting_order_modified_fills_at_its_new_price_under_its_id(
         assert [e.status for e in desk.committed() if e.client_order_id == coid][-1] == "filled"
         assert "canceled" not in [e.status for e in desk.committed()
                                   if e.client_order_id == coid]
+
+
+async def test_history_warms_the_strategy_up_and_nothing_trades_on_it(
+        migrated_url: str, migrated_engine: AsyncEngine,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """Pipeline ``ccxt`` starts with the venue's klines history: sma_crossover takes it in
+    (its crosses there are the past: no order), the symbol has a price at once, and the first
+    live candle that crosses trades (a cold strategy would still be counting bars)."""
+    caplog.set_level(logging.INFO, logger="lts.runner")
+    owner = await repo.create_user(migrated_engine, "carol", "x" * 60, "trader")
+    await CredentialStore(migrated_engine, Keyring.parse(MASTER)).put(
+        owner, "binance", BrokerCredentials(KEY, SECRET))
+    async with serve_venue() as venue:
+        start = (wall_ms() // 1000 - 40) * 1000
+        # one bar a second: down, a cross up at 110 (a LONG signal, in the past), down again
+        history = [100, 98, 96, 94, 110, 120, 120, 110, 100, 95, 90, 85]
+        for i, close in enumerate(history):
+            venue.bar(str(close), at=start + i * 1000)
+        venue.bar("85", at=start + len(history) * 1000)  # closes the last history candle
+        venue.clock.fixed = None  # the venue's time is the wall clock again
+        urls = venue.urls
+        async with running_desk(
+                migrated_url, symbols=(SYMBOL,), owner_id=owner, wait_running=False,
+                settings={"master_key": MASTER},
+                broker=("ccxt", {"exchange": "binance", "urls": urls}),
+                pipeline=("ccxt", {"exchange": "binance", "urls": urls, "timeframe": "1s",
+                                   "backfill": 30}),
+                strategy=("sma_crossover", {"fast": 2, "slow": 4,
+                                            "quantity": "0.01"})) as desk:
+            await desk.running()
+            await desk.until(lambda: desk.facade.last_prices(desk.portfolio_id).get(SYMBOL)
+                             == Decimal(85), "the history to mark the symbol")
+            # every candle the venue has: their seconds are over (the last one's too)
+            assert f"{SYMBOL} warmed up on {len(history) + 1} bar(s) of history" in caplog.text
+            assert await desk.rows(orders, portfolio_id=desk.portfolio_id) == []
+            second = wall_ms() // 1000
+            venue.bar("130")  # the live candle that crosses up...
+            await desk.until(lambda: wall_ms() // 1000 > second, "the next second")
+            venue.bar("131")  # ...closed by the next one
+            await desk.until_async(
+                lambda: desk.rows(orders, portfolio_id=desk.portfolio_id),
+                "the first live cross to trade")
+            rows = await desk.rows(orders, portfolio_id=desk.portfolio_id)
+            assert [(r["side"], Decimal(r["quantity"])) for r in rows] == [
+                ("buy", Decimal("0.01"))]

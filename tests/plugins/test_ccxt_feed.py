@@ -13,7 +13,7 @@ import anyio
 import pytest
 import uvicorn
 
-from lts.domain.market import Bar
+from lts.domain.market import Bar, WarmUp
 from lts.errors import InvalidParams
 from lts.plugins.pipeline.ccxt_feed import CcxtFeed, _Candles, _TradeCandles
 
@@ -113,9 +113,12 @@ async def test_the_backfill_is_the_closed_history_oldest_first(klines_venue: int
     bars = feed.bars("BTC/USDT", SettableClock())
     try:
         with anyio.fail_after(15):
-            history = await anext(bars)
+            first = await anext(bars)
     finally:
         await bars.aclose()
+    assert isinstance(first, WarmUp)  # strategies take it in; nothing trades on it
+    assert first.symbol == "BTC/USDT"
+    history = first.bars
     assert [b.close for b in history] == [30_002.0, 30_003.0, 30_004.0]  # not the forming one
     times = [b.ts_event for b in history]
     assert times == sorted(times)
@@ -142,11 +145,16 @@ class Bars(list[Bar]):
         super().__init__()
         self.feed = feed
         self.batches = 0
+        self.warm_up = 0  # bars of the history it began with
 
     async def run(self) -> None:
         async for batch in self.feed.bars(SYMBOL, SettableClock()):
             self.batches += 1
-            self.extend(batch)
+            if isinstance(batch, WarmUp):
+                self.warm_up = len(batch.bars)
+                self.extend(batch.bars)
+            else:
+                self.extend(batch)
 
     def times(self) -> list[int]:
         return [b.ts_event // 1_000_000 for b in self]
@@ -173,7 +181,7 @@ async def test_one_minute_bars_are_the_history_then_each_closed_candle_once(
     history(venue, minute - 4 * MIN, MIN, [30_001, 30_002, 30_003, 30_004])
     async with feeding(venue, timeframe="1m", backfill=3) as bars:
         await until(lambda: len(bars) == 3 and venue.ws.subscribers("btcusdt@kline_1m") == 1)
-        assert bars.batches == 1  # one batch, oldest first
+        assert (bars.batches, bars.warm_up) == (1, 3)  # the history first, oldest first
         assert bars.times() == [minute - 3 * MIN, minute - 2 * MIN, minute - MIN]
         venue.bar("30010", at=minute + SEC)
         venue.bar("30020", high="30030", low="30000", at=minute + 30 * SEC)

@@ -2,7 +2,8 @@
 
 Where it sits: a live feed (``historical = False``) the engine runs once per symbol and shares
 between the portfolios that trade it. :meth:`CcxtFeed.bars` first yields the history
-(``fetch_ohlcv``: the last ``backfill`` closed candles, oldest first, in one batch), so that a
+(``fetch_ohlcv``: the last ``backfill`` closed candles, oldest first, as one
+:class:`~lts.domain.market.WarmUp`: strategies take it in, nothing trades on it), so that a
 strategy's indicators are warm when it starts, then each candle once, when it has closed:
 
 - ``source="ohlcv"``: ccxt.pro's ``watch_ohlcv`` gives the forming candle again and again; a
@@ -29,7 +30,7 @@ import anyio
 from pydantic import Field
 
 from lts.domain.clock import Clock
-from lts.domain.market import Bar
+from lts.domain.market import Bar, WarmUp
 from lts.plugins.base import PluginBase
 from lts.plugins.ccxt_client import CcxtClient, CcxtParams, ErrorKind, classify, open_client
 
@@ -145,7 +146,7 @@ class CcxtFeed(PluginBase):
         self.bars_made = 0
         self.reconnects = 0
 
-    async def bars(self, symbol: str, clock: Clock) -> AsyncIterator[Sequence[Bar]]:
+    async def bars(self, symbol: str, clock: Clock) -> AsyncIterator[Sequence[Bar] | WarmUp]:
         p: CcxtFeedParams = self.params
         client = open_client(p)
         try:
@@ -153,7 +154,7 @@ class CcxtFeed(PluginBase):
             history = await self._history(client, symbol, None, p.backfill, tf_ms)
             last = int(history[-1][0]) if history else 0
             if history:
-                yield self._made([_bar(symbol, c) for c in history])
+                yield WarmUp(symbol, tuple(self._made([_bar(symbol, c) for c in history])))
             stream = _Candles(last) if p.source == "ohlcv" else _TradeCandles(tf_ms, last)
             backoff = initial = 0.25
             failed = False
