@@ -232,3 +232,26 @@ async def test_history_warms_the_strategy_up_and_nothing_trades_on_it(
             rows = await desk.rows(orders, portfolio_id=desk.portfolio_id)
             assert [(r["side"], Decimal(r["quantity"])) for r in rows] == [
                 ("buy", Decimal("0.01"))]
+
+
+async def test_a_venue_rejection_is_rejected_with_its_reason_and_blocks_nothing_after(
+        migrated_url: str, migrated_engine: AsyncEngine) -> None:
+    """The account holds less at the venue than LTS's books say (money moved out): the venue
+    refuses the order; LTS records it REJECTED with the venue's words, and the next order goes
+    through once the money is back."""
+    async with trading(migrated_url, migrated_engine) as (desk, venue):
+        usdt = venue.exchange.accounts[ACCOUNT]["USDT"]
+        kept, usdt.free = usdt.free, Decimal(10)  # withdrawn outside LTS
+        refused = await desk.submit(Side.BUY, "0.01")  # about 300 USDT
+        assert isinstance(refused, Accepted), refused  # LTS's checks pass: it is sent
+        assert refused.order is not None
+        coid = refused.order.client_order_id
+        await desk.until(lambda: desk.state().open_orders == 0, "the venue's answer")
+        [row] = await desk.rows(orders, client_order_id=coid)
+        assert row["status"] == "rejected"
+        assert "insufficient balance" in row["reason"].lower()
+        usdt.free = kept
+        again = await desk.submit(Side.BUY, "0.01")
+        assert isinstance(again, Accepted), again
+        await books_agree(desk, venue)
+        assert await held(desk) == Decimal("0.01") - Decimal("0.00001")
