@@ -163,6 +163,8 @@ class PortfolioSupervisor:
                     self.settled.set()
                     await self._sleep(self.policy.lease_retry)
                     continue
+                if not self.want_running:
+                    continue  # stopped while it took the lease: start nothing (it is released)
             running_since: float | None = None
             try:
                 with anyio.CancelScope() as scope:

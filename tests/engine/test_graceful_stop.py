@@ -8,12 +8,16 @@ write-ahead rows are not committed yet (the journal is held).
 
 import asyncio
 import logging
+from pathlib import Path
 
+import anyio
 import pytest
 
 from lts.domain.commands import Accepted, Reply, SubmitOrder
 from lts.domain.orders import OrderType, Side
+from lts.engine.engine import Engine
 from lts.persistence.tables import orders
+from lts.settings import load_settings
 
 from ._support import make_request
 from .desk import running_desk
@@ -71,3 +75,23 @@ async def test_a_graceful_stop_leaves_no_order_pending_and_names_those_still_ope
             assert any(f" {coid} " in line for line in named), f"{coid} not named: {named}"
         for coid in not_durable:
             assert not any(f" {coid} " in line for line in named), f"{coid} named: {named}"
+
+
+async def test_an_engine_stopped_as_its_portfolios_take_their_leases_starts_none(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """SYS-011. ``stop()`` right after the engine started: each supervisor was still taking its
+    portfolio's lease. It then started the runner all the same, which nobody stopped: the
+    engine waited out its grace period ("did not stop within 10s; cut off") and cut it off.
+    Now a supervisor stopped meanwhile starts nothing and releases the lease."""
+    caplog.set_level(logging.INFO, logger="lts.engine")
+    settings = load_settings(overrides={
+        "admin_password": "Adm1n-pass-word", "api": {"enabled": False},
+        "database": {"url": f"sqlite+aiosqlite:///{tmp_path / 'lts.db'}"}})
+    engine = Engine(settings)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(engine.run)
+        with anyio.fail_after(30):
+            await engine.started.wait()
+        engine.stop()  # in the same turn of the loop: the demo's supervisor is taking its lease
+    assert "did not stop within" not in caplog.text
+    assert "starting with" not in caplog.text  # no runner was started after the stop
