@@ -63,17 +63,21 @@ def analyze(initial_cash: Decimal, fills: Iterable[Fill],
     trades = wins = 0
     for fill in fills:
         pos = positions.setdefault(fill.symbol, Position(symbol=fill.symbol))
-        if pos.quantity == 0:
+        before = pos.quantity
+        if before == 0:
             trade_start[fill.symbol] = (pos.realized_pnl, pos.fees)
         quantity = fill.position_quantity
         pos.apply_fill(fill.side, quantity, fill.price, fill.total_fee)
         signed = quantity if fill.side is Side.BUY else -quantity
         cash -= signed * fill.price + fill.total_fee
         last[fill.symbol] = fill.price
-        if pos.quantity == 0:
+        if before and (not pos.quantity or (pos.quantity > 0) != (before > 0)):
+            # a trade closed (or reversed through zero: the fill's fee goes to the one closed)
             realized0, fees0 = trade_start.pop(fill.symbol, (ZERO, ZERO))
             trades += 1
             wins += (pos.realized_pnl - realized0) - (pos.fees - fees0) > 0
+            if pos.quantity:  # the reversal opens the next trade
+                trade_start[fill.symbol] = (pos.realized_pnl, pos.fees)
         curve.append(cash + sum((p.quantity * last[s] for s, p in positions.items()), ZERO))
     final_marks = {s: marks.get(s, last[s]) for s in positions}
     equity = cash + sum((p.quantity * final_marks[s] for s, p in positions.items()), ZERO)

@@ -173,7 +173,7 @@ class Ledger:
         pos = self.positions.get(fill.symbol)
         if pos is None:
             pos = self.positions[fill.symbol] = Position(symbol=fill.symbol)
-        was_open = pos.quantity != 0
+        before = pos.quantity
         if fill.commission:  # a fee in the asset itself: the position holds less of it
             quantity, fee = fill.position_quantity, fill.total_fee
         else:
@@ -182,7 +182,8 @@ class Ledger:
         signed = quantity if fill.side is Side.BUY else -quantity
         self._cash -= signed * fill.price + fee
         self.fills += 1
-        if was_open and pos.quantity == 0:
+        if before and (not pos.quantity or (pos.quantity > 0) != (before > 0)):
+            # closed, or reversed through zero (long to short: one trip ends, the next opens)
             self.round_trips += 1
         # float mirrors
         last = self.last.get(fill.symbol)

@@ -31,6 +31,19 @@ def test_round_trips_equity_drawdown_and_per_asset_pnl() -> None:
     assert result.total_return == float(D(1007) / D(1000) - 1)
 
 
+def test_a_reversal_closes_one_trade_and_opens_the_next() -> None:
+    """Issue 11: a strategy reversing long <-> short made no trades at all."""
+    fills = [
+        fill("A", Side.BUY, "5", "100", "1", 1),     # long 5
+        fill("A", Side.SELL, "10", "110", "2", 2),   # +50, 3 in fees: a win; short 5 opens
+        fill("A", Side.BUY, "5", "120", "0", 3),     # -50 on the short: a loss
+    ]
+    result = analyze(D(10_000), fills, {})
+    assert result.trades == 2
+    assert result.win_rate == 0.5
+    assert result.equity == D(10_000) + 50 - 50 - 3
+
+
 def test_no_fills_means_nothing_happened() -> None:
     result = analyze(D(500), [], {})
     assert (result.equity, result.trades, result.win_rate, result.sharpe) == (D(500), 0, None,

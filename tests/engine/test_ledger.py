@@ -58,6 +58,18 @@ def test_closing_counts_a_round_trip_and_short_positions_are_negative() -> None:
     assert ledger.gross_exposure() == Decimal("300")
 
 
+def test_a_reversal_through_zero_ends_one_round_trip_and_opens_the_next() -> None:
+    """Issue 11: round trips were 0 for a strategy reversing long <-> short."""
+    ledger = make_ledger("10000")
+    ledger.apply_fill(make_fill(5, "100", trade_id="T1"))  # long 5
+    ledger.apply_fill(make_fill(10, "110", side=Side.SELL, trade_id="T2"))  # short 5
+    assert (ledger.position("AAA"), ledger.round_trips) == (Decimal(-5), 1)
+    ledger.apply_fill(make_fill(10, "100", trade_id="T3"))  # long 5 again
+    assert (ledger.position("AAA"), ledger.round_trips) == (Decimal(5), 2)
+    ledger.apply_fill(make_fill(5, "105", side=Side.SELL, trade_id="T4"))  # flat
+    assert (ledger.position("AAA"), ledger.round_trips) == (Decimal(0), 3)
+
+
 def test_equity_marks_at_the_average_price_until_a_price_is_known() -> None:
     ledger = make_ledger("10000")
     ledger.apply_fill(make_fill(10, "100", trade_id="T1"))
