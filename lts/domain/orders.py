@@ -122,6 +122,16 @@ class OrderRequest(msgspec.Struct, frozen=True):
     tag: str = ""
 
 
+def portfolio_named(client_order_id: str) -> int | None:
+    """The portfolio an LTS client order id names: ``<portfolio>-<n>``, or an adopted order's
+    ``ext-<portfolio>-<venue's id>``; None for any other id (one LTS never made)."""
+    adopted = client_order_id.startswith("ext-")
+    head, _, rest = client_order_id.removeprefix("ext-").partition("-")
+    if head.isdigit() and rest and (adopted or rest.isdigit()):
+        return int(head)
+    return None
+
+
 class Fill(msgspec.Struct, frozen=True):
     """One execution reported by a broker; unique by ``(broker, trade_id)``.
 

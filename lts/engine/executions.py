@@ -51,6 +51,7 @@ from lts.domain.orders import (
     OrderStatusReport,
     OrderType,
     can_transition,
+    portfolio_named,
 )
 from lts.engine.ledger import Ledger
 from lts.engine.order_journal import OrderJournal
@@ -72,11 +73,9 @@ _LATE_ORDERS = 16  # closed orders kept in memory for late and duplicate fills
 
 
 def _of_another_portfolio(client_order_id: str, portfolio_id: int) -> bool:
-    """An LTS client order id (``<portfolio>-<n>``, or ``ext-<portfolio>-...`` for an adopted
-    order) that names another portfolio."""
-    head, _, rest = client_order_id.removeprefix("ext-").partition("-")
-    return head.isdigit() and bool(rest) and int(head) != portfolio_id \
-        and (rest.isdigit() or client_order_id.startswith("ext-"))
+    """An LTS client order id that names another portfolio."""
+    named = portfolio_named(client_order_id)
+    return named is not None and named != portfolio_id
 
 
 def copy_of(order: Order) -> Order:

@@ -19,7 +19,15 @@ from decimal import Decimal
 from typing import Any
 
 from lts.domain.instruments import Instrument
-from lts.domain.orders import Fill, Order, OrderStatus, OrderStatusReport, OrderType, Side
+from lts.domain.orders import (
+    Fill,
+    Order,
+    OrderStatus,
+    OrderStatusReport,
+    OrderType,
+    Side,
+    portfolio_named,
+)
 from lts.plugins.broker import ExecutionReport
 
 __all__ = ["EVENT_STATUS", "NAME", "STATUS", "Json", "activity_fill", "decimal",
@@ -92,8 +100,8 @@ def next_replacement(coid: str, working: str) -> str:
 
 def portfolio_of(coid: str, default: int) -> int:
     """LTS's client order ids are ``<portfolio>-<n>``; else ``default`` (the last seen)."""
-    head, sep, _ = coid.partition("-")
-    return int(head) if sep and head.isdigit() else default
+    named = portfolio_named(coid)
+    return default if named is None else named
 
 
 # -- LTS -> Alpaca ------------------------------------------------------------------------------

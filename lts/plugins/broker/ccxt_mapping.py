@@ -11,7 +11,6 @@ through its shortest repr (:func:`lts.domain.values.to_decimal`: ``1e-05`` -> ``
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
@@ -26,6 +25,7 @@ from lts.domain.orders import (
     OrderType,
     Side,
     TimeInForce,
+    portfolio_named,
 )
 from lts.domain.values import ZERO, to_decimal
 
@@ -34,7 +34,6 @@ __all__ = ["ClientIdFields", "ReplaceFailure", "fields_for", "fill_of", "instrum
 
 _NS_PER_MS = 1_000_000
 #: LTS's client order ids: ``<portfolio id>-<number>``.
-_LTS_COID = re.compile(r"(\d+)-\d+")
 # ccxt's precision modes
 DECIMAL_PLACES = 2
 SIGNIFICANT_DIGITS = 3
@@ -101,8 +100,8 @@ def _plain(value: Decimal) -> str:
 
 def portfolio_of(client_order_id: str, default: int) -> int:
     """The portfolio an LTS client order id names; ``default`` for any other id."""
-    found = _LTS_COID.fullmatch(client_order_id)
-    return int(found.group(1)) if found else default
+    named = portfolio_named(client_order_id)
+    return default if named is None else named
 
 
 # -- LTS -> ccxt --------------------------------------------------------------------------------
