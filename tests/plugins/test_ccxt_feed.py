@@ -22,6 +22,7 @@ from ._venue import SYMBOL, Venue, serve_venue, until, wall_ms
 
 pytestmark = pytest.mark.anyio
 MIN = 60_000
+DAY = 86_400_000
 
 
 def test_params() -> None:
@@ -82,8 +83,12 @@ def test_trades_are_aggregated_into_candles() -> None:
 
 
 @pytest.fixture
-async def klines_venue() -> AsyncIterator[int]:
-    """The local venue's REST front with four closed one-minute candles and a forming one."""
+async def klines_venue() -> AsyncIterator[tuple[int, int]]:
+    """The local venue's REST front with four closed daily candles and the day's, forming.
+
+    Daily candles, not minutes: which candle still forms is the wall clock's business (the
+    feed asks ccxt's clock), and a minute's boundary fell between this fixture and the fetch
+    often enough to fail a CI run. The test reads the clock before it fetches, too."""
     tape_module = pytest.importorskip("lts.venue.tape")
     from lts.venue.binance_rest import BinanceRest
     from lts.venue.exchange import Exchange, Market
@@ -91,10 +96,10 @@ async def klines_venue() -> AsyncIterator[int]:
     exchange = Exchange([Market("BTCUSDT", "BTC", "USDT")])
     tape = tape_module.Tape(exchange.markets)
     now = time.time_ns() // 1_000_000
-    start = now - now % MIN - 4 * MIN
-    for i in range(5):  # the last is the minute now: still forming
+    start = now - now % DAY - 4 * DAY
+    for i in range(5):  # the last is today: still forming
         price = D(30_000 + i)
-        tape.add("BTCUSDT", start + i * MIN + 1, price, price + 5, price - 5, price + 1, D(2))
+        tape.add("BTCUSDT", start + i * DAY + 1, price, price + 5, price - 5, price + 1, D(2))
     rest = BinanceRest(exchange, {}, tape=tape)
     server = uvicorn.Server(uvicorn.Config(rest.app, host="127.0.0.1", port=0,
                                            log_level="warning", lifespan="off"))
@@ -103,14 +108,19 @@ async def klines_venue() -> AsyncIterator[int]:
         with anyio.fail_after(10):
             while not server.started:  # noqa: ASYNC110 - uvicorn offers no event
                 await anyio.sleep(0.01)
-        yield server.servers[0].sockets[0].getsockname()[1]
+        yield server.servers[0].sockets[0].getsockname()[1], start
         server.should_exit = True
 
 
-async def test_the_backfill_is_the_closed_history_oldest_first(klines_venue: int) -> None:
-    base = f"http://127.0.0.1:{klines_venue}/api/v3"
-    feed = CcxtFeed(exchange="binance", backfill=3, urls={"public": base, "private": base})
+async def test_the_backfill_is_the_closed_history_oldest_first(
+        klines_venue: tuple[int, int]) -> None:
+    port, first_day = klines_venue
+    base = f"http://127.0.0.1:{port}/api/v3"
+    feed = CcxtFeed(exchange="binance", backfill=3, timeframe="1d",
+                    urls={"public": base, "private": base})
     bars = feed.bars("BTC/USDT", SettableClock())
+    # the days closed now: the four before the fixture's day, and that day too if it ended since
+    closed = [30_000.0 + i for i in range(5) if first_day + (i + 1) * DAY <= wall_ms()]
     try:
         with anyio.fail_after(15):
             first = await anext(bars)
@@ -119,10 +129,10 @@ async def test_the_backfill_is_the_closed_history_oldest_first(klines_venue: int
     assert isinstance(first, WarmUp)  # strategies take it in; nothing trades on it
     assert first.symbol == "BTC/USDT"
     history = first.bars
-    assert [b.close for b in history] == [30_002.0, 30_003.0, 30_004.0]  # not the forming one
+    assert [b.close for b in history] == [c + 1 for c in closed[-3:]]  # not the forming one
     times = [b.ts_event for b in history]
     assert times == sorted(times)
-    assert times[1] - times[0] == MIN * 1_000_000
+    assert times[1] - times[0] == DAY * 1_000_000
     assert {b.symbol for b in history} == {"BTC/USDT"}
     assert feed.bars_made == 3
 
