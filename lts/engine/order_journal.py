@@ -40,6 +40,9 @@ class OrderJournal:
         self.seq = next_event_seq  # the last sequence number given
         self.fills_committed = 0
         self._batch: dict[str, Order] | None = None  # orders changed in the current batch
+        #: every event as it is made, for the runner's own listeners (its trading strategies
+        #: and contingent orders), taken in the same task: None when nobody listens
+        self.notices: list[OrderEvent] | None = None
 
     def insert(self, order: Order, broker: str) -> "Any":
         """The order's row; the future resolves once it is committed (write-ahead)."""
@@ -73,6 +76,8 @@ class OrderJournal:
                 order.filled_quantity, order.avg_fill_price, order.limit_price,
                 order.stop_price, order.reason, ts)
         event = kind(*head) if fill is None else OrderFilled(*head, fill)
+        if self.notices is not None:
+            self.notices.append(event)
         self.journal.insert_order_event({
             "portfolio_id": self.portfolio_id, "seq": seq, "type": _TAG[kind],
             "client_order_id": coid, "payload": msgspec.Raw(_encode(event)), "ts_event": ts},

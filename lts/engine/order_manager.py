@@ -129,6 +129,16 @@ class OrderManager(ExecutionIntake):
         self.anomalies = 0
 
     @property
+    def next_client_order_id(self) -> str:
+        """The id the next order request will get."""
+        return f"{self.portfolio_id}-{self._number}"
+
+    def recently_closed(self, coid: str) -> Order | None:
+        """One of the last few orders that closed (kept for late fills), else None."""
+        late = self._late.get(coid)
+        return None if late is None else late[0]
+
+    @property
     def fills_committed(self) -> int:
         return self.book.fills_committed
 

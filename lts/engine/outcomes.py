@@ -16,6 +16,7 @@ from lts.domain.orders import Order, OrderStatusReport
 
 __all__ = [
     "OPEN_FEEDS",
+    "TIMERS_DUE",
     "CallFailed",
     "CallKind",
     "Canceled",
@@ -27,6 +28,7 @@ __all__ = [
     "Resynced",
     "StopDeadline",
     "Submitted",
+    "TimersDue",
     "WriteAhead",
 ]
 
@@ -102,6 +104,13 @@ class OpenFeeds(msgspec.Struct, frozen=True):
 
 
 OPEN_FEEDS = OpenFeeds()
+
+
+class TimersDue(msgspec.Struct, frozen=True):
+    """A strategy's timer is due (live: no bar may come to fire it)."""
+
+
+TIMERS_DUE = TimersDue()
 
 
 class StopDeadline(msgspec.Struct, frozen=True):

@@ -22,6 +22,7 @@ import msgspec
 from lts.bus import InProcessBus
 from lts.domain.market import Bar
 from lts.engine.clock import ReplayClock
+from lts.engine.equity_recorder import EquityRecorder
 from lts.engine.feeds import FeedHub
 from lts.engine.heap import freeze_startup_heap, unfreeze_heap
 from lts.engine.runner import PortfolioRunner, RunnerContext
@@ -134,8 +135,7 @@ async def _replay(db: Any, url: str, bars: list[Bar], opts: ReplayOptions, regis
                             clock=clock, durable=False, mailbox_capacity=16_384,
                             default_risk=risk)
         runner = PortfolioRunner(spec, ctx)
-        runner.track_equity = True
-        runner.peak_equity = float(opts.cash)
+        curve = runner.curve = EquityRecorder()
         if opts.progress:
             tg.start_soon(_progress, runner, len(bars))
         freeze_startup_heap()
@@ -163,7 +163,7 @@ async def _replay(db: Any, url: str, bars: list[Bar], opts: ReplayOptions, regis
         orders=om.orders_created, denied=om.orders_denied, fills=ledger.fills,
         round_trips=ledger.round_trips, initial_cash=opts.cash, final_equity=ledger.equity(),
         realized_pnl=ledger.realized_pnl(), fees=ledger.fees(), final_position=pos.quantity,
-        max_drawdown=round(runner.max_drawdown, 6), load_seconds=round(load_seconds, 3),
+        max_drawdown=round(curve.max_drawdown(), 6), load_seconds=round(load_seconds, 3),
         elapsed_seconds=round(elapsed, 3),
         bars_per_second=round(len(bars) / elapsed if elapsed else 0.0, 1),
         database=url if opts.db_url else "temporary")

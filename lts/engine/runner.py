@@ -54,12 +54,14 @@ from lts.domain.market import Bar, FeedEnded, WarmUp
 from lts.domain.orders import Fill, Order, OrderStatusReport
 from lts.engine import venue_calls
 from lts.engine.clock import ReplayClock
+from lts.engine.equity_recorder import EquityRecorder
 from lts.engine.feeds import FeedHub, FeedLease
 from lts.engine.inbox import Envelope, PortfolioInbox
 from lts.engine.ledger import Ledger
 from lts.engine.order_manager import OrderManager
 from lts.engine.outcomes import (
     OPEN_FEEDS,
+    TIMERS_DUE,
     CallFailed,
     Canceled,
     FillChecked,
@@ -70,9 +72,11 @@ from lts.engine.outcomes import (
     Resynced,
     StopDeadline,
     Submitted,
+    TimersDue,
     WriteAhead,
 )
 from lts.engine.risk import RiskCheck
+from lts.engine.strategy_host import StrategyHost
 from lts.engine.venue_health import VenueHealth
 from lts.errors import ConfigError, InvalidParams, ReconciliationError
 from lts.persistence import repositories as repo
@@ -143,9 +147,7 @@ class PortfolioRunner:
         self.bars = 0
         self.last_tick_ns: int | None = None
         self.housekept_at = 0.0  # the event loop's clock
-        self.peak_equity = 0.0
-        self.max_drawdown = 0.0
-        self.track_equity = False
+        self.curve: EquityRecorder | None = None  # a backtest's equity at every bar
         self.on_bar_done: Callable[[Bar], None] | None = None
         self.strategies: dict[str, Strategy] = {}
         self.brokers: dict[str, Broker] = {}
@@ -154,6 +156,8 @@ class PortfolioRunner:
             a.symbol: Instrument(a.symbol, a.tick_size, a.lot_size, a.min_quantity or Decimal(0),
                                  a.min_notional or Decimal(0)) for a in spec.assets}
         self._replay_clock = ctx.clock if isinstance(ctx.clock, ReplayClock) else None
+        self.host = StrategyHost(self.portfolio_id, ctx.clock,
+                                 None if self._replay_clock is None else self._set_replay_time)
         self._leases: list[FeedLease] = []
         self.inbox: PortfolioInbox | None = None
         self.ledger = Ledger(spec.initial_cash, self.instruments, self.open_orders)
@@ -173,9 +177,8 @@ class PortfolioRunner:
     def _build_plugins(self) -> None:
         reg = self.ctx.registry
         by_config: dict[str, Broker] = {}
+        self.strategies = self.host.build(reg, self.spec.assets)
         for asset in self.spec.assets:
-            self.strategies[asset.symbol] = reg.create("strategy", asset.strategy_plugin,
-                                                       asset.strategy_params)
             cfg = f"{asset.broker_plugin}:{json.dumps(asset.broker_params, sort_keys=True)}"
             if cfg not in by_config:
                 by_config[cfg] = reg.create("broker", asset.broker_plugin, asset.broker_params)
@@ -297,6 +300,9 @@ class PortfolioRunner:
                     async with slots:
                         await self._connect(tg, inbox)
                         self.orders = await self._recover(inbox, tg)
+                self.host.attach(self.orders, self.ledger, self.instruments)
+                if self._replay_clock is None and self.host.trading:
+                    tg.start_soon(self._timer_wakeups)
                 gate = self.ctx.trading_opens
                 if gate is None or gate.is_set():
                     self._open_feeds()
@@ -322,6 +328,8 @@ class PortfolioRunner:
         simulated = {s: cast(SimulatedVenue, b).on_bar if b.capabilities.simulated else None
                      for s, b in self.brokers.items()}
         allocator, clock = self.allocator, self._replay_clock
+        host = self.host
+        timers = host.timers
         mark, request = ledger.mark, om.request
         control, take_control = inbox.control_lane, inbox.take_control
         live = clock is None
@@ -332,12 +340,14 @@ class PortfolioRunner:
             except MailboxClosed:
                 return
             bars = 0
-            track, on_done = self.track_equity, self.on_bar_done
-            peak, drawdown = self.peak_equity, self.max_drawdown
+            curve, on_done = self.curve, self.on_bar_done
+            hosted = bool(host.trading)
             om.begin_batch()
             try:
                 if control:
                     self._control(take_control())
+                    if hosted:
+                        host.deliver()
                 trading = not self.stopping
                 for item in inbox.take_market():
                     if type(item) is not Bar:
@@ -349,38 +359,41 @@ class PortfolioRunner:
                     bars += 1
                     bar: Bar = item
                     sym = bar.symbol
+                    if timers and timers.next_due is not None \
+                            and timers.next_due <= bar.ts_event:
+                        host.fire_timers(bar.ts_event)
                     if clock is not None:
                         clock.ts = bar.ts_event
-                    equity = mark(sym, bar.close)
-                    if track:
-                        if equity > peak:
-                            peak = equity
-                        elif peak - equity > drawdown:
-                            drawdown = peak - equity
+                    mark(sym, bar.close)
                     venue_on_bar = simulated[sym]
                     if venue_on_bar is not None:
                         venue_on_bar(bar)
                     if control:  # the venue's fills (and any command) come first
                         self._control(take_control())
                         trading = not self.stopping
-                    if not trading:
-                        continue
-                    signal = strategies[sym].on_bar(bar)
-                    if signal is not None:
-                        log.info("signal %s %s (%s)", sym, signal.target.value, signal.reason)
-                        for order_request in allocator.allocate(signal, ledger):
-                            request(order_request, bar_ts=bar.ts_event if live else None)
+                    if trading:
+                        signal = strategies[sym].on_bar(bar)
+                        if signal is not None:
+                            log.info("signal %s %s (%s)", sym, signal.target.value,
+                                     signal.reason)
+                            for order_request in allocator.allocate(signal, ledger):
+                                request(order_request, bar_ts=bar.ts_event if live else None)
+                        if hosted:
+                            host.on_bar_done(bar)
+                    if curve is not None:  # after the bar's fills
+                        curve.record(bar.ts_event, ledger.cash_f, ledger.cash_f + ledger.value_f)
                     if on_done is not None:
                         on_done(bar)
                 if live and bars and self.housekeeping_due(anyio.current_time()):
                     self._housekeeping(om)  # on its own bars: no nudge from the engine
             finally:
                 om.end_batch()  # written even when a plugin raised mid-batch
-            self.peak_equity, self.max_drawdown = peak, drawdown
             if bars:
                 self.bars += bars
                 self.last_tick_ns = self.ctx.clock.now_ns()
             await self.ctx.journal.wait_below_high_water()
+        if not self.stopping:  # the data ended (a backtest)
+            self.host.stop()
         if self.stopping:
             self._finish_stop()
 
@@ -399,14 +412,35 @@ class PortfolioRunner:
     def _warm_up(self, history: WarmUp) -> None:
         """A feed's recent past: the symbol is marked and its strategy takes the bars in (its
         indicators warm), and nothing trades on them: a signal from the past is no order."""
-        strategy = self.strategies.get(history.symbol)
-        if strategy is None or not history.bars:
+        if history.symbol not in self.strategies or not history.bars:
             return
-        for bar in history.bars:
-            strategy.on_bar(bar)
         self.ledger.mark(history.symbol, history.bars[-1].close)
+        self.host.warm_up(history.symbol, history.bars)
         log.info("portfolio %s: %s warmed up on %d bar(s) of history", self.portfolio_id,
                  history.symbol, len(history.bars))
+
+    def _set_replay_time(self, ts_ns: int) -> None:
+        assert self._replay_clock is not None
+        self._replay_clock.ts = ts_ns
+
+    async def _timer_wakeups(self) -> None:
+        """Live: wake the runner when a strategy's timer is due (bars may not come)."""
+        changed = anyio.Event()
+
+        def wake() -> None:
+            changed.set()
+
+        self.host.on_timers_changed = wake
+        while True:
+            due = self.host.timers.next_due
+            wait = None if due is None else (due - self.ctx.clock.now_ns()) / 1e9
+            if wait is not None and wait <= 0:
+                assert self.inbox is not None
+                self.inbox(TIMERS_DUE)
+                wait = 0.05  # the runner takes it; look again shortly
+            with anyio.move_on_after(wait if wait is not None else 3600):
+                await changed.wait()
+            changed = anyio.Event()
 
     def _feed_ended(self, item: object, historical: bool) -> int:
         if isinstance(item, FeedEnded):
@@ -454,6 +488,8 @@ class PortfolioRunner:
                 self._banned(item)
             elif kind is OpenFeeds:
                 self._open_feeds()
+            elif kind is TimersDue:
+                self.host.fire_timers(self.ctx.clock.now_ns())
             elif kind is StopDeadline:
                 om.give_up_in_flight("no answer before the engine stopped")
             else:
@@ -594,6 +630,7 @@ class PortfolioRunner:
             return
         self.stopping = True
         om.stopping = True
+        self.host.stop()  # what it orders now is denied (STOPPING)
         unsent = om.cancel_unsent(f"not sent: {why}")
         log.info("portfolio %s stopping (%s): %d unsent order(s) canceled, %d awaiting the "
                  "venue", self.portfolio_id, why, unsent, om.in_flight)

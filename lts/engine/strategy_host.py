@@ -1,0 +1,213 @@
+"""The strategies of one portfolio: made, bound, warmed up, told what happened, stopped.
+
+Where it sits: owned by the portfolio's runner (:mod:`lts.engine.runner`) and called only from
+its task. The runner calls each symbol's strategy per bar itself (the hot path); the host does
+the rest:
+
+- **build**: one instance per asset, or one per (plugin, params) for a ``multi_symbol``
+  strategy, shared by the assets naming it (pairs, rotation);
+- **attach**: after recovery, each trading strategy gets its context
+  (:mod:`lts.engine.strategy_context`) and the contingent orders are tied together again from
+  the open orders' tags (:mod:`lts.engine.contingent`); then ``on_start``;
+- **warm up**: history (a feed's backfill, or the bars the feed hub kept) goes to ``on_bar``
+  while ``ctx.warming_up``: indicators warm, nothing is ordered;
+- **deliver**: every event of the portfolio's orders, in order, to the contingent orders and
+  then to the strategy of its symbol (``on_order``; ``on_fill`` for a fill); what a callback
+  orders is delivered in the same pass;
+- **timers** (:mod:`lts.engine.timers`) fire on the engine's clock; **stop** calls ``on_stop``.
+"""
+
+import heapq
+import json
+import logging
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+from lts.domain.clock import Clock
+from lts.domain.events import OrderEvent, OrderFilled
+from lts.domain.market import Bar
+from lts.engine.contingent import Contingencies
+from lts.engine.ledger import Ledger
+from lts.engine.order_manager import OrderManager
+from lts.engine.strategy_context import PortfolioContext
+from lts.engine.timers import Timers
+from lts.persistence.repositories import AssetSpec
+from lts.plugins.registry import Registry
+from lts.plugins.strategy import Strategy
+from lts.plugins.strategy.base import TradingStrategy
+
+__all__ = ["StrategyHost"]
+
+log = logging.getLogger("lts.strategy")
+
+#: Events one delivery may go through: a strategy that orders on every event of its orders
+#: without end is a bug, reported as one, not a hang.
+_MAX_CHAIN = 100_000
+
+
+class StrategyHost:
+    def __init__(self, portfolio_id: int, clock: Clock,
+                 set_time: Callable[[int], None] | None = None) -> None:
+        self.portfolio_id = portfolio_id
+        self.clock = clock
+        self._set_time = set_time  # a backtest's clock: timers fire at their own time
+        self.by_symbol: dict[str, Strategy] = {}
+        self.trading: list[TradingStrategy] = []
+        self.contexts: list[PortfolioContext] = []
+        self.timers = Timers()
+        self.contingent: Contingencies | None = None
+        self._notices: list[OrderEvent] | None = None
+        self.on_timers_changed: Callable[[], None] | None = None
+        self._symbols: dict[int, tuple[str, ...]] = {}
+        self._pending: dict[int, dict[str, Sequence[Bar]]] = {}  # histories to merge
+
+    # -- making them -----------------------------------------------------------------------------
+    def build(self, registry: Registry, assets: Sequence[AssetSpec]) -> dict[str, Strategy]:
+        shared: dict[tuple[str, str], Any] = {}
+        symbols: dict[int, list[str]] = {}
+        for asset in assets:
+            cls = registry.get("strategy", asset.strategy_plugin)
+            key = (asset.strategy_plugin,
+                   json.dumps(asset.strategy_params, sort_keys=True, default=str))
+            if getattr(cls, "multi_symbol", False) and key in shared:
+                strategy = shared[key]
+            else:
+                strategy = registry.create("strategy", asset.strategy_plugin,
+                                           asset.strategy_params)
+                shared[key] = strategy
+                if isinstance(strategy, TradingStrategy):
+                    self.trading.append(strategy)
+            self.by_symbol[asset.symbol] = strategy
+            symbols.setdefault(id(strategy), []).append(asset.symbol)
+        self._symbols = {id(s): tuple(symbols[id(s)]) for s in self.trading}
+        return self.by_symbol
+
+    def history_needed(self, symbol: str) -> int:
+        """Bars of history the strategy of ``symbol`` needs (its declared warm-up)."""
+        strategy = self.by_symbol.get(symbol)
+        if isinstance(strategy, TradingStrategy):
+            return max(0, int(strategy.warmup_bars()))
+        return 0
+
+    def attach(self, orders: OrderManager, ledger: Ledger,
+               instruments: dict[str, Any]) -> None:
+        """Bind every trading strategy to its context, rebuild the contingent orders from the
+        open orders, then ``on_start``."""
+        if not self.trading:
+            return
+        self.contingent = Contingencies(orders, instruments)
+        self._notices = orders.book.notices = []
+        for slot, strategy in enumerate(self.trading):
+            ctx = PortfolioContext(
+                slot, self._symbols[id(strategy)], orders=orders, contingent=self.contingent,
+                ledger=ledger, instruments=instruments, clock=self.clock,
+                set_timer=self._set_timer, cancel_timer=self._cancel_timer,
+                name=f"portfolio {self.portfolio_id} {strategy.plugin_name}")
+            self.contexts.append(ctx)
+            strategy.bind(ctx)
+        self.contingent.rebuild(orders.open.values())
+        for strategy in self.trading:
+            strategy.on_start()
+        self.deliver()
+
+    # -- what happens ----------------------------------------------------------------------------
+    def warm_up(self, symbol: str, bars: Sequence[Bar]) -> int:
+        """History for the strategy of ``symbol``: taken in, nothing ordered. A multi-symbol
+        strategy takes the history of all its symbols at once, merged in time order, when
+        every one of them has given its own (or at its first live bar)."""
+        strategy = self.by_symbol.get(symbol)
+        if strategy is None:
+            return 0
+        symbols = self._symbols.get(id(strategy), (symbol,))
+        if len(symbols) > 1:
+            pending = self._pending.setdefault(id(strategy), {})
+            pending[symbol] = bars
+            if len(pending) < len(symbols):
+                return 0
+            return self._flush(strategy)
+        return self._feed_history(strategy, bars)
+
+    def _flush(self, strategy: Strategy) -> int:
+        pending = self._pending.pop(id(strategy), {})
+        merged = heapq.merge(*pending.values(), key=lambda b: b.ts_event)
+        return self._feed_history(strategy, merged)
+
+    def _feed_history(self, strategy: Strategy, bars: Iterable[Bar]) -> int:
+        contexts = [c for c in self.contexts
+                    if c.symbols == self._symbols.get(id(strategy))]
+        for ctx in contexts:
+            ctx.warming = True
+        taken = 0
+        try:
+            for bar in bars:
+                strategy.on_bar(bar)  # a signal from the past is no order either
+                taken += 1
+        finally:
+            for ctx in contexts:
+                ctx.warming = False
+        return taken
+
+    def deliver(self) -> None:
+        """Hand every event made since the last delivery to the contingent orders and to the
+        strategy of its symbol; events their callbacks cause go in the same pass."""
+        notices = self._notices
+        if not notices:
+            return
+        contingent, by_symbol = self.contingent, self.by_symbol
+        assert contingent is not None
+        handled = 0
+        while notices:
+            batch = notices[:]
+            notices.clear()
+            for event in batch:
+                contingent.on_event(event)
+                strategy = by_symbol.get(event.symbol)
+                if isinstance(strategy, TradingStrategy):
+                    strategy.on_order(event)
+                    if type(event) is OrderFilled and event.fill is not None:
+                        strategy.on_fill(event.fill)
+            handled += len(batch)
+            if handled > _MAX_CHAIN:
+                notices.clear()
+                raise RuntimeError(f"portfolio {self.portfolio_id}: strategies made "
+                                   f"{handled} order events in one pass (a loop?)")
+
+    def on_bar_done(self, bar: Bar) -> None:
+        """After a bar's decisions: trailing stops move."""
+        if self._pending:  # live bars came before every symbol's history: take what came
+            for strategy in {id(s): s for s in self.trading}.values():
+                if id(strategy) in self._pending:
+                    self._flush(strategy)
+        contingent = self.contingent
+        if contingent is not None and bar.symbol in contingent.trailing_symbols:
+            contingent.on_bar(bar)
+        self.deliver()
+
+    def fire_timers(self, now: int) -> None:
+        """Every timer due at ``now`` or before, at its own time on a backtest's clock."""
+        for slot, name, due in self.timers.pop_due(now):
+            if self._set_time is not None:
+                self._set_time(max(due, self.clock.now_ns()))
+            self.trading[slot].on_timer(name, due)
+            self.deliver()
+        if self._set_time is not None:
+            self._set_time(now)
+
+    def stop(self) -> None:
+        for strategy in self.trading:
+            strategy.on_stop()
+        if self.contingent is not None:
+            self.deliver()
+
+    # -- timers ----------------------------------------------------------------------------------
+    def _set_timer(self, slot: int, name: str, at_ns: int | None, every_ns: int | None) -> None:
+        self.timers.set(slot, name, now=self.clock.now_ns(), at_ns=at_ns, every_ns=every_ns)
+        if self.on_timers_changed is not None:
+            self.on_timers_changed()
+
+    def _cancel_timer(self, slot: int, name: str) -> None:
+        self.timers.cancel(slot, name)
+
+    @property
+    def unsized(self) -> int:
+        return sum(c.unsized for c in self.contexts)
