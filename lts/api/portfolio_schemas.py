@@ -130,16 +130,41 @@ class AssetPnl(BaseModel):
 
 
 class PortfolioAnalytics(BaseModel):
-    """Equity curve statistics over the portfolio's fills (Sharpe per fill, not annualized)."""
+    """The portfolio's performance over its fills: the equity curve has a point per fill and a
+    last one marked at the current prices. The statistics are a backtest's (backtesting.py's
+    definitions; annualised by calendar day, 252 days a year, or 365 for data trading at
+    weekends); undefined ones are null."""
 
     initial_cash: Decimal
     equity: Decimal
-    total_return: float
-    max_drawdown: Decimal
-    max_drawdown_pct: float
-    sharpe: float | None
-    trades: int
-    win_rate: float | None
+    total_return: float = Field(description="equity over initial cash, less 1 (a fraction)")
+    max_drawdown: Decimal = Field(description="largest fall from a peak, in currency (>= 0)")
+    max_drawdown_pct: float = Field(description="largest fall from a peak, a fraction (>= 0)")
+    sharpe: float | None = Field(description="annualised Sharpe ratio (risk-free rate 0)")
+    trades: int = Field(description="closed round trips (a reversal closes one, opens one)")
+    win_rate: float | None = Field(description="share of closed trades with a positive P&L "
+                                   "after fees (a fraction)")
     assets: list[AssetPnl]
     best_asset: str | None
     worst_asset: str | None
+    return_pct: float = Field(description="total return in percent")
+    return_ann_pct: float | None = Field(description="annualised return in percent")
+    volatility_ann_pct: float | None = Field(description="annualised volatility in percent")
+    sortino: float | None = Field(description="annualised return over downside deviation")
+    calmar: float | None = Field(description="annualised return over maximum drawdown")
+    avg_drawdown_pct: float | None = Field(description="mean depth of the drawdown periods, "
+                                           "in percent (<= 0)")
+    max_drawdown_duration_s: float | None = Field(description="longest drawdown period, "
+                                                  "in seconds")
+    exposure_time_pct: float = Field(description="share of the curve's points with a trade "
+                                     "open, in percent")
+    open_trades: int = Field(description="round trips still open")
+    best_trade_pct: float | None = Field(description="best closed trade's return in percent")
+    worst_trade_pct: float | None = Field(description="worst closed trade's return in percent")
+    avg_trade_pct: float | None = Field(description="geometric mean trade return in percent")
+    profit_factor: float | None = Field(description="sum of winning trade returns over the "
+                                        "sum of losing ones")
+    expectancy_pct: float | None = Field(description="arithmetic mean trade return in percent")
+    sqn: float | None = Field(description="system quality number: sqrt(trades) x mean P&L "
+                              "over its standard deviation")
+    fees: Decimal = Field(description="every fee paid, commissions in the asset included")

@@ -210,13 +210,18 @@ async def portfolio_status(portfolio_id: int, caller: CurrentUser) -> PortfolioS
 @router.get("/{portfolio_id}/analytics", response_model=PortfolioAnalytics)
 async def analytics(portfolio_id: int, caller: CurrentUser) -> PortfolioAnalytics:
     """Computed from the journal's fills in a worker thread (the loop keeps trading); open
-    positions are marked at the running portfolio's last prices, else at their last fill."""
+    positions are marked at the running portfolio's last prices, else at their last fill, as
+    of its last tick."""
     ctx, who = caller
     row = await owned(ctx, who, portfolio_id)
     await ctx.engine.flush()
     fills = await repo.load_fills(ctx.engine.db, portfolio_id)
     marks = ctx.engine.last_prices(portfolio_id)
-    result = await anyio.to_thread.run_sync(analyze, row["initial_cash"], fills, marks)
+    state = ctx.engine.state(portfolio_id)
+    as_of = state.last_tick_ns if state is not None else None
+    result = await anyio.to_thread.run_sync(analyze, row["initial_cash"], fills, marks, as_of)
+    stats = result.statistics
+    longest = stats.max_drawdown_duration
     return PortfolioAnalytics(
         initial_cash=result.initial_cash, equity=result.equity,
         total_return=result.total_return, max_drawdown=result.max_drawdown,
@@ -224,4 +229,13 @@ async def analytics(portfolio_id: int, caller: CurrentUser) -> PortfolioAnalytic
         win_rate=result.win_rate, best_asset=result.best_asset, worst_asset=result.worst_asset,
         assets=[AssetPnl(symbol=a.symbol, quantity=a.quantity, realized_pnl=a.realized_pnl,
                          unrealized_pnl=a.unrealized_pnl, fees=a.fees, pnl=a.pnl)
-                for a in result.assets])
+                for a in result.assets],
+        return_pct=stats.return_pct, return_ann_pct=stats.return_ann_pct,
+        volatility_ann_pct=stats.volatility_ann_pct, sortino=stats.sortino,
+        calmar=stats.calmar, avg_drawdown_pct=stats.avg_drawdown_pct,
+        max_drawdown_duration_s=longest.total_seconds() if longest is not None else None,
+        exposure_time_pct=stats.exposure_time_pct, open_trades=stats.open_trades,
+        best_trade_pct=stats.best_trade_pct, worst_trade_pct=stats.worst_trade_pct,
+        avg_trade_pct=stats.avg_trade_pct, profit_factor=stats.profit_factor,
+        expectancy_pct=stats.expectancy_pct, sqn=stats.sqn,
+        fees=result.fees)
