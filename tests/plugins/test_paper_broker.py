@@ -202,16 +202,19 @@ async def test_fill_at_close_without_a_close_yet_waits_for_the_next_open() -> No
 # -- limit, stop, stop-limit ----------------------------------------------------------------------
 
 @pytest.mark.parametrize(("side", "limit", "bar", "price"), [
-    (Side.BUY, "99", (98.5, 99.5, 98.0), "98.5"),      # open below the limit: the open
-    (Side.BUY, "99", (100.0, 101.0, 98.9), "99"),      # low touches: the limit
+    # open below the limit: a taker fill at the open, slipped 50 bps but never past the
+    # limit: 98.5 * 1.005 = 98.9925 (under 99)
+    (Side.BUY, "99", (98.5, 99.5, 98.0), "98.9925"),
+    (Side.BUY, "99", (100.0, 101.0, 98.9), "99"),      # low touches: the limit, never slipped
     (Side.BUY, "99", (100.0, 101.0, 99.1), None),      # never reaches it
-    (Side.SELL, "101", (101.5, 102.0, 100.0), "101.5"),
+    # 101.5 * 0.995 = 100.9925, through the limit 101: the limit
+    (Side.SELL, "101", (101.5, 102.0, 100.0), "101"),
     (Side.SELL, "101", (100.0, 101.2, 99.0), "101"),
     (Side.SELL, "101", (100.0, 100.9, 99.0), None),
 ])
 async def test_limit_orders(side: Side, limit: str, bar: tuple[float, float, float],
                             price: str | None) -> None:
-    v = await make_venue(slippage_bps=Decimal(50))  # a limit price is never slipped
+    v = await make_venue(slippage_bps=Decimal(50))
     v.broker.place(make_order(4, side, order_type=LIMIT, limit=limit))
     v.broker.on_bar(bar_at(1, *bar))
     if price is None:

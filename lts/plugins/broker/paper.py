@@ -8,13 +8,19 @@ Rules (the default reproduces the usual backtest convention): an order made on b
 from bar t+1. Market orders fill at that bar's open (``fill_at=next_open``) or at once at the
 last close (``fill_at=close``); limit orders at the open if it is through the limit, else at the
 limit if the bar's range touches it; stop orders trigger on the range and fill at the open or the
-stop; stop-limits trigger, then work as limits. Slippage moves the price against the order; fees
-are basis points of notional. ``volume_cap`` (a fraction of the bar's volume) makes partial fills.
-IOC cancels what the first bar could not fill; FOK fills whole on that bar or cancels; DAY expires
-when the UTC day changes.
+stop; stop-limits trigger, then work as limits. ``volume_cap`` (a fraction of the bar's volume)
+makes partial fills. IOC cancels what the first bar could not fill; FOK fills whole on that bar
+or cancels; DAY expires when the UTC day changes.
 
-Prices are on the instrument's tick grid (a market price to the nearest tick, a slipped price
-rounded against the order: a buy up, a sell down); partial quantities are whole lots.
+Costs (:mod:`lts.plugins.broker.paper_costs`, ``docs/costs.md``): a limit order filled at its
+limit rested on the book: a maker fill, never slipped. Every other fill (market, stop, a limit
+through at the open, a stop-limit at its trigger, any IOC/FOK) is a taker fill: its price slips
+against the order, no further than the bar's range nor the limit. Fees: the maker or taker rate
+of notional per fill, a fixed amount once per order, a minimum per order, rounded up.
+
+Fill prices are on the instrument's tick grid, rounded against the order (a buy up, a sell
+down; triggers and touches compare the bar's prices at the nearest tick); partial quantities are
+whole lots. A partly filled order restored after a restart has paid its fixed fee and minimum.
 
 The book is the journal's open orders: after a restart :meth:`PaperBroker.restore` takes them
 back (each one the journal holds open, a row not yet marked sent included: this venue's book
@@ -29,13 +35,13 @@ filled quantity only grows, and numbered on from the journal's filled quantity a
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
+from decimal import Decimal
 from typing import Literal
 
 import anyio
 import msgspec
 from anyio.abc import TaskStatus
-from pydantic import Field
+from pydantic import Field, ValidationInfo, field_validator
 
 from lts.domain.clock import Clock
 from lts.domain.commands import ModifyOrder
@@ -54,21 +60,54 @@ from lts.domain.values import ZERO, to_decimal
 from lts.errors import VenueRejected
 from lts.plugins.base import PluginBase, PluginParams
 from lts.plugins.broker import Capabilities, ExecutionReport, ReportSink
+from lts.plugins.broker.paper_costs import PaperCosts
 
 __all__ = ["PaperBroker", "PaperParams"]
 
-_BPS = Decimal(10_000)
 _DAY_NS = 86_400 * 1_000_000_000
-_FEE_STEP = Decimal("0.00000001")
 #: Rules for a symbol the runner gave none for (tests that drive the venue alone).
 _FREE = Instrument("", Decimal(0), Decimal(0))
 
 
 class PaperParams(PluginParams):
-    fees_bps: Decimal = Field(Decimal(0), ge=0, description="fee, basis points of notional")
+    """The venue's terms. Fee rates: ``fees_bps`` is one rate for maker and taker fills alike;
+    ``taker_bps`` (with ``maker_bps`` when the maker rate differs) set them apart. Refused:
+    ``fees_bps`` together with either, and ``maker_bps`` alone (it leaves the taker rate open).
+    None given: no rate."""
+
+    fees_bps: Decimal | None = Field(
+        None, ge=0, description="fee, basis points of notional, maker and taker alike")
+    taker_bps: Decimal | None = Field(
+        None, ge=0, description="fee of a taker fill, basis points of notional")
+    maker_bps: Decimal | None = Field(
+        None, ge=0, description="fee of a maker fill, basis points; default: taker_bps")
+    fee_per_order: Decimal = Field(
+        Decimal(0), ge=0, description="fixed fee per order, quote currency, on its first fill")
+    min_fee_per_order: Decimal = Field(
+        Decimal(0), ge=0, description="minimum fee per order, quote currency")
     slippage_bps: Decimal = Field(Decimal(0), ge=0, description="price moved against the order")
     fill_at: Literal["next_open", "close"] = Field("next_open", description="market order price")
     volume_cap: float = Field(0.0, ge=0, le=1, description="max fraction of bar volume; 0: none")
+
+    @field_validator("taker_bps", "maker_bps")
+    @classmethod
+    def _one_way_to_give_rates(cls, value: Decimal | None,
+                               info: ValidationInfo) -> Decimal | None:
+        if value is None:
+            return value
+        if info.data.get("fees_bps") is not None:
+            raise ValueError("fees_bps is the rate of maker and taker fills alike: "
+                             "give fees_bps or taker_bps/maker_bps, not both")
+        if info.field_name == "maker_bps" and info.data.get("taker_bps") is None:
+            raise ValueError("give taker_bps too (market and stop orders pay it)")
+        return value
+
+    def costs(self) -> PaperCosts:
+        taker = self.taker_bps if self.taker_bps is not None else self.fees_bps or Decimal(0)
+        return PaperCosts.from_bps(
+            taker_bps=taker, maker_bps=taker if self.maker_bps is None else self.maker_bps,
+            fee_per_order=self.fee_per_order, min_fee_per_order=self.min_fee_per_order,
+            slippage_bps=self.slippage_bps)
 
 
 @dataclass
@@ -78,6 +117,7 @@ class _Working:
     filled: Decimal
     day: int  # the UTC day it was placed on (DAY orders expire when it ends)
     triggered: bool = False
+    accrued: Decimal | None = None  # its fees before the minimum (None: no fill yet)
 
 
 def _plain(number: Decimal) -> str:
@@ -96,7 +136,7 @@ class PaperBroker(PluginBase):
         self.name = "paper"
         self.params_changed()
         self._book: dict[str, dict[str, _Working]] = {}
-        self._last_close: dict[str, float] = {}
+        self._last_bar: dict[str, Bar] = {}
         self._instruments: dict[str, Instrument] = {}
         self._reports: ReportSink | None = None
         self._clock: Clock | None = None
@@ -105,8 +145,7 @@ class PaperBroker(PluginBase):
 
     def params_changed(self) -> None:
         p: PaperParams = self.params
-        self._slip = p.slippage_bps / _BPS
-        self._fee = p.fees_bps / _BPS
+        self._costs = p.costs()
 
     @property
     def working_orders(self) -> int:
@@ -145,12 +184,10 @@ class PaperBroker(PluginBase):
         self.orders_received += 1
         now = self._now()
         work = _Working(order, order.leaves_quantity, order.filled_quantity, now // _DAY_NS)
-        last = self._last_close.get(order.symbol)
+        last = self._last_bar.get(order.symbol)
         if (order.order_type is OrderType.MARKET and self.params.fill_at == "close"
-                and last is not None):
-            rules = self._rules(order.symbol)
-            self._execute(work, self._slipped(self._market(order.symbol, last), order.side,
-                                              rules), None, now)
+                and last is not None):  # no bar after the order: the last one's close and range
+            self._execute(work, self._taker(order, last, last.close), False, None, now)
             if work.leaves == 0:
                 return f"paper-{order.client_order_id}"
         self._book.setdefault(order.symbol, {})[order.client_order_id] = work
@@ -203,7 +240,8 @@ class PaperBroker(PluginBase):
                     (order.ts_init or now) // _DAY_NS,
                     # a stop that filled was triggered; its rest works on at the open
                     triggered=order.order_type is OrderType.STOP
-                    and order.filled_quantity > 0)
+                    and order.filled_quantity > 0,
+                    accrued=self._costs.accrued_unknown() if order.filled_quantity else None)
             status = OrderStatus.PARTIALLY_FILLED if work.filled else OrderStatus.ACCEPTED
             reports.append(OrderStatusReport(coid, status, ts_event=now,
                                              broker_order_id=f"paper-{coid}"))
@@ -240,7 +278,7 @@ class PaperBroker(PluginBase):
 
     # -- market data -----------------------------------------------------------------------------
     def on_bar(self, bar: Bar) -> None:
-        self._last_close[bar.symbol] = bar.close
+        self._last_bar[bar.symbol] = bar
         book = self._book.get(bar.symbol)
         if not book:
             return
@@ -256,12 +294,12 @@ class PaperBroker(PluginBase):
             self._report(OrderStatusReport(order.client_order_id, OrderStatus.EXPIRED,
                                            reason="day order expired", ts_event=bar.ts_event))
             return True
-        price = self._price(work, bar)
-        if price is not None:
+        priced = self._price(work, bar)
+        if priced is not None:
             cap = self._cap(bar)
             whole = cap is None or cap >= work.leaves
             if tif is not TimeInForce.FOK or whole:  # FOK: the whole quantity or nothing
-                self._execute(work, price, cap, bar.ts_event)
+                self._execute(work, *priced, cap, bar.ts_event)
         if work.leaves == 0:
             return True
         if tif in (TimeInForce.IOC, TimeInForce.FOK):
@@ -277,55 +315,64 @@ class PaperBroker(PluginBase):
         return self._rules(bar.symbol).floor_quantity(
             to_decimal(bar.volume * self.params.volume_cap))
 
-    def _market(self, symbol: str, price: float) -> Decimal:
-        """A market price on the tick grid (the nearest tick)."""
+    def _nearest(self, symbol: str, price: float) -> Decimal:
+        """A bar's price at the nearest tick: what triggers and touches compare."""
         return self._rules(symbol).round_price(to_decimal(price))
 
-    def _slipped(self, price: Decimal, side: Side, rules: Instrument) -> Decimal:
-        """``price`` moved against the order by the slippage, onto the grid against it too."""
-        if not self._slip:
-            return price
-        adj = price * (1 + self._slip) if side is Side.BUY else price * (1 - self._slip)
-        return rules.round_price(adj, ROUND_CEILING if side is Side.BUY else ROUND_FLOOR)
-
-    def _price(self, work: _Working, bar: Bar) -> Decimal | None:
-        """The price this bar fills the order at, or None if it does not."""
-        order = work.order
+    def _taker(self, order: Order, bar: Bar, price: float | Decimal,
+               limit: Decimal | None = None) -> Decimal:
+        """A taker fill's price from ``price`` (a bar's price, or the order's stop) in ``bar``:
+        on the grid against the order, slipped, within the bar and the limit."""
         rules = self._rules(order.symbol)
+        side = order.side
+        base = (price if isinstance(price, Decimal)
+                else PaperCosts.against(to_decimal(price), side, rules))
+        return self._costs.taker_price(base, side, rules, high=to_decimal(bar.high),
+                                       low=to_decimal(bar.low), limit=limit)
+
+    def _price(self, work: _Working, bar: Bar) -> tuple[Decimal, bool] | None:
+        """The price this bar fills the order at and whether that is a maker fill, or None if
+        the bar does not fill it."""
+        order = work.order
         buy = order.side is Side.BUY
         kind = order.order_type
-        market = self._market
         sym = order.symbol
+        nearest = self._nearest
         if kind is OrderType.MARKET or (kind is OrderType.STOP and work.triggered):
             # a triggered stop is a market order (what a volume cap left of it)
-            return self._slipped(market(sym, bar.open), order.side, rules)
+            return self._taker(order, bar, bar.open), False
+        open_ = nearest(sym, bar.open)
         if kind in (OrderType.STOP, OrderType.STOP_LIMIT) and not work.triggered:
             stop = order.stop_price
             assert stop is not None
-            open_ = market(sym, bar.open)
-            if (open_ >= stop) if buy else (open_ <= stop):
+            if (open_ >= stop) if buy else (open_ <= stop):  # gapped through: the open
                 work.triggered = True
                 if kind is OrderType.STOP:
-                    return self._slipped(open_, order.side, rules)
-            elif (market(sym, bar.high) >= stop) if buy else (market(sym, bar.low) <= stop):
+                    return self._taker(order, bar, bar.open), False
+            elif (nearest(sym, bar.high) >= stop) if buy else (nearest(sym, bar.low) <= stop):
                 work.triggered = True
                 if kind is OrderType.STOP:
-                    return self._slipped(stop, order.side, rules)
+                    return self._taker(order, bar, stop), False
                 limit = order.limit_price
                 assert limit is not None
                 ok = limit >= stop if buy else limit <= stop
-                return stop if ok else None
+                # the limit arrives marketable at the stop: a taker fill
+                return (self._taker(order, bar, stop, limit), False) if ok else None
             else:
                 return None
         limit = order.limit_price
         assert limit is not None
-        open_ = market(sym, bar.open)
-        if (open_ <= limit) if buy else (open_ >= limit):
-            return open_
-        touched = (market(sym, bar.low) <= limit) if buy else (market(sym, bar.high) >= limit)
-        return limit if touched else None
+        if (open_ <= limit) if buy else (open_ >= limit):  # marketable at the open: a taker
+            return self._taker(order, bar, bar.open, limit), False
+        touched = (nearest(sym, bar.low) <= limit) if buy else (nearest(sym, bar.high) >= limit)
+        if not touched:
+            return None
+        # it rested on the book and the market came to it: a maker fill at its limit (an
+        # IOC or FOK never rests: a taker fill, at the limit all the same)
+        return limit, order.time_in_force not in (TimeInForce.IOC, TimeInForce.FOK)
 
-    def _execute(self, work: _Working, price: Decimal, cap: Decimal | None, ts: int) -> None:
+    def _execute(self, work: _Working, price: Decimal, maker: bool, cap: Decimal | None,
+                 ts: int) -> None:
         qty = work.leaves if cap is None else min(work.leaves, cap)
         if qty <= 0:
             return
@@ -333,7 +380,9 @@ class PaperBroker(PluginBase):
         work.leaves -= qty
         work.filled += qty
         self.fills_made += 1
-        fee = (price * qty * self._fee).quantize(_FEE_STEP) if self._fee else ZERO
+        fee, work.accrued = self._costs.fill_fee(work.accrued, price * qty, maker=maker)
+        if self._costs.free:
+            fee = ZERO
         self._report(Fill(order.portfolio_id, order.client_order_id, self.name,
                           f"{order.client_order_id}@{_plain(work.filled)}", order.symbol,
                           order.side, qty, price, fee, ts))
