@@ -79,3 +79,40 @@ def run(frame: pd.DataFrame, *, fast: int, slow: int, quantity: int, cash: float
     left = [f"{'buy' if o.size > 0 else 'sell'} {abs(o.size):g}" for o in strategy.orders]
     return RunResult("backtesting.py", fills, decimal_of(stats["Equity Final [$]"]),
                      extra={"open_trades": len(strategy.trades), "open_orders": left})
+
+
+def main(argv: list[str] | None = None) -> int:
+    """A whole backtest in this process, as bench/backtest.py times it: load the CSV with
+    pandas, construct the Backtest, run it; one JSON line with the times and the results."""
+    import argparse
+    import json
+    import time
+
+    ap = argparse.ArgumentParser(description="backtesting.py SMA crossover on a CSV")
+    ap.add_argument("csv")
+    ap.add_argument("--fast", type=int, default=10)
+    ap.add_argument("--slow", type=int, default=30)
+    ap.add_argument("--quantity", type=int, default=10)
+    ap.add_argument("--cash", type=float, default=100_000)
+    ap.add_argument("--fill-at", choices=["next-open", "close"], default="next-open")
+    args = ap.parse_args(argv)
+    started = time.perf_counter()
+    frame = pd.read_csv(args.csv, index_col=0, parse_dates=True)
+    loaded = time.perf_counter()
+    bt = make_backtest(frame, cash=args.cash, fill_at=args.fill_at)
+    built = time.perf_counter()
+    with warnings.catch_warnings():
+        quiet()
+        stats: Any = bt.run(fast=args.fast, slow=args.slow, quantity=args.quantity,
+                            long_only=True)
+    done = time.perf_counter()
+    strategy = stats["_strategy"]
+    print(json.dumps({"bars": len(frame), "load_seconds": round(loaded - started, 3),
+                      "run_seconds": round(done - built, 3),
+                      "fills": 2 * len(strategy.closed_trades) + len(strategy.trades),
+                      "final_equity": float(stats["Equity Final [$]"])}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -11,8 +11,8 @@ from typing import NamedTuple
 
 import pandas as pd
 
-__all__ = ["CENT", "Fill", "RunResult", "bar_ns", "decimal_of", "first_difference", "net",
-           "same_equity"]
+__all__ = ["CENT", "Fill", "RunResult", "bar_ns", "decimal_of", "exact_ties", "first_difference",
+           "net", "same_equity"]
 
 CENT = Decimal("0.01")
 
@@ -77,3 +77,13 @@ def first_difference(a: list[Fill], b: list[Fill]) -> tuple[int, Fill | None, Fi
 def same_equity(a: Decimal, b: Decimal) -> bool:
     """Equal to the cent."""
     return abs(a - b) < CENT / 2
+
+
+def exact_ties(frame: pd.DataFrame, decimals: int, fast: int, slow: int) -> list[int]:
+    """Bars (ns) where the fast and slow means of the closes are exactly equal (as integers
+    in units of the last decimal: ``fast_sum * slow == slow_sum * fast``). There the cross
+    depends on how each engine rounds: LTS compares exactly; the references' float means come
+    out a few 1e-21 above or below, each its own way."""
+    closes = (frame["Close"] * 10**decimals).round().astype("int64")
+    diff = closes.rolling(fast).sum() * slow - closes.rolling(slow).sum() * fast
+    return [bar_ns(t) for t in frame.index[(diff == 0).to_numpy()]]

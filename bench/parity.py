@@ -81,7 +81,15 @@ import _ref_backtrader
 import _ref_lts
 import numpy as np
 import pandas as pd
-from _ref_fills import Fill, RunResult, bar_ns, first_difference, net, same_equity
+from _ref_fills import (
+    Fill,
+    RunResult,
+    bar_ns,
+    exact_ties,
+    first_difference,
+    net,
+    same_equity,
+)
 from machine import describe
 
 CASH = 100_000
@@ -136,16 +144,6 @@ def datasets(coin_seed: int = COIN_SEED) -> dict[str, DataSet]:
                                 DataSet("EURUSD", eurusd, 10_000, 5),
                                 DataSet("COIN", lambda: coin(coin_seed), 100_000_000, 8),
                                 DataSet("GOOGCUT", googcut, 10, 2))}
-
-
-def exact_ties(frame: pd.DataFrame, decimals: int, fast: int, slow: int) -> list[int]:
-    """Bars (ns) where the fast and slow means of the closes are exactly equal (as integers
-    in units of the last decimal: ``fast_sum * slow == slow_sum * fast``). There the cross
-    depends on how each engine rounds: LTS compares exactly; the references' float means come
-    out a few 1e-21 above or below, each its own way."""
-    closes = (frame["Close"] * 10**decimals).round().astype("int64")
-    diff = closes.rolling(fast).sum() * slow - closes.rolling(slow).sum() * fast
-    return [bar_ns(t) for t in frame.index[(diff == 0).to_numpy()]]
 
 
 def write_csv(frame: pd.DataFrame, path: Path, decimals: int) -> None:
