@@ -1,0 +1,1 @@
+"""Backtests: replay over files, several symbols merged in time, sweeps and reports."""
