@@ -34,8 +34,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from machine import describe
 from sqlalchemy import create_engine, select
 
+from lts.backtest.replay import ReplayOptions, run_replay
 from lts.domain.market import Bar
-from lts.engine.replay import ReplayOptions, run_replay
 from lts.persistence.tables import fills
 from lts.plugins.pipeline.synthetic import GbmSeries
 
@@ -127,7 +127,7 @@ def engine_replay(bars: list[Bar], db_path: Path) -> tuple[float, dict, list]:
     url = f"sqlite+aiosqlite:///{db_path}"
     opts = ReplayOptions(symbol="BENCH", strategy="sma_crossover",
                          params={"fast": FAST, "slow": SLOW}, quantity=QTY, db_url=url)
-    summary = asyncio.run(run_replay(bars, opts))
+    summary = asyncio.run(run_replay(bars, opts)).summary
     eng = create_engine(f"sqlite:///{db_path}")
     with eng.connect() as conn:
         rows = conn.execute(select(fills.c.side, fills.c.quantity, fills.c.price)

@@ -72,10 +72,11 @@ import anyio.to_thread
 from machine import describe
 from sqlalchemy import func, select
 
+from lts.cli.common import LoopQueueHandler as _LoopQueueHandler
+from lts.cli.common import lean_log_records
 from lts.domain.market import Bar
 from lts.domain.orders import OrderStatus
 from lts.engine import executions
-from lts.engine.cli import _LoopQueueHandler, lean_log_records
 from lts.engine.engine import Engine
 from lts.engine.runner import PortfolioRunner
 from lts.engine.supervisor import PortfolioStatus
@@ -301,7 +302,7 @@ async def denial_reasons(url: str) -> dict[str, int]:
 # -- logging ----------------------------------------------------------------------------------
 
 class EngineLog:
-    """The engine's log set-up (``lts.engine.cli``): the loop only queues each record, a
+    """The engine's log set-up (``lts.cli.main``): the loop only queues each record, a
     listener thread formats and writes it — here to ``path``, as ``2> file`` would take the
     engine's stderr. ``on_loop``: a plain FileHandler instead, formatting and writing on the
     loop (how this bench logged before issue 9, so figures can be compared with old ones)."""

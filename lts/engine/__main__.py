@@ -1,7 +1,7 @@
-"""``python -m lts.engine``: see :mod:`lts.engine.cli`."""
+"""``python -m lts.engine``: see :mod:`lts.cli.main`."""
 
 import sys
 
-from lts.engine.cli import main
+from lts.cli.main import main
 
 sys.exit(main())

@@ -1,7 +1,7 @@
 """Backup: a consistent snapshot of LTS's tables in one file, from SQLite or PostgreSQL.
 
 An operator's step beside the running engine (``python -m lts.engine backup OUT``, glued in
-:mod:`lts.engine.backup_command`): it reads the database while the journal may be writing, and
+:mod:`lts.cli.backup_command`): it reads the database while the journal may be writing, and
 :mod:`lts.persistence.restore` loads the file into an empty database of either kind.
 
 The snapshot is one read transaction. On SQLite (always in WAL mode under LTS) a read

@@ -1,6 +1,6 @@
 """Restore: load a backup file (:mod:`lts.persistence.backup`) into an empty database.
 
-The other half of ``python -m lts.engine backup`` (glued in :mod:`lts.engine.backup_command`).
+The other half of ``python -m lts.engine backup`` (glued in :mod:`lts.cli.backup_command`).
 In order, stopping at the first problem with one :class:`~lts.errors.BackupError` line:
 
 1. the manifest is read (format version, a revision this code knows);

@@ -1,7 +1,7 @@
 """The local exchange as a process: markets fed by one of LTS's pipelines (synthetic, or a
 replay of a bars file), the Binance REST and WebSocket fronts served by uvicorn on 127.0.0.1.
 
-Where it sits: under ``python -m lts.engine venue`` (:mod:`lts.engine.venue_command`). One
+Where it sits: under ``python -m lts.engine venue`` (:mod:`lts.cli.venue_command`). One
 :class:`~lts.venue.exchange.Exchange`, one account (the key and secret given, or the defaults),
 one feed task per symbol trading the pipeline's bars on the exchange, then adding them to the
 venue's one :class:`~lts.venue.tape.Tape` (prices on the symbol's tick grid, times the venue's);

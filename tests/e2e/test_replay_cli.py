@@ -77,8 +77,9 @@ def check_summary(s: dict[str, Any], last_close: float) -> None:
     cash = s["initial_cash"]
     assert cash == 100_000
     # exact money: equity = cash + realized P&L - fees (+ the open position at the last close)
-    marked = s["final_position"] * Decimal(str(last_close))
-    assert s["final_position"] == 0, "the data is built to end flat"
+    (position,) = s["final_positions"].values()
+    marked = position * Decimal(str(last_close))
+    assert position == 0, "the data is built to end flat"
     assert s["final_equity"] == cash + s["realized_pnl"] - s["fees"] + marked
     assert s["round_trips"] * 2 == s["fills"]  # long-only, fixed quantity, flat at the end
 
@@ -95,7 +96,7 @@ def test_replay_csv_json_summary(launcher: Launcher, good_csv: Path,
                              "--quantity", "2", "--json"))
     check_summary(s, bars[-1][4])
     assert s["fees"] == 0
-    assert (s["symbol"], s["strategy"]) == ("X", "sma_crossover")
+    assert (s["symbols"], s["strategy"]) == (["X"], "sma_crossover")
 
 
 def test_replay_parquet_matches_csv(launcher: Launcher, tmp_path: Path, good_csv: Path,
@@ -194,12 +195,12 @@ def one_error_line(run: EngineRun) -> str:
 @pytest.mark.parametrize(("case", "expect"), [
     ("missing-file", "no such file"),
     ("no-volume", "missing column(s): volume"),
-    ("abc-close", "non-numeric value 'abc' in row 11"),
-    ("nan-close", "row 11"),
-    ("NaN-close", "row 11"),
+    ("abc-close", "non-numeric value 'abc' in line 12"),
+    ("nan-close", "line 12"),
+    ("NaN-close", "line 12"),
     ("parquet-nan", "NaN in row 11"),
-    ("unsorted", "unsorted timestamp in row 12"),
-    ("duplicate", "duplicate timestamp in row 12"),
+    ("unsorted", "unsorted timestamp in line 13"),
+    ("duplicate", "duplicate timestamp in line 13"),
     ("empty", "no rows"),
     ("unknown-strategy", "unknown strategy plugin 'no_such_strategy'"),
     ("unknown-param", "'bogus': unknown param"),

@@ -6,7 +6,7 @@ from decimal import Decimal
 
 import pytest
 
-from lts.engine.selftest import Check, run_checks
+from lts.cli.selftest import Check, run_checks
 from lts.persistence.db import make_engine
 from lts.persistence.repositories import AssetSpec, PortfolioSpec, create_portfolio
 from lts.plugins.registry import PluginInfo, Registry

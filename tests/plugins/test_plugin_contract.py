@@ -45,8 +45,9 @@ DEFAULTS: dict[type[PluginBase], dict[str, Any]] = {
     BuyAndHold: {"quantity": None},
     FixedFraction: {"fraction": Decimal("0.1")},
     # the price grid and the lot come from the instrument (issue 9), not from params
-    PaperBroker: {"fees_bps": Decimal(0), "slippage_bps": Decimal(0), "fill_at": "next_open",
-                  "volume_cap": 0.0},
+    PaperBroker: {"fees_bps": None, "taker_bps": None, "maker_bps": None,
+                  "fee_per_order": Decimal(0), "min_fee_per_order": Decimal(0),
+                  "slippage_bps": Decimal(0), "fill_at": "next_open", "volume_cap": 0.0},
     SyntheticFeed: {"seed": 7, "interval": 1.0, "start_price": 100.0, "drift": 0.0,
                     "volatility": 0.01, "volume": 1000.0, "max_bars": 0, "aligned": False},
     ReplayFeed: {"path": "", "batch": 4096},

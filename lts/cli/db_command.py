@@ -1,6 +1,6 @@
 """``python -m lts.engine db upgrade|downgrade|current``: the operator's side of migrations
 (:mod:`lts.persistence.migrations` runs Alembic and holds the schema rule the engine applies at
-start-up, :func:`~lts.persistence.migrations.ensure_schema`). Wired into :mod:`lts.engine.cli`,
+start-up, :func:`~lts.persistence.migrations.ensure_schema`). Wired into :mod:`lts.cli.main`,
 which maps errors to one ``lts: error:`` line and exit status 2.
 """
 

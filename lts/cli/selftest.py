@@ -17,7 +17,7 @@ An operator's check before (or beside) a start, one line per check, ``ok`` or ``
   loopback port of this process over a temporary database, answers ``/healthz`` and ``/readyz``.
 
 Exit status 0 when every check passes, 1 when one fails; bad input (a setting) stays status 2
-through :mod:`lts.engine.cli`.
+through :mod:`lts.cli.main`.
 """
 
 import argparse
@@ -39,11 +39,11 @@ from sqlalchemy import select
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from lts.backtest.replay import ReplayOptions, ReplaySummary, run_replay
 from lts.bus import InProcessBus, Mailbox, Overflow
 from lts.domain.market import Bar
 from lts.engine.bootstrap import demo_spec
 from lts.engine.engine import Engine
-from lts.engine.replay import ReplayOptions, ReplaySummary, run_replay
 from lts.errors import LtsError
 from lts.persistence.db import check_url, make_engine
 from lts.persistence.migrations import schema_state
@@ -209,7 +209,7 @@ def builtin_series(n: int = REPLAY_BARS) -> list[Bar]:
 
 
 _RESULTS = ("orders", "denied", "fills", "round_trips", "final_equity", "realized_pnl", "fees",
-            "final_position")
+            "final_positions")
 
 
 async def check_replay(registry: Registry) -> Check:
@@ -217,7 +217,8 @@ async def check_replay(registry: Registry) -> Check:
     opts = ReplayOptions(symbol="SELFTEST", strategy="sma_crossover",
                          params={"fast": 5, "slow": 20}, quantity=Decimal(1),
                          fees_bps=Decimal(1), slippage_bps=Decimal(1))
-    runs: list[ReplaySummary] = [await run_replay(bars, opts, registry) for _ in range(2)]
+    runs: list[ReplaySummary] = [(await run_replay(bars, opts, registry)).summary
+                                 for _ in range(2)]
     first, second = ({k: getattr(r, k) for k in _RESULTS} for r in runs)
     if first != second:
         return Check("replay", False, f"two runs of the same bars differ: {first} != {second}")

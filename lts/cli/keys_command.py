@@ -5,7 +5,7 @@ configured) for the operator to put first in ``LTS_MASTER_KEY`` or its secret fi
 the older entries after it. ``keys rotate`` then re-seals every broker credential under the
 current (first) key, in batches, and prints the counts; once it reports nothing unreadable the
 old entries can be removed. Only the new entry is ever printed, never a configured key. Wired
-into :mod:`lts.engine.cli`, which maps errors to one ``lts: error:`` line and status 2.
+into :mod:`lts.cli.main`, which maps errors to one ``lts: error:`` line and status 2.
 """
 
 import argparse

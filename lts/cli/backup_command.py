@@ -2,7 +2,7 @@
 
 The command-line side of :mod:`lts.persistence.backup` and :mod:`lts.persistence.restore`: both
 act on the configured database (``--db-url``, ``--config``, ``--set``, the environment), print
-one summary line, and leave errors to :mod:`lts.engine.cli` (one ``lts: error:`` line, exit 2).
+one summary line, and leave errors to :mod:`lts.cli.main` (one ``lts: error:`` line, exit 2).
 ``backup`` may run while the engine trades; ``restore`` needs an empty database.
 """
 
@@ -14,7 +14,7 @@ from typing import Any
 import anyio
 from sqlalchemy.engine import make_url
 
-from lts.engine.db_command import database_errors
+from lts.cli.db_command import database_errors
 from lts.persistence.backup import backup
 from lts.persistence.db import check_url, default_sqlite_url
 from lts.persistence.restore import restore

@@ -1,6 +1,6 @@
 """``python -m lts.engine venue``: the local exchange (:mod:`lts.venue`) on 127.0.0.1.
 
-Wired into :mod:`lts.engine.cli`, which maps a :class:`~lts.errors.ConfigError` to one
+Wired into :mod:`lts.cli.main`, which maps a :class:`~lts.errors.ConfigError` to one
 ``lts: error:`` line and status 2. Prints on one line, once it listens: the REST URL, the
 account's key and secret (a local venue's, not a secret), the admin URL, the feed, the state
 file and the faults set; Ctrl-C or SIGTERM stops it (status 0).

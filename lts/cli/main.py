@@ -1,0 +1,138 @@
+"""The command line: ``python -m lts.engine [run] ...`` and ``python -m lts.engine replay ...``,
+plus the operator's commands, each in its own module: ``keys``, ``db``, ``backup``/``restore``
+and ``selftest``.
+
+Bad input (a flag, a setting, a data file, a plugin or a param) prints one line and exits with
+status 2, never a traceback. An unexpected error is logged with its detail and the user gets a
+correlation id to find it.
+"""
+
+import argparse
+import logging
+import logging.handlers
+import sys
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+import anyio
+
+from lts.cli import (
+    backup_command,
+    db_command,
+    keys_command,
+    replay_command,
+    selftest,
+    venue_command,
+)
+from lts.cli.common import has_uvloop, setup_logging
+from lts.errors import LtsError
+from lts.settings import Settings, load_settings, merge, parse_set
+
+log = logging.getLogger("lts")
+EXIT_USAGE = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        print(f"lts: error: {message}", file=sys.stderr)
+        sys.exit(EXIT_USAGE)
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", type=Path, help="TOML settings file")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a setting (dotted key), repeatable")
+    p.add_argument("--db-url", help="SQLAlchemy async URL (default: SQLite under ./data)")
+    p.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="python -m lts.engine", description="LTS live trading engine")
+    sub = parser.add_subparsers(dest="command", parser_class=_Parser)
+    run = sub.add_parser("run", help="run the engine (the default command)")
+    _common(run)
+    run.add_argument("--run-for", type=float, metavar="SECONDS",
+                     help="stop gracefully after this long")
+    run.add_argument("--no-demo", action="store_true", help="start without the demo portfolio")
+
+    replay_command.add_parser(sub, _common)
+    keys_command.add_parser(sub, _common)
+    db_command.add_parser(sub, _common)
+    backup_command.add_parsers(sub, _common)
+    selftest.add_parser(sub, _common)
+    venue_command.add_parser(sub)
+    return parser
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    overrides = parse_set(args.set)
+    flags: dict[str, Any] = {}
+    if args.db_url:
+        flags["database"] = {"url": args.db_url}
+    if args.log_level:
+        flags["log_level"] = args.log_level
+    if getattr(args, "run_for", None) is not None:
+        flags.setdefault("engine", {})["run_for"] = args.run_for
+    if getattr(args, "no_demo", False):
+        flags["demo"] = {"enabled": False}
+    return load_settings(args.config, merge(overrides, flags))
+
+
+def _run(args: argparse.Namespace) -> int:
+    from lts.engine.engine import Engine
+
+    settings = _settings(args)
+    setup_logging(settings.log_level, json_lines=settings.profile == "prod")
+    anyio.run(Engine(settings).run, backend_options={"use_uvloop": has_uvloop()})
+    return 0
+
+
+def _replay(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    setup_logging(settings.log_level)
+    return replay_command.run(args, settings)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    if not args_list or (args_list[0].startswith("-") and args_list[0] not in ("-h", "--help")):
+        args_list.insert(0, "run")
+    args = build_parser().parse_args(args_list)
+    try:
+        if args.command == "replay":
+            return _replay(args)
+        if args.command == "venue":
+            return venue_command.run(args)
+        if args.command == "keys":
+            setup_logging(args.log_level or "WARNING")
+            return keys_command.run(args, _settings)
+        if args.command in ("db", "backup", "restore", "selftest"):
+            setup_logging(args.log_level or "WARNING")
+            command = {"db": db_command.run, "backup": backup_command.run,
+                       "restore": backup_command.run, "selftest": selftest.run}[args.command]
+            return command(args, _settings)
+        return _run(args)
+    except LtsError as exc:
+        print(f"lts: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except BaseExceptionGroup as group:
+        leaf: BaseException = group
+        while isinstance(leaf, BaseExceptionGroup) and len(leaf.exceptions) == 1:
+            leaf = leaf.exceptions[0]
+        if isinstance(leaf, LtsError):
+            print(f"lts: error: {leaf}", file=sys.stderr)
+            return EXIT_USAGE
+        return _internal(group)
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:
+        return _internal(exc)
+
+
+def _internal(exc: BaseException) -> int:
+    cid = uuid.uuid4().hex[:12]
+    log.error("internal error (correlation id %s)", cid, exc_info=exc)
+    print(f"lts: internal error (correlation id {cid}); the log has the detail", file=sys.stderr)
+    return 1
