@@ -29,7 +29,7 @@ DAY = 86_400 * 10**9
 T0 = 1_704_067_200 * 10**9  # 2024-01-01, a Monday
 
 
-class SmaCross(Strategy):  # type: ignore[misc]
+class SmaCross(Strategy):
     fast = 10
     slow = 20
 
