@@ -146,4 +146,4 @@ def test_the_trades_account_for_every_unit_of_pnl_and_fee(rows: list[tuple[str, 
     assert sorted(t.trade_id for t in trades) == list(range(1, len(trades) + 1))
     for t in trades:
         assert t.quantity > 0
-        assert t.open or t.exit_ts is not None and t.exit_ts >= t.entry_ts
+        assert t.open or (t.exit_ts is not None and t.exit_ts >= t.entry_ts)
