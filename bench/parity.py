@@ -8,8 +8,9 @@ same bars, in both fill modes and both variants, and their fills and final equit
               random walk from 0.00001 with prices of 8 decimals (1 tick = 1e-8, ~1,000 ticks
               from 1e-5, like SHIB on a spot exchange), 4,000 hourly bars, seed 5
               (``--coin-seed``); GOOGCUT, GOOG's first 86 bars (to 2004-12-20, the bar of its
-              first cross up). Each is written to a CSV (``%.{decimals}f``) for LTS; the
-              references take the same DataFrame.
+              first cross up); MICRO (only when asked: ``--data MICRO``), COIN's walk from
+              1e-7 with prices of 10 decimals, 10,000,000,000 units. Each is written to a
+              CSV (``%.{decimals}f``) for LTS; the references take the same DataFrame.
   fill modes  next-open: an order made on bar t fills at bar t+1's open (LTS's default;
               backtesting.py's and backtrader's default);
               close: it fills at bar t's close (LTS ``--fill-at close``; backtesting.py
@@ -117,19 +118,21 @@ def eurusd() -> pd.DataFrame:
 COIN_SEED = 5  # its exact means never tie at 10/30 (seed 11's tie twice: see the docstring)
 
 
-def coin(seed: int = COIN_SEED, bars: int = 4_000) -> pd.DataFrame:
-    """A seeded geometric random walk from 0.00001, 1% per hourly bar, prices of 8 decimals;
-    each bar opens at the last close, high and low a little beyond the body."""
+def coin(seed: int = COIN_SEED, bars: int = 4_000, start: float = 1e-5,
+         decimals: int = 8) -> pd.DataFrame:
+    """A seeded geometric random walk from ``start``, 1% per hourly bar, prices of ``decimals``
+    decimals; each bar opens at the last close, high and low a little beyond the body."""
     rng = np.random.default_rng(seed)
-    closes = 1e-5 * np.exp(np.cumsum(rng.normal(0.0, 0.01, bars)))
-    opens = np.concatenate(([1e-5], closes[:-1]))
+    closes = start * np.exp(np.cumsum(rng.normal(0.0, 0.01, bars)))
+    opens = np.concatenate(([start], closes[:-1]))
     body_hi, body_lo = np.maximum(opens, closes), np.minimum(opens, closes)
     highs = body_hi * (1 + np.abs(rng.normal(0.0, 0.004, bars)))
     lows = body_lo * (1 - np.abs(rng.normal(0.0, 0.004, bars)))
     frame = pd.DataFrame({"Open": opens, "High": highs, "Low": lows, "Close": closes,
                           "Volume": rng.integers(10**9, 10**10, bars)},
                          index=pd.date_range("2024-01-01", periods=bars, freq="h"))
-    frame[["Open", "High", "Low", "Close"]] = frame[["Open", "High", "Low", "Close"]].round(8)
+    prices = ["Open", "High", "Low", "Close"]
+    frame[prices] = frame[prices].round(decimals)
     return frame
 
 
@@ -143,7 +146,9 @@ def datasets(coin_seed: int = COIN_SEED) -> dict[str, DataSet]:
     return {d.name: d for d in (DataSet("GOOG", goog, 10, 2),
                                 DataSet("EURUSD", eurusd, 10_000, 5),
                                 DataSet("COIN", lambda: coin(coin_seed), 100_000_000, 8),
-                                DataSet("GOOGCUT", googcut, 10, 2))}
+                                DataSet("GOOGCUT", googcut, 10, 2),
+                                DataSet("MICRO", lambda: coin(coin_seed, start=1e-7, decimals=10),
+                                        10_000_000_000, 10))}
 
 
 def write_csv(frame: pd.DataFrame, path: Path, decimals: int) -> None:
