@@ -32,6 +32,8 @@ from lts.bus import InProcessBus
 from lts.domain.clock import Clock
 from lts.domain.market import Bar
 from lts.domain.orders import Fill
+from lts.domain.performance import EquityCurve, Statistics, compute_statistics
+from lts.domain.trades import Trade, round_trips
 from lts.engine.clock import ReplayClock
 from lts.engine.equity_recorder import EquityRecorder
 from lts.engine.feeds import FeedHub
@@ -139,6 +141,7 @@ class ReplaySummary(msgspec.Struct):
     fees: Decimal
     final_positions: dict[str, Decimal]
     max_drawdown: float
+    statistics: Statistics | None  # None: no bar was replayed
     load_seconds: float
     elapsed_seconds: float
     bars_per_second: float
@@ -149,7 +152,8 @@ class ReplaySummary(msgspec.Struct):
 class ReplayResult:
     summary: ReplaySummary
     fills: list[Fill]
-    curve: EquityRecorder
+    curve: EquityCurve | None  # equity after every bar's fills (None: no bar)
+    trades: list[Trade]
     portfolio_id: int
 
 
@@ -233,7 +237,7 @@ async def _replay(db: Any, url: str, market: Market, opts: ReplayOptions, regist
         feeds = FeedHub(registry, bus, clock, tg)
         # one feed carries every symbol's bars in time order (one feed per symbol would
         # interleave them a batch at a time); the others end at once
-        carrier = _MarketFeed(chain([first] if first else [], batches))
+        carrier = _MarketFeed(chain([first] if first else [], batches), len(market.symbols))
         for i, symbol in enumerate(market.symbols):
             feeds.provide("replay", {"path": ""}, symbol, carrier if i == 0 else _MarketFeed(()))
         ctx = RunnerContext(registry=registry, bus=bus, journal=journal, db=db, feeds=feeds,
@@ -260,13 +264,23 @@ async def _replay(db: Any, url: str, market: Market, opts: ReplayOptions, regist
     if opts.progress:
         print(file=sys.stderr)
     fills = await repo.load_fills(db, pid)
-    return ReplayResult(_summary(runner, market, opts, curve, load_seconds, elapsed, url),
-                        fills, curve, pid)
+    ledger = runner.ledger
+    marks = {s: Decimal(repr(c)) for s, c in ledger.last.items()}
+    trades = round_trips(fills, marks)
+    equity = None
+    statistics = None
+    if len(curve):
+        equity = EquityCurve(curve.ts_ns, curve.cash, curve.equity, initial_cash=opts.cash)
+        buy_hold = {s: (c, ledger.last[s]) for s, c in carrier.first_close.items()
+                    if s in ledger.last}
+        statistics = compute_statistics(equity, trades, buy_hold=buy_hold)
+    summary = _summary(runner, market, opts, curve, statistics, load_seconds, elapsed, url)
+    return ReplayResult(summary, fills, equity, trades, pid)
 
 
 def _summary(runner: PortfolioRunner, market: Market, opts: ReplayOptions,
-             curve: EquityRecorder, load_seconds: float, elapsed: float,
-             url: str) -> ReplaySummary:
+             curve: EquityRecorder, statistics: Statistics | None, load_seconds: float,
+             elapsed: float, url: str) -> ReplaySummary:
     om, ledger = runner.orders, runner.ledger
     assert om is not None
     unsized = runner.host.unsized + int(getattr(runner.allocator, "unsized", 0))
@@ -276,7 +290,8 @@ def _summary(runner: PortfolioRunner, market: Market, opts: ReplayOptions,
         fills=ledger.fills, round_trips=ledger.round_trips, initial_cash=opts.cash,
         final_equity=ledger.equity(), realized_pnl=ledger.realized_pnl(), fees=ledger.fees(),
         final_positions={s: p.quantity for s, p in sorted(ledger.positions.items())},
-        max_drawdown=round(curve.max_drawdown(), 6), load_seconds=round(load_seconds, 3),
+        max_drawdown=round(curve.max_drawdown(), 6), statistics=statistics,
+        load_seconds=round(load_seconds, 3),
         elapsed_seconds=round(elapsed, 3),
         bars_per_second=round(runner.bars / elapsed if elapsed else 0.0, 1),
         database=url if opts.db_url else "temporary")
@@ -288,15 +303,21 @@ class _MarketFeed:
 
     historical = True
 
-    def __init__(self, batches: Iterator[list[Bar]] | Sequence[list[Bar]]) -> None:
+    def __init__(self, batches: Iterator[list[Bar]] | Sequence[list[Bar]],
+                 symbols: int = 0) -> None:
         self._batches = iter(batches)
+        self._symbols = symbols
+        self.first_close: dict[str, float] = {}  # for buy and hold
 
     async def bars(self, symbol: str, clock: Clock) -> AsyncIterator[list[Bar]]:
-        batches = self._batches
+        batches, first = self._batches, self.first_close
         while True:
             batch = await anyio.to_thread.run_sync(next, batches, None)
             if batch is None:
                 return
+            if len(first) < self._symbols:  # until every symbol has shown its first bar
+                for bar in batch:
+                    first.setdefault(bar.symbol, bar.close)
             yield batch
 
 

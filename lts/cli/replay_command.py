@@ -110,10 +110,39 @@ def run(args: argparse.Namespace, settings: Any) -> int:
 
     result = anyio.run(main, backend_options={"use_uvloop": has_uvloop()})
     summary = result.summary
+    if args.report is not None:
+        from lts.backtest.replay_report import write_replay_report
+
+        meta = {"strategy": opts.strategy, "params": opts.params, "data": list(args.data),
+                "symbols": summary.symbols, "cash": str(opts.cash), "fill_at": opts.fill_at,
+                "costs": {"fees_bps": str(opts.fees_bps or 0),
+                          "slippage_bps": str(opts.slippage_bps),
+                          **{k: str(v) for k, v in opts.costs.items()}},
+                "orders": summary.orders, "denied": summary.denied, "unsized": summary.unsized}
+        written = write_replay_report(args.report, result, market, meta)
+        print(f"lts: report: {len(written)} files in {args.report}/ (open "
+              f"{args.report / 'report.html'})", file=sys.stderr)
     if args.json:
         encoded = msgspec.json.Encoder(decimal_format="number").encode(summary)
         sys.stdout.write(encoded.decode() + "\n")
-    else:
-        for key, value in msgspec.to_builtins(summary).items():
-            print(f"{key:>16}: {value}")
+        return 0
+    print(_console(summary))
     return 0
+
+
+def _console(summary: Any) -> str:
+    """The statistics block backtesting.py prints, then what the engine did."""
+    from lts.domain.statistics_text import to_console
+
+    lines = [] if summary.statistics is None else [to_console(summary.statistics)]
+    positions = ", ".join(f"{s} {q}" for s, q in summary.final_positions.items())
+    engine = [("Symbols", ", ".join(summary.symbols)), ("Strategy", summary.strategy),
+              ("Bars", f"{summary.bars:,}"), ("Orders", summary.orders),
+              ("Denied", summary.denied), ("Unsized", summary.unsized),
+              ("Fills", summary.fills), ("Final equity", summary.final_equity),
+              ("Fees", summary.fees), ("Final positions", positions or "none"),
+              ("Elapsed [s]", summary.elapsed_seconds),
+              ("Bars per second", f"{summary.bars_per_second:,.0f}")]
+    width = 26
+    lines += [f"{name:<{width}}{value}" for name, value in engine]
+    return "\n".join(lines)
