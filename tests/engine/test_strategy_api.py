@@ -1,0 +1,184 @@
+"""The strategy API, engine side (issue 11): a trading strategy orders through its context and
+hears its orders, fills and timers; SYS-004 (strategies), SYS-006 (orders and positions).
+
+Backtests run the real replay (:func:`lts.backtest.replay.run_replay`): the runner, the strategy
+host, the order manager, risk, the paper venue and the journal on a SQLite file. The strategies
+are the test's own user code (:mod:`tests.engine.scripted_strategy`). Paper venue rules: an
+order made on bar t works from bar t+1; a market order fills at that bar's open.
+"""
+
+import logging
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from lts.backtest.replay import ReplayOptions, ReplayResult, run_replay
+from lts.domain.events import OrderEvent
+from lts.domain.market import Bar
+from lts.domain.orders import Side
+from lts.plugins.registry import Registry
+from lts.settings import RiskLimits
+
+from .scripted_strategy import MINUTE, T0, Script, Scripted, bars, flat, scripted_registry
+
+pytestmark = pytest.mark.anyio
+
+D = Decimal
+
+
+async def backtest(script: Script, data: dict[str, list[Bar]], *,
+                   strategy: str = "scripted", registry: Registry | None = None,
+                   tick: str = "0.01", lot: str = "1", cash: str = "100000",
+                   risk: RiskLimits | None = None, **broker: Any) -> ReplayResult:
+    reg, params = scripted_registry(script, registry)
+    return await run_replay(data, ReplayOptions(
+        strategy=strategy, params=params, tick_size=D(tick), lot_size=D(lot), cash=D(cash),
+        risk=risk, costs=broker), reg)
+
+
+def fills_of(result: ReplayResult, coid: str) -> list[tuple[int, Decimal, Decimal]]:
+    """(bar index, quantity, price) of each fill of ``coid``."""
+    return [((f.ts_event - T0) // MINUTE, f.quantity, f.price) for f in result.fills
+            if f.client_order_id == coid]
+
+
+# -- 1. the four order types, cancel, modify, rounding, lots ------------------------------------
+
+async def test_each_order_type_fills_where_the_paper_venue_says_and_the_strategy_hears_it(
+        ) -> None:
+    """Market, limit, stop and stop-limit from ``on_bar``: each fills on the bar and at the
+    price the paper venue's rules give (the order works from the next bar); ``on_order`` sees
+    SUBMITTED, ACCEPTED, FILLED for each, in that order; ``on_fill`` gets every fill once."""
+    ids: dict[str, str | None] = {}
+
+    def on_bar(s: Scripted, bar: Bar, i: int) -> None:
+        ctx = s.ctx
+        if i == 0:
+            ids["market"] = ctx.buy("AAA", 10)
+            ids["limit"] = ctx.buy("AAA", 10, limit=95)
+            ids["stop"] = ctx.buy("AAA", 10, stop=105)
+        if i == 2:
+            ids["stop_limit"] = ctx.sell("AAA", 5, stop=103, limit="102.5")
+
+    data = {"AAA": bars("AAA", [
+        flat(100),
+        (100, 101, 94, 96),  # market at the open 100; the limit touched: 95
+        (96, 106, 95, 105),  # the buy stop triggers in the range: at 105
+        (104, 104, 102, 102.2),  # the sell stop-limit triggers at 103 (limit 102.5 below it)
+        flat(102)])}
+    script = Script(on_bar=on_bar)
+    result = await backtest(script, data)
+
+    assert fills_of(result, ids["market"] or "") == [(1, D(10), D(100))]
+    assert fills_of(result, ids["limit"] or "") == [(1, D(10), D(95))]
+    assert fills_of(result, ids["stop"] or "") == [(2, D(10), D(105))]
+    assert fills_of(result, ids["stop_limit"] or "") == [(3, D(5), D(103))]
+    for coid in ids.values():
+        assert coid is not None
+        assert script.statuses(coid) == ["submitted", "accepted", "filled"], coid
+    assert sorted(f.trade_id for f in script.fills) == sorted(f.trade_id for f in result.fills)
+    assert len(script.fills) == 4
+    assert result.summary.final_positions == {"AAA": D(25)}
+
+
+async def test_a_risk_denial_reaches_on_order_with_its_reason() -> None:
+    """An order risk refuses (more than the cash pays for) is DENIED with the reason, heard
+    in ``on_order``; its id is returned all the same; nothing fills."""
+    ids: list[str | None] = []
+
+    def on_bar(s: Scripted, bar: Bar, i: int) -> None:
+        if i == 0:
+            ids.append(s.ctx.buy("AAA", 5000))  # $500,000 with $100,000
+
+    script = Script(on_bar=on_bar)
+    result = await backtest(script, {"AAA": bars("AAA", [flat(100)] * 3)})
+    [coid] = ids
+    assert coid is not None
+    [event] = script.events
+    assert (event.client_order_id, event.status, event.reason) == \
+        (coid, "denied", "BUYING_POWER")
+    assert result.fills == []
+    assert result.summary.denied == 1
+
+
+async def test_cancel_and_modify_from_the_strategy() -> None:
+    """A resting limit canceled from ``on_bar`` is CANCELED and never fills; another one moved
+    (quantity and limit price) fills as modified; a cancel of an order no longer open says
+    False."""
+    ids: dict[str, Any] = {}
+
+    def on_bar(s: Scripted, bar: Bar, i: int) -> None:
+        ctx = s.ctx
+        if i == 0:
+            ids["canceled"] = ctx.buy("AAA", 2, limit=80)
+            ids["moved"] = ctx.buy("AAA", 2, limit=80)
+        if i == 1:
+            ids["cancel"] = ctx.cancel(ids["canceled"])
+            ids["modify"] = ctx.modify(ids["moved"], quantity=3, limit=97)
+        if i == 3:
+            ids["late cancel"] = ctx.cancel(ids["moved"])
+
+    data = {"AAA": bars("AAA", [flat(100), flat(100), (96, 96, 79, 95), flat(95), flat(95)])}
+    script = Script(on_bar=on_bar)
+    result = await backtest(script, data)
+    assert ids["cancel"] is True
+    assert ids["modify"] is True
+    assert ids["late cancel"] is False
+    assert script.statuses(ids["canceled"]) == ["submitted", "accepted", "pending_cancel",
+                                                "canceled"]
+    assert fills_of(result, ids["canceled"]) == []
+    # limit 97 marketable at the open of 96: filled at the open, 3 as modified
+    assert fills_of(result, ids["moved"]) == [(2, D(3), D(96))]
+    assert script.event_types(ids["moved"]) == ["OrderSubmitted", "OrderAccepted",
+                                                "OrderUpdated", "OrderFilled"]
+
+
+async def test_float_prices_land_on_the_tick_grid_on_the_trader_s_side() -> None:
+    """Prices with many decimals go to the tick (0.01) never to the trader's disadvantage: a
+    buy limit down, a sell limit up; a buy stop up, a sell stop down (it triggers no
+    earlier than asked). Already on the grid: unchanged."""
+    ids: dict[str, Any] = {}
+
+    def on_bar(s: Scripted, bar: Bar, i: int) -> None:
+        ctx = s.ctx
+        if i == 0:
+            ctx.buy("AAA", 10)
+        if i == 1:
+            ids["buy limit"] = ctx.buy("AAA", 1, limit=95.123456789)
+            ids["sell limit"] = ctx.sell("AAA", 1, limit=104.100000001)
+            ids["buy stop"] = ctx.buy("AAA", 1, stop=106.000000001)
+            ids["sell stop"] = ctx.sell("AAA", 1, stop=96.999999)
+            ids["buy stop limit"] = ctx.buy("AAA", 1, stop=106.111, limit=107.119)
+            ids["on grid"] = ctx.buy("AAA", 1, limit=D("95.10"))
+            ids["open"] = {o.client_order_id: o for o in ctx.open_orders()}
+
+    script = Script(on_bar=on_bar)
+    await backtest(script, {"AAA": bars("AAA", [flat(100)] * 3)})
+    placed = ids["open"]
+    prices = {name: (placed[coid].limit_price, placed[coid].stop_price)
+              for name, coid in ids.items() if name != "open"}
+    assert prices == {
+        "buy limit": (D("95.12"), None), "sell limit": (D("104.11"), None),
+        "buy stop": (None, D("106.01")), "sell stop": (None, D("96.99")),
+        "buy stop limit": (D("107.11"), D("106.12")), "on grid": (D("95.10"), None)}
+
+
+async def test_a_quantity_below_one_lot_places_nothing(caplog: pytest.LogCaptureFixture
+                                                       ) -> None:
+    """Lot 0.1: 0.05 floors to nothing (None, no order, no event, logged); 0.17 is 0.1."""
+    got: list[str | None] = []
+
+    def on_bar(s: Scripted, bar: Bar, i: int) -> None:
+        if i == 0:
+            got.append(s.ctx.buy("AAA", 0.05))
+            got.append(s.ctx.buy("AAA", 0.17))
+
+    script = Script(on_bar=on_bar)
+    with caplog.at_level(logging.INFO, "lts.strategy"):
+        result = await backtest(script, {"AAA": bars("AAA", [flat(100)] * 3)}, lot="0.1")
+    assert got[0] is None
+    assert got[1] is not None
+    assert result.summary.orders == 1
+    assert [(f.quantity, f.client_order_id) for f in result.fills] == [(D("0.1"), got[1])]
+    assert "quantity 0.05 is less than one lot" in caplog.text
