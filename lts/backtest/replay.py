@@ -34,6 +34,7 @@ from lts.domain.market import Bar
 from lts.domain.orders import Fill
 from lts.domain.performance import EquityCurve, Statistics, compute_statistics
 from lts.domain.trades import Trade, round_trips
+from lts.engine.backtest_book import BacktestBook
 from lts.engine.clock import ReplayClock
 from lts.engine.equity_recorder import EquityRecorder
 from lts.engine.feeds import FeedHub
@@ -44,6 +45,7 @@ from lts.persistence import repositories as repo
 from lts.persistence.db import check_url, make_engine
 from lts.persistence.journal import Journal
 from lts.persistence.migrations import upgrade_to_head
+from lts.persistence.tables import metadata
 from lts.plugins.registry import Registry
 from lts.settings import RiskLimits
 
@@ -191,8 +193,12 @@ async def run_replay(data: Market | Sequence[Bar] | Mapping[str, Sequence[Bar]],
     with tempfile.TemporaryDirectory(prefix="lts-replay-") as tmp:
         url = opts.db_url or f"sqlite+aiosqlite:///{Path(tmp) / 'replay.db'}"
         check_url(url)
-        await upgrade_to_head(url)
+        if opts.db_url is not None:
+            await upgrade_to_head(url)  # a database to keep: migrated as the engine's
         db = make_engine(url, sqlite_synchronous="OFF")
+        if opts.db_url is None:  # a scratch database: the tables, without Alembic's start-up
+            async with db.begin() as conn:
+                await conn.run_sync(metadata.create_all)
         try:
             return await _replay(db, url, market, opts, registry, params, load_seconds)
         finally:
@@ -242,7 +248,7 @@ async def _replay(db: Any, url: str, market: Market, opts: ReplayOptions, regist
             feeds.provide("replay", {"path": ""}, symbol, carrier if i == 0 else _MarketFeed(()))
         ctx = RunnerContext(registry=registry, bus=bus, journal=journal, db=db, feeds=feeds,
                             clock=clock, durable=False, mailbox_capacity=16_384,
-                            default_risk=risk)
+                            default_risk=risk, journal_orders=opts.db_url is not None)
         runner = PortfolioRunner(spec, ctx)
         curve = runner.curve = EquityRecorder()
         if opts.progress:
@@ -263,14 +269,16 @@ async def _replay(db: Any, url: str, market: Market, opts: ReplayOptions, regist
         tg.cancel_scope.cancel()
     if opts.progress:
         print(file=sys.stderr)
-    fills = await repo.load_fills(db, pid)
+    book = runner.orders.book if runner.orders is not None else None
+    fills = book.fills if isinstance(book, BacktestBook) else await repo.load_fills(db, pid)
     ledger = runner.ledger
     marks = {s: Decimal(repr(c)) for s, c in ledger.last.items()}
     trades = round_trips(fills, marks)
     equity = None
     statistics = None
     if len(curve):
-        equity = EquityCurve(curve.ts_ns, curve.cash, curve.equity, initial_cash=opts.cash)
+        ts, cash, values = curve.samples()
+        equity = EquityCurve(ts, cash, values, initial_cash=opts.cash)
         buy_hold = {s: (c, ledger.last[s]) for s, c in carrier.first_close.items()
                     if s in ledger.last}
         statistics = compute_statistics(equity, trades, buy_hold=buy_hold)

@@ -85,7 +85,8 @@ class OrderManager(ExecutionIntake):
                  trades: dict[str, set[tuple[str, str]]], durable: bool,
                  next_order_number: int, next_event_seq: int, post: Post, spawn: Spawn,
                  fence: int | None = None,
-                 observe_tick_to_order: Callable[[float], None] | None = None) -> None:
+                 observe_tick_to_order: Callable[[float], None] | None = None,
+                 book: type[OrderJournal] | None = None) -> None:
         self.portfolio_id = portfolio_id
         self.journal = journal
         self.db = db
@@ -105,8 +106,8 @@ class OrderManager(ExecutionIntake):
         self._post = post
         self._spawn = spawn
         self._observe = observe_tick_to_order
-        self.book = OrderJournal(portfolio_id, journal, bus, next_event_seq=next_event_seq,
-                                 fence=fence)
+        self.book = (OrderJournal if book is None else book)(
+            portfolio_id, journal, bus, next_event_seq=next_event_seq, fence=fence)
         self._emit = self.book.emit
         self._changed = self.book.changed
         self.begin_batch = self.book.begin_batch

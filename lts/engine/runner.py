@@ -53,6 +53,7 @@ from lts.domain.instruments import Instrument
 from lts.domain.market import Bar, FeedEnded, WarmUp
 from lts.domain.orders import Fill, Order, OrderStatusReport
 from lts.engine import venue_calls
+from lts.engine.backtest_book import BacktestBook
 from lts.engine.clock import ReplayClock
 from lts.engine.equity_recorder import EquityRecorder
 from lts.engine.feeds import FeedHub, FeedLease
@@ -128,6 +129,9 @@ class RunnerContext:
     #: set once every portfolio of the engine's start has recovered: market data flows from
     #: then (None: at once); recovering 2,000 portfolios goes faster with no one trading yet
     trading_opens: anyio.Event | None = None
+    #: a backtest's faster journal mode (architecture §5): only fills, in memory
+    #: (:mod:`lts.engine.backtest_book`); False journals every order, event and fill
+    journal_orders: bool = True
 
 
 def housekeeping_period(ack_timeout: float) -> float:
@@ -238,7 +242,8 @@ class PortfolioRunner:
                           next_event_seq=seq, post=inbox, spawn=tg.start_soon,
                           fence=self.fence,
                           observe_tick_to_order=self.ctx.observe_tick_to_order
-                          if self._replay_clock is None else None)
+                          if self._replay_clock is None else None,
+                          book=None if self.ctx.journal_orders else BacktestBook)
         om.stale_venues = self.venues.stale
         stored = await repo.load_positions(db, pid)
         for sym, pos in self.ledger.positions.items():
@@ -330,6 +335,7 @@ class PortfolioRunner:
         allocator, clock = self.allocator, self._replay_clock
         host = self.host
         timers = host.timers
+        timers_set = timers.live
         mark, request = ledger.mark, om.request
         control, take_control = inbox.control_lane, inbox.take_control
         live = clock is None
@@ -341,6 +347,9 @@ class PortfolioRunner:
                 return
             bars = 0
             curve, on_done = self.curve, self.on_bar_done
+            if curve is not None:
+                at, cash_at, equity_at = (curve.ts_ns.append, curve.cash.append,
+                                          curve.equity.append)
             hosted = bool(host.trading)
             om.begin_batch()
             try:
@@ -359,7 +368,7 @@ class PortfolioRunner:
                     bars += 1
                     bar: Bar = item
                     sym = bar.symbol
-                    if timers and timers.next_due is not None \
+                    if timers_set and timers.next_due is not None \
                             and timers.next_due <= bar.ts_event:
                         host.fire_timers(bar.ts_event)
                     if clock is not None:
@@ -381,7 +390,10 @@ class PortfolioRunner:
                         if hosted:
                             host.on_bar_done(bar)
                     if curve is not None:  # after the bar's fills
-                        curve.record(bar.ts_event, ledger.cash_f, ledger.cash_f + ledger.value_f)
+                        cash = ledger.cash_f
+                        at(bar.ts_event)
+                        cash_at(cash)
+                        equity_at(cash + ledger.value_f)
                     if on_done is not None:
                         on_done(bar)
                 if live and bars and self.housekeeping_due(anyio.current_time()):

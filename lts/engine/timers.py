@@ -25,7 +25,8 @@ class _Timer:
 class Timers:
     def __init__(self) -> None:
         self._heap: list[tuple[int, int, _Timer]] = []
-        self._live: dict[tuple[int, str], _Timer] = {}
+        #: the timers set (truthy when any): the runner looks at it per bar
+        self.live: dict[tuple[int, str], _Timer] = {}
         self._generation = 0
 
     def set(self, owner: int, name: str, *, now: int, at_ns: int | None,
@@ -37,11 +38,11 @@ class Timers:
         due = at_ns if at_ns is not None else now + (every_ns or 0)
         self._generation += 1
         timer = _Timer(owner, name, due, every_ns, self._generation)
-        self._live[(owner, name)] = timer
+        self.live[(owner, name)] = timer
         heapq.heappush(self._heap, (due, timer.generation, timer))
 
     def cancel(self, owner: int, name: str) -> None:
-        self._live.pop((owner, name), None)
+        self.live.pop((owner, name), None)
 
     @property
     def next_due(self) -> int | None:
@@ -60,7 +61,7 @@ class Timers:
                 continue
             fired.append((timer.owner, timer.name, due))
             if timer.every is None:
-                del self._live[(timer.owner, timer.name)]
+                del self.live[(timer.owner, timer.name)]
                 continue
             skipped = (now - due) // timer.every
             timer.due = due + (skipped + 1) * timer.every
@@ -68,7 +69,4 @@ class Timers:
         return fired
 
     def _is_live(self, timer: _Timer) -> bool:
-        return self._live.get((timer.owner, timer.name)) is timer
-
-    def __bool__(self) -> bool:
-        return bool(self._live)
+        return self.live.get((timer.owner, timer.name)) is timer
