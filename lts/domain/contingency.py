@@ -17,9 +17,11 @@ from decimal import Decimal, InvalidOperation
 
 import msgspec
 
-__all__ = ["MAX_TAG", "BracketTag", "OcoTag", "TrailTag", "parse_tag"]
+__all__ = ["MAX_TAG", "OCO_PREFIX", "BracketTag", "OcoTag", "TrailTag", "parse_tag"]
 
 MAX_TAG = 64
+#: How an exit group member's tag begins (what the ledger counts once per group).
+OCO_PREFIX = "oco "
 
 
 class BracketTag(msgspec.Struct, frozen=True):
@@ -34,7 +36,7 @@ class OcoTag(msgspec.Struct, frozen=True):
     group: str  # the client order id that names the group
 
     def text(self) -> str:
-        return f"oco {self.group}"
+        return f"{OCO_PREFIX}{self.group}"
 
 
 class TrailTag(msgspec.Struct, frozen=True):

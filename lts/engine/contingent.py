@@ -20,14 +20,20 @@ back from the open orders.
 
 Changes to a member that is not yet acknowledged are refused by the order manager; the member's
 next event (its acknowledgement) brings the group back in line.
+
+Risk sees a group as what it is, one exit: the ledger counts the group's open members once
+(:meth:`~lts.engine.ledger.Ledger.open_quantities`), and while one member is placed or resized
+the others are set aside from the open orders, so a stop-loss beside its take-profit is not a
+short sale.
 """
 
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 
-from lts.domain.commands import Denied, ModifyOrder
+from lts.domain.commands import Denied, ModifyOrder, Reply
 from lts.domain.contingency import MAX_TAG, BracketTag, OcoTag, TrailTag, parse_tag
 from lts.domain.events import OrderEvent
 from lts.domain.instruments import Instrument
@@ -110,7 +116,8 @@ class Contingencies:
         return order
 
     def _place_member(self, group: str, request: OrderRequest) -> Order:
-        order = self._om.request(request)
+        with self._alone(self._groups[group]):
+            order = self._om.request(request)
         coid = order.client_order_id
         self._groups[group].members.append(coid)
         self._group_of[coid] = group
@@ -162,7 +169,9 @@ class Contingencies:
         if filled > 0:
             self._seen[coid] = event.filled_quantity
         if coid in self._entries:  # a bracket's entry
-            if filled > 0 and not group.done:
+            if filled > 0:
+                if group.done:  # its exits are over, and it fills on: a new pair for that
+                    group = self._reopen(name, group)
                 group.remaining += filled
                 if not group.members:
                     self._place_exits(name, group)
@@ -178,6 +187,9 @@ class Contingencies:
         if event.status in _CLOSED and not group.done:
             self._member_closed(group)
         self._keep_in_line(group)
+        if group.done and name not in self._entries and \
+                not any(c in self._om.open for c in group.members):
+            self._forget(name)  # every member closed, no entry to fill on: over
 
     def on_bar(self, bar: Bar) -> None:
         """Move the trailing stops of ``bar.symbol`` after the bar."""
@@ -212,6 +224,18 @@ class Contingencies:
             self._place_member(name, request)
         self._keep_in_line(group)
 
+    def _reopen(self, name: str, done: _Group) -> _Group:
+        """A bracket whose exits ended (one filled what there was) while its entry works on:
+        a fresh group for the entry's next fills. The old exits are let go (their cancels
+        confirm on their own)."""
+        for coid in done.members:
+            self._group_of.pop(coid, None)
+            self._seen.pop(coid, None)
+        group = self._groups[name] = _Group(done.symbol, done.side,
+                                            take_profit=done.take_profit,
+                                            stop_loss=done.stop_loss)
+        return group
+
     def _member_closed(self, group: _Group) -> None:
         """One member ended without filling what remains: the group ends with it."""
         if group.remaining > 0:
@@ -231,10 +255,26 @@ class Contingencies:
         for order in live:
             want = order.filled_quantity + group.remaining
             if order.quantity != want and order.status.value != "pending_cancel":
-                answer = om.modify(ModifyOrder(order.client_order_id, quantity=want))
+                answer = self._resize(group, order.client_order_id, want)
                 if isinstance(answer, Denied):
                     log.debug("exit %s not resized yet: %s", order.client_order_id,
                               answer.reason.value)
+
+    def _resize(self, group: _Group, coid: str, quantity: Decimal) -> Reply:
+        with self._alone(group, coid):
+            return self._om.modify(ModifyOrder(coid, quantity=quantity))
+
+    @contextmanager
+    def _alone(self, group: _Group, member: str | None = None) -> Iterator[None]:
+        """The group's open members other than ``member`` set aside while the order manager
+        checks one: the group exits its quantity once, whichever member does it."""
+        open_orders = self._om.open
+        aside = {c: open_orders.pop(c) for c in group.members
+                 if c != member and c in open_orders}
+        try:
+            yield
+        finally:
+            open_orders.update(aside)
 
     def _forget(self, name: str) -> None:
         group = self._groups.pop(name, None)

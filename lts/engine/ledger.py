@@ -9,13 +9,17 @@ Cash and positions are exact decimals. The hot path stays cheap: :meth:`Ledger.m
 bar on floats (a float mirror of the marked equity serves per-bar statistics such as drawdown),
 and :meth:`Ledger.apply_fill` touches one position. What open orders commit and add to exposure
 is computed from the runner's open-order map only when a risk check asks
-(:meth:`Ledger.committed_cash`, :meth:`Ledger.gross_exposure`).
+(:meth:`Ledger.committed_cash`, :meth:`Ledger.gross_exposure`). An exit group (orders tagged
+``oco <group>``, :mod:`lts.domain.contingency`: a bracket's take-profit and stop-loss, an OCO
+pair) exits one quantity between its members, so these views count it once, as its member with
+the most left to fill.
 """
 
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 
+from lts.domain.contingency import OCO_PREFIX
 from lts.domain.instruments import Instrument
 from lts.domain.orders import OPEN_STATUSES, Fill, Order, OrderRequest, Side
 from lts.domain.position import Position
@@ -98,20 +102,17 @@ class Ledger:
 
     def open_quantities(self, symbol: str) -> tuple[Decimal, Decimal]:
         buys = sells = ZERO
-        for order in self._open.values():
-            if order.symbol == symbol and order.status in OPEN_STATUSES:
-                leaves = order.quantity - order.filled_quantity
-                if leaves <= 0:  # overfilled: nothing left to fill
-                    continue
-                if order.side is Side.BUY:
-                    buys += leaves
-                else:
-                    sells += leaves
+        for order, leaves in self._working_orders(symbol):
+            if order.side is Side.BUY:
+                buys += leaves
+            else:
+                sells += leaves
         return buys, sells
 
     def committed_cash(self) -> Decimal:
         total = ZERO
         marks: dict[str, Decimal | None] = {}
+        groups: dict[str, Decimal] = {}  # an exit group's most valuable member
         for order in self._open.values():
             if order.side is Side.BUY and order.status in OPEN_STATUSES:
                 leaves = order.quantity - order.filled_quantity
@@ -120,8 +121,12 @@ class Ledger:
                 symbol = order.symbol
                 if symbol not in marks:
                     marks[symbol] = self._mark(symbol)
-                total += leaves * (valuation_price(order, marks[symbol]) or ZERO)
-        return total
+                value = leaves * (valuation_price(order, marks[symbol]) or ZERO)
+                if order.tag.startswith(OCO_PREFIX):
+                    groups[order.tag] = max(value, groups.get(order.tag, ZERO))
+                else:
+                    total += value
+        return total + sum(groups.values(), ZERO)
 
     def gross_exposure(self, with_order: OrderRequest | None = None) -> Decimal:
         working: dict[str, _Working] = {}
@@ -133,13 +138,23 @@ class Ledger:
         return sum((self._exposure(sym, working.get(sym)) for sym in held | working.keys()),
                    ZERO)
 
-    def _working_orders(self) -> Iterator[tuple[Order, Decimal]]:
-        """Open orders with something left to fill, and that quantity (an overfilled order, or
-        one the venue has closed, has none)."""
+    def _working_orders(self, symbol: str | None = None) -> Iterator[tuple[Order, Decimal]]:
+        """Open orders (of ``symbol``, or all) with something left to fill, and that quantity
+        (an overfilled order, or one the venue has closed, has none); an exit group once, as
+        its member with the most left."""
+        groups: dict[str, tuple[Order, Decimal]] = {}
         for order in self._open.values():
+            if symbol is not None and order.symbol != symbol:
+                continue
             leaves = order.quantity - order.filled_quantity
             if leaves > 0 and order.status in OPEN_STATUSES:
+                if order.tag.startswith(OCO_PREFIX):
+                    best = groups.get(order.tag)
+                    if best is None or leaves > best[1]:
+                        groups[order.tag] = (order, leaves)
+                    continue
                 yield order, leaves
+        yield from groups.values()
 
     def _mark(self, symbol: str) -> Decimal | None:
         """The price a holding is valued at: the last price, else the average price held."""

@@ -14,16 +14,19 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import Any
 
+from lts.backtest.replay import ReplayOptions, ReplayResult, run_replay
 from lts.domain.events import OrderEvent
 from lts.domain.market import Bar
 from lts.domain.orders import Fill
 from lts.plugins.base import PluginParams
 from lts.plugins.registry import Registry
 from lts.plugins.strategy.base import TradingStrategy
+from lts.settings import RiskLimits
 
-__all__ = ["MINUTE", "SCRIPTS", "T0", "Heard", "Script", "Scripted", "ScriptedPair", "bars",
-           "scripted_registry"]
+__all__ = ["MINUTE", "SCRIPTS", "T0", "Heard", "Script", "Scripted", "ScriptedPair", "backtest",
+           "bars", "fills_of", "flat", "scripted_registry"]
 
 T0 = 1_704_153_600_000_000_000  # 2024-01-02 00:00 UTC, ns
 MINUTE = 60_000_000_000
@@ -161,5 +164,19 @@ def flat(price: float) -> tuple[float, float, float, float]:
     return (price, price, price, price)
 
 
-def dec(value: str | int) -> Decimal:
-    return Decimal(value)
+async def backtest(script: Script, data: dict[str, list[Bar]], *,
+                   strategy: str = "scripted", registry: Registry | None = None,
+                   tick: str = "0.01", lot: str = "1", cash: str = "100000",
+                   risk: RiskLimits | None = None, **broker: Any) -> ReplayResult:
+    """The real replay of ``data`` with ``script`` (tick 0.01, lot 1, $100,000, no costs;
+    ``broker``: more paper-venue params, e.g. ``volume_cap``)."""
+    reg, params = scripted_registry(script, registry)
+    return await run_replay(data, ReplayOptions(
+        strategy=strategy, params=params, tick_size=Decimal(tick), lot_size=Decimal(lot),
+        cash=Decimal(cash), risk=risk, costs=broker), reg)
+
+
+def fills_of(result: ReplayResult, coid: str | None) -> list[tuple[int, Decimal, Decimal]]:
+    """(bar index, quantity, price) of each fill of ``coid`` (bars a minute apart from T0)."""
+    return [((f.ts_event - T0) // MINUTE, f.quantity, f.price) for f in result.fills
+            if f.client_order_id == coid]

@@ -13,34 +13,13 @@ from typing import Any
 
 import pytest
 
-from lts.backtest.replay import ReplayOptions, ReplayResult, run_replay
-from lts.domain.events import OrderEvent
 from lts.domain.market import Bar
-from lts.domain.orders import Side
-from lts.plugins.registry import Registry
-from lts.settings import RiskLimits
 
-from .scripted_strategy import MINUTE, T0, Script, Scripted, bars, flat, scripted_registry
+from .scripted_strategy import Script, Scripted, backtest, bars, fills_of, flat
 
 pytestmark = pytest.mark.anyio
 
 D = Decimal
-
-
-async def backtest(script: Script, data: dict[str, list[Bar]], *,
-                   strategy: str = "scripted", registry: Registry | None = None,
-                   tick: str = "0.01", lot: str = "1", cash: str = "100000",
-                   risk: RiskLimits | None = None, **broker: Any) -> ReplayResult:
-    reg, params = scripted_registry(script, registry)
-    return await run_replay(data, ReplayOptions(
-        strategy=strategy, params=params, tick_size=D(tick), lot_size=D(lot), cash=D(cash),
-        risk=risk, costs=broker), reg)
-
-
-def fills_of(result: ReplayResult, coid: str) -> list[tuple[int, Decimal, Decimal]]:
-    """(bar index, quantity, price) of each fill of ``coid``."""
-    return [((f.ts_event - T0) // MINUTE, f.quantity, f.price) for f in result.fills
-            if f.client_order_id == coid]
 
 
 # -- 1. the four order types, cancel, modify, rounding, lots ------------------------------------
