@@ -302,3 +302,13 @@ async def test_the_replay_feed_streams_its_path_and_reports_a_bad_row(tmp_path: 
         await drain()
     assert str(err.value) == f"{path}: column 'high': non-numeric value 'x' in line 12"
     assert got == []  # the bad row's chunk is checked before any of its bars leave
+
+
+def test_tick_size_from_parquet_decimals(tmp_path: Path) -> None:
+    path = tmp_path / "DEC.parquet"
+    prices = pa.array([Decimal("1.2340"), Decimal("1.2300")], pa.decimal128(10, 4))
+    pq.write_table(pa.table({"t": [T0, T0 + 60], "open": prices, "high": prices, "low": prices,
+                             "close": prices, "volume": [1, 2]}), path)
+    data = open_market_data([path])
+    assert data.tick_size("DEC") == Decimal("0.001")
+    assert [b.close for batch in data.batches() for b in batch] == [1.234, 1.23]

@@ -44,7 +44,7 @@ class RawChunk(NamedTuple):
     ts: pa.Array
     values: tuple[pa.Array, ...]  # open, high, low, close, volume
     symbols: pa.Array | None
-    first_line: int = 0        # CSV: the physical line the chunk's text starts at
+    offset: int = 0            # CSV: where the chunk's text starts in the file (bytes)
     text: bytes | None = None  # CSV: the chunk's text (where a problem is gets read in it)
 
 
@@ -88,7 +88,7 @@ class BarsSource:
         """``line N`` (CSV, physical) or ``row N`` (Parquet) of row ``row`` of a chunk."""
         if raw.text is None:
             return f"row {raw.start + row + 1}"
-        return f"line {_line_in(raw, row)}"
+        return f"line {self._line_at(raw.offset) + _row_line(raw.text, row)}"
 
     def chunks(self) -> Iterator[RawChunk]:
         """The file's rows, chunk by chunk, in file order."""
@@ -120,11 +120,11 @@ class BarsSource:
             raise self._unreadable(exc) from None
 
     @staticmethod
-    def _chunk(start: int, columns: list[pa.Array], first_line: int = 0,
+    def _chunk(start: int, columns: list[pa.Array], offset: int = 0,
                text: bytes | None = None) -> RawChunk:
         return RawChunk(start, columns[0], tuple(columns[1:1 + len(COLUMNS)]),
                         columns[1 + len(COLUMNS)] if len(columns) > 1 + len(COLUMNS) else None,
-                        first_line, text)
+                        offset, text)
 
     # -- CSV --------------------------------------------------------------------------------------
 
@@ -157,68 +157,78 @@ class BarsSource:
             # only an empty field is missing: "NaN" and "null" reach the checks as written
             null_values=[""], strings_can_be_null=True)
         start = 0
-        for first_line, block in self._blocks():
+        for offset, block in self._blocks():
             try:
                 table = pa_csv.read_csv(pa.py_buffer(block), read_options=read,
                                         convert_options=convert)
             except (pa.ArrowException, OSError) as exc:
-                raise self._diagnosed(block, first_line, exc) from None
+                raise self._diagnosed(block, offset, exc) from None
             if not table.num_rows:
                 continue
             columns = [column.combine_chunks() for column in table.columns]
-            yield self._chunk(start, columns, first_line, block)
+            yield self._chunk(start, columns, offset, block)
             start += table.num_rows
 
     def _blocks(self) -> Iterator[tuple[int, bytes]]:
-        """The data lines in blocks of about CSV_BLOCK bytes cut at line ends, each with the
-        number of its first line (one block in memory at a time, unlike pyarrow's streaming
-        reader, which measured 60-90 MiB of read-ahead on a 40-110 MB file)."""
+        """The data lines in blocks of about CSV_BLOCK bytes cut at line ends, each with its
+        offset in the file (one block in memory at a time: pyarrow's own streaming reader
+        measured 60-90 MiB of read-ahead on a 40-110 MB file)."""
         with self.path.open("rb") as f:
-            line = 0
             for header in f:  # the first non-blank line
-                line += 1
                 if header.strip(b"\r\n"):
                     break
-            first = line + 1
+            offset = f.tell()
             while block := f.read(CSV_BLOCK):
                 if not block.endswith(b"\n"):
                     block += f.readline()  # the block ends at a line's end
-                yield first, block
-                first += block.count(b"\n")
+                yield offset, block
+                offset += len(block)
 
-    def _diagnosed(self, block: bytes, first_line: int, exc: BaseException) -> DataError:
+    def _diagnosed(self, block: bytes, offset: int, exc: BaseException) -> DataError:
         """Why pyarrow could not tokenize a block, said with the line: a field that is not
         UTF-8 text, or a line with another number of fields than the header."""
-        for offset, line in enumerate(block.split(b"\n")):
+        for index, line in enumerate(block.split(b"\n")):
             raw = line.rstrip(b"\r")
             if not raw:
                 continue
             text = raw.decode("latin-1")  # 1 byte = 1 character: positions survive
             fields = next(csv.reader([text]))
-            number = first_line + offset
             if len(fields) != len(self._names):
-                return DataError(f"{self.path}: {len(fields)} field(s) in line {number}, "
-                                 f"the header has {len(self._names)}")
-            for index in self._wanted:
-                self._utf8(fields[index].encode("latin-1"), number, text.find(fields[index]))
+                return DataError(f"{self.path}: {len(fields)} field(s) in line "
+                                 f"{self._line_at(offset) + index}, the header has "
+                                 f"{len(self._names)}")
+            for column in self._wanted:
+                self._utf8(fields[column].encode("latin-1"), self._line_at(offset) + index,
+                           text.find(fields[column]))
         return self._unreadable(exc)
 
     def _unreadable(self, exc: BaseException) -> DataError:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         return DataError(f"{self.path}: cannot read: {first}")
 
+    def _line_at(self, offset: int) -> int:
+        """The physical line that starts at byte ``offset``: counted only when a problem is
+        reported (the file's start read again)."""
+        newlines = 0
+        with self.path.open("rb") as f:
+            while offset > 0:
+                piece = f.read(min(offset, 1 << 20))
+                if not piece:
+                    break
+                newlines += piece.count(b"\n")
+                offset -= len(piece)
+        return newlines + 1
 
 
-def _line_in(raw: RawChunk, row: int) -> int:
-    """The physical line of a CSV chunk's ``row``: pyarrow skips blank lines, an editor counts
-    them."""
-    text = raw.text or b""
+def _row_line(text: bytes, row: int) -> int:
+    """The line of a chunk's ``row`` within its text (0-based): pyarrow skips blank lines, an
+    editor counts them."""
     if not (b"\n\n" in text or b"\n\r\n" in text or text.startswith((b"\n", b"\r\n"))):
-        return raw.first_line + row
+        return row
     seen = -1
-    for offset, line in enumerate(text.split(b"\n")):
+    for index, line in enumerate(text.split(b"\n")):
         if line.rstrip(b"\r"):
             seen += 1
             if seen == row:
-                return raw.first_line + offset
-    return raw.first_line + row
+                return index
+    return row

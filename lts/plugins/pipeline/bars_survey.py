@@ -33,10 +33,15 @@ class SymbolSurvey:
     price_decimals: int
 
 
-def decimals_of(price: str | float | int) -> int:
+def decimals_of(price: str | float | int | Decimal) -> int:
     """Decimals a price is written with, trailing zeros aside: ``"1.12340"`` -> 4, ``"100"`` ->
     0, ``1.23e-05`` -> 7. A float is read in its shortest form (``repr``)."""
-    text = price.strip() if isinstance(price, str) else repr(price)
+    text = repr(price) if isinstance(price, float) else str(price).strip()
+    if len(text) <= _SIGNIFICANT and "e" not in text and "E" not in text:
+        _, dot, fraction = text.partition(".")  # the common case, 4x faster than a Decimal
+        fraction = fraction.rstrip("0")
+        if not dot or fraction.isdigit() or not fraction:
+            return len(fraction)
     try:
         value = Decimal(text)
     except InvalidOperation:
