@@ -1,11 +1,16 @@
 """LTS as the benches run it: ``python -m lts.engine replay`` in a child process, the whole
-process exercised, its fills read back from the SQLite database it was told to keep.
+process exercised, its fills read back from what it wrote.
 
-One place builds the command line (:func:`replay_command`) and one reads the fills
-(:func:`read_fills`), so a change of the CLI (``--report DIR`` writing fills.csv, ``--tick-size``,
-``--lot-size``) is a change here only.
+One place builds the command line (:func:`replay_command`) and one reads the results
+(:func:`replay`). The CLI changes under the benches, so the flags a tree's ``replay`` knows are
+read off its ``--help`` (:func:`cli_flags`): with ``--report DIR`` the fills come from the
+report's fills.csv, else from the ``fills`` table of the SQLite database kept with ``--db-url``;
+short sales are allowed with ``--allow-short``, else with ``--set risk.allow_short=true``.
+The orders still open at the end always come from the database.
 """
 
+import csv
+import functools
 import json
 import os
 import sqlite3
@@ -19,27 +24,14 @@ from decimal import Decimal
 from pathlib import Path
 
 import pandas as pd
-from _ref_fills import Fill, RunResult
+from _ref_fills import Fill, RunResult, bar_ns
 
-__all__ = ["ChildRun", "read_fills", "read_open_orders", "replay", "replay_command",
-           "run_child"]
+__all__ = ["ROOT", "ChildRun", "cli_flags", "read_fills", "read_open_orders",
+           "read_report_fills", "replay", "replay_command", "run_child"]
 
 #: The checkout whose ``lts`` runs by default; a bench's ``--lts-tree DIR`` names another tree
 #: (e.g. ``git archive HEAD | tar -x -C DIR`` while the work tree is being edited).
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def replay_command(data: Path, *, symbol: str, fast: int, slow: int, quantity: int | Decimal,
-                   cash: int | Decimal, fill_at: str, long_only: bool = True,
-                   db: Path | None = None, extra: tuple[str, ...] = ()) -> list[str]:
-    cmd = [sys.executable, "-m", "lts.engine", "replay", str(data), "--symbol", symbol,
-           "--strategy", "sma_crossover", "--param", f"fast={fast}", "--param", f"slow={slow}",
-           "--quantity", str(quantity), "--cash", str(cash), "--fill-at", fill_at, "--json"]
-    if not long_only:  # LTS's risk refuses short sales unless allowed (SHORT_NOT_ALLOWED)
-        cmd += ["--param", "long_only=false", "--set", "risk.allow_short=true"]
-    if db is not None:
-        cmd += ["--db-url", f"sqlite+aiosqlite:///{db}"]
-    return cmd + list(extra)
 
 
 @dataclass
@@ -69,11 +61,45 @@ def run_child(cmd: list[str], *, tree: Path = ROOT) -> ChildRun:
     return ChildRun(wall, int(usage.ru_maxrss), stdout)
 
 
+@functools.cache
+def cli_flags(tree: Path = ROOT) -> frozenset[str]:
+    """The long options ``replay`` takes in ``tree`` (from its ``--help``)."""
+    text = run_child([sys.executable, "-m", "lts.engine", "replay", "--help"], tree=tree).stdout
+    return frozenset(word.strip("[],") for word in text.split() if word.startswith(("--", "[--")))
+
+
+def replay_command(data: Path, *, symbol: str, fast: int, slow: int, quantity: int | Decimal,
+                   cash: int | Decimal, fill_at: str, long_only: bool = True,
+                   db: Path | None = None, report: Path | None = None, tree: Path = ROOT,
+                   extra: tuple[str, ...] = ()) -> list[str]:
+    cmd = [sys.executable, "-m", "lts.engine", "replay", str(data), "--symbol", symbol,
+           "--strategy", "sma_crossover", "--param", f"fast={fast}", "--param", f"slow={slow}",
+           "--quantity", str(quantity), "--cash", str(cash), "--fill-at", fill_at, "--json"]
+    if not long_only:  # LTS's risk refuses short sales unless allowed (SHORT_NOT_ALLOWED)
+        cmd += ["--param", "long_only=false"]
+        cmd += ["--allow-short"] if "--allow-short" in cli_flags(tree) else \
+            ["--set", "risk.allow_short=true"]
+    if db is not None:
+        cmd += ["--db-url", f"sqlite+aiosqlite:///{db}"]
+    if report is not None:
+        cmd += ["--report", str(report)]
+    return cmd + list(extra)
+
+
 def read_fills(db: Path, symbol: str) -> list[Fill]:
+    """The fills in the database's ``fills`` table."""
     with closing(sqlite3.connect(db)) as conn:
         rows = conn.execute("SELECT ts_event, side, quantity, price FROM fills "
                             "WHERE symbol = ? ORDER BY id", (symbol,)).fetchall()
     return [Fill(int(ts), str(side), Decimal(str(q)), Decimal(str(p))) for ts, side, q, p in rows]
+
+
+def read_report_fills(report: Path, symbol: str) -> list[Fill]:
+    """The fills in ``--report``'s fills.csv (time ISO 8601, side, quantity, price)."""
+    with open(report / "fills.csv", newline="") as f:
+        return [Fill(bar_ns(row["time"]), row["side"], Decimal(row["quantity"]),
+                     Decimal(row["price"])) for row in csv.DictReader(f)
+                if row["symbol"] == symbol]
 
 
 _TERMINAL = ("filled", "canceled", "rejected", "denied", "expired")
@@ -90,19 +116,29 @@ def read_open_orders(db: Path) -> list[str]:
             for ts, side, q, done, status in rows]
 
 
+def _final_position(summary: dict[str, object], symbol: str) -> Decimal:
+    positions = summary.get("final_positions")
+    if isinstance(positions, dict):
+        return Decimal(str(positions.get(symbol, 0)))
+    return Decimal(str(summary.get("final_position", 0)))
+
+
 def replay(data: Path, workdir: Path, *, symbol: str, fast: int, slow: int, quantity: int,
            cash: int, fill_at: str, long_only: bool, tree: Path = ROOT) -> RunResult:
     """One replay through the CLI; its fills and final equity (from ``--json``)."""
-    db = workdir / f"lts-{symbol}-{fill_at}-{'long' if long_only else 'ls'}.db"
+    name = f"lts-{symbol}-{fill_at}-{'long' if long_only else 'ls'}"
+    db = workdir / f"{name}.db"
     db.unlink(missing_ok=True)
+    report = workdir / f"{name}-report" if "--report" in cli_flags(tree) else None
     child = run_child(replay_command(data, symbol=symbol, fast=fast, slow=slow,
                                      quantity=quantity, cash=cash, fill_at=fill_at,
-                                     long_only=long_only, db=db), tree=tree)
+                                     long_only=long_only, db=db, report=report, tree=tree),
+                      tree=tree)
     summary = json.loads(child.stdout.strip().splitlines()[-1])
-    fills = read_fills(db, symbol)
+    fills = read_report_fills(report, symbol) if report is not None else read_fills(db, symbol)
     held = sum((f.quantity if f.side == "buy" else -f.quantity for f in fills), Decimal(0))
     return RunResult("LTS", fills, Decimal(str(summary["final_equity"])),
                      extra={"orders": summary["orders"], "denied": summary["denied"],
-                            "final_position": Decimal(str(summary["final_position"])),
-                            "position_of_fills": held, "open_orders": read_open_orders(db)})
-
+                            "final_position": _final_position(summary, symbol),
+                            "position_of_fills": held, "open_orders": read_open_orders(db),
+                            "fills_from": "report fills.csv" if report else "db"})

@@ -19,9 +19,10 @@ same bars, in both fill modes and both variants, and their fills and final equit
               long-short: cross up -> long Q, cross down -> short Q (``long_only=false``; LTS's
               risk refuses short sales by default, SHORT_NOT_ALLOWED, so LTS runs this one with
               ``--set risk.allow_short=true``).
-  engines     LTS: ``python -m lts.engine replay`` in a child process, fills from its SQLite db
-              (bench/_ref_lts.py); backtesting.py (bench/_ref_backtesting.py); backtrader
-              (bench/_ref_backtrader.py).
+  engines     LTS: ``python -m lts.engine replay`` in a child process, fills from its
+              ``--report`` fills.csv, or its SQLite db's fills table where the CLI has no
+              ``--report`` (bench/_ref_lts.py); backtesting.py (bench/_ref_backtesting.py);
+              backtrader (bench/_ref_backtrader.py).
 
 The parameters that make the three engines' conventions the same (and why):
 
@@ -41,12 +42,13 @@ The parameters that make the three engines' conventions the same (and why):
       backtrader: fills of the same bar, side and price are summed before comparing.
   The end: nothing is closed at the end (backtesting.py ``finalize_trades=False``) and the final
       equity is cash + position x the last close in all three. An order made on the last bar
-      stays open in all three, in both modes (there is no next bar; backtesting.py and
-      backtrader work an order on the bar after it was made, even at the close); GOOGCUT, GOOG
-      cut after its first cross up, shows it, and each engine's open orders at the end are
-      printed. Should LTS book a close-mode fill at the last bar (its paper venue fills such an
-      order at once), that fill is left out of the comparison and noted: with zero costs it
-      does not change the equity.
+      never fills in next-open mode (there is no next bar), in any engine. In close mode LTS
+      fills it at once at the last close (its paper venue fills a market order at the close it
+      was made on), while backtesting.py and backtrader leave it open (both work an order on
+      the bar after it was made, even at the close): that one fill is left out of the
+      comparison and noted; with zero costs it does not change the equity. GOOGCUT, GOOG cut
+      after its first cross up, shows it, and each engine's orders still open at the end are
+      printed.
   Exact ties: on a coarse price grid the fast and slow means can be exactly equal (COIN with
       seed 11: twice in 4,000 bars at 10/30; GOOG, EURUSD and COIN seed 5: never). A cross
       through a tie (diff +, 0, -) is no cross under the strict rule, and LTS, comparing exact
@@ -287,7 +289,9 @@ def main() -> int:
     variants = [args.variant] if args.variant else ["long"] if args.quick else \
         ["long", "long-short"]
     print(describe())
-    print(f"LTS: python -m lts.engine replay, lts from {args.lts_tree}")
+    reads = "--report's fills.csv" if "--report" in _ref_lts.cli_flags(args.lts_tree) else \
+        "its database's fills table"
+    print(f"LTS: python -m lts.engine replay, lts from {args.lts_tree}; fills read from {reads}")
     print(f"sma_crossover fast={args.fast} slow={args.slow}, cash {CASH:,}, zero costs")
     started = time.perf_counter()
     cases: list[Case] = []
