@@ -41,6 +41,7 @@ from lts.domain.market import Bar
 from lts.domain.orders import Order, OrderRequest, OrderType, Side, TimeInForce
 from lts.domain.values import ZERO, to_decimal
 from lts.engine.order_manager import OrderManager
+from lts.errors import InvalidParams
 
 __all__ = ["Contingencies"]
 
@@ -83,7 +84,8 @@ class Contingencies:
     def bracket(self, entry: OrderRequest, take_profit: Decimal, stop_loss: Decimal) -> Order:
         tag = BracketTag(take_profit, stop_loss).text()
         if len(tag) > MAX_TAG:
-            raise ValueError(f"bracket prices too long to record ({tag!r})")
+            raise InvalidParams("strategy", "bracket",
+                                f"prices too long to record in the order's tag ({tag!r})")
         order = self._om.request(_tagged(entry, tag))
         if order.is_open:
             coid = order.client_order_id

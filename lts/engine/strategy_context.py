@@ -204,6 +204,10 @@ class PortfolioContext:
     # -- time ------------------------------------------------------------------------------------
     def set_timer(self, name: str, *, at_ns: int | None = None,
                   every_ns: int | None = None) -> None:
+        if (at_ns is None) == (every_ns is None):
+            raise InvalidParams("strategy", "set_timer", "give at_ns or every_ns (one)")
+        if every_ns is not None and every_ns <= 0:
+            raise InvalidParams("strategy", "every_ns", f"not a positive period: {every_ns}")
         self._set_timer(self._slot, name, at_ns, every_ns)
 
     def cancel_timer(self, name: str) -> None:

@@ -31,6 +31,7 @@ from lts.engine.ledger import Ledger
 from lts.engine.order_manager import OrderManager
 from lts.engine.strategy_context import PortfolioContext
 from lts.engine.timers import Timers
+from lts.errors import PluginError
 from lts.persistence.repositories import AssetSpec
 from lts.plugins.registry import Registry
 from lts.plugins.strategy import Strategy
@@ -169,8 +170,8 @@ class StrategyHost:
             handled += len(batch)
             if handled > _MAX_CHAIN:
                 notices.clear()
-                raise RuntimeError(f"portfolio {self.portfolio_id}: strategies made "
-                                   f"{handled} order events in one pass (a loop?)")
+                raise PluginError(f"portfolio {self.portfolio_id}: strategies made "
+                                  f"{handled} order events in one pass (a loop?)")
 
     def on_bar_done(self, bar: Bar) -> None:
         """After a bar's decisions: trailing stops move."""

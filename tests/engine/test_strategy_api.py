@@ -14,8 +14,9 @@ from typing import Any
 import pytest
 
 from lts.domain.market import Bar
+from lts.errors import PluginError
 
-from .scripted_strategy import Script, Scripted, backtest, bars, fills_of, flat
+from .scripted_strategy import MINUTE, T0, Script, Scripted, backtest, bars, fills_of, flat
 
 pytestmark = pytest.mark.anyio
 
@@ -161,3 +162,102 @@ async def test_a_quantity_below_one_lot_places_nothing(caplog: pytest.LogCapture
     assert result.summary.orders == 1
     assert [(f.quantity, f.client_order_id) for f in result.fills] == [(D("0.1"), got[1])]
     assert "quantity 0.05 is less than one lot" in caplog.text
+
+
+# -- 8. one instance for several symbols ---------------------------------------------------------
+
+async def test_a_multi_symbol_strategy_is_one_instance_with_its_bars_in_time_order() -> None:
+    """``multi_symbol``: one instance for AAA and BBB, ``ctx.symbols`` names both, and their
+    bars reach it interleaved in time order (BBB's a half step after AAA's, and at the same
+    time at the end). It orders both and hears both symbols' orders."""
+    ids: dict[str, Any] = {}
+
+    def on_bar(s: Scripted, bar: Bar, i: int) -> None:
+        if i == 0:
+            ids["AAA"] = s.ctx.buy("AAA", 1)
+        if i == 1:
+            ids["BBB"] = s.ctx.buy("BBB", 2)
+
+    half = MINUTE // 2
+    data = {"AAA": bars("AAA", [flat(100)] * 4),
+            "BBB": bars("BBB", [flat(50)] * 3, start=T0 + half) + bars("BBB", [flat(50)],
+                                                                       start=T0 + 4 * MINUTE)}
+    script = Script(on_bar=on_bar)
+    result = await backtest(script, data, strategy="scripted_pair")
+    assert len(script.instances) == 1
+    assert script.symbols == [("AAA", "BBB")]
+    heard = [(b.symbol, b.ts_event - T0) for b in script.live_bars()]
+    assert heard == [("AAA", 0), ("BBB", half), ("AAA", MINUTE), ("BBB", MINUTE + half),
+                     ("AAA", 2 * MINUTE), ("BBB", 2 * MINUTE + half), ("AAA", 3 * MINUTE),
+                     ("BBB", 4 * MINUTE)]
+    assert {e.symbol for e in script.events} == {"AAA", "BBB"}
+    assert result.summary.final_positions == {"AAA": D(1), "BBB": D(2)}
+
+
+async def test_a_strategy_per_asset_by_default() -> None:
+    """Without ``multi_symbol``: one instance per asset, each with its own symbol."""
+    script = Script()
+    await backtest(script, {"AAA": bars("AAA", [flat(100)] * 2),
+                            "BBB": bars("BBB", [flat(50)] * 2)})
+    assert len(script.instances) == 2
+    assert sorted(script.symbols) == [("AAA",), ("BBB",)]
+
+
+# -- 9. a strategy that orders without end -------------------------------------------------------
+
+def _ordering_without_end(s: Scripted, event: Any) -> None:
+    s.ctx.sell("AAA", 1)  # denied (no short sales), which calls on_order again, ...
+
+
+async def test_a_strategy_ordering_without_end_is_an_error_not_a_hang() -> None:
+    """Each denial makes ``on_order`` order again: the host stops the chain and the
+    replay fails with an error that says so (instead of looping forever); the error is LTS's
+    own (a strategy's bug, a PluginError), from inside the replay's task group."""
+    def on_bar(s: Scripted, bar: Bar, i: int) -> None:
+        if i == 1:
+            s.ctx.sell("AAA", 1)
+
+    script = Script(on_bar=on_bar, on_order=_ordering_without_end)
+    with pytest.RaisesGroup(pytest.RaisesExc(PluginError, match="order events in one pass"),
+                            flatten_subgroups=True):
+        await backtest(script, {"AAA": bars("AAA", [flat(100)] * 5)})
+    assert len(script.events) > 1000
+    assert len(script.live_bars()) == 2, "bars after the loop were taken"
+
+
+# -- 10. target sizing ---------------------------------------------------------------------------
+
+async def test_order_target_percent_sizes_at_a_share_of_equity_floored_to_the_lot() -> None:
+    """50 % of $100,000 at 30: 1,666.66 floored to lot 10 -> 1,660; then 20 % sells down to
+    660 (equity moved with the price); then -0 % (flat). Each fills at the next open."""
+    def on_bar(s: Scripted, bar: Bar, i: int) -> None:
+        if i == 0:
+            s.ctx.order_target_percent("AAA", 50)
+        if i == 2:
+            s.ctx.order_target_percent("AAA", "20")
+        if i == 4:
+            s.ctx.order_target_percent("AAA", 0)
+
+    script = Script(on_bar=on_bar)
+    result = await backtest(script, {"AAA": bars("AAA", [flat(30)] * 6)}, lot="10")
+    assert [(f.side.value, f.quantity) for f in result.fills] == [
+        ("buy", D(1660)), ("sell", D(1000)), ("sell", D(660))]
+    assert result.summary.unsized == 0
+
+
+async def test_order_target_percent_below_one_lot_is_counted_and_logged(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """A $300,000 asset, lot 1, 1 % of $100,000: less than one share. No order; the summary
+    counts each such target; the log says why, once (not at every bar)."""
+    def on_bar(s: Scripted, bar: Bar, i: int) -> None:
+        s.ctx.order_target_percent("AAA", 1)
+
+    script = Script(on_bar=on_bar)
+    with caplog.at_level(logging.INFO, "lts.strategy"):
+        result = await backtest(script, {"AAA": bars("AAA", [flat(300_000)] * 4)})
+    assert result.summary.orders == 0
+    assert result.fills == []
+    assert result.summary.unsized == 4
+    [line] = [r.getMessage() for r in caplog.records if "cannot be sized" in r.getMessage()]
+    assert "1% of equity at 300000" in line
+    assert "less than one lot (1)" in line
