@@ -44,7 +44,6 @@ from lts.errors import DataError, InvalidParams
 from lts.persistence import repositories as repo
 from lts.persistence.db import check_url, make_engine
 from lts.persistence.journal import Journal
-from lts.persistence.migrations import upgrade_to_head
 from lts.persistence.tables import metadata
 from lts.plugins.registry import Registry
 from lts.settings import RiskLimits
@@ -185,7 +184,7 @@ def _market(data: Market | Sequence[Bar] | Mapping[str, Sequence[Bar]],
 async def run_replay(data: Market | Sequence[Bar] | Mapping[str, Sequence[Bar]],
                      opts: ReplayOptions, registry: Registry | None = None,
                      load_seconds: float = 0.0) -> ReplayResult:
-    registry = registry or Registry.discover()
+    registry = registry or Registry.discover(lazy=True)
     params = strategy_params(registry, opts)
     market = _market(data, opts)
     if not market.symbols:
@@ -193,8 +192,10 @@ async def run_replay(data: Market | Sequence[Bar] | Mapping[str, Sequence[Bar]],
     with tempfile.TemporaryDirectory(prefix="lts-replay-") as tmp:
         url = opts.db_url or f"sqlite+aiosqlite:///{Path(tmp) / 'replay.db'}"
         check_url(url)
-        if opts.db_url is not None:
-            await upgrade_to_head(url)  # a database to keep: migrated as the engine's
+        if opts.db_url is not None:  # a database to keep: migrated as the engine's
+            from lts.persistence.migrations import upgrade_to_head
+
+            await upgrade_to_head(url)
         db = make_engine(url, sqlite_synchronous="OFF")
         if opts.db_url is None:  # a scratch database: the tables, without Alembic's start-up
             async with db.begin() as conn:

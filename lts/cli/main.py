@@ -8,6 +8,7 @@ correlation id to find it.
 """
 
 import argparse
+import importlib
 import logging
 import logging.handlers
 import sys
@@ -18,14 +19,6 @@ from typing import Any, NoReturn
 
 import anyio
 
-from lts.cli import (
-    backup_command,
-    db_command,
-    keys_command,
-    replay_command,
-    selftest,
-    venue_command,
-)
 from lts.cli.common import has_uvloop, setup_logging
 from lts.errors import LtsError
 from lts.settings import Settings, load_settings, merge, parse_set
@@ -48,7 +41,19 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
 
 
-def build_parser() -> argparse.ArgumentParser:
+#: Each subcommand's module, imported only when that command runs (or for ``--help``): a
+#: backtest does not load the database tools, the venue or the API.
+COMMANDS = {"replay": "replay_command", "sweep": "sweep_command", "keys": "keys_command",
+            "db": "db_command", "backup": "backup_command", "restore": "backup_command",
+            "selftest": "selftest", "venue": "venue_command"}
+
+
+def _module(name: str) -> Any:
+    return importlib.import_module(f"lts.cli.{name}")
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser of ``command`` (and ``run``), or of every command when it is None."""
     parser = _Parser(prog="python -m lts.engine", description="LTS live trading engine")
     sub = parser.add_subparsers(dest="command", parser_class=_Parser)
     run = sub.add_parser("run", help="run the engine (the default command)")
@@ -56,13 +61,24 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--run-for", type=float, metavar="SECONDS",
                      help="stop gracefully after this long")
     run.add_argument("--no-demo", action="store_true", help="start without the demo portfolio")
-
-    replay_command.add_parser(sub, _common)
-    keys_command.add_parser(sub, _common)
-    db_command.add_parser(sub, _common)
-    backup_command.add_parsers(sub, _common)
-    selftest.add_parser(sub, _common)
-    venue_command.add_parser(sub)
+    wanted = COMMANDS if command not in COMMANDS else {command: COMMANDS[command]}
+    added: set[str] = set()
+    for name in dict.fromkeys(wanted.values()):
+        if name in added:
+            continue
+        added.add(name)
+        try:
+            module = _module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != f"lts.cli.{name}":
+                raise
+            continue  # a command this installation does not have
+        if hasattr(module, "add_parsers"):
+            module.add_parsers(sub, _common)
+        elif name == "venue_command":
+            module.add_parser(sub)
+        else:
+            module.add_parser(sub, _common)
     return parser
 
 
@@ -92,27 +108,26 @@ def _run(args: argparse.Namespace) -> int:
 def _replay(args: argparse.Namespace) -> int:
     settings = _settings(args)
     setup_logging(settings.log_level)
-    return replay_command.run(args, settings)
+    return int(_module("replay_command").run(args, settings))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     if not args_list or (args_list[0].startswith("-") and args_list[0] not in ("-h", "--help")):
         args_list.insert(0, "run")
-    args = build_parser().parse_args(args_list)
+    args = build_parser(args_list[0]).parse_args(args_list)
     try:
         if args.command == "replay":
             return _replay(args)
+        if args.command == "sweep":
+            settings = _settings(args)
+            setup_logging(settings.log_level)
+            return int(_module("sweep_command").run(args, settings))
         if args.command == "venue":
-            return venue_command.run(args)
-        if args.command == "keys":
+            return int(_module("venue_command").run(args))
+        if args.command in COMMANDS:
             setup_logging(args.log_level or "WARNING")
-            return keys_command.run(args, _settings)
-        if args.command in ("db", "backup", "restore", "selftest"):
-            setup_logging(args.log_level or "WARNING")
-            command = {"db": db_command.run, "backup": backup_command.run,
-                       "restore": backup_command.run, "selftest": selftest.run}[args.command]
-            return command(args, _settings)
+            return int(_module(COMMANDS[args.command]).run(args, _settings))
         return _run(args)
     except LtsError as exc:
         print(f"lts: error: {exc}", file=sys.stderr)

@@ -93,7 +93,7 @@ def run(args: argparse.Namespace, settings: Any) -> int:
     if settings.log_level != "DEBUG":
         for name in ("lts.orders", "lts.runner", "lts.strategy"):
             logging.getLogger(name).setLevel(logging.WARNING)
-    registry = Registry.discover(("strategy", "portfolio", "broker", "pipeline"))
+    registry = Registry.discover(("strategy", "portfolio", "broker", "pipeline"), lazy=True)
     if is_strategy_file(args.strategy):
         load_strategy_file(registry, args.strategy)
     opts = replay_options(args, settings, progress=sys.stderr.isatty())

@@ -1,6 +1,10 @@
 """Plugin discovery: entry-point groups ``lts.plugins.<kind>`` (the built-ins register the same
 way, in pyproject.toml). A duplicate name within a kind is refused; a plugin whose import fails
 is recorded with its error and the engine keeps running without it.
+
+The engine loads every plugin at start (a broken one is reported at once); a backtest discovers
+them ``lazy``: a plugin's module is imported when it is first asked for, so a replay does not
+import every venue's client library (start-up measured: 0.6 s of 1.5 s went to alpaca-py).
 """
 
 import logging
@@ -27,6 +31,7 @@ class PluginInfo:
     target: str
     cls: type[PluginBase] | None = None
     error: str | None = None
+    entry_point: EntryPoint | None = None  # not loaded yet (a lazy registry)
 
     @property
     def loaded(self) -> bool:
@@ -39,14 +44,14 @@ class Registry:
     problems: list[str] = field(default_factory=list)
 
     @classmethod
-    def discover(cls, kinds: tuple[str, ...] = KINDS) -> "Registry":
+    def discover(cls, kinds: tuple[str, ...] = KINDS, *, lazy: bool = False) -> "Registry":
         reg = cls()
         for kind in kinds:
             for ep in entry_points(group=f"lts.plugins.{kind}"):
-                reg._add(kind, ep)
+                reg._add(kind, ep, lazy)
         return reg
 
-    def _add(self, kind: str, ep: EntryPoint) -> None:
+    def _add(self, kind: str, ep: EntryPoint, lazy: bool = False) -> None:
         key = (kind, ep.name)
         if key in self.plugins:
             if self.plugins[key].target == ep.value:
@@ -54,7 +59,7 @@ class Registry:
             if _is_builtin(ep) and not self.plugins[key].target.startswith("lts."):
                 # a third-party package may not replace a built-in: keep ours, refuse theirs
                 refused = self.plugins.pop(key)
-                self._add(kind, ep)
+                self._add(kind, ep, lazy)
                 msg = (f"duplicate {kind} plugin {ep.name!r}: {refused.target} refused, "
                        f"{ep.value} kept")
                 log.error(msg)
@@ -65,7 +70,16 @@ class Registry:
             log.error(msg)
             self.problems.append(msg)
             return
-        info = PluginInfo(kind, ep.name, ep.value)
+        info = PluginInfo(kind, ep.name, ep.value, entry_point=ep)
+        self.plugins[key] = info
+        if not lazy:
+            self._load(info)
+
+    @staticmethod
+    def _load(info: PluginInfo) -> None:
+        ep, info.entry_point = info.entry_point, None
+        if ep is None:
+            return
         try:
             loaded = ep.load()
             if not (isinstance(loaded, type) and issubclass(loaded, PluginBase)):
@@ -73,8 +87,7 @@ class Registry:
             info.cls = loaded
         except Exception as exc:  # a broken plugin must not stop the engine
             info.error = f"{type(exc).__name__}: {exc}"
-            log.error("%s plugin %r failed to load: %s", kind, ep.name, info.error)
-        self.plugins[key] = info
+            log.error("%s plugin %r failed to load: %s", info.kind, ep.name, info.error)
 
     def register(self, kind: str, name: str, cls: type[PluginBase]) -> None:
         """Register a class directly (tests and embedding); duplicates are refused."""
@@ -88,6 +101,7 @@ class Registry:
         if info is None:
             known = ", ".join(sorted(n for k, n in self.plugins if k == kind)) or "none"
             raise PluginNotFound(f"unknown {kind} plugin {name!r} (known: {known})")
+        self._load(info)
         if info.cls is None:
             raise PluginLoadError(f"{kind} plugin {name!r} failed to load: {info.error}")
         return info.cls
