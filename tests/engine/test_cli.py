@@ -27,7 +27,8 @@ def test_top_level_help_lists_the_commands(tmp_path: Path) -> None:
     out = run_cli("--help", cwd=tmp_path).stdout
     assert out.startswith("usage: python -m lts.engine [-h]")
     commands = out.split("{", 1)[1].split("}", 1)[0].split(",")
-    assert commands == ["run", "replay", "keys", "db", "backup", "restore", "selftest", "venue"]
+    assert commands == ["run", "replay", "sweep", "keys", "db", "backup", "restore", "selftest",
+                        "venue"]
     assert "run the engine (the default command)" in out
     assert "replay historical bars through the engine" in out
 

@@ -29,6 +29,10 @@ BUILT_INS = {
     ("broker", "paper"): PaperBroker,
 }
 
+#: the strategies issue 11 ships (each tested in tests/plugins/strategies)
+SHIPPED_STRATEGIES = {"bollinger_breakout", "ema_crossover", "grid", "momentum_rotation",
+                      "pairs_zscore", "rsi_reversion"}
+
 PLUGIN_SOURCE = '''\
 from lts.plugins.base import PluginBase
 
@@ -72,15 +76,16 @@ def test_discovers_and_loads_every_built_in() -> None:
         assert info.cls is cls
         assert reg.get(kind, name) is cls
     assert reg.problems == []
-    assert [i.name for i in reg.of_kind("strategy")] == ["buy_and_hold", "sma_crossover"]
+    shipped = {n for k, n in BUILT_INS if k == "strategy"} | SHIPPED_STRATEGIES
+    assert [i.name for i in reg.of_kind("strategy")] == sorted(shipped)
 
 
 def test_unknown_plugin_names_the_known_ones() -> None:
     reg = Registry.discover()
     with pytest.raises(PluginNotFound) as err:
         reg.get("strategy", "moon_phase")
-    assert str(err.value) == (
-        "unknown strategy plugin 'moon_phase' (known: buy_and_hold, sma_crossover)")
+    known = ", ".join(sorted({n for k, n in BUILT_INS if k == "strategy"} | SHIPPED_STRATEGIES))
+    assert str(err.value) == f"unknown strategy plugin 'moon_phase' (known: {known})"
     with pytest.raises(PluginNotFound, match=r"\(known: local\)"):
         reg.get("aaa", "ldap")
 
