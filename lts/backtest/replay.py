@@ -28,6 +28,7 @@ from typing import Any, Protocol
 import anyio
 import msgspec
 
+from lts.backtest.borrow import BorrowCost
 from lts.bus import InProcessBus
 from lts.domain.clock import Clock
 from lts.domain.market import Bar
@@ -117,6 +118,7 @@ class ReplayOptions:
     #: further paper-venue costs (maker_bps, taker_bps, fee_per_order, min_fee_per_order)
     costs: dict[str, Any] = field(default_factory=dict)
     fill_at: str = "next_open"
+    borrow_bps: Decimal | None = None  # annual rate on shorts' value, charged daily
     tick_size: Decimal | None = None  # every symbol's; else the data's
     lot_size: Decimal | None = None
     min_quantity: Decimal | None = None
@@ -140,6 +142,7 @@ class ReplaySummary(msgspec.Struct):
     final_equity: Decimal
     realized_pnl: Decimal
     fees: Decimal
+    borrow_costs: Decimal
     final_positions: dict[str, Decimal]
     max_drawdown: float
     statistics: Statistics | None  # None: no bar was replayed
@@ -252,6 +255,10 @@ async def _replay(db: Any, url: str, market: Market, opts: ReplayOptions, regist
                             default_risk=risk, journal_orders=opts.db_url is not None)
         runner = PortfolioRunner(spec, ctx)
         curve = runner.curve = EquityRecorder()
+        borrow = None
+        if opts.borrow_bps:
+            borrow = BorrowCost(runner.ledger, opts.borrow_bps)
+            runner.on_bar_done = borrow.on_bar
         if opts.progress:
             tg.start_soon(_progress, runner, market.bar_count())
         freeze_startup_heap()
@@ -298,6 +305,7 @@ def _summary(runner: PortfolioRunner, market: Market, opts: ReplayOptions,
         orders=om.orders_created, denied=om.orders_denied, unsized=unsized,
         fills=ledger.fills, round_trips=ledger.round_trips, initial_cash=opts.cash,
         final_equity=ledger.equity(), realized_pnl=ledger.realized_pnl(), fees=ledger.fees(),
+        borrow_costs=ledger.charges,
         final_positions={s: p.quantity for s, p in sorted(ledger.positions.items())},
         max_drawdown=round(curve.max_drawdown(), 6), statistics=statistics,
         load_seconds=round(load_seconds, 3),

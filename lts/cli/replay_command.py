@@ -46,6 +46,8 @@ def add_costs(p: argparse.ArgumentParser) -> None:
     p.add_argument("--min-notional", type=decimal_arg, help="smallest order value")
     p.add_argument("--allow-short", action="store_true",
                    help="allow short sales (else sells stop at the position)")
+    p.add_argument("--borrow-bps", type=decimal_arg,
+                   help="annual borrow cost of short positions, basis points of their value")
 
 
 def add_parser(sub: Any, common: Callable[[argparse.ArgumentParser], None]) -> None:
@@ -76,6 +78,7 @@ def replay_options(args: argparse.Namespace, settings: Any, *, progress: bool) -
         quantity=args.quantity, fraction=args.fraction, fees_bps=args.fees_bps,
         slippage_bps=args.slippage_bps, costs=costs, fill_at=args.fill_at.replace("-", "_"),
         tick_size=args.tick_size, lot_size=args.lot_size, min_notional=args.min_notional,
+        borrow_bps=args.borrow_bps,
         db_url=settings.database.url, risk=settings.risk.model_copy(update=risk_update),
         progress=progress)
 
@@ -140,7 +143,8 @@ def _console(summary: Any) -> str:
               ("Bars", f"{summary.bars:,}"), ("Orders", summary.orders),
               ("Denied", summary.denied), ("Unsized", summary.unsized),
               ("Fills", summary.fills), ("Final equity", summary.final_equity),
-              ("Fees", summary.fees), ("Final positions", positions or "none"),
+              ("Fees", summary.fees), ("Borrow costs", summary.borrow_costs),
+              ("Final positions", positions or "none"),
               ("Elapsed [s]", summary.elapsed_seconds),
               ("Bars per second", f"{summary.bars_per_second:,.0f}")]
     width = 26

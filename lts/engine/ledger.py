@@ -64,6 +64,7 @@ class Ledger:
         self.last: dict[str, float] = {}
         self._open = open_orders
         self.fills = 0
+        self.charges = ZERO  # costs not paid through a fill (a backtest's borrow cost)
         self.round_trips = 0
         # float mirrors for per-bar equity: cash + sum(qty * last)
         self.cash_f = float(initial_cash)
@@ -219,6 +220,12 @@ class Ledger:
         for fill in fills:
             self.apply_fill(fill)
         self.value_f = sum(q * self.last.get(s, 0.0) for s, q in self.qty_f.items())
+
+    def charge(self, amount: Decimal) -> None:
+        """A cost paid from cash outside any fill (a backtest's borrow cost of a short)."""
+        self._cash -= amount
+        self.cash_f = float(self._cash)
+        self.charges += amount
 
     def realized_pnl(self) -> Decimal:
         return sum((p.realized_pnl for p in self.positions.values()), ZERO)
