@@ -39,7 +39,8 @@ async def test_a_short_pays_its_borrow_cost_each_day_from_cash() -> None:
                                          max_open_orders=None))
     result = await run_replay(bars(closes), opts)
     sells = [f for f in result.fills if f.side is Side.SELL]
-    assert len(sells) == 1 and sells[0].quantity == 10
+    assert len(sells) == 1
+    assert sells[0].quantity == 10
     short_day = (sells[0].ts_event - T0) // DAY
     held_days = len(closes) - 1 - short_day  # charged at each later bar's new day
     charged = result.summary.borrow_costs
