@@ -2,9 +2,16 @@
 
 Every portfolio that trades a symbol on the same feed subscribes its mailbox to that feed's bus
 key; the feed task starts with the first subscriber and stops with the last. A feed that ends or
-fails publishes :class:`~lts.domain.market.FeedEnded` so its subscribers can react. A live
-feed's history (:class:`~lts.domain.market.WarmUp`) goes to its subscribers, and the hub keeps
-that much of the feed's recent bars, so that a portfolio subscribing later is warm too.
+fails publishes :class:`~lts.domain.market.FeedEnded` so its subscribers can react.
+
+Recent bars, so a strategy is warm when it starts: a live feed's history
+(:class:`~lts.domain.market.WarmUp`) goes to its subscribers, and the hub keeps as many of the
+feed's latest bars as that history was long, or as its subscribers' strategies declare they
+need (``acquire(history=)``), whichever is more. A portfolio that subscribes later gets them as
+a WarmUp. They outlive the feed for ``keep_seconds`` after its last subscriber left (or it
+ended), so a portfolio restarted by its supervisor, which was the feed's only subscriber, is
+warm again on the feed it subscribes to anew; a history the new feed yields then goes out only
+for bars newer than those.
 """
 
 import json
@@ -23,6 +30,8 @@ from lts.domain.market import Bar, FeedEnded, WarmUp
 from lts.plugins.pipeline import Feed
 from lts.plugins.registry import Registry
 
+__all__ = ["FeedHub", "FeedKey", "FeedLease", "feed_key"]
+
 log = logging.getLogger(__name__)
 
 FeedKey = tuple[str, str, str]
@@ -37,7 +46,31 @@ class _Running:
     feed: Feed
     scope: anyio.CancelScope
     users: int = 0
-    recent: deque[Bar] | None = None  # after a WarmUp: that many of the latest bars
+    recent: deque[Bar] | None = None  # the latest bars (after a WarmUp, or asked for)
+
+    def keep(self, depth: int) -> None:
+        """Keep at least ``depth`` of the latest bars from now on."""
+        recent = self.recent
+        if depth <= 0 or (recent is not None and (recent.maxlen or 0) >= depth):
+            return
+        self.recent = deque(recent or (), maxlen=depth)
+
+    def history(self, past: WarmUp) -> WarmUp | None:
+        """Take a feed's history in; what of it is newer than the bars kept (None: nothing)."""
+        kept = self.recent
+        newest = kept[-1].ts_event if kept else None
+        fresh = past.bars if newest is None else tuple(
+            b for b in past.bars if b.ts_event > newest)
+        depth = max(len(past.bars), 0 if kept is None else kept.maxlen or 0, 1)
+        self.recent = deque(kept or (), maxlen=depth)
+        self.recent.extend(fresh)
+        return WarmUp(past.symbol, fresh) if fresh else None
+
+
+@dataclass
+class _Kept:
+    bars: deque[Bar]
+    until: float  # the event loop's clock
 
 
 @dataclass
@@ -52,13 +85,15 @@ class FeedLease:
 
 class FeedHub:
     def __init__(self, registry: Registry, bus: InProcessBus, clock: Clock,
-                 task_group: TaskGroup) -> None:
+                 task_group: TaskGroup, keep_seconds: float = 600.0) -> None:
         self._registry = registry
         self._bus = bus
         self._clock = clock
         self._tg = task_group
         self._running: dict[FeedKey, _Running] = {}
         self._provided: dict[FeedKey, Feed] = {}
+        self._keep_seconds = keep_seconds
+        self._kept: dict[FeedKey, _Kept] = {}  # recent bars of feeds no longer running
 
     def provide(self, plugin: str, params: dict[str, Any], symbol: str, feed: Feed) -> None:
         """Use this instance for that key instead of building one (preloaded replay data)."""
@@ -79,15 +114,22 @@ class FeedHub:
         return feed
 
     def acquire(self, plugin: str, params: dict[str, Any], symbol: str,
-                mailbox: Mailbox[Any]) -> FeedLease:
+                mailbox: Mailbox[Any], history: int = 0) -> FeedLease:
+        """Subscribe ``mailbox`` to the feed (started if it is not running). ``history``: the
+        bars of the recent past its strategy needs; what the hub has of them comes first, as a
+        WarmUp."""
         key = feed_key(plugin, params, symbol)
         running = self._running.get(key)
         if running is None:
             running = _Running(self.make(plugin, params, symbol), anyio.CancelScope())
+            kept = self._kept_for(key)
+            if kept is not None:  # the feed ran a while ago: its latest bars
+                running.recent = kept
+        running.keep(history)
         lease = FeedLease(self, key, [self._bus.subscribe(Bar, mailbox, key),
                                       self._bus.subscribe(WarmUp, mailbox, key),
                                       self._bus.subscribe(FeedEnded, mailbox, key)])
-        if running.recent:  # a running feed: its recent past warms this subscriber up
+        if running.recent:  # its recent past warms this subscriber up
             mailbox.put_nowait(WarmUp(symbol, tuple(running.recent)))
         if key not in self._running:
             self._running[key] = running
@@ -106,6 +148,21 @@ class FeedHub:
         if running.users <= 0:
             del self._running[lease.key]
             running.scope.cancel()
+            self._keep(lease.key, running)
+
+    def _keep(self, key: FeedKey, running: _Running) -> None:
+        """A feed stops: its recent bars stay for ``keep_seconds`` (a restart comes back)."""
+        now = anyio.current_time()
+        for old in [k for k, kept in self._kept.items() if kept.until <= now]:
+            del self._kept[old]
+        if running.recent:
+            self._kept[key] = _Kept(running.recent, now + self._keep_seconds)
+
+    def _kept_for(self, key: FeedKey) -> deque[Bar] | None:
+        kept = self._kept.pop(key, None)
+        if kept is None or kept.until <= anyio.current_time():
+            return None
+        return kept.bars
 
     @property
     def active(self) -> int:
@@ -118,8 +175,9 @@ class FeedHub:
             try:
                 async for batch in running.feed.bars(symbol, self._clock):
                     if isinstance(batch, WarmUp):
-                        running.recent = deque(batch.bars, maxlen=max(1, len(batch.bars)))
-                        await self._bus.publish(batch, bus)
+                        fresh = running.history(batch)
+                        if fresh is not None:
+                            await self._bus.publish(fresh, bus)
                         continue
                     if running.recent is not None:
                         running.recent.extend(batch)
@@ -132,3 +190,4 @@ class FeedHub:
                 await self._bus.publish(FeedEnded(symbol), bus)
         if self._running.get(key) is running:
             del self._running[key]
+            self._keep(key, running)

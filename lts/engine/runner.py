@@ -414,7 +414,8 @@ class PortfolioRunner:
         assert self.inbox is not None
         for a in self.spec.assets:
             self._leases.append(self.ctx.feeds.acquire(
-                a.pipeline_plugin, a.pipeline_params, a.symbol, self.inbox))
+                a.pipeline_plugin, a.pipeline_params, a.symbol, self.inbox,
+                history=self.host.history_needed(a.symbol)))
 
     async def _open_feeds_when(self, gate: anyio.Event) -> None:
         await gate.wait()

@@ -113,16 +113,21 @@ class StrategyHost:
 
     # -- what happens ----------------------------------------------------------------------------
     def warm_up(self, symbol: str, bars: Sequence[Bar]) -> int:
-        """History for the strategy of ``symbol``: taken in, nothing ordered. A multi-symbol
+        """History for the strategy of ``symbol``: taken in, nothing ordered; the latest
+        ``warmup_bars()`` of it when the strategy declares how many it needs. A multi-symbol
         strategy takes the history of all its symbols at once, merged in time order, when
         every one of them has given its own (or at its first live bar)."""
         strategy = self.by_symbol.get(symbol)
         if strategy is None:
             return 0
+        needed = self.history_needed(symbol)
+        if needed:  # what it declared it needs: the latest of the history
+            bars = bars[-needed:]
         symbols = self._symbols.get(id(strategy), (symbol,))
         if len(symbols) > 1:
             pending = self._pending.setdefault(id(strategy), {})
-            pending[symbol] = bars
+            more = [*pending.get(symbol, ()), *bars]
+            pending[symbol] = more[-needed:] if needed else more
             if len(pending) < len(symbols):
                 return 0
             return self._flush(strategy)

@@ -45,7 +45,7 @@ class Heard:
     bar: Bar
     warming_up: bool
     now_ns: int
-    placed: object = None  # what an order method returned from this bar, if the hook says
+    instance: int  # which instance heard it (1: the first made, 2: the next, ...)
 
 
 @dataclass
@@ -66,11 +66,17 @@ class Script:
     starts: int = 0
     stops: int = 0
     instances: set[int] = field(default_factory=set)
+    made: int = 0  # instances made
     symbols: list[tuple[str, ...]] = field(default_factory=list)  # ctx.symbols at each start
     memo: dict[str, object] = field(default_factory=dict)  # the hooks' own notes
 
     def live_bars(self) -> list[Bar]:
         return [h.bar for h in self.bars if not h.warming_up]
+
+    def closes(self, instance: int, *, warming: bool) -> list[float]:
+        """Closes of the bars ``instance`` heard warming up (or live)."""
+        return [h.bar.close for h in self.bars
+                if h.instance == instance and h.warming_up is warming]
 
     def statuses(self, coid: str) -> list[str]:
         return [e.status for e in self.events if e.client_order_id == coid]
@@ -96,6 +102,8 @@ class Scripted(TradingStrategy):
         super().__init__(**params)
         self.script = SCRIPTS[self.params.script]
         self.script.instances.add(id(self))
+        self.script.made += 1
+        self.number = self.script.made
         self.index = 0  # live bars seen by this instance
 
     def warmup_bars(self) -> int:
@@ -108,7 +116,7 @@ class Scripted(TradingStrategy):
             self.script.on_start(self)
 
     def on_bar(self, bar: Bar) -> None:
-        heard = Heard(bar, self.ctx.warming_up, self.ctx.now_ns())
+        heard = Heard(bar, self.ctx.warming_up, self.ctx.now_ns(), self.number)
         self.script.bars.append(heard)
         if self.script.on_bar is not None:
             self.script.on_bar(self, bar, self.index)

@@ -11,12 +11,19 @@ import logging
 from decimal import Decimal
 from typing import Any
 
+import anyio
 import pytest
 
-from lts.domain.market import Bar
+from lts.bus import InProcessBus, Mailbox, Overflow
+from lts.domain.market import Bar, WarmUp
+from lts.engine.clock import LiveClock
+from lts.engine.feeds import FeedHub
 from lts.errors import PluginError
+from lts.plugins.registry import Registry
 
+from .desk import EngineDesk
 from .scripted_strategy import MINUTE, T0, Script, Scripted, backtest, bars, fills_of, flat
+from .strategy_desk import HistoryFeed, Market, strategy_desk
 
 pytestmark = pytest.mark.anyio
 
@@ -261,3 +268,118 @@ async def test_order_target_percent_below_one_lot_is_counted_and_logged(
     [line] = [r.getMessage() for r in caplog.records if "cannot be sized" in r.getMessage()]
     assert "1% of equity at 300000" in line
     assert "less than one lot (1)" in line
+
+
+# -- 7. warm-up on a live feed, at the start and after a supervised restart ----------------------
+
+class Crash(Exception):
+    """The test strategy's own bug."""
+
+
+def ordering_every_bar(crash_at: float) -> Script:
+    """A strategy that needs 3 bars of history, tries to buy 1 at every bar (noting what the
+    context returned, warming or not) and raises once, live, at the bar closing at
+    ``crash_at``."""
+    placed: list[tuple[bool, str | None]] = []
+
+    def on_bar(s: Scripted, bar: Bar, i: int) -> None:
+        placed.append((s.ctx.warming_up, s.ctx.buy("AAA", 1)))
+        if bar.close == crash_at and not s.ctx.warming_up and not s.script.memo.get("crashed"):
+            s.script.memo["crashed"] = True
+            raise Crash("the strategy's bug")
+
+    return Script(on_bar=on_bar, warmup=3, memo={"placed": placed})
+
+
+async def _heard(desk: EngineDesk, script: Script, instance: int, live: int) -> None:
+    await desk.until(lambda: len(script.closes(instance, warming=False)) >= live,
+                     f"instance {instance} to hear {live} live bar(s)")
+
+
+async def test_warm_up_from_the_feed_s_history_and_again_after_a_supervised_restart(
+        migrated_url: str) -> None:
+    """The feed starts with 5 bars of history; the strategy declares 3: it takes the last 3
+    with ``ctx.warming_up`` and every order it tries then is refused (None, nothing placed);
+    the first live bar orders. The strategy raises on a live bar: the portfolio goes to error
+    and its supervisor restarts it; the new instance is warm again on the latest 3 bars
+    (before its first live bar), and trades on."""
+    script = ordering_every_bar(crash_at=96)
+    placed = script.memo["placed"]
+    assert isinstance(placed, list)
+    async with strategy_desk(migrated_url, script, backfill=5,
+                             history={"AAA": [90, 91, 92, 93, 94]}) as (desk, market):
+        await desk.until(lambda: script.closes(1, warming=True) == [92, 93, 94],
+                         "the warm-up on the feed's history")
+        assert [p for p in placed if p[0]] == [(True, None)] * 3
+        market.push("AAA", 95)
+        await _heard(desk, script, 1, 1)
+        assert placed[-1][0] is False
+        assert placed[-1][1] is not None
+        await desk.until(lambda: any(e.status == "accepted" for e in desk.committed()),
+                         "the live order")
+
+        market.push("AAA", 96)  # the strategy raises
+        await desk.until(lambda: script.made == 2 and desk.state().status == "running",
+                         "the supervisor's restart")
+        await desk.until(lambda: len(script.closes(2, warming=True)) >= 3, "the new warm-up")
+        assert script.closes(2, warming=True) == [94, 95, 96]
+        market.push("AAA", 97)
+        await _heard(desk, script, 2, 1)
+        assert script.closes(2, warming=False) == [97]
+        assert desk.state().restarts == 1
+        # every order came from a live bar (95, 96 before it raised, 97), none warming
+        assert [p[1] is None for p in placed] == [True] * 3 + [False] * 2 + [True] * 3 + [False]
+        last = placed[-1][1]
+        await desk.until(lambda: any(e.client_order_id == last for e in desk.committed()),
+                         "the last order's events")
+        made = {e.client_order_id for e in desk.committed()}
+        assert made == {p[1] for p in placed if p[1] is not None}
+
+
+async def test_a_restarted_portfolio_that_was_its_feed_s_only_subscriber_is_warm_again(
+        migrated_url: str) -> None:
+    """A feed with no history of its own (a stream): the strategy starts cold and hears 4
+    live bars. It raises on the 5th; its portfolio was the feed's only subscriber, so the feed
+    stops and starts again with the restart. The hub kept the bars the strategy declared it
+    needs (3), for a while after the last subscriber left: the new instance is warm on them
+    before its first live bar."""
+    script = ordering_every_bar(crash_at=14)
+    async with strategy_desk(migrated_url, script) as (desk, market):
+        for close in (10, 11, 12, 13):
+            market.push("AAA", close)
+        await _heard(desk, script, 1, 4)
+        assert script.closes(1, warming=True) == []
+        market.push("AAA", 14)  # the strategy raises
+        await desk.until(lambda: script.made == 2 and desk.state().status == "running",
+                         "the supervisor's restart")
+        market.push("AAA", 15)
+        await _heard(desk, script, 2, 1)
+        assert script.closes(2, warming=True) == [12, 13, 14]
+        assert script.closes(2, warming=False) == [15]
+
+
+async def test_the_hub_keeps_a_stopped_feed_s_latest_bars_for_a_while_only() -> None:
+    """The feed hub on its own: a subscriber that needs 2 bars, a feed without history of its
+    own. The only subscriber leaves; one subscribing again within ``keep_seconds`` gets the
+    latest 2 bars first; after ``keep_seconds`` (0 here: at once) it gets none."""
+    for keep, expected in ((600.0, [101.0, 102.0]), (0.0, [])):
+        key = f"hub-{keep}"
+        market = Market(key)
+        async with anyio.create_task_group() as tg:
+            hub = FeedHub(Registry.discover(), InProcessBus(), LiveClock(), tg, keep_seconds=keep)
+            hub.provide("history", {}, "AAA", HistoryFeed(channel=key))
+            box: Mailbox[object] = Mailbox(100, Overflow.BLOCK, name="first")
+            lease = hub.acquire("history", {}, "AAA", box, history=2)
+            for close in (100.0, 101.0, 102.0):
+                market.push("AAA", close)
+            got: list[object] = []
+            with anyio.fail_after(5):
+                while len(got) < 3:
+                    got += await box.get_batch()
+            lease.release()
+            again: Mailbox[object] = Mailbox(100, Overflow.BLOCK, name="again")
+            lease = hub.acquire("history", {}, "AAA", again, history=2)
+            warm = [b.close for w in again.drain() if isinstance(w, WarmUp) for b in w.bars]
+            assert warm == expected, keep
+            lease.release()
+            tg.cancel_scope.cancel()
