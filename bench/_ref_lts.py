@@ -17,7 +17,6 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
-import time
 from contextlib import closing
 from dataclasses import dataclass
 from decimal import Decimal
@@ -37,28 +36,50 @@ ROOT = Path(__file__).resolve().parent.parent
 @dataclass
 class ChildRun:
     wall_seconds: float
-    max_rss_kib: int  # peak resident set of the child (ru_maxrss, KiB on Linux)
+    max_rss_kib: int  # peak resident set of the command (ru_maxrss, KiB on Linux)
     stdout: str
 
 
+# A small process between the bench and the command. The peak RSS the kernel reports for a
+# child counts the memory of the process it was forked from (the high-water mark of the image
+# that exec replaced): run straight from a bench holding a million bars, every child "peaked"
+# at the bench's size. The launcher (python -S -I, ~10 MiB) forks and execs the command, waits
+# for it and writes its peak RSS and wall time (fork to reap) to a file.
+_LAUNCHER = """
+import os, sys, time
+out, argv = sys.argv[1], sys.argv[2:]
+started = time.perf_counter()
+pid = os.fork()
+if pid == 0:
+    try:
+        os.execvp(argv[0], argv)
+    finally:
+        os._exit(127)
+_, status, usage = os.wait4(pid, 0)
+wall = time.perf_counter() - started
+with open(out, "w") as f:
+    print(usage.ru_maxrss, wall, file=f)
+code = os.waitstatus_to_exitcode(status)
+sys.exit(code if code >= 0 else 128 - code)
+"""
+
+
 def run_child(cmd: list[str], *, tree: Path = ROOT) -> ChildRun:
-    """Run ``cmd`` to its end, in ``tree`` with its ``lts`` package first on the path: its wall
-    time and its peak RSS (from ``wait4``'s rusage of that one child, not the maximum over every
-    child this process ever had)."""
+    """Run ``cmd`` to its end through the launcher, in ``tree`` with its ``lts`` package first
+    on the path: its wall time (fork to exit) and its own peak RSS."""
     env = dict(os.environ, PYTHONPATH=str(tree))
-    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-        started = time.perf_counter()
-        proc = subprocess.Popen(cmd, cwd=tree, env=env, stdout=out, stderr=err, text=True)
-        _, status, usage = os.wait4(proc.pid, 0)
-        wall = time.perf_counter() - started
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        out.seek(0)
-        err.seek(0)
-        stdout, stderr = out.read(), err.read()
-    if proc.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd[1:5])} ... exited {proc.returncode}: "
-                           f"{stderr.strip()[-2000:]}")
-    return ChildRun(wall, int(usage.ru_maxrss), stdout)
+    with tempfile.TemporaryDirectory(prefix="lts-bench-child-") as tmp:
+        measured = Path(tmp) / "rusage"
+        out_path, err_path = Path(tmp) / "stdout", Path(tmp) / "stderr"
+        with open(out_path, "w") as out, open(err_path, "w") as err:
+            code = subprocess.call([sys.executable, "-S", "-I", "-c", _LAUNCHER, str(measured),
+                                    *cmd], cwd=tree, env=env, stdout=out, stderr=err)
+        stdout, stderr = out_path.read_text(), err_path.read_text()
+        if code != 0 or not measured.exists():
+            raise RuntimeError(f"{' '.join(cmd[1:5])} ... exited {code}: "
+                               f"{stderr.strip()[-2000:]}")
+        rss, wall = measured.read_text().split()
+    return ChildRun(float(wall), int(rss), stdout)
 
 
 @functools.cache
