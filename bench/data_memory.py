@@ -2,7 +2,8 @@
 
 One-minute bars (a seeded random walk, prices with 2 decimals, written once to CSV) are read by
 a child process of its own per measurement; its peak RSS is ``wait4``'s ru_maxrss of that
-child, its speed the bars over the reading time (imports excluded). Modes:
+child, its speed the bars over the reading time, wall and CPU (imports excluded; the machine is
+shared: CPU time is the steadier figure). Modes:
 
   imports   the imports alone (pyarrow, numpy, pandas, LTS's reader): the floor
   load      ``load_bars``: every bar held as a Bar
@@ -62,7 +63,7 @@ def child(mode: str, paths: list[str]) -> None:
 
     pa.array([1])
     bars = 0
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     if mode == "load":
         bars = len(load_bars(paths[0], "X"))
     elif mode == "stream":
@@ -71,11 +72,12 @@ def child(mode: str, paths: list[str]) -> None:
     elif mode == "market":
         for batch in open_market_data(paths).batches(4096):
             bars += len(batch)
-    print(json.dumps({"bars": bars, "seconds": time.perf_counter() - started}))
+    print(json.dumps({"bars": bars, "seconds": time.perf_counter() - started,
+                      "cpu": time.process_time() - cpu}))
 
 
-def measure(mode: str, paths: list[Path]) -> tuple[float, int, float]:
-    """(peak RSS in MiB, bars, seconds) of one child process."""
+def measure(mode: str, paths: list[Path]) -> tuple[float, int, float, float]:
+    """(peak RSS in MiB, bars, seconds, CPU seconds) of one child process."""
     proc = subprocess.Popen([sys.executable, __file__, "--child", mode, *map(str, paths)],
                             stdout=subprocess.PIPE, text=True)
     assert proc.stdout is not None
@@ -85,7 +87,7 @@ def measure(mode: str, paths: list[Path]) -> tuple[float, int, float]:
     if proc.returncode != 0:
         raise SystemExit(f"child {mode} failed with status {proc.returncode}")
     result = json.loads(out)
-    return usage.ru_maxrss / 1024, result["bars"], result["seconds"]
+    return usage.ru_maxrss / 1024, result["bars"], result["seconds"], result["cpu"]
 
 
 def main() -> None:
@@ -112,16 +114,19 @@ def main() -> None:
             for k, path in enumerate(thirds):
                 write_bars(path, n // 3, seed=n + k)
             files[n] = [whole, *thirds]
-        print(f"{'mode':<8} {'bars':>10} {'peak RSS MiB':>13} {'bars/s':>12}")
+        print(f"{'mode':<8} {'bars':>10} {'peak RSS MiB':>13} {'bars/s':>12} "
+              f"{'bars/CPU-s':>12}")
         for mode in MODES:
             for n in sizes if mode != "imports" else sizes[-1:]:
                 paths = files[n][1:] if mode == "market" else files[n][:1]
                 runs = [measure(mode, paths) for _ in range(args.repeat)]
                 rss = statistics.median(r[0] for r in runs)
                 bars = runs[0][1]
-                speed = statistics.median(r[1] / r[2] for r in runs if r[2] > 0) if bars else 0
+                wall = statistics.median(r[1] / r[2] for r in runs) if bars else 0
+                cpu = statistics.median(r[1] / r[3] for r in runs) if bars else 0
                 print(f"{mode:<8} {bars:>10,} {rss:>13.0f} "
-                      f"{f'{speed:,.0f}' if bars else '-':>12}")
+                      f"{f'{wall:,.0f}' if bars else '-':>12} "
+                      f"{f'{cpu:,.0f}' if bars else '-':>12}")
 
 
 if __name__ == "__main__":

@@ -74,8 +74,9 @@ class BarChecker:
     def check(self, raw: RawChunk) -> CheckedChunk:
         if not len(raw.ts):
             empty = np.zeros(0)
+            long = raw.symbols is not None
             return CheckedChunk(raw, np.zeros(0, np.int64), (empty,) * len(COLUMNS),
-                                None if raw.symbols is None else [], None)
+                                [] if long else None, np.zeros(0, np.intp) if long else None)
         problems = _Problems()
         ts = self._timestamps(raw.ts, problems)
         values = tuple(self._floats(name, col, problems)

@@ -2,9 +2,10 @@
 
 :class:`BarsSource` opens one CSV or Parquet file, finds its columns (the timestamp is the first
 column, named or not; ``open high low close volume`` and an optional ``symbol`` in any letter
-case) and reads the rows in chunks of bounded size, never the whole file at once: CSV through
-pyarrow's streaming reader (every column kept as the text written, so the checks can quote it
-and the tick inference can count its decimals), Parquet a row group slice at a time.
+case) and reads the rows in chunks of bounded size, never the whole file at once: a CSV a block
+of CSV_BLOCK bytes at a time, cut at a line's end and parsed by pyarrow (every column kept as
+the text written, so the checks can quote it and the tick inference can count its decimals), a
+Parquet file PARQUET_ROWS rows at a time.
 
 Where a problem sits is said the way the user can find it: ``line N`` is the CSV's physical line
 (the header is line 1; blank lines count, as an editor counts them), ``row N`` the Parquet
@@ -130,7 +131,9 @@ class BarsSource:
 
     def _csv_header(self) -> list[str]:
         with self.path.open("rb") as f:
-            for number, line in enumerate(f, 1):
+            number = 0
+            while line := f.readline(_HEADER_LIMIT + 1):
+                number += 1
                 if len(line) > _HEADER_LIMIT:
                     raise DataError(f"{self.path}: cannot read: line {number} is not a header "
                                     f"(over {_HEADER_LIMIT} bytes)")
