@@ -1,0 +1,195 @@
+"""The sweep's heatmap: ``heatmap.html``, the metric over the first two swept params, offline.
+
+Flow: :mod:`lts.cli.sweep_command` calls :func:`write_heatmap` when a sweep ends. Like the
+backtest report (:mod:`lts.backtest.report_html`) the page loads three local scripts and
+nothing else: ``plotly.min.js`` (copied from the installed plotly package),
+``heatmap-data.js`` (one global assignment: the cells) and ``heatmap.js`` (the plotting code,
+shipped next to this module as ``sweep_report.js``). No inline script, no event handler
+attribute, no CDN: the dashboard serves it under ``Content-Security-Policy: script-src 'self'``.
+Text from outside (param values, the title) is HTML-escaped in the page and in the chart's data
+(plotly renders a few tags in labels).
+
+A cell holds the best value of the metric among the combinations with those two values (the
+other swept params vary inside the cell; its hover names the best one's params). With a single
+swept param the heatmap has one row. Colours run from worse to better whichever way the metric
+is better (lower-is-better metrics reverse the scale). The page also lists the best rows.
+"""
+
+import html
+import shutil
+from collections.abc import Mapping, Sequence
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from lts.backtest.sweep_grid import Grid, format_value
+from lts.backtest.sweep_metrics import Direction, Metric
+from lts.backtest.sweep_results import SweepRow
+
+__all__ = ["HEATMAP_FILES", "heatmap_cells", "write_heatmap"]
+
+#: The page and the scripts it loads, all in the sweep's directory.
+HEATMAP_FILES = ("heatmap.html", "heatmap-data.js", "heatmap.js", "plotly.min.js")
+_TOP = 20
+
+_STYLE = """
+body { font: 14px/1.4 system-ui, sans-serif; margin: 0 auto; max-width: 1400px;
+       padding: 0 16px; color: #222; }
+h1 { font-size: 20px; margin: 16px 0 4px; } h2 { font-size: 16px; margin: 20px 0 6px; }
+.sub { color: #666; margin: 0 0 8px; } .note { color: #666; font-size: 12px; }
+table { border-collapse: collapse; } td, th { padding: 2px 12px 2px 0; text-align: left; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; }
+tr:nth-child(even) { background: #f6f6f6; }
+"""
+_COLUMNS = (("return_pct", "Return [%]"), ("sharpe", "Sharpe"),
+            ("max_drawdown_pct", "Max. drawdown [%]"), ("trades", "Trades"),
+            ("win_rate_pct", "Win rate [%]"))
+
+
+def heatmap_cells(grid: Grid, rows: Sequence[SweepRow], metric: Metric
+                  ) -> tuple[list[list[float | None]], list[list[SweepRow | None]]]:
+    """The metric's best value per (second param's value, first param's value) cell, and the
+    row that holds it; None where no combination ran or the metric is undefined."""
+    names = grid.names
+    xs = grid.axes[names[0]]
+    ys = grid.axes[names[1]] if len(names) > 1 else [None]
+    at_x = {_key(v): i for i, v in enumerate(xs)}
+    at_y = {_key(v): i for i, v in enumerate(ys)}
+    values: list[list[float | None]] = [[None] * len(xs) for _ in ys]
+    best: list[list[SweepRow | None]] = [[None] * len(xs) for _ in ys]
+    for row in rows:
+        x = at_x[_key(row.params[names[0]])]
+        y = at_y[_key(row.params[names[1]])] if len(names) > 1 else 0
+        value = metric.value(row.statistics)
+        if value is None:
+            continue
+        held = values[y][x]
+        if held is None or metric.score(value) > metric.score(held):
+            values[y][x] = value
+            best[y][x] = row
+    return values, best
+
+
+def _key(value: object) -> tuple[type, object]:
+    return type(value), value
+
+
+def write_heatmap(directory: Path, *, title: str, grid: Grid, rows: Sequence[SweepRow],
+                  best_first: Sequence[SweepRow], metric: Metric,
+                  meta: Mapping[str, object]) -> list[Path]:
+    """Write the page and its scripts into ``directory``; return their paths. ``rows`` are all
+    the runs, ``best_first`` the same ranked by the metric; ``meta`` is shown as given."""
+    directory.mkdir(parents=True, exist_ok=True)
+    html_path, data_path, script_path, plotly_path = (directory / f for f in HEATMAP_FILES)
+    data_path.write_bytes(b"window.LTS_SWEEP = "
+                          + msgspec.json.encode(_chart_data(grid, rows, metric)) + b";\n")
+    script_path.write_bytes(
+        resources.files("lts.backtest").joinpath("sweep_report.js").read_bytes())
+    with resources.as_file(resources.files("plotly").joinpath("package_data", "plotly.min.js")
+                           ) as source:
+        shutil.copyfile(source, plotly_path)
+    html_path.write_text(_page(title, grid, best_first, metric, meta), encoding="utf-8")
+    return [html_path, data_path, script_path, plotly_path]
+
+
+def _plot_text(text: str) -> str:
+    return html.escape(text, quote=True)
+
+
+def _params(row: SweepRow) -> str:
+    return " ".join(f"{k}={format_value(v)}" for k, v in row.params.items())
+
+
+def _chart_data(grid: Grid, rows: Sequence[SweepRow], metric: Metric) -> dict[str, Any]:
+    values, best = heatmap_cells(grid, rows, metric)
+    names = grid.names
+    text = [[_plot_text(f"{_params(row)}: {metric.name} {value:.6g}")
+             if row is not None and value is not None else "no run or undefined"
+             for row, value in zip(best_row, value_row, strict=True)]
+            for best_row, value_row in zip(best, values, strict=True)]
+    second = names[1] if len(names) > 1 else None
+    return {
+        "metric": _plot_text(metric.name),
+        "direction": _plot_text(str(metric.direction)),
+        "reverse": metric.direction is Direction.LOWER,
+        "x": {"name": _plot_text(names[0]),
+              "values": [_plot_text(format_value(v)) for v in grid.axes[names[0]]]},
+        "y": {"name": _plot_text(second or ""),
+              "values": ([_plot_text(format_value(v)) for v in grid.axes[second]]
+                         if second else [""])},
+        "z": values,
+        "text": text,
+    }
+
+
+def _page(title: str, grid: Grid, best_first: Sequence[SweepRow], metric: Metric,
+          meta: Mapping[str, object]) -> str:
+    e = html.escape
+    names = grid.names
+    columns = [(name, label) for name, label in _COLUMNS if name != metric.name]
+    head = "".join(f"<th>{e(n)}</th>" for n in ["#", *names, metric.name,
+                                               *(label for _, label in columns)])
+    body = []
+    for rank, row in enumerate(best_first[:_TOP], 1):
+        cells = [str(rank), *(format_value(row.params[n]) for n in names),
+                 _number(metric.value(row.statistics)),
+                 *(_number(_stat(row, name)) for name, _ in columns)]
+        body.append("<tr>" + "".join(
+            f'<td class="num">{e(c)}</td>' if i == 0 or i > len(names) else f"<td>{e(c)}</td>"
+            for i, c in enumerate(cells)) + "</tr>")
+    facts = "\n".join(f"<tr><th>{e(str(k))}</th><td>{e(_text(v))}</td></tr>"
+                      for k, v in meta.items())
+    rest = names[2:]
+    note = (f"Each cell: the best {metric.name} ({metric.direction}) over "
+            f"{', '.join(rest)}." if rest else f"{metric.name}: {metric.direction}.")
+    return f"""<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{e(title)}</title>
+<style>{_STYLE}</style>
+</head>
+<body>
+<h1>{e(title)}</h1>
+<p class="sub">{e(metric.name)} by {e(" and ".join(names[:2]))}</p>
+<div id="chart"></div>
+<p class="note">{e(note)}</p>
+<noscript><p>The chart needs JavaScript; the table below and results.csv do not.</p>
+</noscript>
+<h2>Best {min(_TOP, len(best_first))} of {len(best_first)}</h2>
+<table class="best">
+<tr>{head}</tr>
+{chr(10).join(body)}
+</table>
+<h2>Sweep</h2>
+<table class="params">
+{facts}
+</table>
+<script src="plotly.min.js"></script>
+<script src="heatmap-data.js"></script>
+<script src="heatmap.js"></script>
+</body>
+</html>
+"""
+
+
+def _stat(row: SweepRow, name: str) -> float | None:
+    stats = row.statistics
+    value = None if stats is None else getattr(stats, name)
+    return None if value is None else float(value)
+
+
+def _number(value: float | None) -> str:
+    return "" if value is None else f"{value:,.4g}" if abs(value) < 1e4 else f"{value:,.0f}"
+
+
+def _text(value: object) -> str:
+    if isinstance(value, str):
+        return value
+    try:
+        return msgspec.json.encode(value).decode()
+    except TypeError:
+        return str(value)
