@@ -114,6 +114,9 @@ class DemoSettings(_Section):
     name: str = "demo"
     symbols: list[str] = ["DEMO-A", "DEMO-B"]
     interval: float = Field(0.2, gt=0, description="seconds between synthetic bars")
+    strategy: str = Field("sma_crossover", description="strategy plugin of every demo asset")
+    strategy_params: dict[str, Any] | None = Field(
+        None, description="its params; default (sma_crossover): fast, slow and quantity below")
     fast: int = 3
     slow: int = 8
     quantity: Decimal = Decimal(10)

@@ -46,9 +46,13 @@ async def ensure_admin(db: AsyncEngine, settings: Settings) -> None:
 
 
 def demo_spec(demo: DemoSettings, owner_id: int | None = None) -> repo.PortfolioSpec:
-    """The demo portfolio: ``sma_crossover`` on each symbol, on the demo's broker and feed
+    """The demo portfolio: its strategy (``sma_crossover`` by default, or any installed
+    strategy plugin: ``--set demo.strategy=NAME``) on each symbol, on the demo's broker and feed
     (by default ``paper`` and ``synthetic``; ``examples/binance-local.toml`` trades the same
     strategy through ``ccxt`` on the local venue)."""
+    strategy_params = demo.strategy_params if demo.strategy_params is not None else (
+        {"fast": demo.fast, "slow": demo.slow, "quantity": str(demo.quantity)}
+        if demo.strategy == "sma_crossover" else {})
     broker_params = demo.broker_params if demo.broker_params is not None else (
         {"fees_bps": "1", "slippage_bps": "2"} if demo.broker == "paper" else {})
 
@@ -61,8 +65,7 @@ def demo_spec(demo: DemoSettings, owner_id: int | None = None) -> repo.Portfolio
 
     assets = tuple(
         repo.AssetSpec(
-            symbol=sym, strategy_plugin="sma_crossover",
-            strategy_params={"fast": demo.fast, "slow": demo.slow, "quantity": str(demo.quantity)},
+            symbol=sym, strategy_plugin=demo.strategy, strategy_params=strategy_params,
             broker_plugin=demo.broker, broker_params=broker_params,
             pipeline_plugin=demo.pipeline, pipeline_params=pipeline_params(i),
         ) for i, sym in enumerate(demo.symbols))
