@@ -207,7 +207,10 @@ class Contingencies:
             better = stop > order.stop_price if trail.side is Side.SELL \
                 else stop < order.stop_price
             if better:
-                self._om.modify(ModifyOrder(coid, stop_price=stop))
+                answer = self._om.modify(ModifyOrder(coid, stop_price=stop))
+                if isinstance(answer, Denied):
+                    log.warning("trailing stop %s not moved to %s: %s %s", coid, stop,
+                                answer.reason.value, answer.detail)
 
     # -- the rules -------------------------------------------------------------------------------
     def _place_exits(self, name: str, group: _Group) -> None:

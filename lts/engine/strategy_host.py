@@ -179,15 +179,17 @@ class StrategyHost:
                                   f"{handled} order events in one pass (a loop?)")
 
     def on_bar_done(self, bar: Bar) -> None:
-        """After a bar's decisions: trailing stops move."""
+        """After a bar's decisions: its events are delivered (the contingent orders settle
+        what its fills did), then trailing stops move."""
         if self._pending:  # live bars came before every symbol's history: take what came
             for strategy in {id(s): s for s in self.trading}.values():
                 if id(strategy) in self._pending:
                     self._flush(strategy)
+        self.deliver()
         contingent = self.contingent
         if contingent is not None and bar.symbol in contingent.trailing_symbols:
             contingent.on_bar(bar)
-        self.deliver()
+            self.deliver()
 
     def fire_timers(self, now: int) -> None:
         """Every timer due at ``now`` or before, at its own time on a backtest's clock."""

@@ -13,9 +13,12 @@ import pytest
 
 from lts.domain.market import Bar
 from lts.domain.orders import Order, Side
+from lts.persistence.tables import positions
 from lts.settings import RiskLimits
 
+from .desk import EngineDesk
 from .scripted_strategy import Script, Scripted, backtest, bars, fills_of, flat
+from .strategy_desk import strategy_desk
 
 pytestmark = pytest.mark.anyio
 
@@ -334,3 +337,113 @@ async def test_a_buy_trailing_stop_follows_the_low_down_only() -> None:
     result = await backtest(script, data, risk=SHORTS)
     assert ids["stops"] == [D("102.5"), D("102.5"), D("97.5"), D("97.5"), None, None]
     assert fills_of(result, ids["trail"]) == [(5, D(10), D("94.5"))]
+
+
+async def test_a_trailing_stop_moves_on_the_bar_an_exit_beside_it_fills() -> None:
+    """20 held: an OCO pair and a trailing stop each sell 10. The bar that fills the OCO limit
+    at 120 also makes a new high (121): the trailing stop moves to 116 after it. (The move was
+    checked before the bar's fill reached the OCO group, with its stop still open: a short sale,
+    denied, and the stop stayed at 95.)"""
+    ids: dict[str, Any] = {"stops": []}
+
+    def on_bar(s: Scripted, bar: Bar, i: int) -> None:
+        if i == 0:
+            s.ctx.buy("AAA", 20)
+        if i == 1:
+            ids["oco"] = s.ctx.oco("AAA", Side.SELL, 10, limit=120, stop=80)
+            ids["trail"] = s.ctx.trailing_stop("AAA", Side.SELL, 10, trail=5)
+        if i == 3:
+            order = s.ctx.order(ids["trail"])
+            assert order is not None
+            ids["stops"].append(order.stop_price)
+
+    script = Script(on_bar=on_bar)
+    result = await backtest(script, {"AAA": bars("AAA", [flat(100), flat(100),
+                                                         (100, 121, 100, 120), flat(120)])})
+    assert fills_of(result, ids["oco"][0]) == [(2, D(10), D(120))]
+    assert ids["stops"] == [D(116)]
+    assert [e for e in script.events if e.status == "denied"] == []
+
+
+# -- 5. after a restart, tied together again from the orders' tags ------------------------------
+
+def _last_status(desk: EngineDesk, coid: str) -> str | None:
+    statuses = [e.status for e in desk.committed() if e.client_order_id == coid]
+    return statuses[-1] if statuses else None
+
+
+async def _until_status(desk: EngineDesk, coids: Any, status: str) -> None:
+    wanted = list(coids)
+    await desk.until(lambda: all(_last_status(desk, c) == status for c in wanted),
+                     f"{', '.join(wanted)} to be {status}")
+
+
+async def test_contingencies_work_on_after_the_portfolio_restarts(migrated_url: str) -> None:
+    """The live engine (paper venue, the store of the run). Before the restart: 20 held, an
+    open bracket entry (buy 10 at 95, take-profit 110, stop-loss 90), an OCO pair selling 10
+    (limit 120, stop 80) and a trailing stop selling 10 (5 below the high, moved to 99). The
+    portfolio stops gracefully and starts again: a new runner, a new paper book restored from
+    the journal, a new strategy instance that places nothing. Then: the OCO limit fills and
+    its stop is canceled; the trailing stop moves up from 99 to 116 and triggers; the bracket
+    entry fills and gets its exits, whose stop-loss fills and cancels the take-profit. No
+    order is denied; the position ends flat."""
+    def on_bar(s: Scripted, bar: Bar, i: int) -> None:
+        ctx, memo = s.ctx, s.script.memo
+        if "entry" not in memo:
+            memo["buy"] = ctx.buy("AAA", 20)
+            memo["entry"] = ctx.bracket("AAA", Side.BUY, 10, take_profit=110, stop_loss=90,
+                                        limit=95)
+        elif "oco" not in memo and ctx.position("AAA") == 20:
+            memo["oco"] = ctx.oco("AAA", Side.SELL, 10, limit=120, stop=80)
+            memo["trail"] = ctx.trailing_stop("AAA", Side.SELL, 10, trail=5)
+
+    script = Script(on_bar=on_bar)
+    memo = script.memo
+    async with strategy_desk(migrated_url, script) as (desk, market):
+        market.push("AAA", 100)
+        await desk.until(lambda: "entry" in memo, "the first orders")
+        await _until_status(desk, [memo["buy"], memo["entry"]], "accepted")
+        market.push("AAA", 100)  # the buy fills: the OCO pair and the trailing stop
+        await desk.until(lambda: "oco" in memo, "the exits")
+        oco_limit, oco_stop = memo["oco"]
+        trail = memo["trail"]
+        await _until_status(desk, [oco_limit, oco_stop, trail], "accepted")
+        market.push("AAA", 103, high=104)
+        await desk.until(lambda: any(e.client_order_id == trail and e.stop_price == D(99)
+                                     for e in desk.committed()), "the trailing stop at 99")
+
+        await desk.restart()
+        assert script.made == 2
+        market.push("AAA", 120, high=121)  # the OCO limit fills; the trailing high is 121
+        await _until_status(desk, [oco_limit], "filled")
+        await _until_status(desk, [oco_stop], "canceled")
+        await desk.until(lambda: any(e.client_order_id == trail and e.stop_price == D(116)
+                                     for e in desk.committed()), "the trailing stop at 116")
+        market.push("AAA", 95, low=94)  # down from 120: the trailing stop at 116, the entry
+        await _until_status(desk, [trail, memo["entry"]], "filled")
+        exits = await desk.until(lambda: _exits_accepted(desk, memo["entry"]), "the exits")
+        market.push("AAA", 89)  # the stop-loss
+        await _until_status(desk, [exits["sl"]], "filled")
+        await _until_status(desk, [exits["tp"]], "canceled")
+
+        filled = {e.client_order_id: (e.filled_quantity, e.avg_fill_price)
+                  for e in desk.committed() if e.status == "filled"}
+        assert filled == {memo["buy"]: (D(20), D(100)), oco_limit: (D(10), D(120)),
+                          trail: (D(10), D(116)), memo["entry"]: (D(10), D(95)),
+                          exits["sl"]: (D(10), D(90))}
+        assert [e for e in desk.committed() if e.status == "denied"] == []
+        assert desk.state().open_orders == 0
+        [held] = await desk.rows(positions, portfolio_id=desk.portfolio_id)
+        assert held["quantity"] == 0
+
+
+def _exits_accepted(desk: EngineDesk, entry: str) -> dict[str, str] | None:
+    """The bracket's exits once both work (events after the entry filled)."""
+    events = desk.committed()
+    after = next((i for i, e in enumerate(events)
+                  if e.client_order_id == entry and e.status == "filled"), None)
+    if after is None:
+        return None
+    found = {("tp" if e.order_type == "limit" else "sl"): e.client_order_id
+             for e in events[after:] if e.side == "sell" and e.status == "accepted"}
+    return found if len(found) == 2 else None
