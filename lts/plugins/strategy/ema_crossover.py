@@ -9,9 +9,10 @@ Indicator: talipp's ``EMA`` (:class:`~lts.plugins.strategy.indicators.Ema`), str
 multiply-add per bar: ``ema[t] = a * close[t] + (1 - a) * ema[t-1]``, ``a = 2 / (n + 1)``,
 seeded with the mean of the first n closes (the usual convention: backtrader, TA-Lib).
 
-Robust comparison: the two averages are floats reached by different paths, so on a market that
-does not move they can differ in the last bits and flip sign from bar to bar. A difference
-within ``1e-9`` of the slow average (relative) counts as equal, and equal is no cross.
+Robust comparison: the two averages are floats reached by different paths; once they have
+converged (a market that stopped moving) they still differ in their last bits, and the sign of
+such a difference is noise. A difference within ``1e-9`` of the slow average (relative) counts
+as equal, and equal is no cross (as in ``sma_crossover``, whose exact means tie at 0).
 
 Warm-up: the slow average exists from bar ``slow`` (1-based) and a cross needs it on two bars,
 so the first decision is on bar ``slow + 1``: :meth:`EmaCrossover.warmup_bars` is ``slow``.

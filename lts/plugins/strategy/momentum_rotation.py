@@ -146,5 +146,8 @@ class MomentumRotation(TradingStrategy):
             return
         self.buys_pending = False
         share = self.params.percent / self.params.top
+        equity = ctx.equity()
         for symbol in self.holding:
-            ctx.order_target_percent(symbol, share)
+            price = ctx.last_price(symbol)
+            if price is None or ctx.position(symbol) * price < equity * share / 100:
+                ctx.order_target_percent(symbol, share)  # a buy (or nothing: under a lot)

@@ -177,6 +177,19 @@ async def test_warm_up_then_live_decides_as_one_run() -> None:
     assert rows(resumed) == rows(whole.fills)
 
 
+async def test_a_market_gone_flat_is_no_breakout() -> None:
+    """A falling walk (no breakout), then 300 bars at its last close. talipp's band mean is a
+    running sum, so on the flat bars it sits a rounding error below the close with a band of
+    zero width: read as is, the close is 'above the band' on every one of them (seed 3: from
+    bar 78 on). No entry."""
+    rng = np.random.default_rng(3)
+    walk = [round(float(x), 2) for x in 200 - np.cumsum(np.abs(rng.normal(0, 1, 60)))]
+    bars = make_bars(walk + [walk[-1]] * 300, wick=0.5)
+    params = {"period": PERIOD, "k": K, "atr_period": ATR_N, "quantity": "1"}
+    result = await replay(bars, "bollinger_breakout", params, risk=LONG_ONLY)
+    assert rows(result.fills) == []
+
+
 def test_params_refused_naming_the_field() -> None:
     with pytest.raises(InvalidParams) as unknown:
         BollingerBreakout(period=20, stddev=2)
