@@ -124,9 +124,13 @@ def test_replay_fill_at_close(launcher: Launcher, good_csv: Path,
     s = summary(launcher.run("replay", str(good_csv), "--symbol", "X", *SMA, "--quantity", "2",
                              "--fill-at", "close", "--fees-bps", "1", "--json"))
     check_summary(s, bars[-1][4])
-    text = launcher.run("replay", str(good_csv), "--symbol", "X", *SMA, "--quantity", "2")
+    text = launcher.run("replay", str(good_csv), "--symbol", "X", *SMA, "--quantity", "2",
+                        "--fill-at", "close", "--fees-bps", "1")
     assert text.returncode == 0, text.stderr()
-    assert "final_equity" in text.stdout()
+    lines = {line[:26].strip(): line[26:].strip() for line in text.stdout().splitlines()}
+    assert lines["Final equity"] == str(s["final_equity"])  # the same run, as text
+    assert lines["Return [%]"]  # backtesting.py's statistics block comes first
+    assert lines["Fills"] == str(s["fills"])
     assert "Traceback" not in text.stderr()
 
 
