@@ -5,7 +5,8 @@ the first live bar), ``Li = L0 - i * step`` for i = 1..``levels``, where the ste
 (``spacing_unit=absolute``) or ``spacing`` % of the center (``percent``).
 
 - At the first live bar a limit buy of ``quantity`` rests at every level ``Li``.
-- When the buy at ``Li`` has filled, a limit sell of what it bought rests at ``L(i-1)``.
+- When the buy at ``Li`` has filled (whole: a partly filled buy waits), a limit sell of what
+  it bought rests at ``L(i-1)``, one step above the level.
 - When that sell has filled, the buy at ``Li`` rests again.
 
 So each level holds at most one order, a buy or a sell, and the grid buys dips and sells the
