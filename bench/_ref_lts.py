@@ -145,21 +145,32 @@ def _final_position(summary: dict[str, object], symbol: str) -> Decimal:
 
 
 def replay(data: Path, workdir: Path, *, symbol: str, fast: int, slow: int, quantity: int,
-           cash: int, fill_at: str, long_only: bool, tree: Path = ROOT) -> RunResult:
-    """One replay through the CLI; its fills and final equity (from ``--json``)."""
+           cash: int, fill_at: str, long_only: bool, tree: Path = ROOT,
+           journal: bool = False) -> RunResult:
+    """One replay through the CLI; its fills and final equity (from ``--json``).
+
+    As a user runs it (a scratch database) with ``--report``'s fills; with ``journal`` (or a CLI
+    without ``--report``) into a database kept with ``--db-url``, LTS's full journal, whose
+    fills table and open orders are read."""
     name = f"lts-{symbol}-{fill_at}-{'long' if long_only else 'ls'}"
-    db = workdir / f"{name}.db"
-    db.unlink(missing_ok=True)
     report = workdir / f"{name}-report" if "--report" in cli_flags(tree) else None
+    db = workdir / f"{name}.db" if journal or report is None else None
+    if db is not None:
+        db.unlink(missing_ok=True)
     child = run_child(replay_command(data, symbol=symbol, fast=fast, slow=slow,
                                      quantity=quantity, cash=cash, fill_at=fill_at,
                                      long_only=long_only, db=db, report=report, tree=tree),
                       tree=tree)
     summary = json.loads(child.stdout.strip().splitlines()[-1])
-    fills = read_report_fills(report, symbol) if report is not None else read_fills(db, symbol)
+    if report is not None:
+        fills = read_report_fills(report, symbol)
+    else:
+        assert db is not None
+        fills = read_fills(db, symbol)
     held = sum((f.quantity if f.side == "buy" else -f.quantity for f in fills), Decimal(0))
-    return RunResult("LTS", fills, Decimal(str(summary["final_equity"])),
-                     extra={"orders": summary["orders"], "denied": summary["denied"],
-                            "final_position": _final_position(summary, symbol),
-                            "position_of_fills": held, "open_orders": read_open_orders(db),
-                            "fills_from": "report fills.csv" if report else "db"})
+    extra: dict[str, object] = {
+        "orders": summary["orders"], "denied": summary["denied"],
+        "final_position": _final_position(summary, symbol), "position_of_fills": held}
+    if db is not None:
+        extra["open_orders"] = read_open_orders(db)
+    return RunResult("LTS", fills, Decimal(str(summary["final_equity"])), extra=extra)

@@ -19,10 +19,11 @@ same bars, in both fill modes and both variants, and their fills and final equit
               long-short: cross up -> long Q, cross down -> short Q (``long_only=false``; LTS's
               risk refuses short sales by default, SHORT_NOT_ALLOWED, so LTS runs this one with
               ``--set risk.allow_short=true``).
-  engines     LTS: ``python -m lts.engine replay`` in a child process, fills from its
-              ``--report`` fills.csv, or its SQLite db's fills table where the CLI has no
-              ``--report`` (bench/_ref_lts.py); backtesting.py (bench/_ref_backtesting.py);
-              backtrader (bench/_ref_backtrader.py).
+  engines     LTS: ``python -m lts.engine replay`` in a child process as a user runs it, fills
+              from its ``--report`` fills.csv; with ``--lts-journal`` (or a CLI without
+              ``--report``) into a SQLite db kept with ``--db-url`` (LTS's full journal), whose
+              fills table and open orders are read too (bench/_ref_lts.py); backtesting.py
+              (bench/_ref_backtesting.py); backtrader (bench/_ref_backtrader.py).
 
 The parameters that make the three engines' conventions the same (and why):
 
@@ -66,6 +67,7 @@ differs. Exit status 1 when LTS disagrees with both references on some case, els
 Usage: python bench/parity.py [--quick] [--data GOOG,EURUSD,COIN,GOOGCUT]
                               [--fill-at next-open|close] [--variant long|long-short]
                               [--fast N] [--slow N] [--coin-seed N] [--keep DIR] [--lts-tree DIR]
+                              [--lts-journal]
 ``--quick``: GOOG, next-open, long only.
 """
 
@@ -186,11 +188,12 @@ class Case:
 
 
 def run_case(ds: DataSet, frame: pd.DataFrame, csv: Path, workdir: Path, *, fast: int,
-             slow: int, fill_at: str, long_only: bool, tree: Path) -> Case:
+             slow: int, fill_at: str, long_only: bool, tree: Path, journal: bool) -> Case:
     kw = dict(fast=fast, slow=slow, quantity=ds.quantity, cash=CASH, fill_at=fill_at,
               long_only=long_only)
     results = {
-        "LTS": _ref_lts.replay(csv, workdir, symbol=ds.name, tree=tree, **kw),  # type: ignore[arg-type]
+        "LTS": _ref_lts.replay(csv, workdir, symbol=ds.name, tree=tree, journal=journal,
+                               **kw),  # type: ignore[arg-type]
         "backtesting.py": _ref_backtesting.run(frame, **kw),  # type: ignore[arg-type]
         "backtrader": _ref_backtrader.run(frame, **kw),  # type: ignore[arg-type]
     }
@@ -277,6 +280,8 @@ def main() -> int:
                     help=f"the COIN walk's seed (default {COIN_SEED}; 11 has two exact ties)")
     ap.add_argument("--lts-tree", type=Path, default=_ref_lts.ROOT, metavar="DIR",
                     help="run the lts package of this tree (default: this checkout)")
+    ap.add_argument("--lts-journal", action="store_true",
+                    help="LTS with --db-url: its full journal (orders, events) kept and read")
     ap.add_argument("--keep", type=Path, metavar="DIR", help="keep the CSVs and LTS databases")
     args = ap.parse_args()
     names = ["GOOG"] if args.quick else [n.strip().upper() for n in args.data.split(",")]
@@ -291,6 +296,8 @@ def main() -> int:
     print(describe())
     reads = "--report's fills.csv" if "--report" in _ref_lts.cli_flags(args.lts_tree) else \
         "its database's fills table"
+    if args.lts_journal:
+        reads += ", with its full journal (--db-url)"
     print(f"LTS: python -m lts.engine replay, lts from {args.lts_tree}; fills read from {reads}")
     print(f"sma_crossover fast={args.fast} slow={args.slow}, cash {CASH:,}, zero costs")
     started = time.perf_counter()
@@ -313,7 +320,7 @@ def main() -> int:
                     cases.append(run_case(ds, frame, csv, workdir, fast=args.fast,
                                           slow=args.slow, fill_at=mode,
                                           long_only=variant == "long",
-                                          tree=args.lts_tree))
+                                          tree=args.lts_tree, journal=args.lts_journal))
     print()
     print_table(cases)
     print_differences(cases)
