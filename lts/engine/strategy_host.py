@@ -41,9 +41,11 @@ __all__ = ["StrategyHost"]
 
 log = logging.getLogger("lts.strategy")
 
-#: Events one delivery may go through: a strategy that orders on every event of its orders
-#: without end is a bug, reported as one, not a hang.
-_MAX_CHAIN = 100_000
+#: Events one delivery may go through (and timers one instant may fire): a strategy that
+#: orders on every event of its orders without end is a bug, reported as one, not a hang. Every
+#: event is journaled live (a denied order too), so the bound is also what such a bug may
+#: write before it is stopped: a bar's decisions on hundreds of symbols stay far below it.
+_MAX_CHAIN = 10_000
 
 
 class StrategyHost:
@@ -193,7 +195,13 @@ class StrategyHost:
 
     def fire_timers(self, now: int) -> None:
         """Every timer due at ``now`` or before, at its own time on a backtest's clock."""
-        for slot, name, due in self.timers.pop_due(now):
+        timers, fired_count = self.timers, 0
+        while (fired := timers.pop_next(now)) is not None:
+            slot, name, due = fired
+            fired_count += 1
+            if fired_count > _MAX_CHAIN:
+                raise PluginError(f"portfolio {self.portfolio_id}: strategies set {fired_count} "
+                                  "timers due at once (a timer that sets itself again for now?)")
             if self._set_time is not None:
                 self._set_time(max(due, self.clock.now_ns()))
             self.trading[slot].on_timer(name, due)

@@ -50,23 +50,23 @@ class Timers:
             heapq.heappop(self._heap)
         return self._heap[0][0] if self._heap else None
 
-    def pop_due(self, now: int) -> list[tuple[int, str, int]]:
-        """``(owner, name, due)`` of every timer due at ``now`` or before, in time order;
-        repeating ones are set for their next period after ``now``."""
-        fired: list[tuple[int, str, int]] = []
+    def pop_next(self, now: int) -> tuple[int, str, int] | None:
+        """``(owner, name, due)`` of the earliest timer due at ``now`` or before, or None; a
+        repeating one is set for its next period after ``now``. One at a time: a callback may
+        cancel or set timers before the next is taken."""
         heap = self._heap
         while heap and heap[0][0] <= now:
             due, _, timer = heapq.heappop(heap)
             if not self._is_live(timer):
                 continue
-            fired.append((timer.owner, timer.name, due))
             if timer.every is None:
                 del self.live[(timer.owner, timer.name)]
-                continue
-            skipped = (now - due) // timer.every
-            timer.due = due + (skipped + 1) * timer.every
-            heapq.heappush(heap, (timer.due, timer.generation, timer))
-        return fired
+            else:
+                skipped = (now - due) // timer.every
+                timer.due = due + (skipped + 1) * timer.every
+                heapq.heappush(heap, (timer.due, timer.generation, timer))
+            return timer.owner, timer.name, due
+        return None
 
     def _is_live(self, timer: _Timer) -> bool:
         return self.live.get((timer.owner, timer.name)) is timer

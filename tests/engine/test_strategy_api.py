@@ -18,7 +18,8 @@ from lts.bus import InProcessBus, Mailbox, Overflow
 from lts.domain.market import Bar, WarmUp
 from lts.engine.clock import LiveClock
 from lts.engine.feeds import FeedHub
-from lts.errors import PluginError
+from lts.errors import JournalUnavailable, PluginError
+from lts.persistence.tables import audit_logs
 from lts.plugins.registry import Registry
 
 from .desk import EngineDesk
@@ -230,6 +231,35 @@ async def test_a_strategy_ordering_without_end_is_an_error_not_a_hang() -> None:
         await backtest(script, {"AAA": bars("AAA", [flat(100)] * 5)})
     assert len(script.events) > 1000
     assert len(script.live_bars()) == 2, "bars after the loop were taken"
+
+
+async def test_live_a_strategy_ordering_without_end_puts_its_portfolio_in_error(
+        migrated_url: str) -> None:
+    """On the live engine the same loop is a failure at the portfolio boundary: the
+    portfolio goes to ``error`` with the reason recorded (audited), its supervisor restarts
+    it, and the engine and its other portfolio run on."""
+    def on_bar(s: Scripted, bar: Bar, i: int) -> None:
+        s.ctx.sell("AAA", 1)
+
+    script = Script(on_bar=on_bar, on_order=_ordering_without_end)
+    async with strategy_desk(migrated_url, script) as (desk, market):
+        market.push("AAA", 100)
+        await desk.until(lambda: script.made == 2 and desk.state().status == "running",
+                         "the supervisor's restart")
+
+        async def audited() -> list[dict[str, Any]] | None:
+            try:  # thousands of denied orders are being written: the journal may be behind
+                return await desk.rows(audit_logs, action="portfolio.error")
+            except JournalUnavailable:
+                return None
+
+        failures = await desk.until_async(audited, "the portfolio's error")
+        failure = next(f for f in failures if f["target"] == f"portfolio:{desk.portfolio_id}")
+        assert "PluginError" in failure["detail"]["reason"]
+        assert "order events in one pass" in failure["detail"]["reason"]
+        other = desk.facade.state(desk.portfolio_id - 1)
+        assert other is not None
+        assert other.status == "running"
 
 
 # -- 10. target sizing ---------------------------------------------------------------------------

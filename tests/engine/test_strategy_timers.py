@@ -11,9 +11,10 @@ from typing import Any
 import pytest
 
 from lts.domain.market import Bar
-from lts.errors import InvalidParams
+from lts.errors import InvalidParams, PluginError
 
 from .scripted_strategy import MINUTE, T0, Script, Scripted, backtest, bars, flat
+from .strategy_desk import strategy_desk
 
 pytestmark = pytest.mark.anyio
 
@@ -130,3 +131,79 @@ async def test_a_timer_without_a_time_is_a_strategy_error() -> None:
     await backtest(script, {"AAA": bars("AAA", [flat(100)] * 2)})
     assert len(raised) == 3
     assert script.timers == []
+
+
+async def test_a_timer_canceled_by_an_earlier_one_due_at_the_same_bar_does_not_fire() -> None:
+    """``a`` at 30 s and ``b`` at 40 s, both passed by the bar at 60 s; ``a`` cancels ``b``:
+    ``b`` never fires (it had been taken out as due before ``a`` ran)."""
+    def set_them(s: Scripted, i: int) -> None:
+        if i == 0:
+            s.ctx.set_timer("a", at_ns=T0 + 30 * SECOND)
+            s.ctx.set_timer("b", at_ns=T0 + 40 * SECOND)
+
+    script = Script()
+    heard = journal(script)
+    noted = script.on_timer
+    assert noted is not None
+
+    def on_timer(s: Scripted, name: str, ts: int) -> None:
+        noted(s, name, ts)
+        if name == "a":
+            s.ctx.cancel_timer("b")
+
+    script.on_timer = on_timer
+    script.on_bar = noting_bars(set_them)
+    await backtest(script, {"AAA": bars("AAA", [flat(100)] * 3)})
+    assert heard == [("bar", 0), ("timer", "a", 30, 30), ("bar", 1), ("bar", 2)]
+
+
+async def test_a_timer_that_sets_itself_for_now_without_end_fails_the_replay() -> None:
+    """A timer that sets itself again for the time it fired at would fire forever at one
+    instant: the host stops it with LTS's error instead of hanging."""
+    def set_it(s: Scripted, i: int) -> None:
+        if i == 0:
+            s.ctx.set_timer("again", at_ns=T0 + SECOND)
+
+    def again(s: Scripted, name: str, ts: int) -> None:
+        s.ctx.set_timer("again", at_ns=ts)
+
+    script = Script(on_timer=again)
+    script.memo["journal"] = []
+    script.on_bar = noting_bars(set_it)
+    with pytest.RaisesGroup(pytest.RaisesExc(PluginError, match="timers due at once"),
+                            flatten_subgroups=True):
+        await backtest(script, {"AAA": bars("AAA", [flat(100)] * 3)})
+
+
+# -- live: timers with no bars coming ------------------------------------------------------------
+
+async def test_live_timers_fire_with_no_bars_coming(migrated_url: str) -> None:
+    """The live engine, a feed that sends nothing: set at ``on_start``, a repeating timer
+    every 50 ms and a one-off at 300 ms. The repeating one fires 50 ms after it was set, then
+    every 50 ms (its ``ts``; the clock inside is at or after it) and cancels itself at the
+    third; the one-off fires once, at its time, after them."""
+    PERIOD = 50_000_000
+
+    def on_start(s: Scripted) -> None:
+        now = s.ctx.now_ns()
+        s.script.memo["start"] = now
+        s.ctx.set_timer("tick", every_ns=PERIOD)
+        s.ctx.set_timer("once", at_ns=now + 6 * PERIOD)
+
+    def on_timer(s: Scripted, name: str, ts: int) -> None:
+        if name == "tick" and sum(t[0] == "tick" for t in s.script.timers) == 3:
+            s.ctx.cancel_timer("tick")
+
+    script = Script(on_start=on_start, on_timer=on_timer)
+    async with strategy_desk(migrated_url, script) as (desk, _market):
+        await desk.until(lambda: any(t[0] == "once" for t in script.timers),
+                         "the one-off timer")
+        start = script.memo["start"]
+        assert isinstance(start, int)
+        first = script.timers[0][1]  # a period after set_timer's own reading of the clock
+        assert 0 <= first - start - PERIOD < PERIOD
+        assert [(name, ts - first) for name, ts, _ in script.timers] == [
+            ("tick", 0), ("tick", PERIOD), ("tick", 2 * PERIOD),
+            ("once", start + 6 * PERIOD - first)]
+        assert all(now >= ts for _, ts, now in script.timers)
+        assert desk.state().bars == 0
