@@ -19,6 +19,7 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from lts.plugins.pipeline.arrow_numpy import numbers_of
 from lts.plugins.pipeline.bars_source import COLUMNS, BarsSource, RawChunk
 
 __all__ = ["BarChecker", "CheckedChunk"]
@@ -104,7 +105,8 @@ class BarChecker:
             row = _first_failing(col, pa.float64())
             problems.add(row, f"{what}: non-numeric value {col[row].as_py()!r}")
             return np.full(len(col), np.nan)  # NaN: no bar shape rule fires on it
-        x: Floats = pc.fill_null(numbers, np.nan).to_numpy()
+        x: Floats = numbers_of(pc.fill_null(numbers, np.nan) if numbers.null_count
+                               else numbers)
         for mask, why in ((np.isnan(x), "NaN"), (np.isinf(x), "infinite value")):
             if mask.any():
                 problems.add(int(np.argmax(mask)), f"{what}: {why}")
@@ -191,8 +193,8 @@ class BarChecker:
     def _epochs(self, numbers: pa.Array, shown: pa.Array, problems: _Problems) -> Ints:
         """Epoch numbers in the unit their size says (the first row's for the file) -> ns."""
         exact = pa.types.is_integer(numbers.type)
-        x = pc.fill_null(pc.cast(numbers, pa.int64() if exact else pa.float64(),
-                                 safe=False), 0).to_numpy()
+        cast = pc.cast(numbers, pa.int64() if exact else pa.float64(), safe=False)
+        x = numbers_of(pc.fill_null(cast, 0) if cast.null_count else cast)
         if not exact:
             finite = np.isfinite(x)
             if not finite.all():
@@ -252,7 +254,7 @@ class BarChecker:
             problems.add(_first(col.is_null()), "column 'symbol': empty value")
             col = pc.fill_null(col, "")
         encoded = pc.dictionary_encode(pc.cast(col, pa.string()))
-        codes: npt.NDArray[np.intp] = encoded.indices.to_numpy().astype(np.intp)
+        codes: npt.NDArray[np.intp] = numbers_of(encoded.indices).astype(np.intp)
         return [str(s) for s in encoded.dictionary.to_pylist()], codes
 
     def _in_order_by_symbol(self, ts: Ints, symbols: list[str],
@@ -315,7 +317,10 @@ def _first_failing(col: pa.Array, target: pa.DataType) -> int:
 
 
 def _ns(instants: pa.Array) -> Ints:
-    out: Ints = pc.fill_null(pc.cast(instants, pa.int64()), 0).to_numpy()
+    ns = pc.cast(instants, pa.int64())
+    if ns.null_count:  # rows already reported: any value will do (a fill value's scalar
+        ns = pc.fill_null(ns, 0)  # imports pandas: kept off the common path)
+    out: Ints = numbers_of(ns)
     return out
 
 
@@ -326,13 +331,19 @@ def _shown(value: object) -> str:
 
 def _zone_of(text: str) -> bool | None:
     """How a file writes its times, from its first: None for epoch numbers, else whether the
-    text carries a zone (``Z``, ``+01:00``)."""
+    text carries a zone (``Z``, ``+01:00``). Python reads the ISO forms first: building a
+    pyarrow array from Python values imports pandas (0.3 s of a backtest's start-up)."""
     try:
         float(text)
     except ValueError:
         pass
     else:
         return None
+    if _is_iso(text):
+        try:
+            return datetime.fromisoformat(text).tzinfo is not None
+        except ValueError:
+            pass
     try:
         pc.cast(pa.array([text]), pa.timestamp("ns"))
     except _CAST_ERRORS:
