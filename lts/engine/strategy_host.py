@@ -26,6 +26,7 @@ from typing import Any
 from lts.domain.clock import Clock
 from lts.domain.events import OrderEvent, OrderFilled
 from lts.domain.market import Bar
+from lts.domain.signals import Signal
 from lts.engine.contingent import Contingencies
 from lts.engine.ledger import Ledger
 from lts.engine.order_manager import OrderManager
@@ -54,7 +55,10 @@ class StrategyHost:
         self.portfolio_id = portfolio_id
         self.clock = clock
         self._set_time = set_time  # a backtest's clock: timers fire at their own time
+        #: the strategy the runner calls per symbol (while a multi-symbol strategy waits for
+        #: its history, a gate that hands it over before its first live bar)
         self.by_symbol: dict[str, Strategy] = {}
+        self._owner: dict[str, Strategy] = {}  # the strategy of each symbol
         self.trading: list[TradingStrategy] = []
         self.contexts: list[PortfolioContext] = []
         self.timers = Timers()
@@ -80,14 +84,14 @@ class StrategyHost:
                 shared[key] = strategy
                 if isinstance(strategy, TradingStrategy):
                     self.trading.append(strategy)
-            self.by_symbol[asset.symbol] = strategy
+            self.by_symbol[asset.symbol] = self._owner[asset.symbol] = strategy
             symbols.setdefault(id(strategy), []).append(asset.symbol)
         self._symbols = {id(s): tuple(symbols[id(s)]) for s in self.trading}
         return self.by_symbol
 
     def history_needed(self, symbol: str) -> int:
         """Bars of history the strategy of ``symbol`` needs (its declared warm-up)."""
-        strategy = self.by_symbol.get(symbol)
+        strategy = self._owner.get(symbol)
         if isinstance(strategy, TradingStrategy):
             return max(0, int(strategy.warmup_bars()))
         return 0
@@ -119,7 +123,7 @@ class StrategyHost:
         ``warmup_bars()`` of it when the strategy declares how many it needs. A multi-symbol
         strategy takes the history of all its symbols at once, merged in time order, when
         every one of them has given its own (or at its first live bar)."""
-        strategy = self.by_symbol.get(symbol)
+        strategy = self._owner.get(symbol)
         if strategy is None:
             return 0
         needed = self.history_needed(symbol)
@@ -131,11 +135,17 @@ class StrategyHost:
             more = [*pending.get(symbol, ()), *bars]
             pending[symbol] = more[-needed:] if needed else more
             if len(pending) < len(symbols):
+                gate = _HistoryFirst(self, strategy)
+                for s in symbols:  # its first live bar must not overtake this history
+                    self.by_symbol[s] = gate
                 return 0
             return self._flush(strategy)
         return self._feed_history(strategy, bars)
 
     def _flush(self, strategy: Strategy) -> int:
+        """A multi-symbol strategy's pending histories, merged in time order."""
+        for s in self._symbols.get(id(strategy), ()):
+            self.by_symbol[s] = strategy
         pending = self._pending.pop(id(strategy), {})
         merged = heapq.merge(*pending.values(), key=lambda b: b.ts_event)
         return self._feed_history(strategy, merged)
@@ -161,7 +171,7 @@ class StrategyHost:
         notices = self._notices
         if not notices:
             return
-        contingent, by_symbol = self.contingent, self.by_symbol
+        contingent, by_symbol = self.contingent, self._owner
         assert contingent is not None
         handled = 0
         while notices:
@@ -183,10 +193,6 @@ class StrategyHost:
     def on_bar_done(self, bar: Bar) -> None:
         """After a bar's decisions: its events are delivered (the contingent orders settle
         what its fills did), then trailing stops move."""
-        if self._pending:  # live bars came before every symbol's history: take what came
-            for strategy in {id(s): s for s in self.trading}.values():
-                if id(strategy) in self._pending:
-                    self._flush(strategy)
         self.deliver()
         contingent = self.contingent
         if contingent is not None and bar.symbol in contingent.trailing_symbols:
@@ -227,3 +233,20 @@ class StrategyHost:
     @property
     def unsized(self) -> int:
         return sum(c.unsized for c in self.contexts)
+
+
+class _HistoryFirst:
+    """Stands for a multi-symbol strategy while some of its symbols' histories have not come
+    (a feed without history, or one still fetching it): the first live bar of any of its
+    symbols hands it what came first, merged in time order, then the bar."""
+
+    def __init__(self, host: StrategyHost, strategy: Strategy) -> None:
+        self._host = host
+        self._strategy = strategy
+
+    def on_bar(self, bar: Bar) -> Signal | None:
+        self._host._flush(self._strategy)
+        return self._strategy.on_bar(bar)
+
+    def __getattr__(self, name: str) -> Any:  # set_params, get_debug_info, ...
+        return getattr(self._strategy, name)

@@ -93,13 +93,15 @@ class Market:
 async def strategy_desk(db_url: str, script: Script, *, symbols: tuple[str, ...] = ("AAA",),
                         strategy: str = "scripted", backfill: int = 0,
                         history: dict[str, Sequence[float]] | None = None,
+                        history_in_order: Sequence[tuple[str, float]] = (),
                         broker: dict[str, Any] | None = None, cash: str = "100000",
                         risk: dict[str, Any] | None = None,
                         engine: dict[str, Any] | None = None,
                         ) -> AsyncIterator[tuple[EngineDesk, Market]]:
     """The engine with a portfolio of ``symbols`` (tick 0.01, lot 1) trading ``script`` on the
     paper venue (``broker``: its params) over a :class:`HistoryFeed` (``backfill`` bars of
-    ``history`` first). Yields the portfolio's desk and its market."""
+    ``history`` first; ``history_in_order``: (symbol, close) bars in that time order). Yields
+    the portfolio's desk and its market."""
     async with running_desk(db_url, engine=engine) as base:
         registry = base.engine.registry
         _, params = scripted_registry(script, registry)
@@ -109,6 +111,8 @@ async def strategy_desk(db_url: str, script: Script, *, symbols: tuple[str, ...]
         market = Market(key)
         for symbol, closes in (history or {}).items():
             market.history(symbol, closes)
+        for symbol, close in history_in_order:
+            market.history(symbol, [close])
         db = make_engine(db_url)
         try:
             pid = await repo.create_portfolio(db, repo.PortfolioSpec(

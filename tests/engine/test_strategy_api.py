@@ -388,6 +388,38 @@ async def test_a_restarted_portfolio_that_was_its_feed_s_only_subscriber_is_warm
         assert script.closes(2, warming=False) == [15]
 
 
+async def test_a_multi_symbol_strategy_warms_up_on_both_histories_in_time_order(
+        migrated_url: str) -> None:
+    """Two symbols' histories (interleaved in time) reach one multi-symbol strategy merged
+    in time order, the last 3 of each, all while warming up, before its first live bar."""
+    script = Script(warmup=3)
+    history = [("AAA", 10.0), ("BBB", 20.0), ("AAA", 11.0), ("BBB", 21.0), ("AAA", 12.0),
+               ("BBB", 22.0), ("AAA", 13.0), ("BBB", 23.0)]
+    async with strategy_desk(migrated_url, script, symbols=("AAA", "BBB"),
+                             strategy="scripted_pair", backfill=5,
+                             history_in_order=history) as (desk, market):
+        await desk.until(lambda: len(script.closes(1, warming=True)) == 6, "the warm-up")
+        market.push("BBB", 24)
+        await _heard(desk, script, 1, 1)
+        assert [(h.bar.symbol, h.bar.close, h.warming_up) for h in script.bars] == [
+            ("AAA", 11, True), ("BBB", 21, True), ("AAA", 12, True), ("BBB", 22, True),
+            ("AAA", 13, True), ("BBB", 23, True), ("BBB", 24, False)]
+
+
+async def test_a_multi_symbol_strategy_takes_one_symbol_s_history_before_its_first_live_bar(
+        migrated_url: str) -> None:
+    """Only AAA has history; BBB's feed has none. The strategy cannot wait for BBB's: it
+    takes AAA's before its first live bar, whichever symbol that bar is of."""
+    script = Script(warmup=3)
+    async with strategy_desk(migrated_url, script, symbols=("AAA", "BBB"),
+                             strategy="scripted_pair", backfill=5,
+                             history={"AAA": [10, 11, 12, 13]}) as (desk, market):
+        market.push("BBB", 24)
+        await _heard(desk, script, 1, 1)
+        assert [(h.bar.symbol, h.bar.close, h.warming_up) for h in script.bars] == [
+            ("AAA", 11, True), ("AAA", 12, True), ("AAA", 13, True), ("BBB", 24, False)]
+
+
 async def test_the_hub_keeps_a_stopped_feed_s_latest_bars_for_a_while_only() -> None:
     """The feed hub on its own: a subscriber that needs 2 bars, a feed without history of its
     own. The only subscriber leaves; one subscribing again within ``keep_seconds`` gets the
