@@ -13,7 +13,8 @@ back from the open orders.
   a member is canceled, rejected or expires first, the others are canceled too.
 - **Bracket** (``bracket tp= sl=``): the entry's fills feed its exit group (named by the entry's
   id): the first fill places the take-profit limit and the stop-loss stop for what filled, later
-  fills grow them.
+  fills grow them. If the exits filled all there was while the entry works on, its next fills
+  get a new pair; if an exit was canceled (by the strategy, or the venue), none.
 - **Trailing stop** (``trail d`` or ``trail p%``): a stop order moved after each bar of its
   symbol to ``d`` (or ``p`` %) from the best price since it was placed (a sell stop below the
   highest high, only ever up; a buy stop above the lowest low, only ever down).
@@ -60,6 +61,7 @@ class _Group:
     take_profit: Decimal | None = None  # a bracket's exits, placed on its entry's first fill
     stop_loss: Decimal | None = None
     done: bool = False
+    broken: bool = False  # ended by a member canceled, rejected or expired (not by fills)
 
 
 @dataclass
@@ -171,27 +173,22 @@ class Contingencies:
         if filled > 0:
             self._seen[coid] = event.filled_quantity
         if coid in self._entries:  # a bracket's entry
-            if filled > 0:
-                if group.done:  # its exits are over, and it fills on: a new pair for that
+            if filled > 0 and not (group.done and group.broken):
+                if group.done:  # its exits filled, and it fills on: a new pair for that
                     group = self._reopen(name, group)
                 group.remaining += filled
                 if not group.members:
                     self._place_exits(name, group)
             if event.status in _TERMINAL:
                 self._entries.discard(coid)
-                if not group.members and group.remaining == 0:
-                    self._forget(name)
-                    return
-            self._keep_in_line(group)
-            return
-        if filled > 0:
-            group.remaining -= filled
-        if event.status in _CLOSED and not group.done:
-            self._member_closed(group)
+        else:
+            if filled > 0:
+                group.remaining -= filled
+            if event.status in _CLOSED and not group.done:
+                self._member_closed(group)
         self._keep_in_line(group)
-        if group.done and name not in self._entries and \
-                not any(c in self._om.open for c in group.members):
-            self._forget(name)  # every member closed, no entry to fill on: over
+        if name not in self._entries and self._over(group):
+            self._forget(name)
 
     def on_bar(self, bar: Bar) -> None:
         """Move the trailing stops of ``bar.symbol`` after the bar."""
@@ -229,6 +226,13 @@ class Contingencies:
             self._place_member(name, request)
         self._keep_in_line(group)
 
+    def _over(self, group: _Group) -> bool:
+        """Nothing more can happen to a group whose entry (if any) is closed: no exit was ever
+        placed (the entry filled nothing), or every member has closed."""
+        if not group.members:
+            return group.remaining == 0
+        return group.done and not any(c in self._om.open for c in group.members)
+
     def _reopen(self, name: str, done: _Group) -> _Group:
         """A bracket whose exits ended (one filled what there was) while its entry works on:
         a fresh group for the entry's next fills. The old exits are let go (their cancels
@@ -246,7 +250,7 @@ class Contingencies:
         if group.remaining > 0:
             log.warning("exit group of %s %s: a member closed with %s left to exit; canceling "
                         "the others", group.side.value, group.symbol, group.remaining)
-        group.done = True
+        group.done = group.broken = True
 
     def _keep_in_line(self, group: _Group) -> None:
         om = self._om

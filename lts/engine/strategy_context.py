@@ -46,6 +46,17 @@ def _exact(value: Number, what: str) -> Decimal:
     return number
 
 
+def _above_below(exit_side: Side, limit: Decimal, stop: Decimal, limit_name: str,
+                 stop_name: str) -> None:
+    """An exit pair's limit is the better price: above the stop for sells, below for buys
+    (else one of them would trade at once)."""
+    if (limit <= stop) if exit_side is Side.SELL else (limit >= stop):
+        where = "above" if exit_side is Side.SELL else "below"
+        raise InvalidParams("strategy", limit_name,
+                            f"a {exit_side.value} exit's {limit_name} ({limit}) must be {where} "
+                            f"its {stop_name} ({stop})")
+
+
 class PortfolioContext:
     """A trading strategy's window on its portfolio (see the protocol for each method)."""
 
@@ -140,6 +151,7 @@ class PortfolioContext:
         exit_side = Side.SELL if side is Side.BUY else Side.BUY
         tp = self._price(symbol, _exact(take_profit, "take_profit"), exit_side, limit=True)
         sl = self._price(symbol, _exact(stop_loss, "stop_loss"), exit_side, limit=False)
+        _above_below(exit_side, tp, sl, "take_profit", "stop_loss")
         order = self._contingent.bracket(request, tp, sl)
         return order.client_order_id
 
@@ -149,6 +161,9 @@ class PortfolioContext:
         second = self._request(symbol, side, quantity, None, stop, TimeInForce.GTC, "")
         if first is None or second is None:
             return None
+        assert first.limit_price is not None
+        assert second.stop_price is not None
+        _above_below(side, first.limit_price, second.stop_price, "limit", "stop")
         a, b = self._contingent.oco(first, second)
         return a.client_order_id, b.client_order_id
 

@@ -13,6 +13,7 @@ import pytest
 
 from lts.domain.market import Bar
 from lts.domain.orders import Order, Side
+from lts.errors import InvalidParams
 from lts.persistence.tables import positions
 from lts.settings import RiskLimits
 
@@ -180,6 +181,53 @@ async def test_a_bracket_entry_filling_on_after_its_exits_ended_gets_new_exits()
     assert watch.oversold() == []
     assert [e for e in script.events if e.status == "denied"] == []
     assert result.summary.final_positions == {"AAA": D(0)}
+
+
+async def test_a_bracket_whose_exit_the_strategy_canceled_gets_no_new_exits() -> None:
+    """Volume cap 4 a bar: the limit entry fills 4 (bar 1), its exits are placed; the
+    strategy cancels the stop-loss (bar 2): the take-profit goes with it. The entry fills on
+    (bars 3, 4): the strategy took the exit over, no new exits come."""
+    ids, enter = entering(take_profit=120, stop_loss=80, limit=100)
+
+    def on_bar(s: Scripted, bar: Bar, i: int) -> None:
+        enter(s, bar, i)
+        if i == 2:
+            ids["canceled"] = s.ctx.cancel(exits_of(s.script)["sl"])
+
+    script = Script(on_bar=on_bar)
+    data = {"AAA": bars("AAA", [flat(100)] * 2 + [flat(101)] + [flat(100)] * 3, volume=1000)}
+    result = await backtest(script, data, volume_cap="0.004")
+    exits = exits_of(script)
+    assert ids["canceled"] is True
+    assert fills_of(result, ids["entry"]) == [(1, D(4), D(100)), (3, D(4), D(100)),
+                                              (4, D(2), D(100))]
+    assert script.statuses(exits["tp"])[-1] == "canceled"
+    assert len({e.client_order_id for e in script.events if e.side == "sell"}) == 2
+    assert result.summary.final_positions == {"AAA": D(10)}
+
+
+async def test_exit_prices_on_the_wrong_side_are_refused() -> None:
+    """A buy bracket's take-profit must be above its stop-loss, a sell OCO pair's limit above
+    its stop: else one would trade at once. InvalidParams to the strategy, nothing placed."""
+    raised: list[str] = []
+
+    def on_bar(s: Scripted, bar: Bar, i: int) -> None:
+        if i == 0:
+            for attempt in (
+                lambda: s.ctx.bracket("AAA", Side.BUY, 1, take_profit=90, stop_loss=110),
+                lambda: s.ctx.bracket("AAA", Side.SELL, 1, take_profit=110, stop_loss=90),
+                lambda: s.ctx.oco("AAA", Side.SELL, 1, limit=90, stop=95),
+                lambda: s.ctx.oco("AAA", Side.BUY, 1, limit=95, stop=90),
+            ):
+                try:
+                    attempt()
+                except InvalidParams as exc:
+                    raised.append(exc.field)
+
+    script = Script(on_bar=on_bar)
+    result = await backtest(script, {"AAA": bars("AAA", [flat(100)] * 2)})
+    assert raised == ["take_profit", "take_profit", "limit", "limit"]
+    assert result.summary.orders == 0
 
 
 async def test_a_short_bracket_mirrors() -> None:
