@@ -70,6 +70,24 @@ async def test_each_order_type_fills_where_the_paper_venue_says_and_the_strategy
     assert result.summary.final_positions == {"AAA": D(25)}
 
 
+@pytest.mark.xfail(strict=True, reason="the runner delivers a bar's fills after the strategy's "
+                   "on_bar of that bar (PortfolioRunner._loop: host.deliver() is not called "
+                   "after the venue's fills are taken in, before on_bar)")
+async def test_the_strategy_hears_a_fill_before_the_bar_it_happened_on() -> None:
+    """A market order from bar 0 fills at bar 1's open: ``on_fill`` comes before ``on_bar``
+    of bar 1, which already sees the position it made."""
+    seen: list[tuple[Any, ...]] = []
+
+    def on_bar(s: Scripted, bar: Bar, i: int) -> None:
+        if i == 0:
+            s.ctx.buy("AAA", 10)
+        seen.append(("bar", i, s.ctx.position("AAA")))
+
+    script = Script(on_bar=on_bar, on_fill=lambda s, f: seen.append(("fill", f.quantity)))
+    await backtest(script, {"AAA": bars("AAA", [flat(100)] * 3)})
+    assert seen == [("bar", 0, 0), ("fill", 10), ("bar", 1, 10), ("bar", 2, 10)]
+
+
 async def test_a_risk_denial_reaches_on_order_with_its_reason() -> None:
     """An order risk refuses (more than the cash pays for) is DENIED with the reason, heard
     in ``on_order``; its id is returned all the same; nothing fills."""
