@@ -387,6 +387,9 @@ class PortfolioRunner:
                                      signal.reason)
                             for order_request in allocator.allocate(signal, ledger):
                                 request(order_request, bar_ts=bar.ts_event if live else None)
+                        if control:  # what the decision made happen on this bar (a fill at
+                            self._control(take_control())  # its close) lands on this bar
+                            trading = not self.stopping
                         if hosted:
                             host.on_bar_done(bar)
                     if curve is not None:  # after the bar's fills

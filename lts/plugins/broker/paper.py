@@ -45,6 +45,7 @@ from pydantic import Field, ValidationInfo, field_validator
 
 from lts.domain.clock import Clock
 from lts.domain.commands import ModifyOrder
+from lts.domain.contingency import OcoTag, parse_tag
 from lts.domain.instruments import Instrument
 from lts.domain.market import Bar
 from lts.domain.orders import (
@@ -65,6 +66,7 @@ from lts.plugins.broker.paper_costs import PaperCosts
 __all__ = ["PaperBroker", "PaperParams"]
 
 _DAY_NS = 86_400 * 1_000_000_000
+_STOPS = frozenset({OrderType.STOP, OrderType.STOP_LIMIT})
 #: Rules for a symbol the runner gave none for (tests that drive the venue alone).
 _FREE = Instrument("", Decimal(0), Decimal(0))
 
@@ -282,9 +284,28 @@ class PaperBroker(PluginBase):
         book = self._book.get(bar.symbol)
         if not book:
             return
-        for coid, work in list(book.items()):
+        items = list(book.items())
+        groups = {c: g.group for c, w in items
+                  if isinstance(g := parse_tag(w.order.tag), OcoTag)}
+        if not groups:
+            for coid, work in items:
+                if self._work(work, bar):
+                    del book[coid]
+            return
+        # an exit group fills once per bar (the engine shrinks or cancels the others after
+        # it hears of the fill, as a venue's own OCO would at once); a bar through both the
+        # take-profit and the stop-loss takes the stop: the pessimistic reading of a bar
+        items.sort(key=lambda item: item[1].order.order_type not in _STOPS)
+        traded: set[str] = set()
+        for coid, work in items:
+            group = groups.get(coid)
+            if group in traded:
+                continue
+            leaves = work.leaves
             if self._work(work, bar):
                 del book[coid]
+            if group is not None and work.leaves != leaves:
+                traded.add(group)
 
     def _work(self, work: _Working, bar: Bar) -> bool:
         """Work one order against one bar; True when it left the book."""

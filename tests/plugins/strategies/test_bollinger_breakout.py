@@ -9,8 +9,8 @@ open; the take-profit (a sell limit at ``close + tp_atr * ATR``, rounded up to t
 stop-loss (a sell stop at ``close - sl_atr * ATR``, rounded down) work from the bar after the
 entry's fill: a limit fills at the open when the open is through it, else at its price when the
 high reaches it; a stop at the open when the open is through it, else at its price when the low
-reaches it. The data never touches both on one bar, nor an exit on the bar right after the
-entry's bar (see the xfail tests for both).
+reaches it; a bar through both takes the stop (tested on its own below, as is an exit on the
+bar right after a fill at the close).
 """
 
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
@@ -202,7 +202,7 @@ def test_params_refused_naming_the_field() -> None:
     assert bad.value.field == "k"
 
 
-# -- engine bugs found on the way (issue 11: the strategy API's engine side) ----------------------
+# -- two engine bugs found on the way, fixed (issue 11: the strategy API's engine side) -----------
 
 def _one_breakout(after_entry: Bar | None = None, *, fill_at: str = "close") -> list[Bar]:
     """Ten flat bars, a breakout on bar 10 (entry at its close), then ``after_entry``."""
@@ -224,28 +224,30 @@ def _one_breakout(after_entry: Bar | None = None, *, fill_at: str = "close") -> 
 _SMALL = {"period": 5, "k": 1.0, "atr_period": 3, "tp_atr": 2, "sl_atr": 2, "quantity": 10}
 
 
-@pytest.mark.xfail(strict=True, reason="engine bug: with fill_at=close a bracket's exits are "
-                   "placed one bar late (the entry's fill is taken in after the next bar was "
-                   "worked), so that bar's move through the stop-loss goes unprotected")
 async def test_close_fill_exits_work_on_the_next_bar() -> None:
     """Entry filled at bar 10's close; bar 11 falls through the stop-loss (~101): the stop
-    must fill on bar 11. The engine places the exits while taking bar 11 in, after the venue
-    worked it, so they work from bar 12."""
+    fills on bar 11 (the entry's fill at the close is taken in on bar 10, so its exits are
+    placed there and work from the next bar; they were a bar late before)."""
     crash = Bar("X", 0, 110.0, 110.1, 90.0, 92.0, 1e6)
     bars = _one_breakout(crash)
     result = await replay(bars, "bollinger_breakout", _SMALL, fill_at="close", risk=LONG_ONLY)
-    assert [(d, s) for d, s, _, _ in rows(result.fills)] == [(10, "buy"), (11, "sell")]
+    fills = rows(result.fills)
+    assert [(d, s) for d, s, _, _ in fills[:2]] == [(10, "buy"), (11, "sell")]
+    assert fills[1][3] < Decimal(110)  # the stop-loss's exit (a later breakout may follow)
 
 
-@pytest.mark.xfail(strict=True, reason="engine bug: a bar through both the take-profit and the "
-                   "stop-loss fills both exits of a bracket (the OCO cancel comes after the "
-                   "venue worked the bar), leaving a short the risk limits forbid")
 @pytest.mark.parametrize("fill_at", ["close", "next_open"])
 async def test_a_bar_through_both_exits_fills_one(fill_at: str) -> None:
+    """A bar through both the take-profit and the stop-loss fills one exit, the stop (the
+    pessimistic reading of a bar), and the position ends flat (both filled before, leaving a
+    short the risk limits forbid)."""
     wide = Bar("X", 0, 110.0, 140.0, 80.0, 110.0, 1e6)
     bars = _one_breakout()
     bars[13] = Bar("X", bars[13].ts_event, wide.open, wide.high, wide.low, wide.close, 1e6)
     result = await replay(bars, "bollinger_breakout", _SMALL, fill_at=fill_at,
                           risk=RiskLimits(max_orders_per_second=None, max_open_orders=None))
-    assert [s for _, s, _, _ in rows(result.fills)] == ["buy", "sell"]
+    fills = rows(result.fills)
+    assert [s for _, s, _, _ in fills] == ["buy", "sell"]
     assert result.summary.final_positions == {"X": Decimal(0)}
+    assert fills[1][0] == 13  # on the wide bar
+    assert Decimal(str(fills[1][3])) < Decimal(110)  # the stop's price, not the take-profit's
