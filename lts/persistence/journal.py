@@ -100,7 +100,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from itertools import islice
-from typing import Final, Protocol
+from typing import TYPE_CHECKING, Final, Protocol
 
 import anyio
 import anyio.abc
@@ -117,7 +117,6 @@ from lts.persistence.journal_errors import (
     unavailable_reason,
 )
 from lts.persistence.journal_fencing import FenceCheck, Fences, Fencing, lease_errors
-from lts.persistence.journal_pg import InDoubt, PgCommitPath
 from lts.persistence.journal_records import (
     AUDIT,
     FILL,
@@ -130,6 +129,9 @@ from lts.persistence.journal_records import (
     Row,
 )
 from lts.persistence.journal_sqlite import SqliteCommitPath
+
+if TYPE_CHECKING:
+    from lts.persistence.journal_pg import InDoubt
 
 __all__ = ["Journal", "JournalClosedError", "Row", "unavailable_reason"]
 
@@ -218,7 +220,9 @@ class Journal:
         self._store: _CommitPath
         if dialect == "sqlite":  # inline_writes: commit on the loop's thread (backtests)
             self._store = SqliteCommitPath(engine, inline=inline_writes)
-        else:
+        else:  # imported here: SQLAlchemy's PostgreSQL dialect costs a backtest 0.1 s
+            from lts.persistence.journal_pg import PgCommitPath
+
             self._store = PgCommitPath(engine)
         self._max_batch = max_batch
         self._high_water = high_water
