@@ -380,6 +380,8 @@ class PortfolioRunner:
                     if control:  # the venue's fills (and any command) come first
                         self._control(take_control())
                         trading = not self.stopping
+                        if hosted:  # a strategy hears its fills before the bar's on_bar
+                            host.deliver()
                     if trading:
                         signal = strategies[sym].on_bar(bar)
                         if signal is not None:

@@ -70,9 +70,6 @@ async def test_each_order_type_fills_where_the_paper_venue_says_and_the_strategy
     assert result.summary.final_positions == {"AAA": D(25)}
 
 
-@pytest.mark.xfail(strict=True, reason="the runner delivers a bar's fills after the strategy's "
-                   "on_bar of that bar (PortfolioRunner._loop: host.deliver() is not called "
-                   "after the venue's fills are taken in, before on_bar)")
 async def test_the_strategy_hears_a_fill_before_the_bar_it_happened_on() -> None:
     """A market order from bar 0 fills at bar 1's open: ``on_fill`` comes before ``on_bar``
     of bar 1, which already sees the position it made."""

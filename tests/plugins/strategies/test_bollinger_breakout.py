@@ -4,9 +4,9 @@ is broken, and each bracket's one exit where the reference ATR puts it (SYS-001,
 The reference: the band is the rolling mean of the last ``period`` closes plus ``k`` population
 deviations; the ATR is Wilder's average of true ranges (the first bar's: high - low), seeded
 with their mean. An entry at bar t needs ``close > upper``, no position and no exit still open
-(an exit filled on bar j is gone from bar j + 1). The entry fills at bar t's close or bar t+1's
-open; the take-profit (a sell limit at ``close + tp_atr * ATR``, rounded up to the tick) and the
-stop-loss (a sell stop at ``close - sl_atr * ATR``, rounded down) work from the bar after the
+(an exit filled on bar j is heard before that bar's on_bar: a new entry may come on bar j).
+The entry fills at bar t's close or bar t+1's open; the take-profit (a sell limit at
+``close + tp_atr * ATR``, rounded up to the tick) and the stop-loss (a sell stop at ``close - sl_atr * ATR``, rounded down) work from the bar after the
 entry's fill: a limit fills at the open when the open is through it, else at its price when the
 high reaches it; a stop at the open when the open is through it, else at its price when the low
 reaches it; a bar through both takes the stop (tested on its own below, as is an exit on the
@@ -112,18 +112,18 @@ def reference(bars: list[Bar], fill_at: str, percent: Decimal | None) -> list[Ro
         out.append((entry, "buy", qty, price))
         tp = on_tick(close + TP * atr[t], ROUND_CEILING)
         sl = on_tick(close - SL * atr[t], ROUND_FLOOR)
-        after = bars[t + 1]  # the bar after the signal: no exit there (the xfail's case)
+        after = bars[t + 1]  # the bar after the signal: no exit there (tested on its own)
         assert sl < cents(after.low)
         assert cents(after.high) < tp
         for j in range(entry + 1, len(bars)):
             b = bars[j]
             hit_tp, hit_sl = cents(b.high) >= tp, cents(b.low) <= sl
-            assert not (hit_tp and hit_sl)  # one bar through both: the other xfail
+            assert not (hit_tp and hit_sl)  # one bar through both: tested on its own
             if hit_tp or hit_sl:
                 exit_price = (max(cents(b.open), tp) if hit_tp else min(cents(b.open), sl))
                 out.append((j, "sell", qty, exit_price))
                 cash += qty * (exit_price - price)
-                free_from, t = j + 1, j + 1
+                free_from, t = j, j  # the exit's fill is heard before bar j's on_bar
                 break
         else:
             break
