@@ -2,10 +2,11 @@
 
 Where it sits: a backtest's per-bar hook (:attr:`PortfolioRunner.on_bar_done
 <lts.engine.runner.PortfolioRunner.on_bar_done>`), after the bar's fills. At the first bar of
-each new UTC day, every short position held at the end of the day before is charged
-``rate_bps`` / 10,000 a year of its value at the last price, for the days since the last charge (a weekend is charged at Monday's
-first bar), from cash (:meth:`Ledger.charge <lts.engine.ledger.Ledger.charge>`). backtesting.py
-has no borrow cost; backtrader charges ``interest`` daily on shorts the same way.
+each new UTC day, every short position held at the end of the day before is charged ``rate_bps``
+/ 10,000 a year of its value at the last price, for the days since the last charge (a weekend is
+charged at Monday's first bar), from cash (:meth:`Ledger.charge
+<lts.engine.ledger.Ledger.charge>`). backtesting.py has no borrow cost; backtrader charges
+``interest`` daily on shorts the same way.
 """
 
 from decimal import ROUND_CEILING, Decimal

@@ -2,8 +2,9 @@
 
 Every module under ``lts/domain`` is parsed with :mod:`ast` (not imported) and each import is
 checked, wherever it is written: top level, inside functions, under ``if TYPE_CHECKING:`` or
-``try:``. Allowed: the standard library (minus ``asyncio``), ``msgspec``, ``numpy`` (vectorised statistics), and ``lts.domain``.
-The checker is itself tested on sources that must fail, so this test can fail.
+``try:``. Allowed: the standard library (minus ``asyncio``), ``msgspec``, ``numpy`` (vectorised
+statistics), and ``lts.domain``. The checker is itself tested on sources that must fail, so this
+test can fail.
 """
 
 import ast

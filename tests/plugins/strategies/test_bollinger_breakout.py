@@ -4,13 +4,13 @@ is broken, and each bracket's one exit where the reference ATR puts it (SYS-001,
 The reference: the band is the rolling mean of the last ``period`` closes plus ``k`` population
 deviations; the ATR is Wilder's average of true ranges (the first bar's: high - low), seeded
 with their mean. An entry at bar t needs ``close > upper``, no position and no exit still open
-(an exit filled on bar j is heard before that bar's on_bar: a new entry may come on bar j).
-The entry fills at bar t's close or bar t+1's open; the take-profit (a sell limit at
-``close + tp_atr * ATR``, rounded up to the tick) and the stop-loss (a sell stop at ``close - sl_atr * ATR``, rounded down) work from the bar after the
-entry's fill: a limit fills at the open when the open is through it, else at its price when the
-high reaches it; a stop at the open when the open is through it, else at its price when the low
-reaches it; a bar through both takes the stop (tested on its own below, as is an exit on the
-bar right after a fill at the close).
+(an exit filled on bar j is heard before that bar's on_bar: a new entry may come on bar j). The
+entry fills at bar t's close or bar t+1's open; the take-profit (a sell limit at ``close +
+tp_atr * ATR``, rounded up to the tick) and the stop-loss (a sell stop at ``close - sl_atr *
+ATR``, rounded down) work from the bar after the entry's fill: a limit fills at the open when
+the open is through it, else at its price when the high reaches it; a stop at the open when the
+open is through it, else at its price when the low reaches it; a bar through both takes the stop
+(tested on its own below, as is an exit on the bar right after a fill at the close).
 """
 
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
