@@ -1,9 +1,10 @@
 """Strategies ``sma_crossover`` and ``buy_and_hold``: bars in, signals out (SYS-001).
 
-The crossover rule, exactly: LONG at bar t when ``fast[t-1] < slow[t-1]`` and
-``fast[t] > slow[t]``; the cross below gives FLAT (SHORT with ``long_only=false``); nothing
-before both means exist at t-1 and t. The strategy keeps running float sums; the reference
-below recomputes every mean from scratch with exact fractions.
+The crossover rule, exactly: LONG at bar t when ``fast[t] > slow[t]`` and the last bar before t
+whose means differed had ``fast < slow`` (a touch and go through equal means crosses on the bar
+that leaves the tie); the cross below gives FLAT (SHORT with ``long_only=false``); nothing
+before both means exist. The strategy keeps running integer sums; the reference below
+recomputes every mean from scratch with exact fractions.
 """
 
 import random
@@ -49,12 +50,15 @@ def reference(closes: Sequence[float], fast: int, slow: int, down: Target = Targ
         return mean(t, fast) - mean(t, slow)
 
     out: Marks = []
-    for t in range(slow, len(closes)):
-        before, now = diff(t - 1), diff(t)
+    before = Fraction(0)  # the last non-zero difference (none yet)
+    for t in range(slow - 1, len(closes)):
+        now = diff(t)
         if before < 0 < now:
             out.append((t, Target.LONG))
         elif before > 0 > now:
             out.append((t, down))
+        if now:
+            before = now
     return out
 
 
@@ -119,6 +123,24 @@ def test_matches_the_naive_rule_on_a_random_walk(seed: int) -> None:
     expected = reference(closes, fast, slow)
     assert marks(SmaCrossover(fast=fast, slow=slow), closes) == expected
     assert expected  # a 400-bar walk crosses: the comparison is not vacuous
+
+
+def test_a_touch_and_go_through_equal_means_crosses_where_it_leaves_the_tie() -> None:
+    """Means above, equal, then below: the cross below is on the bar that leaves the tie (the
+    engines it is compared with in bench/parity.py read it so); above, equal, above: none."""
+    # fast=1, slow=2: diffs from bar 1: +1, 0, -0.5 (touch and go), then +1.5, 0, +0.5
+    closes = [2.0, 4.0, 4.0, 3.0, 6.0, 6.0, 7.0]
+    assert marks(SmaCrossover(fast=1, slow=2), closes) == [(3, Target.FLAT), (4, Target.LONG)]
+    assert reference(closes, 1, 2) == [(3, Target.FLAT), (4, Target.LONG)]
+
+
+def test_prices_finer_than_a_hundred_millionth_are_compared_exactly() -> None:
+    """A coin at 0.0000000868 with ten decimals: every price is its own (closes rounded to
+    1e-8 had 29 distinct values in 1,554 and missed most crosses: bench/parity.py MICRO)."""
+    closes = [0.0000000868, 0.0000000861, 0.0000000866, 0.0000000871, 0.0000000863]
+    # fast=1, slow=2: diffs from bar 1: -3.5e-10, +2.5e-10, +2.5e-10, -4e-10
+    assert marks(SmaCrossover(fast=1, slow=2), closes) == [(2, Target.LONG), (4, Target.FLAT)]
+    assert reference(closes, 1, 2) == [(2, Target.LONG), (4, Target.FLAT)]
 
 
 def test_equal_means_on_a_cent_grid_are_not_a_cross() -> None:

@@ -1,10 +1,16 @@
 """Strategy ``sma_crossover``: long when the fast simple moving average crosses above the slow one.
 
-A cross above is ``fast[t-1] < slow[t-1]`` and ``fast[t] > slow[t]``; it signals LONG. The cross
-below signals FLAT (or SHORT with ``long_only=false``). Means are kept as running sums over the
-last ``fast`` and ``slow`` closes, so each bar costs O(1). The sums are integers (closes in units
-of 1e-8) and the means are compared as ``fast_sum * slow - slow_sum * fast``: exact, so equal
-means never read as a cross the way drifting float sums would make them.
+A cross above is ``fast[t] > slow[t]`` when the last bar whose means differed had
+``fast < slow``; it signals LONG. The cross below signals FLAT (or SHORT with
+``long_only=false``). So a touch and go through exactly equal means is a cross, on the bar that
+leaves the tie (backtrader's ``CrossOver`` reads it so; backtesting.py's float means fall on one
+side of the tie or the other by their rounding), and a touch and back is none.
+
+Means are kept as running sums over the last ``fast`` and ``slow`` closes, so each bar costs
+O(1). The sums are integers (closes in units of 1e-12: exact for prices below 9,000 with up to
+12 decimals, a coin at 0.0000000868 included) and the means are compared as
+``fast_sum * slow - slow_sum * fast``: exact, so equal means never read as a cross the way
+drifting float sums would make them.
 """
 
 from collections import deque
@@ -16,7 +22,7 @@ from lts.domain.market import Bar
 from lts.domain.signals import Signal, Target
 from lts.plugins.base import PluginBase, PluginParams
 
-SCALE = 100_000_000  # closes are compared exactly, in units of 1e-8
+SCALE = 10**12  # closes are compared exactly, in units of 1e-12
 
 
 class SmaParams(PluginParams):
@@ -51,7 +57,7 @@ class SmaCrossover(PluginBase):
         self._slow_sum = 0
         self._down = Target.FLAT if p.long_only else Target.SHORT
         self._quantity = p.quantity
-        self._last_cross: int | None = None  # fast_sum * slow - slow_sum * fast, last bar
+        self._last_cross: int | None = None  # fast_sum * slow - slow_sum * fast, last non-zero
         self.bars_seen = getattr(self, "bars_seen", 0)
         self.signals = getattr(self, "signals", 0)
 
@@ -80,7 +86,8 @@ class SmaCrossover(PluginBase):
             return None
         diff = fast_sum * self._slow_n - slow_sum * self._fast_n
         prev = self._last_cross
-        self._last_cross = diff
+        if diff:  # a tie keeps the side the means were on before it
+            self._last_cross = diff
         if prev is None:
             return None
         if prev < 0 < diff:
