@@ -216,16 +216,19 @@ class SweepPool:
         if workers < 1:
             raise ConfigError("--workers must be at least 1")
         self.workers = workers
-        self._scratch = Path(tempfile.mkdtemp(prefix="lts-sweep-"))
-        self._setup = replace(setup, scratch=str(self._scratch))
-        self._before = {p.pid for p in multiprocessing.active_children()}
+        self._setup = setup
+        self._scratch: Path | None = None
+        self._before: set[int | None] = set()
         self._executor: ProcessPoolExecutor | None = None
         self._spawned = 0
 
     def __enter__(self) -> "SweepPool":
+        self._scratch = Path(tempfile.mkdtemp(prefix="lts-sweep-"))
+        self._before = {p.pid for p in multiprocessing.active_children()}
         self._executor = ProcessPoolExecutor(
             self.workers, mp_context=multiprocessing.get_context("spawn"),
-            initializer=_start_worker, initargs=(self._setup,))
+            initializer=_start_worker, initargs=(replace(self._setup,
+                                                         scratch=str(self._scratch)),))
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
@@ -247,7 +250,7 @@ class SweepPool:
         if self._executor is not None:
             self._executor.shutdown(wait=True)
             self._executor = None
-        shutil.rmtree(self._scratch, ignore_errors=True)
+        self._remove_scratch()
 
     def abort(self) -> None:
         """Cancel what has not started, terminate the workers, remove their files."""
@@ -259,7 +262,12 @@ class SweepPool:
             process.terminate()
         for process in workers:
             process.join(10)
-        shutil.rmtree(self._scratch, ignore_errors=True)
+        self._remove_scratch()
+
+    def _remove_scratch(self) -> None:
+        if self._scratch is not None:
+            shutil.rmtree(self._scratch, ignore_errors=True)
+            self._scratch = None
 
 
 def run_jobs(pool: SweepPool, jobs: Iterable[Job],

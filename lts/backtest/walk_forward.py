@@ -5,8 +5,9 @@ time range, from its first bar to just after its last, is cut into ``K`` consecu
 of equal time (:func:`windows`); each window's first ``F`` of its time is in-sample, the rest
 out-of-sample. :func:`run_walk_forward` runs the whole grid on every window's in-sample bars
 (all windows' runs share the workers); as soon as a window's grid is done, its best
-combination by the metric runs on that window's out-of-sample bars. A window whose in-sample
-runs leave the metric undefined for every combination (no trades...) chooses nothing.
+combination by the metric runs on that window's out-of-sample bars (equal values: the first in
+grid order). A window whose in-sample runs leave the metric undefined for every combination (no
+trades...) chooses nothing and runs nothing out of sample; the combined result leaves it out.
 
 Each out-of-sample run starts afresh: the initial cash, no position, the strategy's indicators
 cold (they warm up on the out-of-sample bars themselves). The combined out-of-sample result

@@ -54,7 +54,6 @@ def add_parser(sub: Any, common: Callable[[argparse.ArgumentParser], None]) -> N
 
 def run(args: argparse.Namespace, settings: Any) -> int:
     from lts.backtest.data import open_market_data
-    from lts.backtest.replay import strategy_params
     from lts.backtest.sweep import plan_sweep
     from lts.backtest.sweep_pool import MarketFiles, default_workers
     from lts.errors import ConfigError
@@ -68,7 +67,6 @@ def run(args: argparse.Namespace, settings: Any) -> int:
         load_strategy_file(registry, args.strategy)
     opts = replay_options(args, settings, progress=False)
     opts.db_url = None  # each worker replays into scratch databases of its own
-    strategy_params(registry, opts)
     plan = plan_sweep(args.grid, args.metric, opts, registry)
     if args.workers is not None and args.workers < 1:
         raise ConfigError("--workers must be at least 1")
