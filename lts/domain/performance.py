@@ -56,6 +56,7 @@ infinity. The arithmetic is vectorised with numpy: a million samples take a few 
 """
 
 import math
+from array import array
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -89,9 +90,9 @@ class EquityCurve:
     def __init__(self, ts_ns: Sequence[int] | IntArray, cash: Sequence[float] | FloatArray,
                  equity: Sequence[float] | FloatArray, *, initial_cash: float | Decimal
                  ) -> None:
-        self.ts_ns: IntArray = _frozen(np.array(ts_ns, dtype=np.int64))
-        self.cash: FloatArray = _frozen(np.array(cash, dtype=np.float64))
-        self.equity: FloatArray = _frozen(np.array(equity, dtype=np.float64))
+        self.ts_ns: IntArray = _frozen(_shared(ts_ns, np.int64))
+        self.cash: FloatArray = _frozen(_shared(cash, np.float64))
+        self.equity: FloatArray = _frozen(_shared(equity, np.float64))
         self.initial_cash = float(initial_cash)
         if not self.ts_ns.ndim == self.cash.ndim == self.equity.ndim == 1:
             raise ValueError("an equity curve is one-dimensional")
@@ -242,6 +243,15 @@ def ns_to_datetime(ns: int) -> datetime:
     return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=ns // 1000)
 
 
+def _shared(values: Any, dtype: Any) -> Any:
+    """``values`` as an array of ``dtype``: a typed ``array.array`` of that kind is read in
+    place (a backtest's curve is a million samples: 24 MB not copied), anything else copied."""
+    if isinstance(values, array) and values.itemsize == np.dtype(dtype).itemsize and \
+            values.typecode in ("q", "d"):
+        return np.frombuffer(values, dtype=dtype) if len(values) else np.empty(0, dtype)
+    return np.array(values, dtype=dtype)
+
+
 def _frozen(array: _A) -> _A:
     array.setflags(write=False)
     return array
@@ -351,7 +361,8 @@ def _drawdown_periods(ts: IntArray, drawdown: FloatArray) -> tuple[FloatArray, F
 
 
 def _exposure(ts: IntArray, trades: Sequence[Trade]) -> float:
-    """The share of samples with a trade open (entry to exit sample, both included)."""
+    """The share of samples with a trade open (entry to exit sample, both included): the
+    trades' sample intervals merged, counted without an array per sample."""
     if not trades:
         return 0.0
     entries = np.array([t.entry_ts for t in trades], dtype=np.int64)
@@ -359,7 +370,10 @@ def _exposure(ts: IntArray, trades: Sequence[Trade]) -> float:
                      dtype=np.int64)
     first = np.maximum(np.searchsorted(ts, entries, side="right") - 1, 0)
     last = np.maximum(np.searchsorted(ts, exits, side="right") - 1, 0)
-    steps = np.zeros(len(ts) + 1, dtype=np.int64)
-    np.add.at(steps, first, 1)
-    np.add.at(steps, last + 1, -1)
-    return float(np.mean(np.cumsum(steps[:-1]) > 0))
+    covered, end = 0, -1
+    for a, b in sorted(zip(first.tolist(), last.tolist(), strict=True)):
+        if b <= end:
+            continue
+        covered += b - max(a, end + 1) + 1
+        end = b
+    return covered / len(ts)
