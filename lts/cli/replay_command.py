@@ -108,10 +108,17 @@ def run(args: argparse.Namespace, settings: Any) -> int:
         for symbol in market.symbols:
             print(f"lts: {market.describe(symbol)}", file=sys.stderr)
 
-    async def main() -> Any:
-        return await run_replay(market, opts, registry)
+    results: list[Any] = []
 
-    result = anyio.run(main, backend_options={"use_uvloop": has_uvloop()})
+    async def main() -> None:
+        # kept out of the main task's result: asyncio's Runner restores the SIGINT handler at
+        # the end and Python 3.11's signal module formats the old one (a partial holding the
+        # main task, whose repr holds its result): a full repr of every fill (0.2 s per 200k
+        # bars)
+        results.append(await run_replay(market, opts, registry))
+
+    anyio.run(main, backend_options={"use_uvloop": has_uvloop()})
+    (result,) = results
     summary = result.summary
     if args.report is not None:
         from lts.backtest.replay_report import write_replay_report
