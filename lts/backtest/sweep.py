@@ -94,7 +94,8 @@ def sweep(market: MarketTape | MarketFiles, options: ReplayOptions, grid: Sequen
     """Plan and run a sweep in one call; the rows come back best first."""
     from lts.plugins.strategy_files import is_strategy_file, load_strategy_file
 
-    registry = registry or Registry.discover(("strategy", "portfolio", "broker", "pipeline"))
+    registry = registry or Registry.discover(("strategy", "portfolio", "broker", "pipeline"),
+                                             lazy=True)
     if is_strategy_file(options.strategy):
         load_strategy_file(registry, options.strategy)
     plan = plan_sweep(grid, metric, options, registry)

@@ -62,7 +62,7 @@ def run(args: argparse.Namespace, settings: Any) -> int:
 
     from .replay_command import replay_options
 
-    registry = Registry.discover(("strategy", "portfolio", "broker", "pipeline"))
+    registry = Registry.discover(("strategy", "portfolio", "broker", "pipeline"), lazy=True)
     if is_strategy_file(args.strategy):
         load_strategy_file(registry, args.strategy)
     opts = replay_options(args, settings, progress=False)
