@@ -115,6 +115,17 @@ def run_backtesting(csv: Path, tree: Path) -> Run:
                float(s["load_seconds"]))
 
 
+def run_lts_in_memory(csv: Path, tree: Path) -> Run:
+    """LTS's loop with the bars read before it (bench/_lts_loop.py), as backtesting.py's
+    run() is timed."""
+    cmd = [sys.executable, str(BENCH / "_lts_loop.py"), str(csv)]
+    child = _ref_lts.run_child(cmd, tree=tree)
+    s = json.loads(child.stdout.strip().splitlines()[-1])
+    return Run("LTS in memory", int(s["bars"]), float(s["run_seconds"]), child.wall_seconds,
+               child.max_rss_kib / 1024, int(s["fills"]), float(s["final_equity"]),
+               float(s["load_seconds"]))
+
+
 def pair(csv: Path, tree: Path, i: int) -> tuple[Run, Run]:
     """One run of each, LTS first on even repeats, backtesting.py first on odd ones."""
     if i % 2 == 0:
@@ -136,9 +147,14 @@ def throughput(csv: Path, tree: Path, repeat: int, ties: int) -> list[tuple[Run,
     print(f"\n== throughput: {ties} exact tie(s) of the means in the series; "
           f"{repeat} repeat(s), alternating")
     runs: list[tuple[Run, Run]] = []
+    in_memory: list[float] = []
     for i in range(repeat):
         lts, ref = pair(csv, tree, i)
         runs.append((lts, ref))
+        held = run_lts_in_memory(csv, tree)
+        in_memory.append(held.loop_rate / ref.loop_rate)
+        print(f"       loop with the bars in memory: LTS {held.loop_rate:>9,.0f} bars/s "
+              f"({held.loop_seconds:.2f}s; read before it in {held.load_seconds:.2f}s)")
         print(f"run {i + 1}: loop LTS {lts.loop_rate:>9,.0f} bars/s ({lts.loop_seconds:.2f}s), "
               f"backtesting.py {ref.loop_rate:>9,.0f} bars/s ({ref.loop_seconds:.2f}s); "
               f"process LTS {lts.wall_seconds:.2f}s, backtesting.py {ref.wall_seconds:.2f}s")
@@ -162,6 +178,10 @@ def throughput(csv: Path, tree: Path, repeat: int, ties: int) -> list[tuple[Run,
           f"(medians, ratio {lts_rate / ref_rate:.2f}); LTS/backtesting.py per repeat "
           f"{', '.join(f'{x:.2f}' for x in loop_ratios)}, median {loop:.2f}x; "
           f"target >= {TARGET_LOOP}x: {_verdict(loop >= TARGET_LOOP)}")
+    held = _med(in_memory)
+    print(f"(a') loop, the bars in memory (read before it, as backtesting.py's run() is "
+          f"timed): LTS/backtesting.py per repeat {', '.join(f'{x:.2f}' for x in in_memory)}, "
+          f"median {held:.2f}x; target >= {TARGET_LOOP}x: {_verdict(held >= TARGET_LOOP)}")
     print(f"(b) whole process: LTS {lts_wall:.2f}s, backtesting.py {ref_wall:.2f}s "
           f"(medians, ratio {ref_wall / lts_wall:.2f}); backtesting.py/LTS per repeat "
           f"{', '.join(f'{x:.2f}' for x in wall_ratios)}, median {process:.2f}x; "
