@@ -153,10 +153,16 @@ class _Worker:
             opts = replace(self.options, params={**self.options.params,
                                                  **plain_params(job.params)})
             gc.freeze()  # see the module docstring
+            results: list[ReplayResult] = []
+
+            async def replay() -> None:
+                # not the main task's result: Python 3.11 formats the main task (and its
+                # result, every fill) when asyncio's Runner restores the SIGINT handler
+                results.append(await run_replay(market, opts, self.registry))
+
             try:
-                result: ReplayResult = anyio.run(
-                    run_replay, market, opts, self.registry,
-                    backend_options={"use_uvloop": self.uvloop})
+                anyio.run(replay, backend_options={"use_uvloop": self.uvloop})
+                (result,) = results
             finally:
                 gc.unfreeze()  # run_replay thaws too; this covers a run that failed early
             self.runs += 1
