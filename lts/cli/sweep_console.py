@@ -110,10 +110,19 @@ def best_table(rows: Sequence[SweepRow], names: Sequence[str], metric: Metric) -
                       _fmt(metric.value(s)),
                       *(_fmt(None if s is None else getattr(s, n)) for n, _ in stats)])
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
-    numeric = {0, *range(len(names) + 1, len(header))}
-    return "\n".join("  ".join(cell.rjust(w) if i in numeric else cell.ljust(w)
+    numbers = {i for i in range(len(header))
+                 if all(_numeric(line[i]) for line in lines[1:])}  # text params stay left
+    return "\n".join("  ".join(cell.rjust(w) if i in numbers else cell.ljust(w)
                                for i, (cell, w) in enumerate(zip(line, widths, strict=True)))
                      .rstrip() for line in lines)
+
+
+def _numeric(cell: str) -> bool:
+    try:
+        float(cell)
+    except ValueError:
+        return cell in ("", "--")
+    return True
 
 
 def _fmt(value: Any) -> str:
