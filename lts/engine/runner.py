@@ -12,9 +12,10 @@ path; it waits only for its inbox.
 Start-up is recovery: the ledger is rebuilt from the journal's fills, the orders the journal
 holds open are reconciled with their venues (queried by client order id; the paper venue takes
 them back into its book) and fills the venue made since the last one seen are taken in, before
-the first bar. When the engine starts, market data flows once every portfolio has recovered
-(``trading_opens``): commands are taken meanwhile. The same resync runs after every reconnect
-a broker reports.
+the first bar (:mod:`lts.engine.recovery`). Its strategies are then bound and warmed up
+(:mod:`lts.engine.strategy_host`). When the engine starts, market data flows once every
+portfolio has recovered (``trading_opens``): commands are taken meanwhile. The same resync runs
+after every reconnect a broker reports.
 
 A graceful stop (:class:`~lts.domain.commands.Stop`) sends nothing new: orders not yet handed
 to a venue are canceled here, submits in flight get ``engine.stop_timeout`` seconds to be
@@ -53,7 +54,6 @@ from lts.domain.instruments import Instrument
 from lts.domain.market import Bar, FeedEnded, WarmUp
 from lts.domain.orders import Fill, Order, OrderStatusReport
 from lts.engine import venue_calls
-from lts.engine.backtest_book import BacktestBook
 from lts.engine.clock import ReplayClock
 from lts.engine.equity_recorder import EquityRecorder
 from lts.engine.feeds import FeedHub, FeedLease
@@ -62,7 +62,6 @@ from lts.engine.ledger import Ledger
 from lts.engine.order_manager import OrderManager
 from lts.engine.outcomes import (
     OPEN_FEEDS,
-    TIMERS_DUE,
     CallFailed,
     Canceled,
     FillChecked,
@@ -76,10 +75,11 @@ from lts.engine.outcomes import (
     TimersDue,
     WriteAhead,
 )
+from lts.engine.recovery import FILLS_OVERLAP_NS, recover
 from lts.engine.risk import RiskCheck
 from lts.engine.strategy_host import StrategyHost
 from lts.engine.venue_health import VenueHealth
-from lts.errors import ConfigError, InvalidParams, ReconciliationError
+from lts.errors import ConfigError, InvalidParams
 from lts.persistence import repositories as repo
 from lts.persistence.credentials import BrokerCredentials
 from lts.persistence.journal import Journal
@@ -100,8 +100,6 @@ __all__ = ["PortfolioRunner", "RunnerContext"]
 
 log = logging.getLogger("lts.runner")
 
-#: A resync asks the venue for fills from this long before the last one the journal holds.
-_FILLS_OVERLAP_NS = 60 * 1_000_000_000
 
 
 @dataclass
@@ -189,7 +187,8 @@ class PortfolioRunner:
             self.brokers[asset.symbol] = by_config[cfg]
 
     @property
-    def _venues(self) -> list[Broker]:
+    def distinct_brokers(self) -> list[Broker]:
+        """The portfolio's brokers, each once (assets may share one)."""
         return list({id(b): b for b in self.brokers.values()}.values())
 
     def _symbols_of(self, broker: Broker) -> list[str]:
@@ -209,7 +208,7 @@ class PortfolioRunner:
 
     async def _connect(self, tg: TaskGroup, inbox: PortfolioInbox) -> None:
         """Start every broker (it signals when it can take orders) and take its rules."""
-        for broker in self._venues:
+        for broker in self.distinct_brokers:
             await self._credentials(broker)
             await tg.start(broker.run, inbox, self.ctx.clock)
             venue_rules = await broker.instruments(self._symbols_of(broker))
@@ -219,69 +218,6 @@ class PortfolioRunner:
             if broker.capabilities.simulated:
                 cast(SimulatedVenue, broker).use_instruments(
                     {s: self.instruments[s] for s in self._symbols_of(broker)})
-
-    async def _recover(self, inbox: PortfolioInbox, tg: TaskGroup) -> OrderManager:
-        db, pid = self.ctx.db, self.portfolio_id
-        if self.restart:
-            await self.ctx.journal.flush()  # read everything the run before wrote
-        fills = await repo.load_fills(db, pid)
-        self.ledger.rebuild(fills)
-        number, seq = await repo.next_numbers(db, pid)
-        open_orders = await repo.load_open_orders(db, pid)
-        for order in open_orders:
-            self.open_orders[order.client_order_id] = order
-        trades: dict[str, set[tuple[str, str]]] = {o.client_order_id: set() for o in open_orders}
-        for f in fills:
-            if f.client_order_id in trades:
-                trades[f.client_order_id].add((f.broker, f.trade_id))
-        om = OrderManager(pid, journal=self.ctx.journal, db=db, bus=self.ctx.bus,
-                          clock=self.ctx.clock, risk=self.risk, ledger=self.ledger,
-                          instruments=self.instruments, brokers=self.brokers,
-                          open_orders=self.open_orders, trades=trades,
-                          durable=self.ctx.durable, next_order_number=number,
-                          next_event_seq=seq, post=inbox, spawn=tg.start_soon,
-                          fence=self.fence,
-                          observe_tick_to_order=self.ctx.observe_tick_to_order
-                          if self._replay_clock is None else None,
-                          book=None if self.ctx.journal_orders else BacktestBook)
-        om.stale_venues = self.venues.stale
-        stored = await repo.load_positions(db, pid)
-        for sym, pos in self.ledger.positions.items():
-            if stored.get(sym, pos.quantity) != pos.quantity:
-                log.warning("portfolio %s: stored position %s %s differs from fills (%s); "
-                            "rebuilt from fills", pid, sym, stored[sym], pos.quantity)
-        om.resume_cancels("the engine restarted while the cancel was on its way")
-        known = {(f.broker, f.trade_id) for f in fills}
-        last_fill = {f.broker: f.ts_event for f in fills}
-        for broker in self._venues:
-            try:
-                await self._reconcile(om, broker, open_orders, known,
-                                      last_fill.get(broker.name, 0))
-            except Exception as exc:
-                raise ReconciliationError(
-                    f"broker {broker.name} could not reconcile: {type(exc).__name__}") from exc
-        if open_orders:
-            log.info("portfolio %s: reconciled %d open order(s); %d still open", pid,
-                     len(open_orders), len(self.open_orders))
-        return om
-
-    async def _reconcile(self, om: OrderManager, broker: Broker, open_orders: list[Order],
-                         known: set[tuple[str, str]], last_fill_ns: int) -> None:
-        mine = [o for o in open_orders if self.brokers.get(o.symbol) is broker]
-        om.begin_batch()
-        try:
-            if broker.capabilities.simulated:
-                for report in cast(SimulatedVenue, broker).restore(mine):
-                    om.on_report(report)
-                return
-            for order in mine:
-                om.on_queried(Queried(order.client_order_id, await broker.query_order(order)),
-                              conclusive=True)
-            for fill in await broker.fills(max(0, last_fill_ns - _FILLS_OVERLAP_NS)):
-                if (fill.broker, fill.trade_id) not in known:
-                    om.on_fill(fill)
-        finally:
-            om.end_batch()
 
     # -- the task ---------------------------------------------------------------------------------
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
@@ -300,14 +236,14 @@ class PortfolioRunner:
                 slots = self.ctx.recoveries
                 if slots is None:
                     await self._connect(tg, inbox)
-                    self.orders = await self._recover(inbox, tg)
+                    self.orders = await recover(self, inbox, tg)
                 else:
                     async with slots:
                         await self._connect(tg, inbox)
-                        self.orders = await self._recover(inbox, tg)
+                        self.orders = await recover(self, inbox, tg)
                 self.host.attach(self.orders, self.ledger, self.instruments)
                 if self._replay_clock is None and self.host.trading:
-                    tg.start_soon(self._timer_wakeups)
+                    tg.start_soon(self.host.wake_for_timers, inbox)
                 gate = self.ctx.trading_opens
                 if gate is None or gate.is_set():
                     self._open_feeds()
@@ -440,25 +376,6 @@ class PortfolioRunner:
     def _set_replay_time(self, ts_ns: int) -> None:
         assert self._replay_clock is not None
         self._replay_clock.ts = ts_ns
-
-    async def _timer_wakeups(self) -> None:
-        """Live: wake the runner when a strategy's timer is due (bars may not come)."""
-        changed = anyio.Event()
-
-        def wake() -> None:
-            changed.set()
-
-        self.host.on_timers_changed = wake
-        while True:
-            due = self.host.timers.next_due
-            wait = None if due is None else (due - self.ctx.clock.now_ns()) / 1e9
-            if wait is not None and wait <= 0:
-                assert self.inbox is not None
-                self.inbox(TIMERS_DUE)
-                wait = 0.05  # the runner takes it; look again shortly
-            with anyio.move_on_after(wait if wait is not None else 3600):
-                await changed.wait()
-            changed = anyio.Event()
 
     def _feed_ended(self, item: object, historical: bool) -> int:
         if isinstance(item, FeedEnded):
@@ -608,14 +525,14 @@ class PortfolioRunner:
         stream was lost (duplicates change nothing)."""
         assert self._tg is not None
         assert self.inbox is not None
-        for broker in self._venues:
+        for broker in self.distinct_brokers:
             if broker.name != broker_name or broker.capabilities.simulated:
                 continue
             mine = [o for o in self.open_orders.values() if self.brokers[o.symbol] is broker]
             log.info("portfolio %s: %s reconnected; resyncing %d open order(s)",
                      self.portfolio_id, broker_name, len(mine))
             lost_at = self.venues.resync_starts(broker_name, ts_ns)
-            since = max(0, lost_at - _FILLS_OVERLAP_NS)
+            since = max(0, lost_at - FILLS_OVERLAP_NS)
             self._tg.start_soon(venue_calls.resync, broker, list(mine), since, self.inbox)
 
     def _resynced(self, outcome: Resynced) -> None:

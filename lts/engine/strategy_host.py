@@ -23,6 +23,8 @@ import logging
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
+import anyio
+
 from lts.domain.clock import Clock
 from lts.domain.events import OrderEvent, OrderFilled
 from lts.domain.market import Bar
@@ -30,6 +32,7 @@ from lts.domain.signals import Signal
 from lts.engine.contingent import Contingencies
 from lts.engine.ledger import Ledger
 from lts.engine.order_manager import OrderManager
+from lts.engine.outcomes import TIMERS_DUE
 from lts.engine.strategy_context import PortfolioContext
 from lts.engine.timers import Timers
 from lts.errors import PluginError
@@ -222,6 +225,25 @@ class StrategyHost:
             self.deliver()
 
     # -- timers ----------------------------------------------------------------------------------
+    async def wake_for_timers(self, post: Callable[[Any], None]) -> None:
+        """Live: tell the runner (``post``: its inbox) when a timer is due, as no bar may come
+        to fire it; a timer set or changed wakes this up to look again."""
+        changed = anyio.Event()
+
+        def wake() -> None:
+            changed.set()
+
+        self.on_timers_changed = wake
+        while True:
+            due = self.timers.next_due
+            wait = None if due is None else (due - self.clock.now_ns()) / 1e9
+            if wait is not None and wait <= 0:
+                post(TIMERS_DUE)
+                wait = 0.05  # the runner takes it; look again shortly
+            with anyio.move_on_after(wait if wait is not None else 3600):
+                await changed.wait()
+            changed = anyio.Event()
+
     def _set_timer(self, slot: int, name: str, at_ns: int | None, every_ns: int | None) -> None:
         self.timers.set(slot, name, now=self.clock.now_ns(), at_ns=at_ns, every_ns=every_ns)
         if self.on_timers_changed is not None:
