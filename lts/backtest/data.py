@@ -69,11 +69,13 @@ class MarketData:
         """One line for the user on what was inferred about the symbol."""
         return self.hint(symbol).describe()
 
-    def bar_count(self, symbol: str | None = None) -> int:
-        """Bars of one symbol, or of all."""
-        if symbol is not None:
-            return self._surveys[self._known(symbol)].bars
-        return sum(s.bars for s in self._surveys.values())
+    def bar_count(self, symbol: str | None = None) -> int | None:
+        """Bars of one symbol, or of all (None: not surveyed to the end)."""
+        surveys = [self._surveys[self._known(symbol)]] if symbol is not None \
+            else list(self._surveys.values())
+        if not all(s.complete for s in surveys):
+            return None
+        return sum(s.bars for s in surveys)
 
     @property
     def first_ts(self) -> int:
@@ -136,15 +138,18 @@ def _merged(streams: list[Iterator[list[Bar]]], batch: int) -> Iterator[list[Bar
 
 
 def open_market_data(sources: Sequence[str | Path], symbol: str | None = None,
-                     tick_size: Decimal | None = None) -> MarketData:
+                     tick_size: Decimal | None = None, *, whole: bool = True) -> MarketData:
     """Survey the sources (see the module docstring) and return their market data. ``symbol``
     names the bars of a single file (or selects one symbol of a long-format file);
-    ``tick_size``, when given, is every symbol's."""
+    ``tick_size``, when given, is every symbol's. ``whole=False`` surveys a file of one symbol
+    only as far as its sample (a replay: the rest is checked as it streams, a bad row stopping
+    it with the same one line; reading a million rows twice cost 0.5 s); a long-format file is
+    always surveyed whole (its symbols must be known before the first bar)."""
     files: list[tuple[_Input, list[str]]] = []
     surveys: dict[str, SymbolSurvey] = {}
     owner: dict[str, Path] = {}
     for source in _inputs(sources, symbol):
-        found = _survey(source)
+        found = _survey(source, whole)
         for name in found:
             if name in owner:
                 raise DataError(f"symbol {name} twice: in {owner[name]} and {source.path}")
@@ -157,9 +162,9 @@ def open_market_data(sources: Sequence[str | Path], symbol: str | None = None,
     return MarketData(files, surveys, hints)
 
 
-def _survey(source: _Input) -> dict[str, SymbolSurvey]:
+def _survey(source: _Input, whole: bool = True) -> dict[str, SymbolSurvey]:
     bars_file = BarsFile(source.path, source.symbol)
-    found = survey(bars_file)
+    found = survey(bars_file, whole=whole)
     if not bars_file.source.has_symbols or source.symbol is None:
         return found
     if source.symbol not in found:

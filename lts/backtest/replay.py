@@ -73,7 +73,9 @@ class Market(Protocol):
         """Every symbol's bars merged in time order (may block: read in a worker thread)."""
         ...
 
-    def bar_count(self, symbol: str | None = None) -> int: ...
+    def bar_count(self, symbol: str | None = None) -> int | None:
+        """Bars of one symbol, or of all (None: unknown before they are read)."""
+        ...
 
     def tick_size(self, symbol: str) -> Decimal: ...
 
@@ -342,7 +344,11 @@ class _MarketFeed:
             yield batch
 
 
-async def _progress(runner: PortfolioRunner, total: int) -> None:
+async def _progress(runner: PortfolioRunner, total: int | None) -> None:
+    if total is None:  # not counted ahead: the bars so far
+        while True:
+            print(f"\r{runner.bars:,} bars", end="", file=sys.stderr, flush=True)
+            await anyio.sleep(0.2)
     width = 30
     while True:
         done = min(runner.bars, total)

@@ -103,7 +103,7 @@ def run(args: argparse.Namespace, settings: Any) -> int:
     from lts.backtest.replay import strategy_params
 
     strategy_params(registry, opts)  # a bad strategy or param fails before the data loads
-    market = open_market_data(args.data, args.symbol, args.tick_size)
+    market = open_market_data(args.data, args.symbol, args.tick_size, whole=False)
     if args.tick_size is None:
         for symbol in market.symbols:
             print(f"lts: {market.describe(symbol)}", file=sys.stderr)

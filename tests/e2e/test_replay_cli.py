@@ -234,3 +234,16 @@ def test_replay_cross_field_param_error_is_clean(launcher: Launcher, tmp_path: P
     line = one_error_line(bad_replay(launcher, tmp_path, bars, "fast-not-below-slow"))
     assert "'?'" not in line, line
     assert "Value error" not in line, line
+
+
+def test_a_bad_row_past_the_checked_sample_stops_the_replay_in_one_line(
+        launcher: Launcher, tmp_path: Path, bars: list[tuple[Any, ...]]) -> None:
+    """A replay checks the first 10,000 rows of a one-symbol file before its first bar and
+    the rest as they stream: a bad row at line 12,002 stops it with the same one line."""
+    rows = [list(r) for r in make_bars(12_500)]
+    rows[12_000][2] = rows[12_000][3] - 1  # high below low, line 12,002 (header is line 1)
+    path = write_csv(tmp_path / "late.csv", [tuple(r) for r in rows])
+    run = launcher.run("replay", str(path), "--symbol", "X", *SMA, "--quantity", "1")
+    line = one_error_line(run)
+    assert "in line 12002" in line, line
+    assert "below low" in line, line

@@ -30,6 +30,7 @@ class SymbolSurvey:
     last_ts: int
     #: the most decimals of the prices (open, high, low, close) in the first SAMPLE_ROWS rows
     price_decimals: int
+    complete: bool = True  # every row surveyed (else: the sample only)
 
 
 def decimals_of(price: str | float | int | Decimal) -> int:
@@ -54,9 +55,13 @@ def decimals_of(price: str | float | int | Decimal) -> int:
     return max(0, -exponent)
 
 
-def survey(bars_file: BarsFile, sample_rows: int = SAMPLE_ROWS) -> dict[str, SymbolSurvey]:
+def survey(bars_file: BarsFile, sample_rows: int = SAMPLE_ROWS, *,
+           whole: bool = True) -> dict[str, SymbolSurvey]:
     """Check every row of the file and tell what it holds per symbol (a long-format file: every
-    symbol in it, whichever ``bars_file`` selects), in the order symbols first appear."""
+    symbol in it, whichever ``bars_file`` selects), in the order symbols first appear. With
+    ``whole=False`` a file of one symbol is read only as far as the sample (its rows beyond are
+    checked as they stream): ``bars`` and ``last_ts`` then tell about the sample only, and
+    ``complete`` is False."""
     found: dict[str, SymbolSurvey] = {}
     for chunk in bars_file.checked():
         if chunk.symbols is None or chunk.codes is None:
@@ -83,4 +88,9 @@ def survey(bars_file: BarsFile, sample_rows: int = SAMPLE_ROWS) -> dict[str, Sym
                                           *(decimals_of(p) for col in prices for p in col))
             seen.bars += len(rows)
             seen.last_ts = int(chunk.ts[rows[-1]])
+        if not whole and chunk.symbols is None and \
+                all(s.bars >= sample_rows for s in found.values()):
+            for seen in found.values():
+                seen.complete = False
+            break
     return found
