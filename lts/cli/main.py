@@ -23,6 +23,8 @@ from lts.cli.common import has_uvloop, setup_logging
 from lts.errors import LtsError
 from lts.settings import Settings, load_settings, merge, parse_set
 
+__all__ = ["COMMANDS", "EXIT_USAGE", "build_parser", "main"]
+
 log = logging.getLogger("lts")
 EXIT_USAGE = 2
 
