@@ -81,7 +81,7 @@
     height: 120 + rows.reduce(function (sum, r) { return sum + r.weight * 90; }, 0),
     margin: { l: 70, r: 20, t: 20, b: 40 },
     hovermode: "closest",
-    legend: { orientation: "h", y: -0.04 },
+    legend: { orientation: "h", y: -0.09 },
     xaxis: {
       type: "date", anchor: axis(rows.length - 1), rangeslider: { visible: false },
       title: { text: "time (UTC)" }

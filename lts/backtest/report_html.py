@@ -18,15 +18,14 @@ beyond that).
 """
 
 import html
-import shutil
 from collections.abc import Mapping, Sequence
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import msgspec
 import numpy as np
 
+from lts.backtest.chart_page import page, write_chart_files
 from lts.backtest.downsample import candles, envelope, envelope_bucket
 from lts.backtest.price_series import PriceSeries
 from lts.domain.performance import EquityCurve, Statistics
@@ -42,13 +41,7 @@ MAX_MARKERS = 2_000
 PAGE_FILES = ("report.html", "report-data.js", "report.js", "plotly.min.js")
 
 _STYLE = """
-body { font: 14px/1.4 system-ui, sans-serif; margin: 0 auto; max-width: 1400px;
-       padding: 0 16px; color: #222; }
-h1 { font-size: 20px; margin: 16px 0 4px; } h2 { font-size: 16px; margin: 20px 0 6px; }
-.sub { color: #666; margin: 0 0 8px; } .note { color: #666; font-size: 12px; }
-table { border-collapse: collapse; } td, th { padding: 2px 12px 2px 0; text-align: left; }
 table.stats td:last-child { text-align: right; font-variant-numeric: tabular-nums; }
-tr:nth-child(even) { background: #f6f6f6; }
 .columns { display: flex; flex-wrap: wrap; gap: 32px; }
 """
 
@@ -58,16 +51,10 @@ def write_page(directory: Path, *, title: str, statistics: Statistics, trades: S
                meta: Mapping[str, object], data_files: Sequence[str], currency: str = "$"
                ) -> list[Path]:
     """Write the page and its scripts into ``directory``; return their paths."""
-    html_path, data_path, script_path, plotly_path = (directory / f for f in PAGE_FILES)
     data, notes = _chart_data(curve, trades, prices, currency)
-    data_path.write_bytes(b"window.LTS_REPORT = " + msgspec.json.encode(data) + b";\n")
-    script_path.write_bytes(resources.files("lts.backtest").joinpath("report.js").read_bytes())
-    with resources.as_file(resources.files("plotly").joinpath("package_data", "plotly.min.js")
-                           ) as source:
-        shutil.copyfile(source, plotly_path)
-    html_path.write_text(_page(title, statistics, curve, prices, meta, data_files, currency,
-                               notes), encoding="utf-8")
-    return [html_path, data_path, script_path, plotly_path]
+    return write_chart_files(
+        directory, PAGE_FILES, global_name="LTS_REPORT", data=data, script="report.js",
+        html=_page(title, statistics, curve, prices, meta, data_files, currency, notes))
 
 
 def _page(title: str, statistics: Statistics, curve: EquityCurve,
@@ -83,22 +70,7 @@ def _page(title: str, statistics: Statistics, curve: EquityCurve,
             f"{len(curve):,} bars, {len(prices)} symbol{'s' * (len(prices) != 1)}: "
             f"{', '.join(sorted(prices))}")
     note = " ".join(notes)
-    return f"""<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{e(title)}</title>
-<style>{_STYLE}</style>
-</head>
-<body>
-<h1>{e(title)}</h1>
-<p class="sub">{e(span)}</p>
-<div id="chart"></div>
-<p class="note">{e(note)}</p>
-<noscript><p>The chart needs JavaScript; the statistics below and the CSV files do not.</p>
-</noscript>
-<div class="columns">
+    body = f"""<div class="columns">
 <section><h2>Statistics</h2>
 <table class="stats">
 {stats}
@@ -111,13 +83,11 @@ def _page(title: str, statistics: Statistics, curve: EquityCurve,
 <ul>
 {files}
 </ul></section>
-</div>
-<script src="plotly.min.js"></script>
-<script src="report-data.js"></script>
-<script src="report.js"></script>
-</body>
-</html>
-"""
+</div>"""
+    return page(title=e(title), subtitle=e(span), note=e(note),
+                without_script="The chart needs JavaScript; the statistics below and the CSV "
+                               "files do not.",
+                body=body, style=_STYLE, scripts=(PAGE_FILES[1], PAGE_FILES[2]))
 
 
 def _text(value: object) -> str:

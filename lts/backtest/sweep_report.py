@@ -16,14 +16,13 @@ is better (lower-is-better metrics reverse the scale). The page also lists the b
 """
 
 import html
-import shutil
 from collections.abc import Mapping, Sequence
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import msgspec
 
+from lts.backtest.chart_page import page, write_chart_files
 from lts.backtest.sweep_grid import Grid, format_value
 from lts.backtest.sweep_metrics import Direction, Metric
 from lts.backtest.sweep_results import SweepRow
@@ -35,13 +34,7 @@ HEATMAP_FILES = ("heatmap.html", "heatmap-data.js", "heatmap.js", "plotly.min.js
 _TOP = 20
 
 _STYLE = """
-body { font: 14px/1.4 system-ui, sans-serif; margin: 0 auto; max-width: 1400px;
-       padding: 0 16px; color: #222; }
-h1 { font-size: 20px; margin: 16px 0 4px; } h2 { font-size: 16px; margin: 20px 0 6px; }
-.sub { color: #666; margin: 0 0 8px; } .note { color: #666; font-size: 12px; }
-table { border-collapse: collapse; } td, th { padding: 2px 12px 2px 0; text-align: left; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
-tr:nth-child(even) { background: #f6f6f6; }
 """
 _COLUMNS = (("return_pct", "Return [%]"), ("sharpe", "Sharpe"),
             ("max_drawdown_pct", "Max. drawdown [%]"), ("trades", "Trades"),
@@ -81,17 +74,10 @@ def write_heatmap(directory: Path, *, title: str, grid: Grid, rows: Sequence[Swe
                   meta: Mapping[str, object]) -> list[Path]:
     """Write the page and its scripts into ``directory``; return their paths. ``rows`` are all
     the runs, ``best_first`` the same ranked by the metric; ``meta`` is shown as given."""
-    directory.mkdir(parents=True, exist_ok=True)
-    html_path, data_path, script_path, plotly_path = (directory / f for f in HEATMAP_FILES)
-    data_path.write_bytes(b"window.LTS_SWEEP = "
-                          + msgspec.json.encode(_chart_data(grid, rows, metric)) + b";\n")
-    script_path.write_bytes(
-        resources.files("lts.backtest").joinpath("sweep_report.js").read_bytes())
-    with resources.as_file(resources.files("plotly").joinpath("package_data", "plotly.min.js")
-                           ) as source:
-        shutil.copyfile(source, plotly_path)
-    html_path.write_text(_page(title, grid, best_first, metric, meta), encoding="utf-8")
-    return [html_path, data_path, script_path, plotly_path]
+    return write_chart_files(
+        directory, HEATMAP_FILES, global_name="LTS_SWEEP",
+        data=_chart_data(grid, rows, metric), script="sweep_report.js",
+        html=_page(title, grid, best_first, metric, meta))
 
 
 def _plot_text(text: str) -> str:
@@ -131,12 +117,12 @@ def _page(title: str, grid: Grid, best_first: Sequence[SweepRow], metric: Metric
     columns = [(name, label) for name, label in _COLUMNS if name != metric.name]
     head = "".join(f"<th>{e(n)}</th>" for n in ["#", *names, metric.name,
                                                *(label for _, label in columns)])
-    body = []
+    body_rows = []
     for rank, row in enumerate(best_first[:_TOP], 1):
         cells = [str(rank), *(format_value(row.params[n]) for n in names),
                  _number(metric.value(row.statistics)),
                  *(_number(_stat(row, name)) for name, _ in columns)]
-        body.append("<tr>" + "".join(
+        body_rows.append("<tr>" + "".join(
             f'<td class="num">{e(c)}</td>' if i == 0 or i > len(names) else f"<td>{e(c)}</td>"
             for i, c in enumerate(cells)) + "</tr>")
     facts = "\n".join(f"<tr><th>{e(str(k))}</th><td>{e(_text(v))}</td></tr>"
@@ -144,36 +130,19 @@ def _page(title: str, grid: Grid, best_first: Sequence[SweepRow], metric: Metric
     rest = names[2:]
     note = (f"Each cell: the best {metric.name} ({metric.direction}) over "
             f"{', '.join(rest)}." if rest else f"{metric.name}: {metric.direction}.")
-    return f"""<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{e(title)}</title>
-<style>{_STYLE}</style>
-</head>
-<body>
-<h1>{e(title)}</h1>
-<p class="sub">{e(metric.name)} by {e(" and ".join(names[:2]))}</p>
-<div id="chart"></div>
-<p class="note">{e(note)}</p>
-<noscript><p>The chart needs JavaScript; the table below and results.csv do not.</p>
-</noscript>
-<h2>Best {min(_TOP, len(best_first))} of {len(best_first)}</h2>
+    body = f"""<h2>Best {min(_TOP, len(best_first))} of {len(best_first)}</h2>
 <table class="best">
 <tr>{head}</tr>
-{chr(10).join(body)}
+{chr(10).join(body_rows)}
 </table>
 <h2>Sweep</h2>
 <table class="params">
 {facts}
-</table>
-<script src="plotly.min.js"></script>
-<script src="heatmap-data.js"></script>
-<script src="heatmap.js"></script>
-</body>
-</html>
-"""
+</table>"""
+    return page(title=e(title), subtitle=f"{e(metric.name)} by {e(' and '.join(names[:2]))}",
+                note=e(note), without_script="The chart needs JavaScript; the table below "
+                                             "and results.csv do not.",
+                body=body, style=_STYLE, scripts=(HEATMAP_FILES[1], HEATMAP_FILES[2]))
 
 
 def _stat(row: SweepRow, name: str) -> float | None:
