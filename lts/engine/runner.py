@@ -169,6 +169,7 @@ class PortfolioRunner:
         self.orders: OrderManager | None = None
         self.stopping = False
         self._stop_replies: list[Any] = []
+        self._last_look: set[str] | None = None  # stopping: venues asked once more
         self._tg: TaskGroup | None = None
         self.venues = VenueHealth(self.portfolio_id)
 
@@ -427,6 +428,7 @@ class PortfolioRunner:
                 self.host.fire_timers(self.ctx.clock.now_ns())
             elif kind is StopDeadline:
                 om.give_up_in_flight("no answer before the engine stopped")
+                self._last_look = set()  # what did not answer in time is settled at the start
             else:
                 log.error("portfolio %s: unexpected %s in the inbox", self.portfolio_id,
                           kind.__name__)
@@ -536,7 +538,11 @@ class PortfolioRunner:
             self._tg.start_soon(venue_calls.resync, broker, list(mine), since, self.inbox)
 
     def _resynced(self, outcome: Resynced) -> None:
+        if self._last_look is not None:  # stopping: the last look answered (no retry)
+            self._last_look.discard(outcome.broker)
         retry = self.venues.resynced(outcome.broker, outcome.error)
+        if self.stopping:
+            return
         if retry is not None:
             assert self._tg is not None
             self._tg.start_soon(self._resync_later, outcome.broker, retry)
@@ -569,8 +575,7 @@ class PortfolioRunner:
         unsent = om.cancel_unsent(f"not sent: {why}")
         log.info("portfolio %s stopping (%s): %d unsent order(s) canceled, %d awaiting the "
                  "venue", self.portfolio_id, why, unsent, om.in_flight)
-        if om.in_flight or om.looking_up:
-            self._tg.start_soon(self._stop_deadline)
+        self._tg.start_soon(self._stop_deadline)
 
     async def _stop_deadline(self) -> None:
         await anyio.sleep(self.ctx.stop_timeout)
@@ -579,9 +584,32 @@ class PortfolioRunner:
 
     def _stopped(self) -> bool:
         """Stopping, and nothing is waiting for the venue or the journal any more (submits in
-        flight, fills being looked up: a graceful stop loses no fill)."""
+        flight, fills being looked up, the last look at the venues: a graceful stop loses no
+        fill)."""
         om = self.orders
-        return self.stopping and om is not None and om.in_flight == 0 and not om.looking_up
+        if not self.stopping or om is None or om.in_flight or om.looking_up:
+            return False
+        if self._last_look is None:
+            self._last_look = self._look_at_venues()
+        return not self._last_look
+
+    def _look_at_venues(self) -> set[str]:
+        """Every submit answered: ask each streaming venue once more where the portfolio's open
+        orders stand and for the fills since the oldest of them. A fill the venue streamed
+        after its acknowledgement (a market order filled at once) may still be on its way;
+        without this last look it was only learnt at the next start (seen: the venue had a
+        trade the stopped engine had not). Returns the venues asked (their answers end it)."""
+        assert self._tg is not None
+        assert self.inbox is not None
+        asked: set[str] = set()
+        for broker in self.distinct_brokers:
+            mine = [o for o in self.open_orders.values() if self.brokers[o.symbol] is broker]
+            if broker.capabilities.simulated or not mine:
+                continue
+            since = max(0, min(o.ts_init for o in mine) - FILLS_OVERLAP_NS)
+            asked.add(broker.name)
+            self._tg.start_soon(venue_calls.resync, broker, mine, since, self.inbox)
+        return asked
 
     def _finish_stop(self) -> None:
         for order in self.open_orders.values():

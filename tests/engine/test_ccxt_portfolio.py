@@ -255,3 +255,24 @@ async def test_a_venue_rejection_is_rejected_with_its_reason_and_blocks_nothing_
         assert isinstance(again, Accepted), again
         await books_agree(desk, venue)
         assert await held(desk) == Decimal("0.01") - Decimal("0.00001")
+
+
+async def test_a_graceful_stop_takes_in_the_fill_its_stream_did_not_bring(
+        migrated_url: str, migrated_engine: AsyncEngine) -> None:
+    """The venue fills a resting order while its stream is down and the portfolio stops at
+    once, before the stream is back: the stop's last look at the venue (where its open orders
+    stand, the fills since) journals that fill, so the stopped engine's books are the venue's
+    (before, such a fill was learnt only at the next start: seen as a trade the stopped engine
+    did not have in the SIGKILL e2e test, under load)."""
+    async with trading(migrated_url, migrated_engine) as (desk, venue):
+        resting = await desk.submit(Side.BUY, "0.05", order_type=OrderType.LIMIT,
+                                    limit="29000")
+        assert isinstance(resting, Accepted), resting
+        assert resting.order is not None
+        await desk.until(lambda: venue.exchange.open_orders(ACCOUNT), "the order to rest")
+        venue.faults.drop_websockets()
+        venue.bar("28950", low="28900")  # fills it; no stream to say so
+        await desk.facade.deactivate(desk.portfolio_id)  # stops within the reconnect's backoff
+        [row] = await desk.rows(orders, client_order_id=resting.order.client_order_id)
+        assert row["status"] == "filled"
+        assert await held(desk) == venue_btc(venue) == Decimal("0.05") - Decimal("0.00005")
