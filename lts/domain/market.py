@@ -20,6 +20,27 @@ class Bar(msgspec.Struct, frozen=True, gc=False):
     volume: float
 
 
+class Quote(msgspec.Struct, frozen=True, gc=False):
+    """The best bid and ask of ``symbol`` at ``ts_event`` (ns), where a feed gives them."""
+
+    symbol: str
+    ts_event: int
+    bid: float
+    ask: float
+    bid_size: float = 0.0
+    ask_size: float = 0.0
+
+
+class TradeTick(msgspec.Struct, frozen=True, gc=False):
+    """One public trade of ``symbol`` at ``ts_event`` (ns), where a feed gives them."""
+
+    symbol: str
+    ts_event: int
+    price: float
+    size: float
+    trade_id: str = ""
+
+
 class WarmUp(msgspec.Struct, frozen=True):
     """Bars of ``symbol`` from before now (a live feed's history backfill, oldest first): a
     strategy takes them in so that its indicators are warm, and nothing trades on them."""

@@ -17,16 +17,16 @@ for bars newer than those.
 import json
 import logging
 from collections import deque
-from collections.abc import Hashable
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import anyio
 from anyio.abc import TaskGroup
 
 from lts.bus import InProcessBus, Mailbox, Subscription
 from lts.domain.clock import Clock
-from lts.domain.market import Bar, FeedEnded, WarmUp
+from lts.domain.market import Bar, FeedEnded, Quote, TradeTick, WarmUp
 from lts.plugins.pipeline import Feed
 from lts.plugins.registry import Registry
 
@@ -126,9 +126,8 @@ class FeedHub:
             if kept is not None:  # the feed ran a while ago: its latest bars
                 running.recent = kept
         running.keep(history)
-        lease = FeedLease(self, key, [self._bus.subscribe(Bar, mailbox, key),
-                                      self._bus.subscribe(WarmUp, mailbox, key),
-                                      self._bus.subscribe(FeedEnded, mailbox, key)])
+        lease = FeedLease(self, key, [self._bus.subscribe(kind, mailbox, key)
+                                      for kind in (Bar, Quote, TradeTick, WarmUp, FeedEnded)])
         if running.recent:  # its recent past warms this subscriber up
             mailbox.put_nowait(WarmUp(symbol, tuple(running.recent)))
         if key not in self._running:
@@ -179,8 +178,10 @@ class FeedHub:
                         if fresh is not None:
                             await self._bus.publish(fresh, bus)
                         continue
-                    if running.recent is not None:
-                        running.recent.extend(batch)
+                    if not batch:
+                        continue
+                    if running.recent is not None and type(batch[0]) is Bar:
+                        running.recent.extend(cast(Sequence[Bar], batch))  # bars only
                     await self._bus.publish_batch(list(batch), bus)
             except Exception as exc:  # a feed failure is reported to its subscribers
                 log.exception("feed %s for %s failed", key[0], symbol)

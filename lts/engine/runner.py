@@ -51,7 +51,7 @@ from lts.domain.commands import (
     UpdateRiskLimits,
 )
 from lts.domain.instruments import Instrument
-from lts.domain.market import Bar, FeedEnded, WarmUp
+from lts.domain.market import Bar, FeedEnded, Quote, TradeTick, WarmUp
 from lts.domain.orders import Fill, Order, OrderStatusReport
 from lts.engine import venue_calls
 from lts.engine.clock import ReplayClock
@@ -299,6 +299,11 @@ class PortfolioRunner:
                     if type(item) is not Bar:
                         if type(item) is WarmUp:
                             self._warm_up(item)
+                        elif type(item) is Quote or type(item) is TradeTick:
+                            if clock is not None:
+                                clock.ts = item.ts_event
+                            if trading and hosted:
+                                host.on_tick(item)
                         else:
                             live_feeds -= self._feed_ended(item, historical)
                         continue

@@ -27,7 +27,7 @@ import anyio
 
 from lts.domain.clock import Clock
 from lts.domain.events import OrderEvent, OrderFilled
-from lts.domain.market import Bar
+from lts.domain.market import Bar, Quote, TradeTick
 from lts.domain.signals import Signal
 from lts.engine.contingent import Contingencies
 from lts.engine.ledger import Ledger
@@ -192,6 +192,17 @@ class StrategyHost:
                 notices.clear()
                 raise PluginError(f"portfolio {self.portfolio_id}: strategies made "
                                   f"{handled} order events in one pass (a loop?)")
+
+    def on_tick(self, tick: Quote | TradeTick) -> None:
+        """A quote or a public trade: to the trading strategy of its symbol."""
+        strategy = self.by_symbol.get(tick.symbol)
+        if not isinstance(strategy, TradingStrategy):
+            return
+        if isinstance(tick, Quote):
+            strategy.on_quote(tick)
+        else:
+            strategy.on_trade(tick)
+        self.deliver()
 
     def on_bar_done(self, bar: Bar) -> None:
         """After a bar's decisions: its events are delivered (the contingent orders settle

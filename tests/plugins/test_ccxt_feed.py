@@ -13,7 +13,7 @@ import anyio
 import pytest
 import uvicorn
 
-from lts.domain.market import Bar, WarmUp
+from lts.domain.market import Bar, TradeTick, WarmUp
 from lts.errors import InvalidParams
 from lts.plugins.pipeline.ccxt_feed import CcxtFeed, _Candles, _TradeCandles
 
@@ -32,6 +32,8 @@ def test_params() -> None:
     assert feed.historical is False
     with pytest.raises(InvalidParams, match="param 'source'"):
         CcxtFeed(exchange="binance", source="book")
+    with pytest.raises(InvalidParams, match="ticks needs source=trades"):
+        CcxtFeed(exchange="binance", ticks=True)
 
 
 def test_a_candle_is_yielded_once_when_the_next_one_starts() -> None:
@@ -158,13 +160,16 @@ class Bars(list[Bar]):
         self.warm_up = 0  # bars of the history it began with
 
     async def run(self) -> None:
+        self.ticks: list[TradeTick] = []
         async for batch in self.feed.bars(SYMBOL, SettableClock()):
             self.batches += 1
             if isinstance(batch, WarmUp):
                 self.warm_up = len(batch.bars)
                 self.extend(batch.bars)
+            elif batch and isinstance(batch[0], TradeTick):
+                self.ticks.extend(t for t in batch if isinstance(t, TradeTick))
             else:
-                self.extend(batch)
+                self.extend(b for b in batch if isinstance(b, Bar))
 
     def times(self) -> list[int]:
         return [b.ts_event // 1_000_000 for b in self]
@@ -253,3 +258,24 @@ async def test_trades_are_aggregated_into_candles_live(venue: Venue) -> None:
     assert (live.open, live.high, live.low, live.close, live.volume) == \
         (30_010.0, 30_030.0, 30_000.0, 30_020.0, 6.0)
     assert (bars[3].open, bars[3].close, bars[3].volume) == (30_040.0, 30_040.0, 100.0)
+
+
+async def test_with_ticks_every_public_trade_comes_once_beside_the_candles(venue: Venue) -> None:
+    """``ticks=true``: each trade of the venue's stream as a TradeTick (its price, size, id and
+    time), once, in batches of their own; the candles are the same as without."""
+    second = wall_ms() // SEC * SEC - 20 * SEC
+    history(venue, second, SEC, [30_001, 30_002, 30_003])
+    async with feeding(venue, timeframe="1s", backfill=2, source="trades", ticks=True) as bars:
+        await until(lambda: len(bars) == 2 and venue.ws.subscribers("btcusdt@trade") == 1)
+        for close, at in ((30_010, 100), (30_030, 400)):
+            venue.bar(str(close), volume="1.5", at=second + 3 * SEC + at)
+        venue.bar("30040", at=second + 4 * SEC + 100)
+        await until(lambda: len(bars) == 3 and len(bars.ticks) == 3)
+    assert [(t.price, t.size) for t in bars.ticks] == [(30_010.0, 1.5), (30_030.0, 1.5),
+                                                       (30_040.0, 100.0)]
+    assert [t.ts_event // 1_000_000 for t in bars.ticks] == [
+        second + 3 * SEC + 100, second + 3 * SEC + 400, second + 4 * SEC + 100]
+    assert len({t.trade_id for t in bars.ticks}) == 3
+    assert {t.symbol for t in bars.ticks} == {SYMBOL}
+    live = bars[2]
+    assert (live.open, live.close, live.volume) == (30_010.0, 30_030.0, 3.0)

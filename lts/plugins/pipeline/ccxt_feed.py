@@ -27,10 +27,10 @@ from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import Any, Literal
 
 import anyio
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from lts.domain.clock import Clock
-from lts.domain.market import Bar, WarmUp
+from lts.domain.market import Bar, TradeTick, WarmUp
 from lts.plugins.base import PluginBase
 from lts.plugins.ccxt_client import CcxtClient, CcxtParams, ErrorKind, classify, open_client
 
@@ -48,6 +48,14 @@ class CcxtFeedParams(CcxtParams):
     source: Literal["ohlcv", "trades"] = Field("ohlcv", description="the exchange's candles, "
                                                "or its trades aggregated into candles")
     reconnect_max_s: float = Field(30.0, gt=0, description="longest wait between reconnects")
+    ticks: bool = Field(False, description="with source=trades: every public trade too, to "
+                                           "strategies' on_trade (as TradeTick)")
+
+    @model_validator(mode="after")
+    def _ticks_come_from_trades(self) -> CcxtFeedParams:
+        if self.ticks and self.source != "trades":
+            raise ValueError("ticks needs source=trades (candles carry no trades)")
+        return self
 
 
 def _bar(symbol: str, candle: Sequence[Any]) -> Bar:
@@ -107,9 +115,11 @@ class _TradeCandles(_Closing):
         super().__init__(last_closed_ms)
         self.tf = tf_ms
         self._seen: set[str] = set()
+        self.fresh: list[tuple[int, float, float, str]] = []  # the last update's new trades
 
     def update(self, trades: Iterable[dict[str, Any]]) -> list[list[float]]:
         closed = []
+        self.fresh = []
         for trade in sorted(trades, key=lambda t: t.get("timestamp") or 0):
             tid, ts = str(trade.get("id")), trade.get("timestamp")
             price, amount = trade.get("price"), trade.get("amount")
@@ -120,6 +130,7 @@ class _TradeCandles(_Closing):
             if start <= self.last_closed:
                 continue
             p, q = float(price), float(amount or 0.0)
+            self.fresh.append((int(ts), p, q, tid))
             forming = self.forming
             if forming is not None and start > forming[0]:
                 closed.append(forming)
@@ -146,7 +157,8 @@ class CcxtFeed(PluginBase):
         self.bars_made = 0
         self.reconnects = 0
 
-    async def bars(self, symbol: str, clock: Clock) -> AsyncIterator[Sequence[Bar] | WarmUp]:
+    async def bars(self, symbol: str, clock: Clock
+                   ) -> AsyncIterator[Sequence[Bar] | Sequence[TradeTick] | WarmUp]:
         p: CcxtFeedParams = self.params
         client = open_client(p)
         try:
@@ -189,6 +201,9 @@ class CcxtFeed(PluginBase):
                 closed = stream.update(update or ())
                 if closed:
                     yield self._made([_bar(symbol, c) for c in closed])
+                if p.ticks and isinstance(stream, _TradeCandles) and stream.fresh:
+                    yield [TradeTick(symbol, ts * _NS_PER_MS, price, size, tid)
+                           for ts, price, size, tid in stream.fresh]
         finally:
             with anyio.CancelScope(shield=True):
                 await client.close()

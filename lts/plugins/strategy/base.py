@@ -6,9 +6,10 @@ creates it with its validated params, binds its :class:`~lts.plugins.strategy.St
 and calls, in the runner's task and never concurrently:
 
 ``on_start`` once bound (after a restart too; history follows as ``on_bar`` calls while
-``ctx.warming_up``), ``on_bar`` per bar of its symbols, ``on_order`` per change of one of its
-orders, ``on_fill`` per fill of one, ``on_timer`` when a timer it set is due, ``on_stop`` when the
-portfolio stops.
+``ctx.warming_up``), ``on_bar`` per bar of its symbols, ``on_quote`` and ``on_trade`` per quote
+and public trade where the feed gives them (the ``ccxt`` pipeline's ``ticks``), ``on_order``
+per change of one of its orders, ``on_fill`` per fill of one, ``on_timer`` when a timer it set
+is due, ``on_stop`` when the portfolio stops.
 
 One instance per asset by default; a class with ``multi_symbol = True`` gets one instance for
 every asset of the portfolio naming it with the same params (pairs, rotation), and
@@ -19,7 +20,7 @@ start and after every restart, so a restart never silently resets it.
 from typing import ClassVar
 
 from lts.domain.events import OrderEvent
-from lts.domain.market import Bar
+from lts.domain.market import Bar, Quote, TradeTick
 from lts.domain.orders import Fill
 from lts.plugins.base import PluginBase
 from lts.plugins.strategy import StrategyContext
@@ -47,6 +48,12 @@ class TradingStrategy(PluginBase):
 
     def on_bar(self, bar: Bar) -> None:
         """A closed bar of one of ``ctx.symbols``."""
+
+    def on_quote(self, quote: Quote) -> None:
+        """The best bid and ask of one of ``ctx.symbols`` changed (feeds that give quotes)."""
+
+    def on_trade(self, trade: TradeTick) -> None:
+        """A public trade of one of ``ctx.symbols`` (feeds that give trades)."""
 
     def on_order(self, event: OrderEvent) -> None:
         """One of this strategy's orders changed (``event.status`` is its new state)."""
