@@ -12,6 +12,9 @@ backtest); read by the statistics and the report (:mod:`lts.domain.performance`,
 from __future__ import annotations
 
 from array import array
+from typing import Any
+
+import numpy as np
 
 __all__ = ["EquityRecorder"]
 
@@ -27,26 +30,26 @@ class EquityRecorder:
         self.cash.append(cash)
         self.equity.append(equity)
 
-    def samples(self) -> tuple[array[int], array[float], array[float]]:
-        """Times, cash and equity with one sample per time (the last of equal times)."""
-        ts = self.ts_ns
-        keep = [i for i in range(len(ts) - 1) if ts[i] != ts[i + 1]]
-        if len(keep) == len(ts) - 1:
-            return ts, self.cash, self.equity
-        keep.append(len(ts) - 1)
-        return (array("q", (ts[i] for i in keep)), array("d", (self.cash[i] for i in keep)),
-                array("d", (self.equity[i] for i in keep)))
+    def samples(self) -> tuple[Any, Any, Any]:
+        """Times, cash and equity (numpy arrays over the recorded buffers) with one sample per
+        time: the last of equal times."""
+        ts = np.frombuffer(self.ts_ns, dtype=np.int64) if self.ts_ns else np.empty(0, np.int64)
+        cash = np.frombuffer(self.cash, dtype=np.float64) if self.cash else np.empty(0)
+        equity = np.frombuffer(self.equity, dtype=np.float64) if self.equity else np.empty(0)
+        if len(ts) < 2:
+            return ts, cash, equity
+        changes = ts[1:] != ts[:-1]
+        if bool(changes.all()):
+            return ts, cash, equity
+        keep = np.append(np.flatnonzero(changes), len(ts) - 1)
+        return ts[keep], cash[keep], equity[keep]
 
     def __len__(self) -> int:
         return len(self.ts_ns)
 
     def max_drawdown(self) -> float:
         """The largest fall from a peak, in currency."""
-        peak = worst = 0.0
-        first = True
-        for value in self.equity:
-            if first or value > peak:
-                peak, first = value, False
-            elif peak - value > worst:
-                worst = peak - value
-        return worst
+        if not self.equity:
+            return 0.0
+        equity = np.frombuffer(self.equity, dtype=np.float64)
+        return float(np.max(np.maximum.accumulate(equity) - equity))
