@@ -93,11 +93,10 @@ class StrategyHost:
         return self.by_symbol
 
     def history_needed(self, symbol: str) -> int:
-        """Bars of history the strategy of ``symbol`` needs (its declared warm-up)."""
-        strategy = self._owner.get(symbol)
-        if isinstance(strategy, TradingStrategy):
-            return max(0, int(strategy.warmup_bars()))
-        return 0
+        """Bars of history the strategy of ``symbol`` needs (its declared warm-up: a trading
+        strategy's, or a signal strategy's that declares one, as ema_crossover does)."""
+        declared = getattr(self._owner.get(symbol), "warmup_bars", None)
+        return max(0, int(declared())) if callable(declared) else 0
 
     def attach(self, orders: OrderManager, ledger: Ledger,
                instruments: dict[str, Any]) -> None:

@@ -97,6 +97,7 @@ async def strategy_desk(db_url: str, script: Script, *, symbols: tuple[str, ...]
                         broker: dict[str, Any] | None = None, cash: str = "100000",
                         risk: dict[str, Any] | None = None,
                         engine: dict[str, Any] | None = None,
+                        strategy_params: dict[str, Any] | None = None,
                         ) -> AsyncIterator[tuple[EngineDesk, Market]]:
     """The engine with a portfolio of ``symbols`` (tick 0.01, lot 1) trading ``script`` on the
     paper venue (``broker``: its params) over a :class:`HistoryFeed` (``backfill`` bars of
@@ -105,6 +106,8 @@ async def strategy_desk(db_url: str, script: Script, *, symbols: tuple[str, ...]
     async with running_desk(db_url, engine=engine) as base:
         registry = base.engine.registry
         _, params = scripted_registry(script, registry)
+        if strategy_params is not None:  # another strategy than the script's
+            params = strategy_params
         if ("pipeline", "history") not in registry.plugins:
             registry.register("pipeline", "history", HistoryFeed)
         key = uuid.uuid4().hex[:10]

@@ -403,6 +403,25 @@ async def test_a_restarted_portfolio_that_was_its_feed_s_only_subscriber_is_warm
         assert script.closes(2, warming=False) == [15]
 
 
+async def test_a_signal_strategy_s_declared_warm_up_survives_a_restart(
+        migrated_url: str) -> None:
+    """ema_crossover (a signal strategy) declares slow=3 bars of warm-up: the feed hub keeps
+    that many, so after a restart the first live bar that crosses is traded at once. Cold, it
+    would need 3 live bars before its first decision, and that cross would pass unseen."""
+    async with strategy_desk(migrated_url, Script(), strategy="ema_crossover",
+                             strategy_params={"fast": 2, "slow": 3, "quantity": "1"}
+                             ) as (desk, market):
+        for close in (13, 12, 11, 10):  # falling: the fast mean below the slow one
+            market.push("AAA", close)
+        await desk.until(lambda: desk.state().bars >= 4, "the falling bars")
+        await desk.restart()
+        market.push("AAA", 20)  # the fast mean jumps above the slow one: a cross up
+        await desk.until(lambda: any(e.status == "accepted" for e in desk.committed()),
+                         "the cross ordered at once, the order at the venue")
+        market.push("AAA", 21)  # the market order fills at this bar's open
+        await desk.until(lambda: desk.state().fills == 1, "its fill")
+
+
 async def test_a_multi_symbol_strategy_warms_up_on_both_histories_in_time_order(
         migrated_url: str) -> None:
     """Two symbols' histories (interleaved in time) reach one multi-symbol strategy merged
