@@ -8,13 +8,14 @@ it opens offline from disk and can be served under a Content-Security-Policy of
 ``script-src 'self'``. Text is the caller's to escape.
 """
 
+import html
 import shutil
 from importlib import resources
 from pathlib import Path
 
 import msgspec
 
-__all__ = ["BASE_STYLE", "page", "write_chart_files"]
+__all__ = ["BASE_STYLE", "meta_text", "page", "plot_text", "write_chart_files"]
 
 #: What every page shares; a page adds its own rules after it.
 BASE_STYLE = """
@@ -71,3 +72,18 @@ def write_chart_files(directory: Path, files: tuple[str, str, str, str], *, html
         shutil.copyfile(source, plotly_path)
     html_path.write_text(html, encoding="utf-8")
     return [html_path, data_path, script_path, plotly_path]
+
+
+def plot_text(text: str) -> str:
+    """Text plotly shows as it is (plotly renders a few HTML tags and entities in labels)."""
+    return html.escape(text, quote=True)
+
+
+def meta_text(value: object) -> str:
+    """A value the caller put on record, as one line of text (JSON where it is not text)."""
+    if isinstance(value, str):
+        return value
+    try:
+        return msgspec.json.encode(value).decode()
+    except TypeError:
+        return str(value)

@@ -22,10 +22,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import msgspec
 import numpy as np
 
-from lts.backtest.chart_page import page, write_chart_files
+from lts.backtest.chart_page import meta_text, page, plot_text, write_chart_files
 from lts.backtest.downsample import candles, envelope, envelope_bucket
 from lts.backtest.price_series import PriceSeries
 from lts.domain.performance import EquityCurve, Statistics
@@ -63,7 +62,7 @@ def _page(title: str, statistics: Statistics, curve: EquityCurve,
     e = html.escape
     stats = "\n".join(f"<tr><td>{e(label)}</td><td>{e(value)}</td></tr>"
                       for label, value in rows(statistics, currency))
-    params = "\n".join(f"<tr><th>{e(str(key))}</th><td>{e(_text(value))}</td></tr>"
+    params = "\n".join(f"<tr><th>{e(str(key))}</th><td>{e(meta_text(value))}</td></tr>"
                        for key, value in meta.items()) or "<tr><td>none</td></tr>"
     files = "\n".join(f'<li><a href="{e(name)}">{e(name)}</a></li>' for name in data_files)
     span = (f"{format_value(statistics.start)} to {format_value(statistics.end)}, "
@@ -90,18 +89,6 @@ def _page(title: str, statistics: Statistics, curve: EquityCurve,
                 body=body, style=_STYLE, scripts=(PAGE_FILES[1], PAGE_FILES[2]))
 
 
-def _text(value: object) -> str:
-    if isinstance(value, str):
-        return value
-    try:
-        return msgspec.json.encode(value).decode()
-    except TypeError:
-        return str(value)
-
-
-def _plot_text(text: str) -> str:
-    """Text plotly shows as it is (plotly renders a few HTML tags and entities in labels)."""
-    return html.escape(text, quote=True)
 
 
 def _ms(ts_ns: Any) -> list[int]:
@@ -126,7 +113,7 @@ def _chart_data(curve: EquityCurve, trades: Sequence[Trade],
         step = max(1, -(-len(own) // MAX_MARKERS))
         if step > 1:
             notes.append(f"{symbol}: 1 in {step} of its {len(own)} trades is marked.")
-        series.append({"symbol": _plot_text(symbol), "x": _ms(ts), "open": o.tolist(),
+        series.append({"symbol": plot_text(symbol), "x": _ms(ts), "open": o.tolist(),
                        "high": h.tolist(), "low": lo.tolist(), "close": c.tolist(),
                        **_markers(own[::step], currency)})
     equity_at = envelope(curve.equity, MAX_POINTS)
@@ -136,7 +123,7 @@ def _chart_data(curve: EquityCurve, trades: Sequence[Trade],
         notes.append(f"Equity and drawdown: the lowest and highest of every {k} bars are "
                      f"drawn.")
     return {
-        "currency": _plot_text(currency), "prices": series,
+        "currency": plot_text(currency), "prices": series,
         "equity": {"x": _ms(curve.ts_ns[equity_at]), "y": curve.equity[equity_at].tolist()},
         "drawdown": {"x": _ms(curve.ts_ns[drawdown_at]), "y": drawdown[drawdown_at].tolist()},
     }, notes
@@ -153,15 +140,15 @@ def _markers(trades: Sequence[Trade], currency: str) -> dict[str, Any]:
         entry = marks["long_entries" if t.side == "long" else "short_entries"]
         entry["x"].append(t.entry_ts // 1_000_000)
         entry["y"].append(float(t.entry_price))
-        entry["text"].append(_plot_text(f"#{t.trade_id} {t.side} {t.quantity} @ "
+        entry["text"].append(plot_text(f"#{t.trade_id} {t.side} {t.quantity} @ "
                                         f"{t.entry_price:.6g}"))
         if t.exit_ts is None or t.exit_price is None:
             continue
         marks["exits"]["x"].append(t.exit_ts // 1_000_000)
         marks["exits"]["y"].append(float(t.exit_price))
         marks["exits"]["text"].append(
-            _plot_text(f"#{t.trade_id} exit @ {t.exit_price:.6g}") + "<br>"
-            + _plot_text(f"P&L {t.pnl:,.2f} {currency} ({t.return_pct:+.2f} %)"))
+            plot_text(f"#{t.trade_id} exit @ {t.exit_price:.6g}") + "<br>"
+            + plot_text(f"P&L {t.pnl:,.2f} {currency} ({t.return_pct:+.2f} %)"))
         line = segments["wins" if t.pnl > 0 else "losses"]
         line["x"] += [t.entry_ts // 1_000_000, t.exit_ts // 1_000_000, None]
         line["y"] += [float(t.entry_price), float(t.exit_price), None]

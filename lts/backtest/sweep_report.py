@@ -20,9 +20,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import msgspec
-
-from lts.backtest.chart_page import page, write_chart_files
+from lts.backtest.chart_page import meta_text, page, plot_text, write_chart_files
 from lts.backtest.sweep_grid import Grid, format_value
 from lts.backtest.sweep_metrics import Direction, Metric
 from lts.backtest.sweep_results import SweepRow
@@ -80,9 +78,6 @@ def write_heatmap(directory: Path, *, title: str, grid: Grid, rows: Sequence[Swe
         html=_page(title, grid, best_first, metric, meta))
 
 
-def _plot_text(text: str) -> str:
-    return html.escape(text, quote=True)
-
 
 def _params(row: SweepRow) -> str:
     return " ".join(f"{k}={format_value(v)}" for k, v in row.params.items())
@@ -91,19 +86,19 @@ def _params(row: SweepRow) -> str:
 def _chart_data(grid: Grid, rows: Sequence[SweepRow], metric: Metric) -> dict[str, Any]:
     values, best = heatmap_cells(grid, rows, metric)
     names = grid.names
-    text = [[_plot_text(f"{_params(row)}: {metric.name} {value:.6g}")
+    text = [[plot_text(f"{_params(row)}: {metric.name} {value:.6g}")
              if row is not None and value is not None else "no run or undefined"
              for row, value in zip(best_row, value_row, strict=True)]
             for best_row, value_row in zip(best, values, strict=True)]
     second = names[1] if len(names) > 1 else None
     return {
-        "metric": _plot_text(metric.name),
-        "direction": _plot_text(str(metric.direction)),
+        "metric": plot_text(metric.name),
+        "direction": plot_text(str(metric.direction)),
         "reverse": metric.direction is Direction.LOWER,
-        "x": {"name": _plot_text(names[0]),
-              "values": [_plot_text(format_value(v)) for v in grid.axes[names[0]]]},
-        "y": {"name": _plot_text(second or ""),
-              "values": ([_plot_text(format_value(v)) for v in grid.axes[second]]
+        "x": {"name": plot_text(names[0]),
+              "values": [plot_text(format_value(v)) for v in grid.axes[names[0]]]},
+        "y": {"name": plot_text(second or ""),
+              "values": ([plot_text(format_value(v)) for v in grid.axes[second]]
                          if second else [""])},
         "z": values,
         "text": text,
@@ -125,7 +120,7 @@ def _page(title: str, grid: Grid, best_first: Sequence[SweepRow], metric: Metric
         body_rows.append("<tr>" + "".join(
             f'<td class="num">{e(c)}</td>' if i == 0 or i > len(names) else f"<td>{e(c)}</td>"
             for i, c in enumerate(cells)) + "</tr>")
-    facts = "\n".join(f"<tr><th>{e(str(k))}</th><td>{e(_text(v))}</td></tr>"
+    facts = "\n".join(f"<tr><th>{e(str(k))}</th><td>{e(meta_text(v))}</td></tr>"
                       for k, v in meta.items())
     rest = names[2:]
     note = (f"Each cell: the best {metric.name} ({metric.direction}) over "
@@ -154,11 +149,3 @@ def _stat(row: SweepRow, name: str) -> float | None:
 def _number(value: float | None) -> str:
     return "" if value is None else f"{value:,.4g}" if abs(value) < 1e4 else f"{value:,.0f}"
 
-
-def _text(value: object) -> str:
-    if isinstance(value, str):
-        return value
-    try:
-        return msgspec.json.encode(value).decode()
-    except TypeError:
-        return str(value)

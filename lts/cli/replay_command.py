@@ -18,11 +18,15 @@ from typing import Any
 
 from lts.cli.common import decimal_arg, parse_params
 
-__all__ = ["add_parser", "replay_options", "run"]
+__all__ = ["add_backtest_args", "add_parser", "replay_options", "run"]
 
 
-def add_costs(p: argparse.ArgumentParser) -> None:
-    """The flags of a backtest's costs, sizing and instruments (replay and sweep)."""
+def add_backtest_args(p: argparse.ArgumentParser) -> None:
+    """What a backtest takes (replay and sweep): its data, strategy, costs, sizing and
+    instruments."""
+    p.add_argument("data", nargs="+",
+                   help="CSV or Parquet file(s) (SYMBOL=PATH names one), a directory, or one "
+                        "file with a symbol column")
     p.add_argument("--strategy", required=True,
                    help="a strategy plugin's name, or path/to/file.py:ClassName")
     p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
@@ -53,10 +57,7 @@ def add_costs(p: argparse.ArgumentParser) -> None:
 def add_parser(sub: Any, common: Callable[[argparse.ArgumentParser], None]) -> None:
     rp = sub.add_parser("replay", help="replay historical bars through the engine (a backtest)")
     common(rp)
-    rp.add_argument("data", nargs="+",
-                    help="CSV or Parquet file(s) (SYMBOL=PATH names one), a directory, or one "
-                         "file with a symbol column")
-    add_costs(rp)
+    add_backtest_args(rp)
     rp.add_argument("--report", type=Path, metavar="DIR",
                     help="write summary.json, fills.csv, trades.csv, equity.csv, report.html")
     rp.add_argument("--json", action="store_true", help="end with one JSON summary line")

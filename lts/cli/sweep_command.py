@@ -1,11 +1,11 @@
 """``python -m lts.engine sweep DATA... --strategy NAME --grid NAME=SPEC...``: a parameter sweep.
 
 Wired into :mod:`lts.cli.main`, which maps errors to one ``lts: error:`` line and status 2. It
-takes every flag of ``replay`` that shapes a backtest (:func:`lts.cli.replay_command.add_costs`)
-and replays the strategy once per combination of the grid in worker processes
-(:mod:`lts.backtest.sweep`), or walks forward (``--walk-forward K``,
-:mod:`lts.backtest.walk_forward`). The runs use scratch databases of their own (``--db-url``
-is not written to).
+takes every flag of ``replay`` that shapes a backtest
+(:func:`lts.cli.replay_command.add_backtest_args`) and replays the strategy once per combination
+of the grid in worker processes (:mod:`lts.backtest.sweep`), or walks forward (``--walk-forward
+K``, :mod:`lts.backtest.walk_forward`). The runs use scratch databases of their own
+(``--db-url`` is not written to).
 
 Output, in ``--out DIR`` (default ``sweep-<UTC time>``): ``results.csv`` (a row appended as
 each combination finishes), ``heatmap.html`` with its scripts (a plain sweep), and
@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from lts.cli.common import decimal_arg
-from lts.cli.replay_command import add_costs
+from lts.cli.replay_command import add_backtest_args
 
 __all__ = ["add_parser", "run"]
 
@@ -32,10 +32,7 @@ __all__ = ["add_parser", "run"]
 def add_parser(sub: Any, common: Callable[[argparse.ArgumentParser], None]) -> None:
     sp = sub.add_parser("sweep", help="replay a strategy over a grid of its params")
     common(sp)
-    sp.add_argument("data", nargs="+",
-                    help="CSV or Parquet file(s) (SYMBOL=PATH names one), a directory, or one "
-                         "file with a symbol column")
-    add_costs(sp)
+    add_backtest_args(sp)
     sp.add_argument("--grid", action="append", required=True, metavar="NAME=SPEC",
                     help="a swept param: START:STOP:STEP (STOP included when on a step) or "
                          "A,B,C; repeatable")

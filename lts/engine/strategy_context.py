@@ -207,13 +207,14 @@ class PortfolioContext:
         if pct == 0:
             return self.order_target(symbol, ZERO)
         if price is None or price <= 0:
-            return self._unsized(symbol, "no price yet")
+            self._unsized(symbol, "no price yet")
+            return None
         size = self._instruments[symbol].floor_quantity(
             abs(self._ledger.equity() * pct / _HUNDRED) / price)
         if size <= 0:
             lot = self._instruments[symbol].lot_size
-            return self._unsized(symbol, f"{pct}% of equity at {price} is less than one lot "
-                                         f"({lot})")
+            self._unsized(symbol, f"{pct}% of equity at {price} is less than one lot ({lot})")
+            return None
         return self.order_target(symbol, size if pct > 0 else -size)
 
     # -- time ------------------------------------------------------------------------------------
@@ -246,7 +247,8 @@ class PortfolioContext:
                                 f"({', '.join(self._symbols)})")
         qty = self._instruments[symbol].floor_quantity(_exact(quantity, "quantity"))
         if qty <= 0:
-            return self._nothing(symbol, f"quantity {quantity} is less than one lot")
+            self._nothing(symbol, f"quantity {quantity} is less than one lot")
+            return None
         limit_price = None if limit is None else self._price(symbol, _exact(limit, "limit"),
                                                              side, limit=True)
         stop_price = None if stop is None else self._price(symbol, _exact(stop, "stop"), side,
@@ -266,14 +268,12 @@ class PortfolioContext:
             (ROUND_CEILING if buy else ROUND_FLOOR)
         return self._instruments[symbol].round_price(price, rounding)
 
-    def _nothing(self, symbol: str, why: str) -> OrderRequest | None:
+    def _nothing(self, symbol: str, why: str) -> None:
         if why:
             log.info("%s: no order for %s: %s", self._name, symbol, why)
-        return None
 
-    def _unsized(self, symbol: str, why: str) -> str | None:
+    def _unsized(self, symbol: str, why: str) -> None:
         self.unsized += 1
         if self.unsized == 1 or self.unsized % 1000 == 0:
             log.warning("%s: target for %s cannot be sized (%s); %d so far", self._name,
                         symbol, why, self.unsized)
-        return None

@@ -120,6 +120,11 @@ class _Working:
     day: int  # the UTC day it was placed on (DAY orders expire when it ends)
     triggered: bool = False
     accrued: Decimal | None = None  # its fees before the minimum (None: no fill yet)
+    group: str | None = None  # the exit group its tag names (fills once per bar)
+
+    def __post_init__(self) -> None:
+        tag = parse_tag(self.order.tag)  # read once, not on every bar
+        self.group = tag.group if isinstance(tag, OcoTag) else None
 
 
 def _plain(number: Decimal) -> str:
@@ -285,9 +290,7 @@ class PaperBroker(PluginBase):
         if not book:
             return
         items = list(book.items())
-        groups = {c: g.group for c, w in items
-                  if isinstance(g := parse_tag(w.order.tag), OcoTag)}
-        if not groups:
+        if not any(work.group for _, work in items):
             for coid, work in items:
                 if self._work(work, bar):
                     del book[coid]
@@ -298,7 +301,7 @@ class PaperBroker(PluginBase):
         items.sort(key=lambda item: item[1].order.order_type not in _STOPS)
         traded: set[str] = set()
         for coid, work in items:
-            group = groups.get(coid)
+            group = work.group
             if group in traded:
                 continue
             leaves = work.leaves
