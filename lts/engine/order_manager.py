@@ -237,23 +237,27 @@ class OrderManager(ExecutionIntake):
 
     # -- to the venue ----------------------------------------------------------------------------
     def _send(self, order: Order) -> None:
+        """SUBMITTED, and to the venue. A real venue's call is started before the change is
+        journaled: its task runs first, so the request is on the wire before the journal's
+        writer takes the loop (the write-ahead row is durable already)."""
         coid = order.client_order_id
         now = self.clock.now_ns()
         order.transition(S.SUBMITTED, now)
+        broker = self.brokers[order.symbol]
+        simulated = broker.capabilities.simulated
+        if not simulated:
+            self._in_flight.add(coid)
+            self._spawn(venue_calls.submit, broker, copy_of(order), self._post)
         self._changed(order)
         self._emit(OrderSubmitted, order, now)
         log.info("order %s submitted: %s %s %s %s", coid, order.side.value, order.quantity,
                  order.symbol, order.order_type.value)
-        broker = self.brokers[order.symbol]
-        if broker.capabilities.simulated:
+        if simulated:
             venue = cast(SimulatedVenue, broker)
             try:
                 self.on_submitted(Submitted(coid, venue.place(order)))
             except VenueRejected as exc:
                 self.on_call_failed(CallFailed(CallKind.SUBMIT, coid, exc.reason, rejected=True))
-        else:
-            self._in_flight.add(coid)
-            self._spawn(venue_calls.submit, broker, copy_of(order), self._post)
         if self._bar_ts:
             bar_ts = self._bar_ts.pop(coid, None)
             if bar_ts is not None and self._observe is not None:
