@@ -53,19 +53,24 @@ class BarsFile:
         if rows == 0:
             raise DataError(f"{self.path}: no rows")
 
-    def batches(self, batch: int = DEFAULT_BATCH) -> Iterator[list[Bar]]:
-        """The bars in file order, at most ``batch`` per list."""
+    def batches(self, batch: int = DEFAULT_BATCH, *,
+                share_floats: bool = True) -> Iterator[list[Bar]]:
+        """The bars in file order, at most ``batch`` per list. ``share_floats``: one float object
+        per distinct price or volume of a chunk, for a caller that holds every bar (a bar's
+        open is often the last close, its high or low its open or close: 250 -> 138 MiB for
+        1M bars held); a caller that drops each batch passes False (sharing costs time)."""
         if batch < 1:
             raise ValueError("batch must be at least 1")
         sent = 0
         for chunk in self.checked():
-            for bars in self._bars(chunk, batch):
+            for bars in self._bars(chunk, batch, share_floats):
                 sent += len(bars)
                 yield bars
         if not sent:  # a long-format file without the symbol asked for
             raise DataError(f"{self.path}: no rows of {self.symbol}")
 
-    def _bars(self, chunk: CheckedChunk, batch: int) -> Iterator[list[Bar]]:
+    def _bars(self, chunk: CheckedChunk, batch: int, share_floats: bool
+              ) -> Iterator[list[Bar]]:
         ts, values = chunk.ts, chunk.values
         names: Iterator[str] | list[str]
         per_row: np.ndarray | None = None
@@ -80,29 +85,29 @@ class BarsFile:
         else:  # every row with its own symbol, one str object per symbol
             own = np.array([self._interned.setdefault(s, s) for s in chunk.symbols], object)
             per_row = own[chunk.codes]
-        # one float object per distinct value of the chunk: a bar's open is often the last
-        # close, its high or low its open or close (measured: 250 -> 138 MiB for 1M bars held)
-        distinct: dict[float, float] = {}
-        shared = distinct.setdefault
+        columns: np.ndarray = np.stack(values)
+        if share_floats:  # the chunk's distinct values, one float object each, put back in place
+            distinct, where = np.unique(columns, return_inverse=True)
+            columns = distinct.astype(object)[where.reshape(columns.shape)]
         for i in range(0, len(ts), batch):
             if per_row is not None:
                 names = per_row[i:i + batch].tolist()
-            floats = [v[i:i + batch].tolist() for v in values]
             yield list(map(Bar, names, ts[i:i + batch].tolist(),
-                           *(list(map(shared, col, col)) for col in floats)))
+                           *columns[:, i:i + batch].tolist()))
 
 
-def iter_bars(path: str | Path, symbol: str | None,
-              batch: int = DEFAULT_BATCH) -> Iterator[list[Bar]]:
+def iter_bars(path: str | Path, symbol: str | None, batch: int = DEFAULT_BATCH, *,
+              share_floats: bool = False) -> Iterator[list[Bar]]:
     """The file's bars in batches of at most ``batch``, read and checked a chunk at a time. A
     problem raises :class:`~lts.errors.DataError` when its chunk is reached (the header and
-    columns at the first ``next``)."""
-    yield from BarsFile(path, symbol).batches(batch)
+    columns at the first ``next``). A stream: each batch is dropped after use, so floats are
+    shared only when asked (see :meth:`BarsFile.batches`)."""
+    yield from BarsFile(path, symbol).batches(batch, share_floats=share_floats)
 
 
 def load_bars(path: str | Path, symbol: str | None) -> list[Bar]:
     """Every bar of the file, checked (:func:`iter_bars`, collected)."""
     bars: list[Bar] = []
-    for batch in iter_bars(path, symbol, batch=65_536):
+    for batch in iter_bars(path, symbol, batch=65_536, share_floats=True):
         bars.extend(batch)
     return bars

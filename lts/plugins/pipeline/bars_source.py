@@ -168,7 +168,9 @@ class BarsSource:
                 raise self._diagnosed(block, offset, exc) from None
             if not table.num_rows:
                 continue
-            columns = [column.combine_chunks() for column in table.columns]
+            # a block parses to one chunk per column (combine_chunks would copy it)
+            columns = [column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
+                       for column in table.columns]
             yield self._chunk(start, columns, offset, block)
             start += table.num_rows
 
