@@ -82,11 +82,13 @@ class MarketData:
         """The time of the first bar (ns)."""
         return min(s.first_ts for s in self._surveys.values())
 
-    def batches(self, batch: int = DEFAULT_BATCH) -> Iterator[list[Bar]]:
+    def batches(self, batch: int = DEFAULT_BATCH, *, held: bool = True) -> Iterator[list[Bar]]:
         """Every symbol's bars merged in time order (equal times: by symbol; a long-format
         file: its own order), in lists of at most ``batch``, read a chunk of each file at a
-        time. Each call reads the files again. Blocking: call ``next`` in a worker thread."""
-        streams = [BarsFile(source.path, source.symbol).batches(batch)
+        time. Each call reads the files again. Blocking: call ``next`` in a worker thread.
+        ``held=False``: the caller drops each batch, so the bars' floats are not shared
+        (:meth:`BarsFile.batches`' ``share_floats``: memory for a caller that keeps them)."""
+        streams = [BarsFile(source.path, source.symbol).batches(batch, share_floats=held)
                    for source, _ in self._files]
         if len(streams) == 1:
             yield from streams[0]

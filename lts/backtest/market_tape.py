@@ -68,7 +68,7 @@ class MarketTape:
 
     # -- the Market protocol ----------------------------------------------------------------
 
-    def batches(self, batch: int = _BATCH) -> Iterator[list[Bar]]:
+    def batches(self, batch: int = _BATCH, *, held: bool = True) -> Iterator[list[Bar]]:
         bars = self._bars
         for i in range(0, len(bars), batch):
             yield bars[i:i + batch]

@@ -69,8 +69,10 @@ class Market(Protocol):
 
     symbols: list[str]
 
-    def batches(self, batch: int = _BATCH) -> Iterator[list[Bar]]:
-        """Every symbol's bars merged in time order (may block: read in a worker thread)."""
+    def batches(self, batch: int = _BATCH, *, held: bool = True) -> Iterator[list[Bar]]:
+        """Every symbol's bars merged in time order (may block: read in a worker thread).
+        ``held=False``: the caller drops each batch once used (a replay), so bars read from a
+        file need not share their float objects (memory for a caller that keeps them)."""
         ...
 
     def bar_count(self, symbol: str | None = None) -> int | None:
@@ -89,7 +91,7 @@ class BarsInMemory:
         self._ticks = dict(tick_sizes or {})
         self.symbols = sorted(bars)
 
-    def batches(self, batch: int = _BATCH) -> Iterator[list[Bar]]:
+    def batches(self, batch: int = _BATCH, *, held: bool = True) -> Iterator[list[Bar]]:
         if len(self._bars) == 1:
             (only,) = self._bars.values()
             for i in range(0, len(only), batch):
@@ -239,7 +241,7 @@ async def _replay(db: Any, url: str, market: Market, opts: ReplayOptions, regist
                               assets=_assets(market, opts, params, broker_params))
     pid = await repo.create_portfolio(db, spec)
     spec = await repo.load_portfolio(db, pid)
-    batches = market.batches(_BATCH)
+    batches = market.batches(_BATCH, held=False)  # each batch is dropped once replayed
     first = next(batches, None)
     clock = ReplayClock(first[0].ts_event if first else 0)
     bus = InProcessBus()

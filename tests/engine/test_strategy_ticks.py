@@ -57,7 +57,7 @@ class Ticks:
     def __init__(self, batches: list[list[Any]]) -> None:
         self._batches = batches
 
-    def batches(self, batch: int = 4096) -> Iterator[list[Any]]:
+    def batches(self, batch: int = 4096, *, held: bool = True) -> Iterator[list[Any]]:
         yield from self._batches
 
     def bar_count(self, symbol: str | None = None) -> int | None:
