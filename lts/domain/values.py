@@ -23,10 +23,10 @@ def to_decimal(value: float | int | str | Decimal, step: Decimal | None = None,
     A float goes through ``repr`` so that ``0.1`` becomes ``Decimal('0.1')``, not its binary
     expansion. With ``step`` the result is a whole multiple of it (``ROUND_DOWN`` for sizes).
     """
-    if isinstance(value, Decimal):
-        d = value
-    elif isinstance(value, float):
+    if isinstance(value, float):  # the usual case: a bar's price
         d = Decimal(repr(value))
+    elif isinstance(value, Decimal):
+        d = value
     else:
         d = Decimal(value)
     if step is None or step == 0:

@@ -67,6 +67,8 @@ __all__ = ["PaperBroker", "PaperParams"]
 
 _DAY_NS = 86_400 * 1_000_000_000
 _STOPS = frozenset({OrderType.STOP, OrderType.STOP_LIMIT})
+_TAKES_LIMIT = frozenset({OrderType.LIMIT, OrderType.STOP_LIMIT})
+_FIRST_BAR_ONLY = frozenset({TimeInForce.IOC, TimeInForce.FOK})
 #: Rules for a symbol the runner gave none for (tests that drive the venue alone).
 _FREE = Instrument("", Decimal(0), Decimal(0))
 
@@ -127,6 +129,11 @@ class _Working:
         self.group = tag.group if isinstance(tag, OcoTag) else None
 
 
+def _nearest(rules: Instrument, price: float) -> Decimal:
+    """A bar's price at the nearest tick: what triggers and touches compare."""
+    return rules.round_price(to_decimal(price))
+
+
 def _plain(number: Decimal) -> str:
     """``number`` without trailing zeros or an exponent: ``5.00000000`` -> ``5``."""
     return f"{number.normalize():f}"
@@ -182,11 +189,9 @@ class PaperBroker(PluginBase):
         self._instruments = dict(instruments)
 
     def place(self, order: Order) -> str | None:
-        if order.order_type in (OrderType.LIMIT, OrderType.STOP_LIMIT) and \
-                order.limit_price is None:
+        if order.order_type in _TAKES_LIMIT and order.limit_price is None:
             raise VenueRejected("limit price required")
-        if order.order_type in (OrderType.STOP, OrderType.STOP_LIMIT) and \
-                order.stop_price is None:
+        if order.order_type in _STOPS and order.stop_price is None:
             raise VenueRejected("stop price required")
         self.orders_received += 1
         now = self._now()
@@ -194,7 +199,8 @@ class PaperBroker(PluginBase):
         last = self._last_bar.get(order.symbol)
         if (order.order_type is OrderType.MARKET and self.params.fill_at == "close"
                 and last is not None):  # no bar after the order: the last one's close and range
-            self._execute(work, self._taker(order, last, last.close), False, None, now)
+            rules = self._rules(order.symbol)
+            self._execute(work, self._taker(order, rules, last, last.close), False, None, now)
             if work.leaves == 0:
                 return f"paper-{order.client_order_id}"
         self._book.setdefault(order.symbol, {})[order.client_order_id] = work
@@ -326,7 +332,7 @@ class PaperBroker(PluginBase):
                 self._execute(work, *priced, cap, bar.ts_event)
         if work.leaves == 0:
             return True
-        if tif in (TimeInForce.IOC, TimeInForce.FOK):
+        if tif in _FIRST_BAR_ONLY:
             self._report(OrderStatusReport(order.client_order_id, OrderStatus.CANCELED,
                                            reason=f"{tif.value}: not filled on first bar",
                                            ts_event=bar.ts_event))
@@ -339,20 +345,15 @@ class PaperBroker(PluginBase):
         return self._rules(bar.symbol).floor_quantity(
             to_decimal(bar.volume * self.params.volume_cap))
 
-    def _nearest(self, symbol: str, price: float) -> Decimal:
-        """A bar's price at the nearest tick: what triggers and touches compare."""
-        return self._rules(symbol).round_price(to_decimal(price))
-
-    def _taker(self, order: Order, bar: Bar, price: float | Decimal,
+    def _taker(self, order: Order, rules: Instrument, bar: Bar, price: float | Decimal,
                limit: Decimal | None = None) -> Decimal:
         """A taker fill's price from ``price`` (a bar's price, or the order's stop) in ``bar``:
         on the grid against the order, slipped, within the bar and the limit."""
-        rules = self._rules(order.symbol)
         side = order.side
         base = (price if isinstance(price, Decimal)
                 else PaperCosts.against(to_decimal(price), side, rules))
-        return self._costs.taker_price(base, side, rules, high=to_decimal(bar.high),
-                                       low=to_decimal(bar.low), limit=limit)
+        return self._costs.taker_price(base, side, rules, high=bar.high, low=bar.low,
+                                       limit=limit)
 
     def _price(self, work: _Working, bar: Bar) -> tuple[Decimal, bool] | None:
         """The price this bar fills the order at and whether that is a maker fill, or None if
@@ -360,40 +361,41 @@ class PaperBroker(PluginBase):
         order = work.order
         buy = order.side is Side.BUY
         kind = order.order_type
-        sym = order.symbol
-        nearest = self._nearest
+        rules = self._rules(order.symbol)
         if kind is OrderType.MARKET or (kind is OrderType.STOP and work.triggered):
             # a triggered stop is a market order (what a volume cap left of it)
-            return self._taker(order, bar, bar.open), False
-        open_ = nearest(sym, bar.open)
-        if kind in (OrderType.STOP, OrderType.STOP_LIMIT) and not work.triggered:
+            return self._taker(order, rules, bar, bar.open), False
+        open_ = _nearest(rules, bar.open)
+        if kind in _STOPS and not work.triggered:
             stop = order.stop_price
             assert stop is not None
             if (open_ >= stop) if buy else (open_ <= stop):  # gapped through: the open
                 work.triggered = True
                 if kind is OrderType.STOP:
-                    return self._taker(order, bar, bar.open), False
-            elif (nearest(sym, bar.high) >= stop) if buy else (nearest(sym, bar.low) <= stop):
+                    return self._taker(order, rules, bar, bar.open), False
+            elif ((_nearest(rules, bar.high) >= stop) if buy
+                  else (_nearest(rules, bar.low) <= stop)):
                 work.triggered = True
                 if kind is OrderType.STOP:
-                    return self._taker(order, bar, stop), False
+                    return self._taker(order, rules, bar, stop), False
                 limit = order.limit_price
                 assert limit is not None
                 ok = limit >= stop if buy else limit <= stop
                 # the limit arrives marketable at the stop: a taker fill
-                return (self._taker(order, bar, stop, limit), False) if ok else None
+                return (self._taker(order, rules, bar, stop, limit), False) if ok else None
             else:
                 return None
         limit = order.limit_price
         assert limit is not None
         if (open_ <= limit) if buy else (open_ >= limit):  # marketable at the open: a taker
-            return self._taker(order, bar, bar.open, limit), False
-        touched = (nearest(sym, bar.low) <= limit) if buy else (nearest(sym, bar.high) >= limit)
+            return self._taker(order, rules, bar, bar.open, limit), False
+        touched = ((_nearest(rules, bar.low) <= limit) if buy
+                   else (_nearest(rules, bar.high) >= limit))
         if not touched:
             return None
         # it rested on the book and the market came to it: a maker fill at its limit (an
         # IOC or FOK never rests: a taker fill, at the limit all the same)
-        return limit, order.time_in_force not in (TimeInForce.IOC, TimeInForce.FOK)
+        return limit, order.time_in_force not in _FIRST_BAR_ONLY
 
     def _execute(self, work: _Working, price: Decimal, maker: bool, cap: Decimal | None,
                  ts: int) -> None:
@@ -404,9 +406,11 @@ class PaperBroker(PluginBase):
         work.leaves -= qty
         work.filled += qty
         self.fills_made += 1
-        fee, work.accrued = self._costs.fill_fee(work.accrued, price * qty, maker=maker)
-        if self._costs.free:
-            fee = ZERO
+        costs = self._costs
+        if costs.free:
+            fee = work.accrued = ZERO
+        else:
+            fee, work.accrued = costs.fill_fee(work.accrued, price * qty, maker=maker)
         self._report(Fill(order.portfolio_id, order.client_order_id, self.name,
                           f"{order.client_order_id}@{_plain(work.filled)}", order.symbol,
                           order.side, qty, price, fee, ts))

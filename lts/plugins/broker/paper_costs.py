@@ -22,10 +22,11 @@ through the order's limit.
 
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
+from functools import cached_property
 
 from lts.domain.instruments import Instrument
 from lts.domain.orders import Side
-from lts.domain.values import ZERO
+from lts.domain.values import ZERO, to_decimal
 
 __all__ = ["FEE_STEP", "PaperCosts"]
 
@@ -58,7 +59,7 @@ class PaperCosts:
         return cls(taker_bps / _BPS, maker_bps / _BPS, _fee_up(fee_per_order),
                    _fee_up(min_fee_per_order), slippage_bps / _BPS)
 
-    @property
+    @cached_property
     def free(self) -> bool:
         """No fee of any kind."""
         return not (self.taker_rate or self.maker_rate or self.fee_per_order
@@ -92,18 +93,20 @@ class PaperCosts:
         down): a bar price between two ticks never fills in the trader's favour."""
         return rules.round_price(price, ROUND_CEILING if side is Side.BUY else ROUND_FLOOR)
 
-    def taker_price(self, price: Decimal, side: Side, rules: Instrument, *, high: Decimal,
-                    low: Decimal, limit: Decimal | None = None) -> Decimal:
+    def taker_price(self, price: Decimal, side: Side, rules: Instrument, *,
+                    high: float | Decimal, low: float | Decimal,
+                    limit: Decimal | None = None) -> Decimal:
         """A taker fill's price: ``price`` (unslipped, on the grid) moved against the order by
         the slippage and rounded onto the grid against it, capped by the bar's range (``high``
-        for a buy, ``low`` for a sell: the last tick inside the bar), never better than
-        ``price`` and never through ``limit``."""
+        for a buy, ``low`` for a sell: the last tick inside the bar; a bar's float is taken as
+        written, and only when there is slippage), never better than ``price`` and never
+        through ``limit``."""
         if side is Side.BUY:
             if self.slippage:
                 slipped = rules.round_price(price * (1 + self.slippage), ROUND_CEILING)
-                price = max(price, min(slipped, rules.round_price(high, ROUND_FLOOR)))
+                price = max(price, min(slipped, rules.round_price(to_decimal(high), ROUND_FLOOR)))
             return price if limit is None else min(price, limit)
         if self.slippage:
             slipped = rules.round_price(price * (1 - self.slippage), ROUND_FLOOR)
-            price = min(price, max(slipped, rules.round_price(low, ROUND_CEILING)))
+            price = min(price, max(slipped, rules.round_price(to_decimal(low), ROUND_CEILING)))
         return price if limit is None else max(price, limit)
