@@ -302,9 +302,10 @@ class ExecutionIntake:
                         order.status.value, anomaly.value)
         if order.status in TERMINAL_STATUSES and order.client_order_id in self.open:
             self._close(order)
-        log.info("fill %s: %s %s %s @ %s fee %s -> position %s %s", fill.trade_id,
-                 fill.side.value, fill.quantity, fill.symbol, fill.price, fill.total_fee,
-                 pos.symbol, pos.quantity)  # the fee with a commission in the asset at its price
+        if log.isEnabledFor(logging.INFO):  # per fill: not even its arguments when off
+            log.info("fill %s: %s %s %s @ %s fee %s -> position %s %s", fill.trade_id,
+                     fill.side.value, fill.quantity, fill.symbol, fill.price, fill.total_fee,
+                     pos.symbol, pos.quantity)  # total_fee: a commission in the asset, priced
 
 
 

@@ -250,8 +250,9 @@ class OrderManager(ExecutionIntake):
             self._spawn(venue_calls.submit, broker, copy_of(order), self._post)
         self._changed(order)
         self._emit(OrderSubmitted, order, now)
-        log.info("order %s submitted: %s %s %s %s", coid, order.side.value, order.quantity,
-                 order.symbol, order.order_type.value)
+        if log.isEnabledFor(logging.INFO):  # per order: not even its arguments when off
+            log.info("order %s submitted: %s %s %s %s", coid, order.side.value, order.quantity,
+                     order.symbol, order.order_type.value)
         if simulated:
             venue = cast(SimulatedVenue, broker)
             try:

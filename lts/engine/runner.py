@@ -327,8 +327,9 @@ class PortfolioRunner:
                     if trading:
                         signal = strategies[sym].on_bar(bar)
                         if signal is not None:
-                            log.info("signal %s %s (%s)", sym, signal.target.value,
-                                     signal.reason)
+                            if log.isEnabledFor(logging.INFO):  # not even its arguments
+                                log.info("signal %s %s (%s)", sym, signal.target.value,
+                                         signal.reason)
                             for order_request in allocator.allocate(signal, ledger):
                                 request(order_request, bar_ts=bar.ts_event if live else None)
                         if control:  # what the decision made happen on this bar (a fill at
