@@ -1,7 +1,5 @@
 """``python -m lts.engine``: see :mod:`lts.cli.main`."""
 
-import sys
+from lts.cli.main import run_as_process
 
-from lts.cli.main import main
-
-sys.exit(main())
+run_as_process()
