@@ -86,10 +86,11 @@ class MarketData:
         """Every symbol's bars merged in time order (equal times: by symbol; a long-format
         file: its own order), in lists of at most ``batch``, read a chunk of each file at a
         time. Each call reads the files again. Blocking: call ``next`` in a worker thread.
-        ``held=False``: the caller drops each batch, so the bars' floats are not shared
-        (:meth:`BarsFile.batches`' ``share_floats``: memory for a caller that keeps them)."""
-        streams = [BarsFile(source.path, source.symbol).batches(batch, share_floats=held)
-                   for source, _ in self._files]
+        ``held=False``: the caller drops each batch (a replay), so the bars' floats are not
+        shared (:meth:`BarsFile.batches`' ``share_floats``: memory for a caller that keeps
+        them) and each file is read ahead on a thread while the caller works."""
+        streams = [BarsFile(source.path, source.symbol).batches(
+            batch, share_floats=held, ahead=not held) for source, _ in self._files]
         if len(streams) == 1:
             yield from streams[0]
             return

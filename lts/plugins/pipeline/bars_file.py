@@ -23,6 +23,7 @@ from lts.domain.market import Bar
 from lts.errors import DataError
 from lts.plugins.pipeline.bars_checks import BarChecker, CheckedChunk
 from lts.plugins.pipeline.bars_source import COLUMNS, BarsSource
+from lts.plugins.pipeline.read_ahead import read_ahead
 
 __all__ = ["COLUMNS", "DEFAULT_BATCH", "BarsFile", "iter_bars", "load_bars"]
 
@@ -53,16 +54,19 @@ class BarsFile:
         if rows == 0:
             raise DataError(f"{self.path}: no rows")
 
-    def batches(self, batch: int = DEFAULT_BATCH, *,
-                share_floats: bool = True) -> Iterator[list[Bar]]:
+    def batches(self, batch: int = DEFAULT_BATCH, *, share_floats: bool = True,
+                ahead: bool = False) -> Iterator[list[Bar]]:
         """The bars in file order, at most ``batch`` per list. ``share_floats``: one float object
         per distinct price or volume of a chunk, for a caller that holds every bar (a bar's
         open is often the last close, its high or low its open or close: 250 -> 138 MiB for
-        1M bars held); a caller that drops each batch passes False (sharing costs time)."""
+        1M bars held); a caller that drops each batch passes False (sharing costs time).
+        ``ahead``: the next chunks are read and checked on a thread meanwhile
+        (:mod:`~lts.plugins.pipeline.read_ahead`), for a caller with work to do between
+        batches."""
         if batch < 1:
             raise ValueError("batch must be at least 1")
         sent = 0
-        for chunk in self.checked():
+        for chunk in read_ahead(self.checked()) if ahead else self.checked():
             for bars in self._bars(chunk, batch, share_floats):
                 sent += len(bars)
                 yield bars
