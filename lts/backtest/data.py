@@ -88,9 +88,12 @@ class MarketData:
         time. Each call reads the files again. Blocking: call ``next`` in a worker thread.
         ``held=False``: the caller drops each batch (a replay), so the bars' floats are not
         shared (:meth:`BarsFile.batches`' ``share_floats``: memory for a caller that keeps
-        them) and each file is read ahead on a thread while the caller works."""
+        them), and one file is read ahead on a thread while the caller works (several are
+        not: a thread each, with its chunks and its allocator arena, measured +160 MiB of
+        peak memory at 20 files)."""
+        ahead = not held and len(self._files) == 1
         streams = [BarsFile(source.path, source.symbol).batches(
-            batch, share_floats=held, ahead=not held) for source, _ in self._files]
+            batch, share_floats=held, ahead=ahead) for source, _ in self._files]
         if len(streams) == 1:
             yield from streams[0]
             return
