@@ -5,7 +5,9 @@ through its context (:mod:`lts.engine.strategy_context`); this places plain orde
 limit, stop) through the order manager, so every one is risk-checked, journaled before a venue
 sees it and reconciled like any other. What ties them together is each order's tag
 (:mod:`lts.domain.contingency`), durable with the order; after a restart :meth:`rebuild` reads it
-back from the open orders.
+back from the open orders, and what each group still has to exit from the fills of the journal's
+recent bracket and exit orders, closed ones too: a restart between an entry's fill and its
+exits places them, one between an exit's fill and its sibling's cancel cancels the sibling.
 
 - **Exit group** (``oco <group>``): members on one side that exit one quantity between them.
   ``remaining`` is what is left to exit; each open member is kept at ``filled + remaining``
@@ -39,7 +41,7 @@ from lts.domain.contingency import MAX_TAG, BracketTag, OcoTag, TrailTag, parse_
 from lts.domain.events import OrderEvent
 from lts.domain.instruments import Instrument
 from lts.domain.market import Bar
-from lts.domain.orders import Order, OrderRequest, OrderType, Side, TimeInForce
+from lts.domain.orders import Order, OrderRequest, OrderStatus, OrderType, Side, TimeInForce
 from lts.domain.values import ZERO, to_decimal
 from lts.engine.order_manager import OrderManager
 from lts.errors import InvalidParams
@@ -131,9 +133,14 @@ class Contingencies:
         return order
 
     # -- after a restart ---------------------------------------------------------------------
-    def rebuild(self, open_orders: Iterable[Order]) -> None:
-        """Tie the open orders together again as their tags say."""
+    def rebuild(self, open_orders: Iterable[Order], linked: Iterable[Order] = ()) -> None:
+        """Tie the open orders together again as their tags say. ``linked``: the journal's
+        latest bracket entries and exit-group members, closed ones included
+        (:func:`~lts.persistence.repositories.load_linked_orders`); what each group still has
+        to exit is read from their fills (:meth:`_settle`)."""
         orders = list(open_orders)
+        known = {o.client_order_id: o for o in linked}
+        known.update((o.client_order_id, o) for o in orders)  # the open ones as reconciled
         for order in orders:
             tag = parse_tag(order.tag)
             coid = order.client_order_id
@@ -153,8 +160,49 @@ class Contingencies:
                 group.members.append(order.client_order_id)
                 group.remaining = max(group.remaining, order.leaves_quantity)
                 self._group_of[order.client_order_id] = tag.group
+        self._settle(known)
         for group in self._groups.values():
             self._keep_in_line(group)
+
+    def _settle(self, known: Mapping[str, Order]) -> None:
+        """Each group's quantity still to exit, from the fills of its entry and of every member
+        it ever had: a restart between a bracket entry's fill and the placing of its exits
+        places them; one between an exit's fill and its sibling's cancel cancels the sibling
+        (no exit is left to sell what is no longer held)."""
+        exited: dict[str, Decimal] = {}
+        placed: set[str] = set()  # groups that ever had a member
+        completed: set[str] = set()  # groups a member of which filled all it was asked
+        for order in known.values():
+            tag = parse_tag(order.tag)
+            if isinstance(tag, OcoTag):
+                exited[tag.group] = exited.get(tag.group, ZERO) + order.filled_quantity
+                placed.add(tag.group)
+                if order.status is OrderStatus.FILLED:
+                    completed.add(tag.group)
+        for name, order in known.items():
+            tag = parse_tag(order.tag)
+            if not isinstance(tag, BracketTag) or order.filled_quantity <= 0:
+                continue
+            owed = order.filled_quantity - exited.get(name, ZERO)
+            group = self._groups.get(name)
+            if group is not None and group.members:  # its exits work: sized to what is owed
+                group.remaining = max(owed, ZERO)
+            elif owed > 0 and name in placed:
+                log.warning("bracket %s: %s %s filled is not covered by exits (they closed "
+                            "before the restart); none placed", name, owed, order.symbol)
+            elif owed > 0:  # it filled, and the engine stopped before its exits were placed
+                if group is None:  # the entry is closed: a group for its exits alone
+                    group = self._groups[name] = _Group(order.symbol, _other(order.side))
+                group.take_profit, group.stop_loss = tag.take_profit, tag.stop_loss
+                group.remaining = owed
+                log.warning("bracket %s: %s %s filled with no exits placed (the engine stopped "
+                            "in between); placing them", name, owed, order.symbol)
+                self._place_exits(name, group)
+            completed.discard(name)  # a bracket's group is settled by its entry's fills
+        for name in completed:  # an OCO pair one member of which exited it all
+            group = self._groups.get(name)
+            if group is not None and group.members:
+                group.remaining = ZERO
 
     # -- what happened -------------------------------------------------------------------------
     def on_event(self, event: OrderEvent) -> None:

@@ -242,7 +242,8 @@ class PortfolioRunner:
                     async with slots:
                         await self._connect(tg, inbox)
                         self.orders = await recover(self, inbox, tg)
-                self.host.attach(self.orders, self.ledger, self.instruments)
+                self.host.attach(self.orders, self.ledger, self.instruments,
+                                 await self._linked_orders())
                 if self._replay_clock is None and self.host.trading:
                     tg.start_soon(self.host.wake_for_timers, inbox)
                 gate = self.ctx.trading_opens
@@ -356,6 +357,13 @@ class PortfolioRunner:
             self.host.stop()
         if self.stopping:
             self._finish_stop()
+
+    async def _linked_orders(self) -> list[Order]:
+        """The journal's latest bracket and exit orders, closed ones too, for the trading
+        strategies' contingent orders (none to read for a portfolio without one)."""
+        if not self.host.trading:
+            return []
+        return await repo.load_linked_orders(self.ctx.db, self.portfolio_id)
 
     def _open_feeds(self) -> None:
         """Subscribe to the portfolio's market data (the shared feeds)."""

@@ -28,6 +28,7 @@ import anyio
 from lts.domain.clock import Clock
 from lts.domain.events import OrderEvent, OrderFilled
 from lts.domain.market import Bar, Quote, TradeTick
+from lts.domain.orders import Order
 from lts.domain.signals import Signal
 from lts.engine.contingent import Contingencies
 from lts.engine.ledger import Ledger
@@ -98,10 +99,10 @@ class StrategyHost:
         declared = getattr(self._owner.get(symbol), "warmup_bars", None)
         return max(0, int(declared())) if callable(declared) else 0
 
-    def attach(self, orders: OrderManager, ledger: Ledger,
-               instruments: dict[str, Any]) -> None:
+    def attach(self, orders: OrderManager, ledger: Ledger, instruments: dict[str, Any],
+               linked: Sequence[Order] = ()) -> None:
         """Bind every trading strategy to its context, rebuild the contingent orders from the
-        open orders, then ``on_start``."""
+        open orders and the journal's ``linked`` ones, then ``on_start``."""
         if not self.trading:
             return
         self.contingent = Contingencies(orders, instruments)
@@ -114,7 +115,7 @@ class StrategyHost:
                 name=f"portfolio {self.portfolio_id} {strategy.plugin_name}")
             self.contexts.append(ctx)
             strategy.bind(ctx)
-        self.contingent.rebuild(orders.open.values())
+        self.contingent.rebuild(orders.open.values(), linked)
         for strategy in self.trading:
             strategy.on_start()
         self.deliver()

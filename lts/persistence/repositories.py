@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import func, insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from lts.domain.contingency import OCO_PREFIX
 from lts.domain.orders import (
     OPEN_STATUSES,
     Fill,
@@ -133,6 +134,24 @@ async def load_open_orders(engine: AsyncEngine, portfolio_id: int) -> list[Order
             orders.c.status.in_([s.value for s in OPEN_STATUSES])).order_by(orders.c.id))
         ).mappings().all()
     return [_order(r) for r in rows]
+
+
+#: How many of a portfolio's latest bracket and exit orders a restart reads back: a bracket's
+#: exits are placed after its entry, so an entry among these has its exits among them too.
+LINKED_ORDERS = 1000
+
+
+async def load_linked_orders(engine: AsyncEngine, portfolio_id: int,
+                             limit: int = LINKED_ORDERS) -> list[Order]:
+    """The portfolio's latest ``limit`` bracket entries and exit-group members, open or not,
+    oldest first: what a restart ties contingent orders together from
+    (:mod:`lts.engine.contingent`)."""
+    async with engine.connect() as conn:
+        rows = (await conn.execute(select(orders).where(
+            orders.c.portfolio_id == portfolio_id,
+            orders.c.tag.startswith("bracket ") | orders.c.tag.startswith(OCO_PREFIX))
+            .order_by(orders.c.id.desc()).limit(limit))).mappings().all()
+    return [_order(r) for r in reversed(rows)]
 
 
 async def load_fills(engine: AsyncEngine, portfolio_id: int) -> list[Fill]:

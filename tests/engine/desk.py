@@ -222,10 +222,11 @@ class EngineDesk:
             own.execute("ROLLBACK")
             own.close()
 
-    def refuse_inserts(self, table: str, when: str) -> None:
+    def refuse_inserts(self, table: str, when: str) -> str:
         """From now on the database refuses the rows of ``table`` for which ``when`` holds
         (SQL over ``NEW``, valid on both stores): a trigger raising a constraint error, as a
-        column limit or a check the engine did not expect would."""
+        column limit or a check the engine did not expect would. Returns the trigger's name
+        (:meth:`accept_inserts` lifts it)."""
         name = f"refuse_{table}_{next(_triggers)}"
         own = self.own_connection()
         try:
@@ -239,6 +240,16 @@ class EngineDesk:
                     f"USING ERRCODE = 'check_violation'; END IF; RETURN NEW; END $$")
                 own.execute(f"CREATE TRIGGER {name} BEFORE INSERT ON {table} FOR EACH ROW "
                             f"EXECUTE FUNCTION {name}()")
+        finally:
+            own.close()
+        return name
+
+    def accept_inserts(self, table: str, trigger: str) -> None:
+        """Lift a refusal of :meth:`refuse_inserts`."""
+        own = self.own_connection()
+        try:
+            own.execute(f"DROP TRIGGER {trigger}" if own.sqlite else
+                        f"DROP TRIGGER {trigger} ON {table}")
         finally:
             own.close()
 

@@ -495,3 +495,94 @@ def _exits_accepted(desk: EngineDesk, entry: str) -> dict[str, str] | None:
     found = {("tp" if e.order_type == "limit" else "sl"): e.client_order_id
              for e in events[after:] if e.side == "sell" and e.status == "accepted"}
     return found if len(found) == 2 else None
+
+
+async def test_a_bracket_filled_without_its_exits_gets_them_at_the_restart(
+        migrated_url: str) -> None:
+    """The state a crash between a bracket entry's fill and its exits' write-ahead leaves: the
+    database refuses the exits' rows (a trigger), so the entry is filled and no exit exists
+    anywhere, the position unprotected. After a restart (a new runner from the journal, the
+    database writing again), the journal's entry with no exit member gets its take-profit and
+    stop-loss for what it filled; the stop-loss then fills and cancels the take-profit."""
+    def on_bar(s: Scripted, bar: Bar, i: int) -> None:
+        if "entry" not in s.script.memo:
+            s.script.memo["entry"] = s.ctx.bracket("AAA", Side.BUY, 10, take_profit=110,
+                                                   stop_loss=90)
+
+    script = Script(on_bar=on_bar)
+    memo = script.memo
+    async with strategy_desk(migrated_url, script) as (desk, market):
+        refused = desk.refuse_inserts("orders", "NEW.tag LIKE 'oco %'")
+        market.push("AAA", 100)
+        await desk.until(lambda: "entry" in memo, "the entry")
+        entry = str(memo["entry"])
+        await _until_status(desk, [entry], "accepted")
+        market.push("AAA", 100)  # the entry fills at the open; its exits are refused
+        await _until_status(desk, [entry], "filled")
+        await desk.until(lambda: desk.state().open_orders == 0,
+                         "the exits refused (never durable, never sent)")
+        assert _exits_accepted(desk, entry) is None
+
+        desk.accept_inserts("orders", refused)
+        await desk.restart()
+        exits = await desk.until(lambda: _exits_accepted(desk, entry), "the exits placed")
+        working = {e.order_type: (e.quantity, e.limit_price, e.stop_price)
+                   for e in desk.committed()
+                   if e.client_order_id in exits.values() and e.status == "accepted"}
+        assert working == {"limit": (D(10), D(110), None), "stop": (D(10), None, D(90))}
+        market.push("AAA", 89)  # the stop-loss
+        await _until_status(desk, [exits["sl"]], "filled")
+        await _until_status(desk, [exits["tp"]], "canceled")
+        [held] = await desk.rows(positions, portfolio_id=desk.portfolio_id)
+        assert held["quantity"] == 0
+
+
+async def test_an_exit_left_open_after_its_sibling_filled_is_canceled_at_the_restart(
+        migrated_url: str) -> None:
+    """The state a crash between one exit's fill and its sibling's cancel leaves: an OCO pair
+    selling the 10 held, whose limit filled; the journal is set back to hold the stop open
+    (as it would be had the engine stopped before canceling it). After a restart the pair is
+    seen to have exited all it had to (a member filled it all): the stop is canceled, and a
+    fall through it sells nothing (the position stays flat, not short)."""
+    def on_bar(s: Scripted, bar: Bar, i: int) -> None:
+        ctx, memo = s.ctx, s.script.memo
+        if "buy" not in memo:
+            memo["buy"] = ctx.buy("AAA", 10)
+        elif "oco" not in memo and ctx.position("AAA") == 10:
+            memo["oco"] = ctx.oco("AAA", Side.SELL, 10, limit=120, stop=80)
+
+    script = Script(on_bar=on_bar)
+    memo = script.memo
+    async with strategy_desk(migrated_url, script, risk={"allow_short": True,
+                                                          "max_leverage": "2"}) as (desk, market):
+        market.push("AAA", 100)
+        await desk.until(lambda: "buy" in memo, "the buy")
+        await _until_status(desk, [str(memo["buy"])], "accepted")
+        market.push("AAA", 100)  # the buy fills; the pair is placed
+        await desk.until(lambda: "oco" in memo, "the pair")
+        limit, stop = memo["oco"]  # type: ignore[misc]
+        await _until_status(desk, [limit, stop], "accepted")
+        market.push("AAA", 120, high=121)  # the limit fills, the stop is canceled
+        await _until_status(desk, [limit], "filled")
+        await _until_status(desk, [stop], "canceled")
+
+        await desk.facade.deactivate(desk.portfolio_id)
+        own = desk.own_connection()
+        try:  # the stop as the journal held it before its cancel
+            own.execute("UPDATE orders SET status = 'accepted' WHERE client_order_id = ?",
+                        stop)
+        finally:
+            own.close()
+        desk.facade.activate(desk.portfolio_id)
+        await desk.running()
+        await desk.until(lambda: [e.status for e in desk.committed()
+                                  if e.client_order_id == stop][-2:] == ["pending_cancel",
+                                                                        "canceled"] and
+                         len([e for e in desk.committed() if e.client_order_id == stop
+                              and e.status == "canceled"]) == 2, "the stop canceled again")
+        market.push("AAA", 70, low=60)  # through the old stop: nothing sells
+        await desk.marked(70.0)
+        [held] = await desk.rows(positions, portfolio_id=desk.portfolio_id)
+        assert held["quantity"] == 0
+        assert [e.client_order_id for e in desk.committed()
+                if e.status == "filled"] == [memo["buy"], limit]
