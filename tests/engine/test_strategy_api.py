@@ -479,3 +479,39 @@ async def test_the_hub_keeps_a_stopped_feed_s_latest_bars_for_a_while_only() -> 
             assert warm == expected, keep
             lease.release()
             tg.cancel_scope.cancel()
+
+
+async def test_the_grid_is_read_back_from_its_open_orders_after_a_restart(
+        migrated_url: str) -> None:
+    """grid (levels 3, 1 apart, center 100) rests buys at 99, 98, 97; a dip to 98.5 fills the
+    buy at 99 and a sell for it rests at 100. A restart (a new runner from the journal, a new
+    strategy instance) reads the grid back from the open orders' tags: no order is placed twice
+    (still buys at 98 and 97 and the sell at 100), and the grid trades on: the sell fills on a
+    rise and the buy at 99 rests again."""
+    params = {"levels": 3, "spacing_unit": "absolute", "spacing": "1", "center": "100",
+              "quantity": "1"}
+
+    def working() -> list[tuple[str, Decimal | None]]:
+        """The orders working at the venue, as the committed events last left each."""
+        last = {e.client_order_id: e for e in desk.committed()}
+        return sorted((e.side, e.limit_price) for e in last.values()
+                      if e.status in ("accepted", "partially_filled"))
+
+    async with strategy_desk(migrated_url, Script(), strategy="grid",
+                             strategy_params=params) as (desk, market):
+        market.push("AAA", 100)
+        grid = [("buy", D(97)), ("buy", D(98)), ("buy", D(99))]
+        await desk.until(lambda: working() == grid, "the grid's buys")
+        market.push("AAA", 99.5, low=98.5)  # the buy at 99 fills
+        after_dip = [("buy", D(97)), ("buy", D(98)), ("sell", D(100))]
+        await desk.until(lambda: working() == after_dip, "the sell one level up")
+
+        await desk.restart()
+        market.push("AAA", 99.5, low=99.2, high=99.8)  # nothing fills: the grid stands
+        await desk.until(lambda: desk.state().bars >= 1, "a bar after the restart")
+        assert working() == after_dip
+        market.push("AAA", 100.5, high=100.6)  # the sell at 100 fills; the buy at 99 again
+        await desk.until(lambda: working() == grid, "the buy at 99 again")
+        filled = sorted((e.side, e.avg_fill_price) for e in desk.committed()
+                        if e.status == "filled")
+        assert filled == [("buy", D(99)), ("sell", D(100))]
