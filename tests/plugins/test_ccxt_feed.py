@@ -13,7 +13,7 @@ import anyio
 import pytest
 import uvicorn
 
-from lts.domain.market import Bar, TradeTick, WarmUp
+from lts.domain.market import Bar, Quote, TradeTick, WarmUp
 from lts.errors import InvalidParams
 from lts.plugins.pipeline.ccxt_feed import CcxtFeed, _Candles, _TradeCandles
 
@@ -161,6 +161,7 @@ class Bars(list[Bar]):
 
     async def run(self) -> None:
         self.ticks: list[TradeTick] = []
+        self.quotes: list[Quote] = []
         async for batch in self.feed.bars(SYMBOL, SettableClock()):
             self.batches += 1
             if isinstance(batch, WarmUp):
@@ -168,6 +169,8 @@ class Bars(list[Bar]):
                 self.extend(batch.bars)
             elif batch and isinstance(batch[0], TradeTick):
                 self.ticks.extend(t for t in batch if isinstance(t, TradeTick))
+            elif batch and isinstance(batch[0], Quote):
+                self.quotes.extend(q for q in batch if isinstance(q, Quote))
             else:
                 self.extend(b for b in batch if isinstance(b, Bar))
 
@@ -279,3 +282,28 @@ async def test_with_ticks_every_public_trade_comes_once_beside_the_candles(venue
     assert {t.symbol for t in bars.ticks} == {SYMBOL}
     live = bars[2]
     assert (live.open, live.close, live.volume) == (30_010.0, 30_030.0, 3.0)
+
+
+async def test_quotes_come_beside_the_candles(venue: Venue) -> None:
+    """``quotes=true``: the venue's bookTicker (one tick each side of the last price, the
+    print's liquidity on each) as Quotes, while the closed candles go on as before; a dropped
+    stream is watched anew for both."""
+    second = wall_ms() // SEC * SEC - 20 * SEC
+    history(venue, second, SEC, [30_001, 30_002])
+    async with feeding(venue, timeframe="1s", backfill=1, quotes=True) as bars:
+        await until(lambda: len(bars) == 1
+                    and venue.ws.subscribers("btcusdt@bookTicker") == 1
+                    and venue.ws.subscribers("btcusdt@kline_1s") == 1)
+        venue.bar("30010", at=second + 2 * SEC + 100)
+        await until(lambda: any(q.bid < 30_010 < q.ask for q in bars.quotes))
+        venue.bar("30011", at=second + 3 * SEC + 100)  # the second before closes
+        await until(lambda: len(bars) == 2)
+        venue.faults.drop_websockets()
+        await until(lambda: bars.feed.reconnects == 1
+                    and venue.ws.subscribers("btcusdt@bookTicker") == 1)
+        venue.bar("30020", at=second + 4 * SEC + 100)
+        await until(lambda: any(q.bid < 30_020 < q.ask for q in bars.quotes))
+    quote = next(q for q in bars.quotes if q.bid < 30_010 < q.ask)
+    assert quote.symbol == SYMBOL
+    assert (quote.ask - quote.bid) < 1 and quote.bid_size > 0 and quote.ask_size > 0
+    assert bars.times()[:2] == [second + SEC, second + 2 * SEC]

@@ -11,6 +11,14 @@ strategy's indicators are warm when it starts, then each candle once, when it ha
 - ``source="trades"``: ``watch_trades`` aggregated into candles of ``timeframe`` by trade time;
   a candle is yielded when the first trade of a later one arrives.
 
+Beside the candles, on request: every public trade once (``ticks``, with ``source="trades"``:
+:class:`~lts.domain.market.TradeTick`), and the best bid and ask as they change (``quotes``:
+``watch_bids_asks``, Binance's bookTicker stream: :class:`~lts.domain.market.Quote`, stamped
+with the venue's time, or the receiving time where the stream carries none), for strategies'
+``on_trade`` and ``on_quote``. The quotes stream is watched beside the candles' (one pending
+watch each, whichever answers first is taken); quotes are the present only: after a dropped
+stream nothing of them is fetched back.
+
 A stream that fails is opened again with a doubling back-off (ccxt replays nothing missed): the
 candles that closed meanwhile are fetched with ``fetch_ohlcv`` (every one since the last yielded)
 before streaming resumes, so no closed candle is lost or yielded twice; the newest the venue
@@ -22,6 +30,7 @@ is needed.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import Any, Literal
@@ -30,7 +39,7 @@ import anyio
 from pydantic import Field, model_validator
 
 from lts.domain.clock import Clock
-from lts.domain.market import Bar, TradeTick, WarmUp
+from lts.domain.market import Bar, Quote, TradeTick, WarmUp
 from lts.plugins.base import PluginBase
 from lts.plugins.ccxt_client import CcxtClient, CcxtParams, ErrorKind, classify, open_client
 
@@ -50,6 +59,8 @@ class CcxtFeedParams(CcxtParams):
     reconnect_max_s: float = Field(30.0, gt=0, description="longest wait between reconnects")
     ticks: bool = Field(False, description="with source=trades: every public trade too, to "
                                            "strategies' on_trade (as TradeTick)")
+    quotes: bool = Field(False, description="the best bid and ask too, as they change, to "
+                                            "strategies' on_quote (as Quote)")
 
     @model_validator(mode="after")
     def _ticks_come_from_trades(self) -> CcxtFeedParams:
@@ -146,6 +157,50 @@ class _TradeCandles(_Closing):
         return closed
 
 
+class _Watches:
+    """The candles' stream and, with quotes, the quotes' stream. One stream is watched in line;
+    two are each a watch loop of its own (ccxt.pro wakes a watch for the next message only: a
+    watch that is not pending when a message arrives sees it one message late), whose updates
+    :meth:`next` takes in the order they came."""
+
+    def __init__(self, client: CcxtClient, symbol: str, method: str, timeframe: str | None,
+                 quotes: bool) -> None:
+        self._client, self._symbol, self._method = client, symbol, method
+        self._args: tuple[Any, ...] = (symbol,) if timeframe is None else (symbol, timeframe)
+        self._quotes = quotes
+        self._updates: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+        self._loops: list[asyncio.Task[None]] = []
+
+    async def next(self) -> tuple[Any, Any]:
+        """(a candle or trade update, None) or (None, a quotes update); raises what failed."""
+        if not self._quotes:
+            return await self._client.watch(self._method, *self._args), None
+        if not self._loops:
+            self._loops = [asyncio.ensure_future(self._loop("candles", self._method, self._args)),
+                           asyncio.ensure_future(self._loop("quotes", "watch_bids_asks",
+                                                            ([self._symbol],)))]
+        kind, value = await self._updates.get()
+        if kind == "failed":
+            raise value
+        return (value, None) if kind == "candles" else (None, value)
+
+    async def _loop(self, kind: str, method: str, args: tuple[Any, ...]) -> None:
+        updates = self._updates
+        try:
+            while True:
+                updates.put_nowait((kind, await self._client.watch(method, *args)))
+        except Exception as exc:  # to the feed, in its place: it watches both anew
+            updates.put_nowait(("failed", exc))
+
+    def drop(self) -> None:
+        """Stop both loops and forget what they left (after a failure the feed reads the
+        candles it missed back; quotes are the present only)."""
+        for loop in self._loops:
+            loop.cancel()
+        self._loops = []
+        self._updates = asyncio.Queue()
+
+
 class CcxtFeed(PluginBase):
     Params = CcxtFeedParams
     plugin_name = "ccxt"
@@ -158,9 +213,13 @@ class CcxtFeed(PluginBase):
         self.reconnects = 0
 
     async def bars(self, symbol: str, clock: Clock
-                   ) -> AsyncIterator[Sequence[Bar] | Sequence[TradeTick] | WarmUp]:
+                   ) -> AsyncIterator[Sequence[Bar] | Sequence[TradeTick] | Sequence[Quote]
+                                      | WarmUp]:
         p: CcxtFeedParams = self.params
         client = open_client(p)
+        watching = _Watches(client, symbol, "watch_ohlcv" if p.source == "ohlcv"
+                            else "watch_trades", p.timeframe if p.source == "ohlcv" else None,
+                            p.quotes)
         try:
             tf_ms = client.timeframe_ms(p.timeframe)
             history = await self._history(client, symbol, None, p.backfill, tf_ms)
@@ -183,10 +242,12 @@ class CcxtFeed(PluginBase):
                         failed = False
                         self.reconnects += 1
                         backoff = initial
-                    if p.source == "ohlcv":
-                        update = await client.watch("watch_ohlcv", symbol, p.timeframe)
-                    else:
-                        update = await client.watch("watch_trades", symbol)
+                    update, book = await watching.next()
+                    if book is not None:
+                        quotes = self._quotes(client, symbol, book)
+                        if quotes:
+                            yield quotes
+                        continue
                 except Exception as exc:
                     reason = client.reason(exc)
                     wait = backoff
@@ -195,6 +256,7 @@ class CcxtFeed(PluginBase):
                     log.warning("%s %s: market data stream: %s; again in %.1f s", p.exchange,
                                 symbol, reason, wait)
                     failed = True
+                    watching.drop()
                     await anyio.sleep(wait)
                     backoff = min(backoff * 2, p.reconnect_max_s)
                     continue
@@ -205,8 +267,21 @@ class CcxtFeed(PluginBase):
                     yield [TradeTick(symbol, ts * _NS_PER_MS, price, size, tid)
                            for ts, price, size, tid in stream.fresh]
         finally:
+            watching.drop()
             with anyio.CancelScope(shield=True):
                 await client.close()
+
+    @staticmethod
+    def _quotes(client: CcxtClient, symbol: str, book: Any) -> list[Quote]:
+        """The best bid and ask ccxt gives for ``symbol`` (a venue with none on one side:
+        nothing yet)."""
+        quote = (book or {}).get(symbol) if isinstance(book, dict) else None
+        if not quote or quote.get("bid") is None or quote.get("ask") is None:
+            return []
+        ms = quote.get("timestamp") or client.milliseconds()
+        return [Quote(symbol, int(ms) * _NS_PER_MS, float(quote["bid"]), float(quote["ask"]),
+                      float(quote.get("bidVolume") or 0.0),
+                      float(quote.get("askVolume") or 0.0))]
 
     def _made(self, bars: list[Bar]) -> list[Bar]:
         self.bars_made += len(bars)
