@@ -305,5 +305,7 @@ async def test_quotes_come_beside_the_candles(venue: Venue) -> None:
         await until(lambda: any(q.bid < 30_020 < q.ask for q in bars.quotes))
     quote = next(q for q in bars.quotes if q.bid < 30_010 < q.ask)
     assert quote.symbol == SYMBOL
-    assert (quote.ask - quote.bid) < 1 and quote.bid_size > 0 and quote.ask_size > 0
+    assert quote.ask - quote.bid < 1
+    assert quote.bid_size > 0
+    assert quote.ask_size > 0
     assert bars.times()[:2] == [second + SEC, second + 2 * SEC]
