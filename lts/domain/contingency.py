@@ -17,11 +17,14 @@ from decimal import Decimal, InvalidOperation
 
 import msgspec
 
-__all__ = ["MAX_TAG", "OCO_PREFIX", "BracketTag", "OcoTag", "TrailTag", "parse_tag"]
+__all__ = ["BRACKET_PREFIX", "MAX_TAG", "OCO_PREFIX", "BracketTag", "OcoTag", "TrailTag",
+           "parse_tag"]
 
 MAX_TAG = 64
 #: How an exit group member's tag begins (what the ledger counts once per group).
 OCO_PREFIX = "oco "
+#: How a bracket entry's tag begins.
+BRACKET_PREFIX = "bracket "
 
 
 class BracketTag(msgspec.Struct, frozen=True):
@@ -29,7 +32,7 @@ class BracketTag(msgspec.Struct, frozen=True):
     stop_loss: Decimal
 
     def text(self) -> str:
-        return f"bracket tp={_plain(self.take_profit)} sl={_plain(self.stop_loss)}"
+        return f"{BRACKET_PREFIX}tp={_plain(self.take_profit)} sl={_plain(self.stop_loss)}"
 
 
 class OcoTag(msgspec.Struct, frozen=True):

@@ -166,9 +166,10 @@ class Contingencies:
 
     def _settle(self, known: Mapping[str, Order]) -> None:
         """Each group's quantity still to exit, from the fills of its entry and of every member
-        it ever had: a restart between a bracket entry's fill and the placing of its exits
-        places them; one between an exit's fill and its sibling's cancel cancels the sibling
-        (no exit is left to sell what is no longer held)."""
+        it ever had, and never more than the position holds on the entry's side (it may have
+        been closed another way meanwhile): a restart between a bracket entry's fill and the
+        placing of its exits places them; one between an exit's fill and its sibling's cancel
+        cancels the sibling (no exit is left to sell what is no longer held)."""
         exited: dict[str, Decimal] = {}
         placed: set[str] = set()  # groups that ever had a member
         completed: set[str] = set()  # groups a member of which filled all it was asked
@@ -183,7 +184,7 @@ class Contingencies:
             tag = parse_tag(order.tag)
             if not isinstance(tag, BracketTag) or order.filled_quantity <= 0:
                 continue
-            owed = order.filled_quantity - exited.get(name, ZERO)
+            owed = min(order.filled_quantity - exited.get(name, ZERO), self._held(order))
             group = self._groups.get(name)
             if group is not None and group.members:  # its exits work: sized to what is owed
                 group.remaining = max(owed, ZERO)
@@ -203,6 +204,11 @@ class Contingencies:
             group = self._groups.get(name)
             if group is not None and group.members:
                 group.remaining = ZERO
+
+    def _held(self, entry: Order) -> Decimal:
+        """What the position holds on the side ``entry`` bought or sold into (zero if none)."""
+        position = self._om.ledger.position(entry.symbol)
+        return max(position if entry.side is Side.BUY else -position, ZERO)
 
     # -- what happened -------------------------------------------------------------------------
     def on_event(self, event: OrderEvent) -> None:

@@ -89,7 +89,7 @@ async def recover(runner: "PortfolioRunner", inbox: PortfolioInbox,
 async def _reconcile(runner: "PortfolioRunner", om: OrderManager, broker: Broker,
                      open_orders: list[Order], known: set[tuple[str, str]],
                      last_fill_ns: int) -> None:
-    mine = [o for o in open_orders if runner.brokers.get(o.symbol) is broker]
+    mine = runner.open_orders_at(broker, open_orders)
     om.begin_batch()
     try:
         if broker.capabilities.simulated:

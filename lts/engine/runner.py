@@ -25,7 +25,7 @@ venue is logged.
 
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, cast
@@ -191,6 +191,13 @@ class PortfolioRunner:
     def distinct_brokers(self) -> list[Broker]:
         """The portfolio's brokers, each once (assets may share one)."""
         return list({id(b): b for b in self.brokers.values()}.values())
+
+    def open_orders_at(self, broker: Broker,
+                       orders: Iterable[Order] | None = None) -> list[Order]:
+        """The open orders (or ``orders``) that ``broker`` works."""
+        brokers = self.brokers
+        return [o for o in (self.open_orders.values() if orders is None else orders)
+                if brokers.get(o.symbol) is broker]
 
     def _symbols_of(self, broker: Broker) -> list[str]:
         return [s for s, b in self.brokers.items() if b is broker]
@@ -544,12 +551,12 @@ class PortfolioRunner:
         for broker in self.distinct_brokers:
             if broker.name != broker_name or broker.capabilities.simulated:
                 continue
-            mine = [o for o in self.open_orders.values() if self.brokers[o.symbol] is broker]
+            mine = self.open_orders_at(broker)
             log.info("portfolio %s: %s reconnected; resyncing %d open order(s)",
                      self.portfolio_id, broker_name, len(mine))
             lost_at = self.venues.resync_starts(broker_name, ts_ns)
             since = max(0, lost_at - FILLS_OVERLAP_NS)
-            self._tg.start_soon(venue_calls.resync, broker, list(mine), since, self.inbox)
+            self._tg.start_soon(venue_calls.resync, broker, mine, since, self.inbox)
 
     def _resynced(self, outcome: Resynced) -> None:
         if self._last_look is not None:  # stopping: the last look answered (no retry)
@@ -617,7 +624,7 @@ class PortfolioRunner:
         assert self.inbox is not None
         asked: set[str] = set()
         for broker in self.distinct_brokers:
-            mine = [o for o in self.open_orders.values() if self.brokers[o.symbol] is broker]
+            mine = self.open_orders_at(broker)
             if broker.capabilities.simulated or not mine:
                 continue
             since = max(0, min(o.ts_init for o in mine) - FILLS_OVERLAP_NS)

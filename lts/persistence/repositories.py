@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import func, insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from lts.domain.contingency import OCO_PREFIX
+from lts.domain.contingency import BRACKET_PREFIX, OCO_PREFIX
 from lts.domain.orders import (
     OPEN_STATUSES,
     Fill,
@@ -149,7 +149,7 @@ async def load_linked_orders(engine: AsyncEngine, portfolio_id: int,
     async with engine.connect() as conn:
         rows = (await conn.execute(select(orders).where(
             orders.c.portfolio_id == portfolio_id,
-            orders.c.tag.startswith("bracket ") | orders.c.tag.startswith(OCO_PREFIX))
+            orders.c.tag.startswith(BRACKET_PREFIX) | orders.c.tag.startswith(OCO_PREFIX))
             .order_by(orders.c.id.desc()).limit(limit))).mappings().all()
     return [_order(r) for r in reversed(rows)]
 

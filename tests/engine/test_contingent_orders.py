@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from lts.domain.commands import Accepted
 from lts.domain.market import Bar
 from lts.domain.orders import Order, Side
 from lts.errors import InvalidParams
@@ -536,6 +537,47 @@ async def test_a_bracket_filled_without_its_exits_gets_them_at_the_restart(
         [held] = await desk.rows(positions, portfolio_id=desk.portfolio_id)
         assert held["quantity"] == 0
 
+
+
+async def test_no_exits_at_the_restart_for_a_position_closed_another_way(
+        migrated_url: str) -> None:
+    """As above, the bracket's exits refused; then the position is sold at market (by hand,
+    through the API) before the restart. The restart places no exit: there is nothing left to
+    protect, and a stop-loss would sell what is no longer held (short sales are allowed here,
+    so the risk check would not have refused it)."""
+    def on_bar(s: Scripted, bar: Bar, i: int) -> None:
+        if "entry" not in s.script.memo:
+            s.script.memo["entry"] = s.ctx.bracket("AAA", Side.BUY, 10, take_profit=110,
+                                                   stop_loss=90)
+
+    script = Script(on_bar=on_bar)
+    memo = script.memo
+    shorts = {"allow_short": True, "max_leverage": "2"}
+    async with strategy_desk(migrated_url, script, risk=shorts) as (desk, market):
+        refused = desk.refuse_inserts("orders", "NEW.tag LIKE 'oco %'")
+        market.push("AAA", 100)
+        await desk.until(lambda: "entry" in memo, "the entry")
+        entry = str(memo["entry"])
+        await _until_status(desk, [entry], "accepted")
+        market.push("AAA", 100)  # the entry fills; its exits are refused
+        await _until_status(desk, [entry], "filled")
+        await desk.until(lambda: desk.state().open_orders == 0,
+                         "the exits refused (never durable, never sent)")
+        desk.accept_inserts("orders", refused)
+        sold = await desk.submit(Side.SELL, 10)
+        assert isinstance(sold, Accepted)
+        assert sold.order is not None
+        market.push("AAA", 101)  # the market sell fills at this bar's open
+        await _until_status(desk, [sold.order.client_order_id], "filled")
+
+        await desk.restart()
+        market.push("AAA", 89)  # through where the stop-loss would have been
+        await desk.marked(89.0)
+        assert desk.state().open_orders == 0
+        assert [e.client_order_id for e in desk.committed() if e.side == "sell"
+                and e.status in ("accepted", "filled")] == [sold.order.client_order_id] * 2
+        [held] = await desk.rows(positions, portfolio_id=desk.portfolio_id)
+        assert held["quantity"] == 0
 
 async def test_an_exit_left_open_after_its_sibling_filled_is_canceled_at_the_restart(
         migrated_url: str) -> None:

@@ -34,7 +34,7 @@ filled quantity only grows, and numbered on from the journal's filled quantity a
 """
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Literal
 
@@ -122,7 +122,7 @@ class _Working:
     day: int  # the UTC day it was placed on (DAY orders expire when it ends)
     triggered: bool = False
     accrued: Decimal | None = None  # its fees before the minimum (None: no fill yet)
-    group: str | None = None  # the exit group its tag names (fills once per bar)
+    group: str | None = field(init=False, default=None)  # its tag's exit group (read once)
 
     def __post_init__(self) -> None:
         tag = parse_tag(self.order.tag)  # read once, not on every bar

@@ -15,9 +15,9 @@ Beside the candles, on request: every public trade once (``ticks``, with ``sourc
 :class:`~lts.domain.market.TradeTick`), and the best bid and ask as they change (``quotes``:
 ``watch_bids_asks``, Binance's bookTicker stream: :class:`~lts.domain.market.Quote`, stamped
 with the venue's time, or the receiving time where the stream carries none), for strategies'
-``on_trade`` and ``on_quote``. The quotes stream is watched beside the candles' (one pending
-watch each, whichever answers first is taken); quotes are the present only: after a dropped
-stream nothing of them is fetched back.
+``on_trade`` and ``on_quote``. The quotes stream is watched beside the candles' (a watch loop
+each, their updates taken in the order they came); quotes are the present only: after a
+dropped stream nothing of them is fetched back.
 
 A stream that fails is opened again with a doubling back-off (ccxt replays nothing missed): the
 candles that closed meanwhile are fetched with ``fetch_ohlcv`` (every one since the last yielded)
@@ -275,7 +275,7 @@ class CcxtFeed(PluginBase):
     def _quotes(client: CcxtClient, symbol: str, book: Any) -> list[Quote]:
         """The best bid and ask ccxt gives for ``symbol`` (a venue with none on one side:
         nothing yet)."""
-        quote = (book or {}).get(symbol) if isinstance(book, dict) else None
+        quote = book.get(symbol) if isinstance(book, dict) else None
         if not quote or quote.get("bid") is None or quote.get("ask") is None:
             return []
         ms = quote.get("timestamp") or client.milliseconds()
