@@ -222,34 +222,37 @@ class EngineDesk:
             own.execute("ROLLBACK")
             own.close()
 
-    def refuse_inserts(self, table: str, when: str) -> str:
+    async def refuse_inserts(self, table: str, when: str) -> str:
         """From now on the database refuses the rows of ``table`` for which ``when`` holds
         (SQL over ``NEW``, valid on both stores): a trigger raising a constraint error, as a
         column limit or a check the engine did not expect would. Returns the trigger's name
-        (:meth:`accept_inserts` lifts it)."""
+        (:meth:`accept_inserts` lifts it). The DDL runs in a thread: it waits for the table's
+        lock, which a journal transaction the engine's loop is finishing may hold."""
         name = f"refuse_{table}_{next(_triggers)}"
-        own = self.own_connection()
-        try:
-            if own.sqlite:
-                own.execute(f"CREATE TRIGGER {name} BEFORE INSERT ON {table} WHEN {when} "
-                            f"BEGIN SELECT RAISE(ABORT, 'refused by {name}'); END")
-            else:
-                own.execute(
-                    f"CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
-                    f"IF {when} THEN RAISE EXCEPTION 'refused by {name}' "
-                    f"USING ERRCODE = 'check_violation'; END IF; RETURN NEW; END $$")
-                own.execute(f"CREATE TRIGGER {name} BEFORE INSERT ON {table} FOR EACH ROW "
-                            f"EXECUTE FUNCTION {name}()")
-        finally:
-            own.close()
+        if self.backend == "sqlite":
+            statements = [f"CREATE TRIGGER {name} BEFORE INSERT ON {table} WHEN {when} "
+                          f"BEGIN SELECT RAISE(ABORT, 'refused by {name}'); END"]
+        else:
+            statements = [
+                f"CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+                f"IF {when} THEN RAISE EXCEPTION 'refused by {name}' "
+                f"USING ERRCODE = 'check_violation'; END IF; RETURN NEW; END $$",
+                f"CREATE TRIGGER {name} BEFORE INSERT ON {table} FOR EACH ROW "
+                f"EXECUTE FUNCTION {name}()"]
+        await anyio.to_thread.run_sync(self._ddl, statements)
         return name
 
-    def accept_inserts(self, table: str, trigger: str) -> None:
-        """Lift a refusal of :meth:`refuse_inserts`."""
+    async def accept_inserts(self, table: str, trigger: str) -> None:
+        """Lift a refusal of :meth:`refuse_inserts` (in a thread, as it was made)."""
+        sqlite = self.backend == "sqlite"
+        await anyio.to_thread.run_sync(self._ddl, [f"DROP TRIGGER {trigger}" if sqlite else
+                                                   f"DROP TRIGGER {trigger} ON {table}"])
+
+    def _ddl(self, statements: list[str]) -> None:
         own = self.own_connection()
         try:
-            own.execute(f"DROP TRIGGER {trigger}" if own.sqlite else
-                        f"DROP TRIGGER {trigger} ON {table}")
+            for sql in statements:
+                own.execute(sql)
         finally:
             own.close()
 

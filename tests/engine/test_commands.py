@@ -150,7 +150,7 @@ async def test_an_order_the_database_refuses_is_denied_and_open_nowhere(
     ``MAX_OPEN_ORDERS`` until a restart."""
     async with running_desk(migrated_url, cash="100000000",
                             risk={"max_open_orders": 5}) as desk:
-        desk.refuse_inserts("orders", "CAST(NEW.quantity AS REAL) >= 1000")
+        await desk.refuse_inserts("orders", "CAST(NEW.quantity AS REAL) >= 1000")
         for _ in range(5):
             reply = await desk.submit(Side.BUY, 1000)
             assert isinstance(reply, Denied), reply
@@ -193,7 +193,7 @@ async def test_events_are_delivered_after_commit_and_seq_is_never_reused(
     check = _CommittedCheck(desk)
     subscription = desk.facade.subscribe_events(check, desk.portfolio_id)
     try:
-        desk.refuse_inserts("order_events", "NEW.type = 'order.canceled'")
+        await desk.refuse_inserts("order_events", "NEW.type = 'order.canceled'")
         coid = _accepted(await desk.submit(Side.BUY, 2, order_type=OrderType.LIMIT, limit="99"))
         await desk.until(lambda: coid in desk.venue.book, "the order at the venue")
         assert isinstance(await desk.command(CancelOrder(coid)), Accepted)

@@ -513,7 +513,7 @@ async def test_a_bracket_filled_without_its_exits_gets_them_at_the_restart(
     script = Script(on_bar=on_bar)
     memo = script.memo
     async with strategy_desk(migrated_url, script) as (desk, market):
-        refused = desk.refuse_inserts("orders", "NEW.tag LIKE 'oco %'")
+        refused = await desk.refuse_inserts("orders", "NEW.tag LIKE 'oco %'")
         market.push("AAA", 100)
         await desk.until(lambda: "entry" in memo, "the entry")
         entry = str(memo["entry"])
@@ -524,7 +524,7 @@ async def test_a_bracket_filled_without_its_exits_gets_them_at_the_restart(
                          "the exits refused (never durable, never sent)")
         assert _exits_accepted(desk, entry) is None
 
-        desk.accept_inserts("orders", refused)
+        await desk.accept_inserts("orders", refused)
         await desk.restart()
         exits = await desk.until(lambda: _exits_accepted(desk, entry), "the exits placed")
         working = {e.order_type: (e.quantity, e.limit_price, e.stop_price)
@@ -554,7 +554,7 @@ async def test_no_exits_at_the_restart_for_a_position_closed_another_way(
     memo = script.memo
     shorts = {"allow_short": True, "max_leverage": "2"}
     async with strategy_desk(migrated_url, script, risk=shorts) as (desk, market):
-        refused = desk.refuse_inserts("orders", "NEW.tag LIKE 'oco %'")
+        refused = await desk.refuse_inserts("orders", "NEW.tag LIKE 'oco %'")
         market.push("AAA", 100)
         await desk.until(lambda: "entry" in memo, "the entry")
         entry = str(memo["entry"])
@@ -563,7 +563,7 @@ async def test_no_exits_at_the_restart_for_a_position_closed_another_way(
         await _until_status(desk, [entry], "filled")
         await desk.until(lambda: desk.state().open_orders == 0,
                          "the exits refused (never durable, never sent)")
-        desk.accept_inserts("orders", refused)
+        await desk.accept_inserts("orders", refused)
         sold = await desk.submit(Side.SELL, 10)
         assert isinstance(sold, Accepted)
         assert sold.order is not None
