@@ -88,6 +88,7 @@ from pydantic import Field
 
 from lts.domain.clock import Clock
 from lts.domain.market import Bar
+from lts.domain.portfolio_spec import AssetSpec, PortfolioSpec
 from lts.engine.engine import Engine
 from lts.engine.supervisor import PortfolioStatus
 from lts.persistence import repositories as repo
@@ -421,13 +422,13 @@ async def make_template(path: Path, args: argparse.Namespace, ticker_port: int) 
     try:
         hashed = await anyio.to_thread.run_sync(hash_password, ADMIN_PASSWORD, 4)
         owner = await repo.create_user(db, "admin", hashed, "admin")
-        assets = tuple(repo.AssetSpec(
+        assets = tuple(AssetSpec(
             symbol=f"TICK-{i}", strategy_plugin="sma_crossover",
             strategy_params={"fast": args.fast, "slow": args.slow, "quantity": "1"},
             broker_plugin="paper", broker_params={"fees_bps": "1", "slippage_bps": "2"},
             pipeline_plugin="bench_wire", pipeline_params={"port": ticker_port})
             for i in range(args.symbols))
-        return await repo.create_portfolio(db, repo.PortfolioSpec(
+        return await repo.create_portfolio(db, PortfolioSpec(
             name="api-load", initial_cash=Decimal(10_000_000), assets=assets, owner_id=owner))
     finally:
         await db.dispose()

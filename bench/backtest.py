@@ -30,7 +30,8 @@ the two means with its ``SMA`` through ``Strategy.I``, tests ``crossover`` on ea
 ``buy(size=10)`` / ``position.close()``; the fills and final equity of both are printed. They
 can differ by a pair of fills where the means tie exactly (LTS compares exact sums; float means
 break the tie either way: see bench/parity.py); the ties in the series are counted and shown.
-LTS runs with its default temporary SQLite journal (every order and fill written).
+LTS runs with its defaults: no database (a backtest keeps its fills in memory; ``--db-url``
+would journal every order, event and fill).
 
 Usage: python bench/backtest.py [--bars N] [--repeat R] [--startup-repeat S]
                                 [--only throughput|startup|memory] [--quick] [--lts-tree DIR]

@@ -89,6 +89,7 @@ from lts.domain.commands import (
 )
 from lts.domain.market import Bar
 from lts.domain.orders import OrderRequest, OrderType, Side, TimeInForce
+from lts.domain.portfolio_spec import AssetSpec, PortfolioSpec
 from lts.domain.signals import Signal
 from lts.engine.engine import Engine
 from lts.engine.supervisor import PortfolioStatus
@@ -274,12 +275,12 @@ def login(base: str) -> str:
         return str(json.loads(resp.read())["access_token"])
 
 
-def background_specs(n: int) -> list[repo.PortfolioSpec]:
+def background_specs(n: int) -> list[PortfolioSpec]:
     """bench/scale.py's portfolios: 4 assets each, a symbol and seed per asset."""
-    return [repo.PortfolioSpec(
+    return [PortfolioSpec(
         name=f"background-{i:04d}", initial_cash=Decimal(100_000),
         portfolio_plugin="fixed_fraction", portfolio_params={"fraction": "0.2"},
-        assets=tuple(repo.AssetSpec(
+        assets=tuple(AssetSpec(
             symbol=f"B{i:04d}-{j}", strategy_plugin="sma_crossover",
             strategy_params={"fast": 2, "slow": 5}, broker_plugin="paper",
             broker_params={"fees_bps": "1", "slippage_bps": "2"}, pipeline_plugin="synthetic",
@@ -294,11 +295,11 @@ async def make_database(url: str, args: argparse.Namespace) -> int:
     try:
         hashed = await anyio.to_thread.run_sync(hash_password, ADMIN_PASSWORD, 4)
         owner = await repo.create_user(db, "admin", hashed, "admin")
-        pid = await repo.create_portfolio(db, repo.PortfolioSpec(
+        pid = await repo.create_portfolio(db, PortfolioSpec(
             name="commands", initial_cash=Decimal(10_000_000), owner_id=owner,
             risk_params={"max_open_orders": max(100, 2 * args.orders),
                          "max_orders_per_second": None},
-            assets=(repo.AssetSpec(
+            assets=(AssetSpec(
                 symbol=SYMBOL, strategy_plugin="bench_quiet", broker_plugin="paper",
                 pipeline_plugin="synthetic",
                 pipeline_params={"seed": 7, "interval": args.interval, "volatility": 0.001}),)))

@@ -80,6 +80,7 @@ from lts.domain.events import OrderSubmitted
 from lts.domain.instruments import Instrument
 from lts.domain.market import Bar
 from lts.domain.orders import Fill, Order, OrderRequest, OrderStatusReport, Side
+from lts.domain.portfolio_spec import AssetSpec, PortfolioSpec
 from lts.domain.signals import Signal, Target
 from lts.domain.values import to_decimal
 from lts.engine.clock import LiveClock
@@ -384,9 +385,9 @@ async def run_engine(db_file: Path, ticks: int, rate: float, *, durable: bool,
     db = make_engine(url, sqlite_synchronous=synchronous)
     try:
         registry = _registry()
-        spec = repo.PortfolioSpec(
+        spec = PortfolioSpec(
             name="latency", initial_cash=Decimal(10_000_000),
-            assets=(repo.AssetSpec(symbol=SYMBOL, strategy_plugin="bench_flip",
+            assets=(AssetSpec(symbol=SYMBOL, strategy_plugin="bench_flip",
                                    strategy_params={"quantity": "1"},
                                    broker_plugin="bench_recorder",
                                    pipeline_plugin="bench_paced", pipeline_params=FEED_PARAMS),))

@@ -76,6 +76,7 @@ from lts.cli.common import LoopQueueHandler as _LoopQueueHandler
 from lts.cli.common import lean_log_records
 from lts.domain.market import Bar
 from lts.domain.orders import OrderStatus
+from lts.domain.portfolio_spec import AssetSpec, PortfolioSpec
 from lts.engine import executions
 from lts.engine.engine import Engine
 from lts.engine.runner import PortfolioRunner
@@ -239,7 +240,7 @@ def print_profile(path: Path, seconds: float, top: int = 25) -> None:
 # -- set-up ------------------------------------------------------------------------------------
 
 def portfolio_specs(n: int, assets: int, universe: int,
-                    aligned: bool = False) -> list[repo.PortfolioSpec]:
+                    aligned: bool = False) -> list[PortfolioSpec]:
     specs = []
     for i in range(n):
         items = []
@@ -250,20 +251,20 @@ def portfolio_specs(n: int, assets: int, universe: int,
             else:
                 k = i * assets + j
                 symbol, seed = f"S{i:03d}-{j}", 1_000 + k
-            items.append(repo.AssetSpec(
+            items.append(AssetSpec(
                 symbol=symbol, strategy_plugin="sma_crossover",
                 strategy_params={"fast": 2, "slow": 5},
                 broker_plugin="paper", broker_params={"fees_bps": "1", "slippage_bps": "2"},
                 pipeline_plugin="synthetic",
                 pipeline_params={"seed": seed, "interval": 1.0, "volatility": 0.01,
                                  "aligned": aligned}))
-        specs.append(repo.PortfolioSpec(
+        specs.append(PortfolioSpec(
             name=f"scale-{i:04d}", initial_cash=Decimal(100_000), assets=tuple(items),
             portfolio_plugin="fixed_fraction", portfolio_params={"fraction": "0.2"}))
     return specs
 
 
-async def create_portfolios(url: str, specs: list[repo.PortfolioSpec]) -> float:
+async def create_portfolios(url: str, specs: list[PortfolioSpec]) -> float:
     await upgrade_to_head(url)
     db = make_engine(url, sqlite_synchronous="FULL")
     try:

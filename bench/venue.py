@@ -129,6 +129,7 @@ from lts.bus.mailbox import Overflow
 from lts.domain.commands import Accepted, CancelOrder, Denied, SubmitOrder
 from lts.domain.events import OrderAccepted, OrderEvent
 from lts.domain.orders import OrderRequest, OrderType, Side, TimeInForce
+from lts.domain.portfolio_spec import AssetSpec, PortfolioSpec
 from lts.engine.engine import Engine
 from lts.engine.supervisor import PortfolioStatus
 from lts.persistence import repositories as repo
@@ -268,13 +269,13 @@ class Commits:
 # -- set-up ---------------------------------------------------------------------------------------
 
 def ccxt_asset(venue: VenueProcess, weight_per_minute: int | None = None,
-               rate_limit_ms: int | None = None) -> repo.AssetSpec:
+               rate_limit_ms: int | None = None) -> AssetSpec:
     broker: dict[str, Any] = {"exchange": "binance", "urls": venue.urls()}
     if weight_per_minute is not None:
         broker["weight_per_minute"] = weight_per_minute
     if rate_limit_ms is not None:
         broker["rate_limit_ms"] = rate_limit_ms
-    return repo.AssetSpec(
+    return AssetSpec(
         symbol=BTC, strategy_plugin="bench_quiet", broker_plugin="ccxt", broker_params=broker,
         pipeline_plugin="ccxt", pipeline_params={
             "exchange": "binance", "timeframe": "1s", "backfill": 5,
@@ -294,21 +295,21 @@ async def make_database(url: str, master_key: str, venues: dict[str, VenueProces
             owner, "binance", BrokerCredentials(DEFAULT_KEY, DEFAULT_SECRET))
         cash = Decimal(10_000_000)
         if wanted & {"roundtrip", "resync"}:
-            made.ccxt = await repo.create_portfolio(db, repo.PortfolioSpec(
+            made.ccxt = await repo.create_portfolio(db, PortfolioSpec(
                 name="ccxt", initial_cash=cash, owner_id=owner, risk_params=risk,
                 assets=(ccxt_asset(venues["A"]),)))
-            made.fast = await repo.create_portfolio(db, repo.PortfolioSpec(
+            made.fast = await repo.create_portfolio(db, PortfolioSpec(
                 name="ccxt-1ms", initial_cash=cash, owner_id=owner, risk_params=risk,
                 assets=(ccxt_asset(venues["A"], rate_limit_ms=1),)))
         if "roundtrip" in wanted:
-            made.paper = await repo.create_portfolio(db, repo.PortfolioSpec(
+            made.paper = await repo.create_portfolio(db, PortfolioSpec(
                 name="paper", initial_cash=cash, owner_id=owner, risk_params=risk,
-                assets=(repo.AssetSpec(
+                assets=(AssetSpec(
                     symbol=PAPER, strategy_plugin="bench_quiet", broker_plugin="paper",
                     pipeline_plugin="synthetic",
                     pipeline_params={"seed": 7, "interval": 1.0, "volatility": 0.001}),)))
         if "sustained" in wanted:
-            made.rate = await repo.create_portfolio(db, repo.PortfolioSpec(
+            made.rate = await repo.create_portfolio(db, PortfolioSpec(
                 name="rate", initial_cash=cash, owner_id=owner, risk_params=risk,
                 assets=(ccxt_asset(venues["B"], budget(args)),)))
         return made

@@ -7,6 +7,11 @@ checks, order manager, paper broker, ledger and journal run as in live trading; 
 journaled, but the broker does not wait for the commit) differ. Every symbol of the market data
 is an asset of one portfolio; their bars reach it through one feed, merged in time order.
 
+Without ``db_url`` a backtest has no database at all: the portfolio is built in memory, its
+order manager keeps only the fills (:mod:`lts.engine.backtest_book`) and SQLAlchemy is never
+imported (a quarter of a second of start-up). With ``db_url`` every order, event and fill is
+journaled there, as live.
+
 Results: a :class:`ReplayResult` (the summary, the fills, the equity after every bar), and with
 ``report`` a report directory (:mod:`lts.backtest.report`).
 """
@@ -15,15 +20,13 @@ import gc
 import heapq
 import logging
 import sys
-import tempfile
 import time
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from itertools import chain, islice
 from operator import attrgetter
-from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
 import anyio.lowlevel
@@ -35,6 +38,7 @@ from lts.domain.clock import Clock
 from lts.domain.market import Bar
 from lts.domain.orders import Fill
 from lts.domain.performance import EquityCurve, Statistics, compute_statistics
+from lts.domain.portfolio_spec import AssetSpec, PortfolioSpec
 from lts.domain.trades import Trade, round_trips
 from lts.engine.backtest_book import BacktestBook
 from lts.engine.clock import ReplayClock
@@ -43,12 +47,11 @@ from lts.engine.feeds import FeedHub
 from lts.engine.heap import freeze_startup_heap, unfreeze_heap
 from lts.engine.runner import PortfolioRunner, RunnerContext
 from lts.errors import DataError, InvalidParams
-from lts.persistence import repositories as repo
-from lts.persistence.db import check_url, make_engine
-from lts.persistence.journal import Journal
-from lts.persistence.tables import metadata
 from lts.plugins.registry import Registry
 from lts.settings import RiskLimits
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
 
 __all__ = ["REPLAY_TICK", "BarsInMemory", "Market", "ReplayOptions", "ReplayResult",
            "ReplaySummary", "run_replay", "strategy_params"]
@@ -197,36 +200,27 @@ async def run_replay(data: Market | Sequence[Bar] | Mapping[str, Sequence[Bar]],
     market = _market(data, opts)
     if not market.symbols:
         raise DataError("no market data")
-    with tempfile.TemporaryDirectory(prefix="lts-replay-") as tmp:
-        url = opts.db_url or f"sqlite+aiosqlite:///{Path(tmp) / 'replay.db'}"
-        check_url(url)
-        if opts.db_url is not None:  # a database to keep: migrated as the engine's
-            from lts.persistence.migrations import upgrade_to_head
+    spec = _portfolio(market, opts, registry, params)
+    if opts.db_url is None:  # in memory
+        return await _replay(None, spec, market, opts, registry, load_seconds)
+    from lts.persistence import repositories as repo  # only for a database to keep
+    from lts.persistence.db import check_url, make_engine
+    from lts.persistence.migrations import upgrade_to_head
 
-            await upgrade_to_head(url)
-        db = make_engine(url, sqlite_synchronous="OFF")
-        if opts.db_url is None:  # a scratch database: the tables, without Alembic's start-up
-            async with db.begin() as conn:
-                await conn.run_sync(metadata.create_all)
-        try:
-            return await _replay(db, url, market, opts, registry, params, load_seconds)
-        finally:
-            await db.dispose()
-
-
-def _assets(market: Market, opts: ReplayOptions, params: dict[str, Any],
-            broker_params: dict[str, Any]) -> tuple[repo.AssetSpec, ...]:
-    return tuple(repo.AssetSpec(
-        symbol=symbol, strategy_plugin=opts.strategy, strategy_params=params,
-        broker_plugin="paper", broker_params=broker_params, pipeline_plugin="replay",
-        pipeline_params={"path": ""}, tick_size=opts.tick_size or market.tick_size(symbol),
-        lot_size=opts.lot_size or Decimal(1), min_quantity=opts.min_quantity,
-        min_notional=opts.min_notional)
-        for symbol in market.symbols)
+    check_url(opts.db_url)
+    await upgrade_to_head(opts.db_url)  # migrated as the engine's
+    db = make_engine(opts.db_url, sqlite_synchronous="OFF")
+    try:
+        spec = await repo.load_portfolio(db, await repo.create_portfolio(db, spec))
+        return await _replay(db, spec, market, opts, registry, load_seconds)
+    finally:
+        await db.dispose()
 
 
-async def _replay(db: Any, url: str, market: Market, opts: ReplayOptions, registry: Registry,
-                  params: dict[str, Any], load_seconds: float) -> ReplayResult:
+def _portfolio(market: Market, opts: ReplayOptions, registry: Registry,
+               params: dict[str, Any]) -> PortfolioSpec:
+    """The backtest's portfolio: every symbol an asset, traded on the paper venue; its plugins'
+    params validated before anything runs. Ids as a new database would give them."""
     broker_params = {"slippage_bps": str(opts.slippage_bps), "fill_at": opts.fill_at,
                      **{k: str(v) for k, v in opts.costs.items()}}
     if opts.fees_bps is not None:
@@ -234,21 +228,36 @@ async def _replay(db: Any, url: str, market: Market, opts: ReplayOptions, regist
     registry.validate("broker", "paper", broker_params)
     portfolio_params = {} if opts.fraction is None else {"fraction": str(opts.fraction)}
     registry.validate("portfolio", opts.portfolio_plugin, portfolio_params)
+    assets = tuple(AssetSpec(
+        id=i, symbol=symbol, strategy_plugin=opts.strategy, strategy_params=params,
+        broker_plugin="paper", broker_params=broker_params, pipeline_plugin="replay",
+        pipeline_params={"path": ""}, tick_size=opts.tick_size or market.tick_size(symbol),
+        lot_size=opts.lot_size or Decimal(1), min_quantity=opts.min_quantity,
+        min_notional=opts.min_notional)
+        for i, symbol in enumerate(market.symbols, start=1))
     name = f"replay {','.join(market.symbols)[:60]} {opts.strategy} {time.time_ns()}"
-    spec = repo.PortfolioSpec(name=name, initial_cash=opts.cash,
-                              portfolio_plugin=opts.portfolio_plugin,
-                              portfolio_params=portfolio_params,
-                              assets=_assets(market, opts, params, broker_params))
-    pid = await repo.create_portfolio(db, spec)
-    spec = await repo.load_portfolio(db, pid)
+    return PortfolioSpec(id=1, name=name, initial_cash=opts.cash,
+                         portfolio_plugin=opts.portfolio_plugin,
+                         portfolio_params=portfolio_params, assets=assets)
+
+
+async def _replay(db: "AsyncEngine | None", spec: PortfolioSpec, market: Market,
+                  opts: ReplayOptions, registry: Registry,
+                  load_seconds: float) -> ReplayResult:
+    assert spec.id is not None
     batches = market.batches(_BATCH, held=False)  # each batch is dropped once replayed
     first = next(batches, None)
     clock = ReplayClock(first[0].ts_event if first else 0)
     bus = InProcessBus()
-    journal = Journal(db, inline_writes=True)  # a backtest: nothing else waits on the loop
+    journal = None
+    if db is not None:
+        from lts.persistence.journal import Journal
+
+        journal = Journal(db, inline_writes=True)  # a backtest: nothing else waits on the loop
     risk = opts.risk or RiskLimits(max_orders_per_second=None, max_open_orders=None)
     async with anyio.create_task_group() as tg:
-        await tg.start(journal.run)
+        if journal is not None:
+            await tg.start(journal.run)
         feeds = FeedHub(registry, bus, clock, tg)
         # one feed carries every symbol's bars in time order (one feed per symbol would
         # interleave them a batch at a time); the others end at once
@@ -257,7 +266,7 @@ async def _replay(db: Any, url: str, market: Market, opts: ReplayOptions, regist
             feeds.provide("replay", {"path": ""}, symbol, carrier if i == 0 else _MarketFeed(()))
         ctx = RunnerContext(registry=registry, bus=bus, journal=journal, db=db, feeds=feeds,
                             clock=clock, durable=False, mailbox_capacity=16_384,
-                            default_risk=risk, journal_orders=opts.db_url is not None)
+                            default_risk=risk)
         runner = PortfolioRunner(spec, ctx)
         curve = runner.curve = EquityRecorder()
         borrow = None
@@ -277,13 +286,20 @@ async def _replay(db: Any, url: str, market: Market, opts: ReplayOptions, regist
         finally:
             gc.set_threshold(*thresholds)
             unfreeze_heap()
-        await journal.flush()
+        if journal is not None:
+            await journal.flush()
         elapsed = time.perf_counter() - started
         tg.cancel_scope.cancel()
     if opts.progress:
         print(file=sys.stderr)
     book = runner.orders.book if runner.orders is not None else None
-    fills = book.fills if isinstance(book, BacktestBook) else await repo.load_fills(db, pid)
+    if isinstance(book, BacktestBook):
+        fills = book.fills
+    else:
+        assert db is not None
+        from lts.persistence.repositories import load_fills
+
+        fills = await load_fills(db, spec.id)
     ledger = runner.ledger
     marks = {s: Decimal(repr(c)) for s, c in ledger.last.items()}
     trades = round_trips(fills, marks)
@@ -295,13 +311,13 @@ async def _replay(db: Any, url: str, market: Market, opts: ReplayOptions, regist
         buy_hold = {s: (c, ledger.last[s]) for s, c in carrier.first_close.items()
                     if s in ledger.last}
         statistics = compute_statistics(equity, trades, buy_hold=buy_hold)
-    summary = _summary(runner, market, opts, curve, statistics, load_seconds, elapsed, url)
-    return ReplayResult(summary, fills, equity, trades, pid)
+    summary = _summary(runner, market, opts, curve, statistics, load_seconds, elapsed)
+    return ReplayResult(summary, fills, equity, trades, spec.id)
 
 
 def _summary(runner: PortfolioRunner, market: Market, opts: ReplayOptions,
              curve: EquityRecorder, statistics: Statistics | None, load_seconds: float,
-             elapsed: float, url: str) -> ReplaySummary:
+             elapsed: float) -> ReplaySummary:
     om, ledger = runner.orders, runner.ledger
     assert om is not None
     unsized = runner.host.unsized + int(getattr(runner.allocator, "unsized", 0))
@@ -316,7 +332,7 @@ def _summary(runner: PortfolioRunner, market: Market, opts: ReplayOptions,
         load_seconds=round(load_seconds, 3),
         elapsed_seconds=round(elapsed, 3),
         bars_per_second=round(runner.bars / elapsed if elapsed else 0.0, 1),
-        database=url if opts.db_url else "temporary")
+        database=opts.db_url or "none (in memory)")
 
 
 class _MarketFeed:

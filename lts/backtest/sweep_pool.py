@@ -16,13 +16,12 @@ Per-run costs a worker pays once instead (measured in bench/sweep.py):
   pass finds nothing to scan, and collects in full every ``_COLLECT_EVERY`` runs instead
   (what one run left is thawed when it ends, so nothing stays frozen past the next full pass).
 
-Each run is ``run_replay`` without a database URL: the backtest journal mode (fills kept in
-memory) over a scratch database of its own, made with the tables only (no Alembic).
+Each run is ``run_replay`` without a database URL: in memory (fills kept in memory, no
+database, no file written).
 
 Ctrl-C: the workers ignore SIGINT (they are spawned with it ignored, so a terminal's Ctrl-C,
 sent to the whole process group, reaches only the parent); the parent stops submitting, cancels
-what is queued and terminates the workers (:meth:`SweepPool.abort`). Worker scratch files live
-under one directory the parent owns and removes.
+what is queued and terminates the workers (:meth:`SweepPool.abort`).
 """
 
 import gc
@@ -30,9 +29,7 @@ import importlib.util
 import logging
 import multiprocessing
 import os
-import shutil
 import signal
-import tempfile
 import threading
 import time
 import traceback
@@ -42,7 +39,6 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from decimal import Decimal
-from pathlib import Path
 from types import TracebackType
 
 from lts.backtest.market_tape import MarketTape
@@ -80,14 +76,12 @@ class MarketFiles:
 @dataclass(frozen=True)
 class WorkerSetup:
     """What every worker is started with: the market data (files, or a tape already in
-    memory), the replay's options (each job adds its strategy params; the database is always a
-    scratch one) and the log level of its engine loggers."""
+    memory), the replay's options (each job adds its strategy params; never a database) and the
+    log level of its engine loggers."""
 
     market: MarketFiles | MarketTape
     options: ReplayOptions
     log_level: str = "WARNING"
-    #: the parent's scratch directory (each worker makes its own below it)
-    scratch: str = ""
 
 
 @dataclass(frozen=True)
@@ -129,8 +123,6 @@ class _Worker:
         from lts.plugins.registry import Registry
         from lts.plugins.strategy_files import is_strategy_file, load_strategy_file
 
-        if setup.scratch:  # run_replay's scratch databases go where the parent cleans up
-            tempfile.tempdir = setup.scratch
         self.options = replace(setup.options, db_url=None, progress=False)
         self.registry = Registry.discover(("strategy", "portfolio", "broker", "pipeline"),
                                           lazy=True)
@@ -223,18 +215,15 @@ class SweepPool:
             raise ConfigError("--workers must be at least 1")
         self.workers = workers
         self._setup = setup
-        self._scratch: Path | None = None
         self._before: set[int | None] = set()
         self._executor: ProcessPoolExecutor | None = None
         self._spawned = 0
 
     def __enter__(self) -> "SweepPool":
-        self._scratch = Path(tempfile.mkdtemp(prefix="lts-sweep-"))
         self._before = {p.pid for p in multiprocessing.active_children()}
         self._executor = ProcessPoolExecutor(
             self.workers, mp_context=multiprocessing.get_context("spawn"),
-            initializer=_start_worker, initargs=(replace(self._setup,
-                                                         scratch=str(self._scratch)),))
+            initializer=_start_worker, initargs=(self._setup,))
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
@@ -256,10 +245,9 @@ class SweepPool:
         if self._executor is not None:
             self._executor.shutdown(wait=True)
             self._executor = None
-        self._remove_scratch()
 
     def abort(self) -> None:
-        """Cancel what has not started, terminate the workers, remove their files."""
+        """Cancel what has not started, terminate the workers."""
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)
             self._executor = None
@@ -268,12 +256,6 @@ class SweepPool:
             process.terminate()
         for process in workers:
             process.join(10)
-        self._remove_scratch()
-
-    def _remove_scratch(self) -> None:
-        if self._scratch is not None:
-            shutil.rmtree(self._scratch, ignore_errors=True)
-            self._scratch = None
 
 
 def run_jobs(pool: SweepPool, jobs: Iterable[Job],

@@ -4,8 +4,8 @@ Wired into :mod:`lts.cli.main`, which maps errors to one ``lts: error:`` line an
 takes every flag of ``replay`` that shapes a backtest
 (:func:`lts.cli.replay_command.add_backtest_args`) and replays the strategy once per combination
 of the grid in worker processes (:mod:`lts.backtest.sweep`), or walks forward (``--walk-forward
-K``, :mod:`lts.backtest.walk_forward`). The runs use scratch databases of their own
-(``--db-url`` is not written to).
+K``, :mod:`lts.backtest.walk_forward`). The runs are in memory (``--db-url`` is not written
+to).
 
 Output, in ``--out DIR`` (default ``sweep-<UTC time>``): ``results.csv`` (a row appended as
 each combination finishes), ``heatmap.html`` with its scripts (a plain sweep), and
@@ -63,7 +63,7 @@ def run(args: argparse.Namespace, settings: Any) -> int:
     if is_strategy_file(args.strategy):
         load_strategy_file(registry, args.strategy)
     opts = replay_options(args, settings, progress=False)
-    opts.db_url = None  # each worker replays into scratch databases of its own
+    opts.db_url = None  # each worker replays in memory
     plan = plan_sweep(args.grid, args.metric, opts, registry)
     if args.workers is not None and args.workers < 1:
         raise ConfigError("--workers must be at least 1")

@@ -1,7 +1,8 @@
 """The order book-keeping of a backtest: fills kept in memory, nothing else written.
 
 Where it sits: in place of :class:`~lts.engine.order_journal.OrderJournal` under a backtest's
-order manager (the architecture lets replay use a faster journal mode, §5). A live order
+order manager, for a portfolio without a journal (a backtest without ``--db-url``: the
+architecture lets replay use a faster journal mode, §5). A live order
 is journaled three ways (its row, an event per change with its JSON payload, the fill with the
 position it made), each a record with a future through the group-commit writer: measured, that
 was three quarters of a backtest's time, and a backtest needs none of it. It keeps the fills
@@ -16,17 +17,14 @@ from lts.bus import Bus
 from lts.domain.events import OrderEvent, OrderFilled
 from lts.domain.orders import Fill, Order
 from lts.domain.position import Position
-from lts.engine.order_journal import OrderJournal
-from lts.persistence.journal import Journal
+from lts.engine.order_journal import OrderBook
 
 __all__ = ["BacktestBook"]
 
 
-class BacktestBook(OrderJournal):
-    def __init__(self, portfolio_id: int, journal: Journal, bus: Bus, *, next_event_seq: int,
-                 fence: int | None) -> None:
-        super().__init__(portfolio_id, journal, bus, next_event_seq=next_event_seq,
-                         fence=fence)
+class BacktestBook(OrderBook):
+    def __init__(self, portfolio_id: int, bus: Bus, *, next_event_seq: int) -> None:
+        super().__init__(portfolio_id, bus, next_event_seq=next_event_seq)
         self.fills: list[Fill] = []
 
     def insert(self, order: Order, broker: str) -> Any:

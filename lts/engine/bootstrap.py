@@ -14,6 +14,7 @@ import anyio
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from lts.domain.portfolio_spec import AssetSpec, PortfolioSpec
 from lts.errors import ConfigError
 from lts.persistence import repositories as repo
 from lts.persistence.credentials import BrokerCredentials, CredentialStore
@@ -45,7 +46,7 @@ async def ensure_admin(db: AsyncEngine, settings: Settings) -> None:
               file=sys.stderr, flush=True)
 
 
-def demo_spec(demo: DemoSettings, owner_id: int | None = None) -> repo.PortfolioSpec:
+def demo_spec(demo: DemoSettings, owner_id: int | None = None) -> PortfolioSpec:
     """The demo portfolio: its strategy (``sma_crossover`` by default, or any installed
     strategy plugin: ``--set demo.strategy=NAME``) on each symbol, on the demo's broker and feed
     (by default ``paper`` and ``synthetic``; ``examples/binance-local.toml`` trades the same
@@ -64,12 +65,12 @@ def demo_spec(demo: DemoSettings, owner_id: int | None = None) -> repo.Portfolio
         return {}
 
     assets = tuple(
-        repo.AssetSpec(
+        AssetSpec(
             symbol=sym, strategy_plugin=demo.strategy, strategy_params=strategy_params,
             broker_plugin=demo.broker, broker_params=broker_params,
             pipeline_plugin=demo.pipeline, pipeline_params=pipeline_params(i),
         ) for i, sym in enumerate(demo.symbols))
-    return repo.PortfolioSpec(name=demo.name, initial_cash=demo.initial_cash, assets=assets,
+    return PortfolioSpec(name=demo.name, initial_cash=demo.initial_cash, assets=assets,
                               owner_id=owner_id)
 
 

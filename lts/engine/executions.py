@@ -20,11 +20,10 @@ Every change goes to the journal and out once committed (:mod:`lts.engine.order_
 import logging
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import msgspec
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from lts.domain.clock import Clock
 from lts.domain.commands import Accepted, Reply
@@ -54,10 +53,13 @@ from lts.domain.orders import (
     portfolio_named,
 )
 from lts.engine.ledger import Ledger
-from lts.engine.order_journal import OrderJournal
+from lts.engine.order_journal import OrderBook
 from lts.engine.outcomes import FillChecked, Queried
-from lts.persistence import repositories as repo
-from lts.persistence.journal import Journal
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
+    from lts.persistence.journal import Journal
 
 __all__ = ["ExecutionIntake"]
 
@@ -92,12 +94,12 @@ class ExecutionIntake:
     declared here, set by the order manager's constructor)."""
 
     portfolio_id: int
-    journal: Journal
-    db: AsyncEngine
+    journal: "Journal | None"
+    db: "AsyncEngine | None"
     clock: Clock
     ledger: Ledger
     open: dict[str, Order]
-    book: OrderJournal
+    book: OrderBook
     to_reconcile: set[str]
     duplicate_fills: int
     anomalies: int
@@ -224,11 +226,17 @@ class ExecutionIntake:
     async def _look_up(self, coid: str) -> None:
         """A fill for an order not in memory: the journal's order (or none: never sent by
         LTS) and the trade ids it has applied to it. Asked again until the database answers
-        (the fill is never dropped)."""
+        (the fill is never dropped). A backtest's portfolio has no journal: no order of its is
+        ever out of memory, so the fill is an external order's."""
+        if self.db is None or self.journal is None:
+            self._post(FillChecked(coid, None, frozenset()))
+            return
+        from lts.persistence.repositories import late_fill_lookup  # not in a backtest
+
         while True:
             await self.journal.flush()  # what this runner wrote before must be readable
             try:
-                order, known = await repo.late_fill_lookup(self.db, self.portfolio_id, coid)
+                order, known = await late_fill_lookup(self.db, self.portfolio_id, coid)
             except Exception as exc:  # the database is away: the journal holds; ask again
                 log.warning("order %s: journal lookup failed (%s); retrying", coid,
                             type(exc).__name__)

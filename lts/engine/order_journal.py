@@ -7,10 +7,15 @@ and the fill with its position go to the journal, fenced by the portfolio's leas
 a position change) reaches the bus only once its transaction committed: what goes out is
 durable, so a sequence number once seen is never reused, across crashes too. Row updates of an
 order changed several times in one runner batch are written once.
+
+:class:`OrderBook` is what the order manager writes to: this journal, or a backtest's
+:class:`~lts.engine.backtest_book.BacktestBook`, which keeps its fills in memory.
 """
 
+from __future__ import annotations
+
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
@@ -19,9 +24,11 @@ from lts.domain.events import ORDER_EVENT_TYPES, OrderEvent, OrderFilled, Positi
 from lts.domain.orders import Fill, Order, OrderStatus, OrderType, Side
 from lts.domain.position import Position
 from lts.engine.journal_rows import fill_row, order_row, order_update_row, position_row
-from lts.persistence.journal import Journal
 
-__all__ = ["OrderJournal"]
+if TYPE_CHECKING:
+    from lts.persistence.journal import Journal
+
+__all__ = ["OrderBook", "OrderJournal"]
 
 #: An event's JSON, encoded once; the journal stores it as the ``payload`` JSON as it is.
 _encode = msgspec.json.Encoder().encode
@@ -30,26 +37,58 @@ _VALUE: dict[Any, str] = {m: m.value for e in (Side, OrderType, OrderStatus) for
 _TAG: dict[type[OrderEvent], str] = {k: str(k.__struct_config__.tag) for k in ORDER_EVENT_TYPES}
 
 
-class OrderJournal:
-    def __init__(self, portfolio_id: int, journal: Journal, bus: Bus, *, next_event_seq: int,
-                 fence: int | None) -> None:
+class OrderBook:
+    """Where the order manager records what changed in the portfolio's orders."""
+
+    def __init__(self, portfolio_id: int, bus: Bus, *, next_event_seq: int) -> None:
         self.portfolio_id = portfolio_id
-        self.journal = journal
         self.bus = bus
-        self.fence = fence
         self.seq = next_event_seq  # the last sequence number given
         self.fills_committed = 0
-        self._batch: dict[str, Order] | None = None  # orders changed in the current batch
         #: every event as it is made, for the runner's own listeners (its trading strategies
         #: and contingent orders), taken in the same task: None when nobody listens
         self.notices: list[OrderEvent] | None = None
 
-    def insert(self, order: Order, broker: str) -> "Any":
-        """The order's row; the future resolves once it is committed (write-ahead)."""
-        return self.journal.insert_order(order_row(order, broker), fence=self.fence)
+    def insert(self, order: Order, broker: str) -> Any:
+        """The order's row; the future resolves once it is committed (write-ahead), or None:
+        nothing to wait for."""
+        raise NotImplementedError
 
     def changed(self, order: Order) -> None:
         """The order's row must be updated: now, or at the end of the runner's batch."""
+        raise NotImplementedError
+
+    def begin_batch(self) -> None:
+        raise NotImplementedError
+
+    def end_batch(self) -> None:
+        raise NotImplementedError
+
+    def emit(self, kind: type[OrderEvent], order: Order, ts: int,
+             fill: Fill | None = None) -> None:
+        """Record the event of a change."""
+        raise NotImplementedError
+
+    def fill(self, fill: Fill, position: Position) -> None:
+        """Record the fill and the position it made."""
+        raise NotImplementedError
+
+    def audit(self, row: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+
+class OrderJournal(OrderBook):
+    def __init__(self, portfolio_id: int, journal: Journal, bus: Bus, *, next_event_seq: int,
+                 fence: int | None) -> None:
+        super().__init__(portfolio_id, bus, next_event_seq=next_event_seq)
+        self.journal = journal
+        self.fence = fence
+        self._batch: dict[str, Order] | None = None  # orders changed in the current batch
+
+    def insert(self, order: Order, broker: str) -> Any:
+        return self.journal.insert_order(order_row(order, broker), fence=self.fence)
+
+    def changed(self, order: Order) -> None:
         if self._batch is None:
             self.journal.update_order(order_update_row(order), fence=self.fence)
         else:

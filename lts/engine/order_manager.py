@@ -27,9 +27,7 @@ import logging
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from functools import partial
-from typing import Any, cast
-
-from sqlalchemy.ext.asyncio import AsyncEngine
+from typing import TYPE_CHECKING, Any, cast
 
 from lts.bus import Bus
 from lts.domain.clock import Clock
@@ -49,9 +47,10 @@ from lts.domain.orders import (
     can_transition,
 )
 from lts.engine import venue_calls
+from lts.engine.backtest_book import BacktestBook
 from lts.engine.executions import ExecutionIntake, answer, copy_of
 from lts.engine.ledger import Ledger
-from lts.engine.order_journal import OrderJournal
+from lts.engine.order_journal import OrderBook, OrderJournal
 from lts.engine.outcomes import (
     CallFailed,
     CallKind,
@@ -63,8 +62,12 @@ from lts.engine.outcomes import (
 )
 from lts.engine.risk import RiskCheck
 from lts.errors import JournalUnavailable, LeaseLost, VenueRejected
-from lts.persistence.journal import Journal
 from lts.plugins.broker import Broker, SimulatedVenue
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
+    from lts.persistence.journal import Journal
 
 __all__ = ["OrderManager"]
 
@@ -78,15 +81,15 @@ Spawn = Callable[..., object]
 
 
 class OrderManager(ExecutionIntake):
-    def __init__(self, portfolio_id: int, *, journal: Journal, db: AsyncEngine, bus: Bus,
+    def __init__(self, portfolio_id: int, *, journal: "Journal | None",
+                 db: "AsyncEngine | None", bus: Bus,
                  clock: Clock,
                  risk: RiskCheck, ledger: Ledger, instruments: Mapping[str, Instrument],
                  brokers: Mapping[str, Broker], open_orders: dict[str, Order],
                  trades: dict[str, set[tuple[str, str]]], durable: bool,
                  next_order_number: int, next_event_seq: int, post: Post, spawn: Spawn,
                  fence: int | None = None,
-                 observe_tick_to_order: Callable[[float], None] | None = None,
-                 book: type[OrderJournal] | None = None) -> None:
+                 observe_tick_to_order: Callable[[float], None] | None = None) -> None:
         self.portfolio_id = portfolio_id
         self.journal = journal
         self.db = db
@@ -106,8 +109,10 @@ class OrderManager(ExecutionIntake):
         self._post = post
         self._spawn = spawn
         self._observe = observe_tick_to_order
-        self.book = (OrderJournal if book is None else book)(
-            portfolio_id, journal, bus, next_event_seq=next_event_seq, fence=fence)
+        # no journal: a backtest's portfolio, whose books stay in memory
+        self.book: OrderBook = BacktestBook(portfolio_id, bus, next_event_seq=next_event_seq) \
+            if journal is None else OrderJournal(portfolio_id, journal, bus,
+                                                 next_event_seq=next_event_seq, fence=fence)
         self._emit = self.book.emit
         self._changed = self.book.changed
         self.begin_batch = self.book.begin_batch
@@ -181,7 +186,7 @@ class OrderManager(ExecutionIntake):
         if request.order_type not in caps.order_types or \
                 request.time_in_force not in caps.time_in_force:
             return Reason.UNSUPPORTED
-        if self.durable and not self.journal.available:
+        if self.durable and self.journal is not None and not self.journal.available:
             return Reason.JOURNAL_UNAVAILABLE
         if broker.name in self.stale_venues:
             return Reason.VENUE_STALE

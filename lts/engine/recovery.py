@@ -8,22 +8,22 @@ orders the journal holds open are taken back, the order manager is made numberin
 highest id the journal holds, and each venue is reconciled: the paper venue takes its open
 orders back into its book; a real one is asked about each open order by client order id
 (conclusively: an order it does not know was never placed) and for the fills it made since
-the last one the journal holds (with an overlap; duplicates change nothing).
+the last one the journal holds (with an overlap; duplicates change nothing). A backtest's
+portfolio without a database (``RunnerContext.db`` None) is new: nothing to rebuild.
 """
 
 import logging
+from decimal import Decimal
 from typing import TYPE_CHECKING, cast
 
 from anyio.abc import TaskGroup
 
-from lts.domain.orders import Order
-from lts.engine.backtest_book import BacktestBook
+from lts.domain.orders import Fill, Order
 from lts.engine.clock import ReplayClock
 from lts.engine.inbox import PortfolioInbox
 from lts.engine.order_manager import OrderManager
 from lts.engine.outcomes import Queried
 from lts.errors import ReconciliationError
-from lts.persistence import repositories as repo
 from lts.plugins.broker import Broker, SimulatedVenue
 
 if TYPE_CHECKING:
@@ -41,31 +41,16 @@ async def recover(runner: "PortfolioRunner", inbox: PortfolioInbox,
                   tg: TaskGroup) -> OrderManager:
     """Rebuild the ledger from the journal's fills, take back the open orders, make the order
     manager and reconcile every venue; a venue that cannot reconcile stops the start."""
-    db, pid = runner.ctx.db, runner.portfolio_id
-    if runner.restart:
-        await runner.ctx.journal.flush()  # read everything the run before wrote
-    fills = await repo.load_fills(db, pid)
+    pid = runner.portfolio_id
+    fills, (number, seq), open_orders, stored = await _journaled(runner)
     runner.ledger.rebuild(fills)
-    number, seq = await repo.next_numbers(db, pid)
-    open_orders = await repo.load_open_orders(db, pid)
     for order in open_orders:
         runner.open_orders[order.client_order_id] = order
     trades: dict[str, set[tuple[str, str]]] = {o.client_order_id: set() for o in open_orders}
     for f in fills:
         if f.client_order_id in trades:
             trades[f.client_order_id].add((f.broker, f.trade_id))
-    om = OrderManager(pid, journal=runner.ctx.journal, db=db, bus=runner.ctx.bus,
-                      clock=runner.ctx.clock, risk=runner.risk, ledger=runner.ledger,
-                      instruments=runner.instruments, brokers=runner.brokers,
-                      open_orders=runner.open_orders, trades=trades,
-                      durable=runner.ctx.durable, next_order_number=number,
-                      next_event_seq=seq, post=inbox, spawn=tg.start_soon,
-                      fence=runner.fence,
-                      observe_tick_to_order=None if isinstance(runner.ctx.clock, ReplayClock)
-                      else runner.ctx.observe_tick_to_order,
-                      book=None if runner.ctx.journal_orders else BacktestBook)
-    om.stale_venues = runner.venues.stale
-    stored = await repo.load_positions(db, pid)
+    om = _order_manager(runner, inbox, tg, trades, number, seq)
     for sym, pos in runner.ledger.positions.items():
         if stored.get(sym, pos.quantity) != pos.quantity:
             log.warning("portfolio %s: stored position %s %s differs from fills (%s); "
@@ -83,6 +68,37 @@ async def recover(runner: "PortfolioRunner", inbox: PortfolioInbox,
     if open_orders:
         log.info("portfolio %s: reconciled %d open order(s); %d still open", pid,
                  len(open_orders), len(runner.open_orders))
+    return om
+
+
+async def _journaled(runner: "PortfolioRunner") -> tuple[
+        list[Fill], tuple[int, int], list[Order], dict[str, Decimal]]:
+    """The portfolio's fills, next order and event numbers, open orders and stored positions
+    (none of them for a backtest's new portfolio, which has no database)."""
+    db, pid, journal = runner.ctx.db, runner.portfolio_id, runner.ctx.journal
+    if db is None or journal is None:
+        return [], (1, 0), [], {}
+    from lts.persistence import repositories as repo  # here: a backtest never imports it
+
+    if runner.restart:
+        await journal.flush()  # read everything the run before wrote
+    return (await repo.load_fills(db, pid), await repo.next_numbers(db, pid),
+            await repo.load_open_orders(db, pid), await repo.load_positions(db, pid))
+
+
+def _order_manager(runner: "PortfolioRunner", inbox: PortfolioInbox, tg: TaskGroup,
+                   trades: dict[str, set[tuple[str, str]]], number: int, seq: int
+                   ) -> OrderManager:
+    ctx = runner.ctx
+    om = OrderManager(runner.portfolio_id, journal=ctx.journal, db=ctx.db, bus=ctx.bus,
+                      clock=ctx.clock, risk=runner.risk, ledger=runner.ledger,
+                      instruments=runner.instruments, brokers=runner.brokers,
+                      open_orders=runner.open_orders, trades=trades, durable=ctx.durable,
+                      next_order_number=number, next_event_seq=seq, post=inbox,
+                      spawn=tg.start_soon, fence=runner.fence,
+                      observe_tick_to_order=None if isinstance(ctx.clock, ReplayClock)
+                      else ctx.observe_tick_to_order)
+    om.stale_venues = runner.venues.stale
     return om
 
 

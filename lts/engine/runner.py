@@ -23,16 +23,17 @@ answered (then they are UNKNOWN, settled at the next start), and each order stil
 venue is logged.
 """
 
+from __future__ import annotations
+
 import json
 import logging
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from lts.bus import InProcessBus, MailboxClosed, Overflow
 from lts.domain.clock import Clock
@@ -80,9 +81,6 @@ from lts.engine.risk import RiskCheck
 from lts.engine.strategy_host import StrategyHost
 from lts.engine.venue_health import VenueHealth
 from lts.errors import ConfigError, InvalidParams
-from lts.persistence import repositories as repo
-from lts.persistence.credentials import BrokerCredentials
-from lts.persistence.journal import Journal
 from lts.plugins.broker import (
     Broker,
     NeedsCredentials,
@@ -96,6 +94,13 @@ from lts.plugins.registry import Registry
 from lts.plugins.strategy import Strategy
 from lts.settings import RiskLimits
 
+if TYPE_CHECKING:  # a backtest runs without them: SQLAlchemy is not even imported
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
+    from lts.domain.portfolio_spec import PortfolioSpec
+    from lts.persistence.credentials import BrokerCredentials
+    from lts.persistence.journal import Journal
+
 __all__ = ["PortfolioRunner", "RunnerContext"]
 
 log = logging.getLogger("lts.runner")
@@ -108,8 +113,11 @@ class RunnerContext:
 
     registry: Registry
     bus: InProcessBus
-    journal: Journal
-    db: AsyncEngine
+    #: the portfolio's journal (its writes) and database (recovery's reads). Both None: a
+    #: backtest's new portfolio with nothing to recover, whose books stay in memory (the
+    #: architecture's faster journal mode for replay, §5: :mod:`lts.engine.backtest_book`)
+    journal: Journal | None
+    db: AsyncEngine | None
     feeds: FeedHub
     clock: Clock
     durable: bool = True
@@ -127,9 +135,6 @@ class RunnerContext:
     #: set once every portfolio of the engine's start has recovered: market data flows from
     #: then (None: at once); recovering 2,000 portfolios goes faster with no one trading yet
     trading_opens: anyio.Event | None = None
-    #: a backtest's faster journal mode (architecture §5): only fills, in memory
-    #: (:mod:`lts.engine.backtest_book`); False journals every order, event and fill
-    journal_orders: bool = True
 
 
 def housekeeping_period(ack_timeout: float) -> float:
@@ -138,7 +143,7 @@ def housekeeping_period(ack_timeout: float) -> float:
 
 
 class PortfolioRunner:
-    def __init__(self, spec: repo.PortfolioSpec, ctx: RunnerContext,
+    def __init__(self, spec: PortfolioSpec, ctx: RunnerContext,
                  fence: int | None = None, restart: bool = False) -> None:
         assert spec.id is not None
         self.spec = spec
@@ -278,7 +283,7 @@ class PortfolioRunner:
         simulated = {s: cast(SimulatedVenue, b).on_bar if b.capabilities.simulated else None
                      for s, b in self.brokers.items()}
         allocator, clock = self.allocator, self._replay_clock
-        host = self.host
+        host, journal = self.host, self.ctx.journal
         timers = host.timers
         timers_set = timers.live
         mark, request = ledger.mark, om.request
@@ -359,7 +364,8 @@ class PortfolioRunner:
             if bars:
                 self.bars += bars
                 self.last_tick_ns = self.ctx.clock.now_ns()
-            await self.ctx.journal.wait_below_high_water()
+            if journal is not None:
+                await journal.wait_below_high_water()
         if not self.stopping:  # the data ended (a backtest)
             self.host.stop()
         if self.stopping:
@@ -368,9 +374,11 @@ class PortfolioRunner:
     async def _linked_orders(self) -> list[Order]:
         """The journal's latest bracket and exit orders, closed ones too, for the trading
         strategies' contingent orders (none to read for a portfolio without one)."""
-        if not self.host.trading:
+        if not self.host.trading or self.ctx.db is None:
             return []
-        return await repo.load_linked_orders(self.ctx.db, self.portfolio_id)
+        from lts.persistence.repositories import load_linked_orders  # not in a backtest
+
+        return await load_linked_orders(self.ctx.db, self.portfolio_id)
 
     def _open_feeds(self) -> None:
         """Subscribe to the portfolio's market data (the shared feeds)."""
@@ -493,6 +501,8 @@ class PortfolioRunner:
         if state is TradingState.HALTED:
             om.cancel_unsent("trading halted before it was sent")
         log.info("portfolio %s: trading state %s", self.portfolio_id, state.value)
+        if self.ctx.journal is None:  # a backtest's: nothing stored
+            return None if reply is None else Accepted()
         written = self.ctx.journal.update_portfolio(
             {"id": self.portfolio_id, "trading_state": state.value}, fence=self.fence)
         if reply is None:

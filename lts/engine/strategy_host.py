@@ -29,6 +29,7 @@ from lts.domain.clock import Clock
 from lts.domain.events import OrderEvent, OrderFilled
 from lts.domain.market import Bar, Quote, TradeTick
 from lts.domain.orders import Order
+from lts.domain.portfolio_spec import AssetSpec
 from lts.domain.signals import Signal
 from lts.engine.contingent import Contingencies
 from lts.engine.ledger import Ledger
@@ -37,7 +38,6 @@ from lts.engine.outcomes import TIMERS_DUE
 from lts.engine.strategy_context import PortfolioContext
 from lts.engine.timers import Timers
 from lts.errors import PluginError
-from lts.persistence.repositories import AssetSpec
 from lts.plugins.registry import Registry
 from lts.plugins.strategy import Strategy
 from lts.plugins.strategy.base import TradingStrategy

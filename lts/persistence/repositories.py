@@ -5,7 +5,6 @@ fills (recovery), and create users and portfolios. Each call is one unit of work
 connection.
 """
 
-from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
@@ -23,6 +22,7 @@ from lts.domain.orders import (
     Side,
     TimeInForce,
 )
+from lts.domain.portfolio_spec import AssetSpec, PortfolioSpec
 from lts.persistence.tables import (
     assets,
     configuration,
@@ -33,35 +33,6 @@ from lts.persistence.tables import (
     positions,
     users,
 )
-
-
-@dataclass(frozen=True)
-class AssetSpec:
-    symbol: str
-    strategy_plugin: str
-    broker_plugin: str
-    pipeline_plugin: str
-    strategy_params: dict[str, Any] = field(default_factory=dict)
-    broker_params: dict[str, Any] = field(default_factory=dict)
-    pipeline_params: dict[str, Any] = field(default_factory=dict)
-    tick_size: Decimal = Decimal("0.01")
-    lot_size: Decimal = Decimal("1")
-    min_quantity: Decimal | None = None
-    min_notional: Decimal | None = None
-    id: int | None = None
-
-
-@dataclass(frozen=True)
-class PortfolioSpec:
-    name: str
-    initial_cash: Decimal
-    assets: tuple[AssetSpec, ...]
-    portfolio_plugin: str = "fixed_fraction"
-    portfolio_params: dict[str, Any] = field(default_factory=dict)
-    risk_params: dict[str, Any] = field(default_factory=dict)
-    trading_state: str = "ACTIVE"
-    owner_id: int | None = None
-    id: int | None = None
 
 
 async def create_portfolio(engine: AsyncEngine, spec: PortfolioSpec) -> int:

@@ -25,9 +25,10 @@ import asyncpg
 import pytest
 from sqlalchemy.engine import make_url
 
+from lts.domain.portfolio_spec import AssetSpec, PortfolioSpec
 from lts.persistence.db import make_engine
 from lts.persistence.migrations import upgrade_to_head
-from lts.persistence.repositories import AssetSpec, PortfolioSpec, create_portfolio
+from lts.persistence.repositories import create_portfolio
 
 T = TypeVar("T")
 

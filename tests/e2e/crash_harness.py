@@ -70,7 +70,7 @@ from typing import Any
 
 import pytest
 
-from lts.persistence.repositories import AssetSpec, PortfolioSpec
+from lts.domain.portfolio_spec import AssetSpec, PortfolioSpec
 
 from ._support import (
     ADMIN_PASSWORD,

@@ -11,7 +11,7 @@ import signal
 from decimal import Decimal
 from pathlib import Path
 
-from lts.persistence.repositories import PortfolioSpec
+from lts.domain.portfolio_spec import PortfolioSpec
 
 from ._support import (
     EXIT_TIMEOUT,

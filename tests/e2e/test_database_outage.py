@@ -27,8 +27,8 @@ import pytest
 from api.conftest import free_port
 from pg_cluster import PgCluster
 
+from lts.domain.portfolio_spec import PortfolioSpec
 from lts.engine.engine import Engine
-from lts.persistence.repositories import PortfolioSpec
 from lts.settings import load_settings
 
 from ._support import Db, check_integrity, prepare_portfolios, synthetic_asset

@@ -15,9 +15,9 @@ import pytest
 from alembic.script import ScriptDirectory
 from sqlalchemy import text
 
+from lts.domain.portfolio_spec import PortfolioSpec
 from lts.persistence.db import make_engine
 from lts.persistence.migrations import alembic_config, head_revision, upgrade_to_head
-from lts.persistence.repositories import PortfolioSpec
 from lts.plugins.registry import Registry
 
 from ._support import (

@@ -3,7 +3,12 @@ own code, its JSON summary, and one-line errors for every kind of bad input."""
 
 import json
 import math
+import os
 import random
+import sqlite3
+import subprocess
+import sys
+from contextlib import closing
 from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -133,6 +138,57 @@ def test_replay_fill_at_close(launcher: Launcher, good_csv: Path,
     assert lines["Fills"] == str(s["fills"])
     assert "Traceback" not in text.stderr()
 
+
+
+def test_replay_keeps_its_journal_in_a_database_when_asked(launcher: Launcher, tmp_path: Path,
+                                                            good_csv: Path) -> None:
+    """SYS-006, SYS-008: ``--db-url`` journals every order, event and fill of the backtest as
+    the live engine does (migrated as the engine's database), with the same result as the
+    default in-memory backtest; the summary names the database."""
+    args = ["--symbol", "X", *SMA, "--quantity", "2", "--fees-bps", "1", "--json"]
+    in_memory = summary(launcher.run("replay", str(good_csv), *args))
+    db = tmp_path / "kept.db"
+    url = f"sqlite+aiosqlite:///{db}"
+    kept = summary(launcher.run("replay", str(good_csv), *args, "--db-url", url))
+    assert in_memory["database"] == "none (in memory)"
+    assert kept["database"] == url
+    drop = lambda s: {k: v for k, v in s.items() if k not in TIMINGS}  # noqa: E731
+    assert drop(kept) == drop(in_memory)
+    with closing(sqlite3.connect(db)) as conn:
+        fees = [Decimal(str(f)) for (f,) in conn.execute("SELECT fee FROM fills")]
+        orders = conn.execute("SELECT count(*) FROM orders").fetchone()[0]
+        events = conn.execute("SELECT count(*) FROM order_events").fetchone()[0]
+    assert (len(fees), sum(fees)) == (kept["fills"], kept["fees"])
+    assert orders == kept["orders"]
+    assert events > orders  # submitted, accepted, filled... per order
+
+
+def test_a_backtest_without_a_database_never_loads_one(tmp_path: Path, good_csv: Path) -> None:
+    """A backtest's start-up (issue 11): without ``--db-url`` the replay runs in memory and
+    the process never imports SQLAlchemy or a database driver (they cost a quarter of a
+    second of start-up), while its result is complete (fills, round trips, statistics)."""
+    code = (
+        "import json, sys\n"
+        "from lts.cli.main import main\n"
+        f"rc = main(['replay', {str(good_csv)!r}, '--symbol', 'X', '--strategy', "
+        "'sma_crossover', '--param', 'fast=5', '--param', 'slow=20', '--quantity', '2', "
+        "'--json'])\n"
+        "loaded = sorted(m for m in sys.modules if m.split('.')[0] in "
+        "{'sqlalchemy', 'aiosqlite', 'asyncpg', 'alembic', 'lts'} "
+        "and (not m.startswith('lts') or m.startswith('lts.persistence.')))\n"
+        "print(json.dumps({'rc': rc, 'loaded': loaded}))\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LTS_")}
+    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    *summary_lines, last = done.stdout.strip().splitlines()
+    result = json.loads(last)
+    assert result["rc"] == 0
+    assert [m for m in result["loaded"] if m != "lts.persistence.keyring"] == []
+    s = json.loads(summary_lines[-1])
+    assert s["fills"] > 0
+    assert s["round_trips"] * 2 == s["fills"]
+    assert s["statistics"]["trades"] == s["round_trips"]
 
 def _bad_rows(kind: str, rows: list[tuple[Any, ...]]) -> tuple[list[tuple[Any, ...]], str]:
     rows = [list(r) for r in rows[:50]]  # type: ignore[misc]

@@ -27,7 +27,7 @@ from typing import Any
 
 import pytest
 
-from lts.persistence.repositories import PortfolioSpec
+from lts.domain.portfolio_spec import PortfolioSpec
 
 from ._support import (
     ADMIN_PASSWORD,

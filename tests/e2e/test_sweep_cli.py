@@ -184,7 +184,7 @@ def test_ctrl_c_stops_cleanly_and_keeps_the_finished_rows(
         monkeypatch: pytest.MonkeyPatch) -> None:
     scratch = tmp_path / "tmp"
     scratch.mkdir()
-    monkeypatch.setenv("TMPDIR", str(scratch))  # the sweep's scratch files, and a marker
+    monkeypatch.setenv("TMPDIR", str(scratch))  # where files would go, and a marker
     out = tmp_path / "sweep"
     run = launcher.start("sweep", str(data_csv), *SMA, "--grid", "fast=2:40:1", "--grid",
                          "slow=10:60:5", "--workers", "2", "--out", str(out))
@@ -213,4 +213,4 @@ def test_ctrl_c_stops_cleanly_and_keeps_the_finished_rows(
     marker = f"TMPDIR={scratch}"
     wait_until(lambda: not _processes_with(marker), timeout=30,
                what="the sweep's workers to be gone")
-    assert list(scratch.iterdir()) == []  # the workers' scratch files removed
+    assert list(scratch.iterdir()) == []  # nothing left behind

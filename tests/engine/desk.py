@@ -28,6 +28,7 @@ from lts.bus import Mailbox, Overflow
 from lts.domain.commands import Reply, SubmitOrder
 from lts.domain.events import OrderEvent
 from lts.domain.orders import OrderRequest, OrderType, Side, TimeInForce
+from lts.domain.portfolio_spec import AssetSpec, PortfolioSpec
 from lts.engine.engine import Engine
 from lts.engine.facade import EngineFacade, PortfolioState
 from lts.persistence import repositories as repo
@@ -288,10 +289,10 @@ async def running_desk(db_url: str, *, symbols: tuple[str, ...] = ("AAA",),
         before_start(world)
     db = make_engine(db_url)
     try:
-        pid = await repo.create_portfolio(db, repo.PortfolioSpec(
+        pid = await repo.create_portfolio(db, PortfolioSpec(
             name=f"desk-{key}", initial_cash=Decimal(cash), risk_params=risk or {},
             trading_state=trading_state, owner_id=owner_id,
-            assets=tuple(repo.AssetSpec(
+            assets=tuple(AssetSpec(
                 symbol=s, strategy_plugin=strategy[0] if strategy else "quiet",
                 strategy_params=strategy[1] if strategy else {},
                 broker_plugin=broker[0] if broker else "scripted",

@@ -22,6 +22,7 @@ from lts.bus import Mailbox, Overflow
 from lts.domain.clock import Clock
 from lts.domain.events import OrderEvent
 from lts.domain.market import Bar, WarmUp
+from lts.domain.portfolio_spec import AssetSpec, PortfolioSpec
 from lts.persistence import repositories as repo
 from lts.persistence.db import make_engine
 from lts.plugins.base import PluginBase, PluginParams
@@ -118,9 +119,9 @@ async def strategy_desk(db_url: str, script: Script, *, symbols: tuple[str, ...]
             market.history(symbol, [close])
         db = make_engine(db_url)
         try:
-            pid = await repo.create_portfolio(db, repo.PortfolioSpec(
+            pid = await repo.create_portfolio(db, PortfolioSpec(
                 name=f"strategy-{key}", initial_cash=Decimal(cash), risk_params=risk or {},
-                assets=tuple(repo.AssetSpec(
+                assets=tuple(AssetSpec(
                     symbol=s, strategy_plugin=strategy, strategy_params=params,
                     broker_plugin="paper", broker_params=broker or {},
                     pipeline_plugin="history",

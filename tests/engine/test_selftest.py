@@ -7,8 +7,9 @@ from decimal import Decimal
 import pytest
 
 from lts.cli.selftest import Check, run_checks
+from lts.domain.portfolio_spec import AssetSpec, PortfolioSpec
 from lts.persistence.db import make_engine
-from lts.persistence.repositories import AssetSpec, PortfolioSpec, create_portfolio
+from lts.persistence.repositories import create_portfolio
 from lts.plugins.registry import PluginInfo, Registry
 from lts.settings import Settings, load_settings
 

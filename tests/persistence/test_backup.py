@@ -19,6 +19,7 @@ from sqlalchemy import func, insert, inspect, select, text
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from lts.domain.portfolio_spec import AssetSpec, PortfolioSpec
 from lts.engine.engine import Engine
 from lts.errors import BackupError
 from lts.persistence import repositories as repo
@@ -72,10 +73,10 @@ async def seed(engine: AsyncEngine) -> tuple[int, int]:
     """A user, a portfolio with an asset, and a row in each table the journal does not write:
     every kind of column (bool, datetime, JSON, Money, binary, a text key) has values."""
     uid = await repo.create_user(engine, "alice", "$2b$04$hash", "trader", "a@example.org")
-    pid = await repo.create_portfolio(engine, repo.PortfolioSpec(
+    pid = await repo.create_portfolio(engine, PortfolioSpec(
         name="p1", initial_cash=Decimal("100000.25"), owner_id=uid,
         portfolio_params={"fraction": "0.1"}, risk_params={"max_open_orders": 5},
-        assets=(repo.AssetSpec(symbol="AAA", strategy_plugin="sma_crossover",
+        assets=(AssetSpec(symbol="AAA", strategy_plugin="sma_crossover",
                                strategy_params={"fast": 2, "slow": 5}, broker_plugin="paper",
                                broker_params={"fees_bps": "1"}, pipeline_plugin="synthetic",
                                pipeline_params={"seed": 1, "interval": 0.5},

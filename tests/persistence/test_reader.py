@@ -8,6 +8,7 @@ from sqlalchemy import insert, select, text
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from lts.domain.portfolio_spec import AssetSpec, PortfolioSpec
 from lts.persistence import portfolio_store as store
 from lts.persistence import repositories as repo
 from lts.persistence.db import make_engine
@@ -20,10 +21,10 @@ pytestmark = pytest.mark.anyio
 async def test_reads_what_the_engine_committed_as_the_same_values(
         migrated_engine: AsyncEngine) -> None:
     uid = await repo.create_user(migrated_engine, "alice", "$2b$04$hash", "trader", "a@x.org")
-    pid = await repo.create_portfolio(migrated_engine, repo.PortfolioSpec(
+    pid = await repo.create_portfolio(migrated_engine, PortfolioSpec(
         name="p1", initial_cash=Decimal("100000.25"), owner_id=uid,
         portfolio_params={"fraction": "0.1"},
-        assets=(repo.AssetSpec(symbol="AAA", strategy_plugin="buy_and_hold",
+        assets=(AssetSpec(symbol="AAA", strategy_plugin="buy_and_hold",
                                broker_plugin="paper", pipeline_plugin="synthetic"),)))
     async with migrated_engine.begin() as conn:
         await conn.execute(insert(positions).values(

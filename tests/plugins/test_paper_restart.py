@@ -28,6 +28,7 @@ from lts.bus import Mailbox, Overflow
 from lts.domain.commands import Accepted, SubmitOrder
 from lts.domain.events import OrderEvent
 from lts.domain.orders import OrderRequest, OrderType, Side
+from lts.domain.portfolio_spec import AssetSpec, PortfolioSpec
 from lts.engine.engine import Engine
 from lts.persistence import repositories as repo
 from lts.persistence.db import make_engine
@@ -44,9 +45,9 @@ async def create_paper_portfolio(db_url: str, channel: str, **broker_params: Any
     from the manual feed ``channel``."""
     db = make_engine(db_url)
     try:
-        return await repo.create_portfolio(db, repo.PortfolioSpec(
+        return await repo.create_portfolio(db, PortfolioSpec(
             name=f"paper-{channel}", initial_cash=Decimal(100_000),
-            assets=(repo.AssetSpec(symbol="AAA", strategy_plugin="quiet",
+            assets=(AssetSpec(symbol="AAA", strategy_plugin="quiet",
                                    broker_plugin="paper", broker_params=broker_params,
                                    pipeline_plugin="manual",
                                    pipeline_params={"channel": channel}),)))

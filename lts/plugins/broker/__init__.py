@@ -33,7 +33,7 @@ journal holds open (its book survives restarts). Its calls complete without wait
 
 from collections.abc import Mapping, Sequence
 from decimal import Decimal
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import msgspec
 from anyio.abc import TaskStatus
@@ -43,7 +43,9 @@ from lts.domain.commands import ModifyOrder
 from lts.domain.instruments import Instrument
 from lts.domain.market import Bar
 from lts.domain.orders import Fill, Order, OrderStatusReport, OrderType, TimeInForce
-from lts.persistence.credentials import BrokerCredentials
+
+if TYPE_CHECKING:  # the keys' store is the database's, which a backtest never loads
+    from lts.persistence.credentials import BrokerCredentials
 
 __all__ = [
     "Broker",
@@ -144,7 +146,7 @@ class NeedsCredentials(Protocol):
 
     credentials_for: str  # the broker name the keys are stored under (``binance``, ...)
 
-    def use_credentials(self, credentials: BrokerCredentials) -> None: ...
+    def use_credentials(self, credentials: "BrokerCredentials") -> None: ...
 
 
 class SimulatedVenue(Protocol):

@@ -20,6 +20,7 @@ from lts.bus import InProcessBus
 from lts.domain.clock import Clock
 from lts.domain.market import Bar, WarmUp
 from lts.domain.orders import Fill
+from lts.domain.portfolio_spec import AssetSpec, PortfolioSpec
 from lts.engine.clock import ReplayClock
 from lts.engine.feeds import FeedHub
 from lts.engine.runner import PortfolioRunner, RunnerContext
@@ -122,9 +123,9 @@ async def replay_after_history(bars: Mapping[str, Sequence[Bar]], at: int, strat
         await upgrade_to_head(url)
         db = make_engine(url, sqlite_synchronous="OFF")
         try:
-            spec = repo.PortfolioSpec(
+            spec = PortfolioSpec(
                 name="warm", initial_cash=cash, portfolio_plugin="fixed_fraction",
-                portfolio_params={}, assets=tuple(repo.AssetSpec(
+                portfolio_params={}, assets=tuple(AssetSpec(
                     symbol=s, strategy_plugin=strategy, strategy_params=params,
                     broker_plugin="paper", broker_params=broker_params,
                     pipeline_plugin="replay", pipeline_params={"path": ""}, tick_size=TICK,
