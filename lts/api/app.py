@@ -7,6 +7,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from lts import __version__
 from lts.api.admission import AdmissionMiddleware
 from lts.api.context import ApiContext
+from lts.api.dashboard import add_dashboard
 from lts.api.docs import add_docs
 from lts.api.errors import install_error_handlers
 from lts.api.metrics import ApiMetrics
@@ -52,6 +53,7 @@ def create_app(engine: EngineFacade, metrics: ApiMetrics | None = None) -> FastA
     for module in (portfolios, orders, assets, auth, ws, health, users, plugins, audit_log,
                    config, stats, credentials):
         _add_routes(app, module.router)
+    add_dashboard(app)
     if settings.cors_origins:  # without any, no cross-origin request is let in: nothing to add
         app.add_middleware(CORSMiddleware, allow_origins=list(settings.cors_origins),
                            allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
