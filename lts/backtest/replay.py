@@ -204,14 +204,17 @@ async def run_replay(data: Market | Sequence[Bar] | Mapping[str, Sequence[Bar]],
     if opts.db_url is None:  # in memory
         return await _replay(None, spec, market, opts, registry, load_seconds)
     from lts.persistence import repositories as repo  # only for a database to keep
-    from lts.persistence.db import check_url, make_engine
+    from lts.persistence.db import check_url, make_engine, unreachable
     from lts.persistence.migrations import upgrade_to_head
 
     check_url(opts.db_url)
-    await upgrade_to_head(opts.db_url)  # migrated as the engine's
     db = make_engine(opts.db_url, sqlite_synchronous="OFF")
     try:
-        spec = await repo.load_portfolio(db, await repo.create_portfolio(db, spec))
+        try:
+            await upgrade_to_head(opts.db_url)  # migrated as the engine's
+            spec = await repo.load_portfolio(db, await repo.create_portfolio(db, spec))
+        except Exception as exc:
+            raise (unreachable(opts.db_url, exc) or exc) from None
         return await _replay(db, spec, market, opts, registry, load_seconds)
     finally:
         await db.dispose()

@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from lts.errors import ConfigError
@@ -46,6 +46,18 @@ def check_url(url: str) -> None:
         parent = Path(parsed.database).expanduser().resolve().parent
         if not parent.is_dir():
             raise ConfigError(f"database url {url!r}: directory {parent} does not exist")
+
+
+def unreachable(url: str, exc: BaseException) -> ConfigError | None:
+    """One line for a database that cannot be reached or refuses the role (a refused or
+    timed-out connection, an unknown host, a bad password, a missing database): its URL with
+    the password hidden and the driver's own first line; None for any other error."""
+    if not isinstance(exc, OSError | DBAPIError):
+        return None
+    cause = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
+    first = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
+    safe = make_url(url).render_as_string(hide_password=True)
+    return ConfigError(f"database {safe}: cannot connect: {first}")
 
 
 def make_engine(url: str, *, sqlite_synchronous: SqliteSynchronous = "FULL") -> AsyncEngine:

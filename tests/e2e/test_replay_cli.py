@@ -5,6 +5,7 @@ import json
 import math
 import os
 import random
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -162,6 +163,24 @@ def test_replay_keeps_its_journal_in_a_database_when_asked(launcher: Launcher, t
     assert orders == kept["orders"]
     assert events > orders  # submitted, accepted, filled... per order
 
+
+
+def test_a_database_that_cannot_be_reached_is_one_line(launcher: Launcher, good_csv: Path
+                                                       ) -> None:
+    """SYS-014 (errors): ``--db-url`` naming a PostgreSQL that does not answer (a closed
+    loopback port) ends in one ``lts: error:`` line naming the database, its password hidden,
+    and the cause; exit status 2, no traceback."""
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = f"postgresql+asyncpg://trader:s3cret@127.0.0.1:{port}/lts"
+    run = launcher.run("replay", str(good_csv), "--symbol", "X", *SMA, "--db-url", url)
+    assert run.returncode == 2, run.stderr()
+    assert "Traceback" not in run.stderr()
+    last = run.stderr_lines()[-1]
+    assert last.startswith(f"lts: error: database postgresql+asyncpg://trader:***@127.0.0.1:{port}"
+                           "/lts: cannot connect"), last
+    assert "s3cret" not in run.stderr()
 
 def test_a_backtest_without_a_database_never_loads_one(tmp_path: Path, good_csv: Path) -> None:
     """A backtest's start-up (issue 11): without ``--db-url`` the replay runs in memory and
