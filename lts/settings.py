@@ -172,7 +172,12 @@ class AuthSettings(_Section):
     session_idle_minutes: int = Field(60, ge=1, description="idle longer: the session ends")
     session_absolute_hours: float = Field(12.0, gt=0, description="a login lasts at most this")
     bcrypt_rounds: int = Field(12, ge=4, le=16)
-    login_max_failures: int = Field(5, ge=1, description="per user name and per client address")
+    login_max_failures: int = Field(
+        5, ge=1, description="failed logins of one user name from one client address in the "
+        "window; then that pair waits (a user is never locked out from elsewhere)")
+    login_global_max_failures: int = Field(
+        100, ge=1, description="failed logins in the window whatever the name and address; "
+        "then new pairs wait (pairs that logged in before are spared)")
     login_window_seconds: float = Field(300.0, gt=0, description="failures counted over this")
 
 

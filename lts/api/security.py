@@ -31,7 +31,22 @@ TOUCH_EVERY = timedelta(minutes=1)  # last_seen_at is written at most this often
 
 
 class InvalidToken(Exception):
-    """A token or session that grants nothing; the client gets a plain 401."""
+    """A token or session that grants nothing; the client gets a 401 with ``detail``, which
+    says no more than that (a forged token and an unknown session read the same)."""
+
+    detail = "not authenticated"
+
+
+class TokenExpired(InvalidToken):
+    """An access token past its ``exp``: the client refreshes it (or logs in again)."""
+
+    detail = "the access token expired: refresh it or log in again"
+
+
+class SessionExpired(InvalidToken):
+    """A session past its absolute expiry or idle too long: the client logs in again."""
+
+    detail = "the session expired: log in again"
 
 
 class FamilyRevoked(InvalidToken):
@@ -94,6 +109,8 @@ def decode_access_token(auth: AuthSettings, token: str) -> tuple[int, str, float
                                             algorithms=[ALGORITHM],
                                             options={"require": _REQUIRED})
         return int(claims["sub"]), str(claims["sid"]), float(claims["exp"])
+    except jwt.ExpiredSignatureError:
+        raise TokenExpired from None
     except (jwt.InvalidTokenError, ValueError, TypeError):
         raise InvalidToken from None
 
@@ -126,12 +143,14 @@ async def session_user(db: AsyncEngine, auth: AuthSettings, user_id: int,
         row = (await conn.execute(q)).first()
     now = _now()
     if (row is None or row.user_id != user_id or row.revoked_at is not None
-            or not row.is_active or _aware(row.expires_at) <= now):
+            or not row.is_active):
         raise InvalidToken
+    if _aware(row.expires_at) <= now:
+        raise SessionExpired
     seen = _aware(row.last_seen_at or row.created_at)
     if now - seen > timedelta(minutes=auth.session_idle_minutes):
         await revoke_session(db, session_id)
-        raise InvalidToken
+        raise SessionExpired
     if now - seen >= TOUCH_EVERY:
         async with db.begin() as conn:
             await conn.execute(update(sessions).where(sessions.c.id == session_id)
@@ -167,9 +186,10 @@ async def rotate(db: AsyncEngine, auth: AuthSettings, refresh_token: str,
         raise FamilyRevoked(row.family_id)
     expires_at = _aware(row.expires_at)
     idle = now - _aware(row.last_seen_at or row.created_at)
-    if (not row.is_active or expires_at <= now
-            or idle > timedelta(minutes=auth.session_idle_minutes)):
+    if not row.is_active:
         raise InvalidToken
+    if expires_at <= now or idle > timedelta(minutes=auth.session_idle_minutes):
+        raise SessionExpired
     return await open_session(db, auth, row.user_id, client, family_id=row.family_id,
                               expires_at=expires_at)
 

@@ -31,7 +31,7 @@ import anyio
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from lts.api import security
-from lts.api.security import InvalidToken, IssuedTokens, SessionUser
+from lts.api.security import InvalidToken, IssuedTokens, SessionUser, TokenExpired
 from lts.settings import AuthSettings
 
 _T = TypeVar("_T")
@@ -72,7 +72,8 @@ class SessionCache:
     # -- checks --------------------------------------------------------------------------------
 
     def decode(self, token: str) -> tuple[int, str]:
-        """``(user id, session id)`` of a valid, unexpired access token; InvalidToken else."""
+        """``(user id, session id)`` of a valid, unexpired access token; TokenExpired past its
+        expiry, InvalidToken for anything else."""
         known = self._tokens.get(token)
         if known is None:
             user_id, sid, expires_at = security.decode_access_token(self.settings, token)
@@ -80,7 +81,7 @@ class SessionCache:
             _put(self._tokens, token, known, self.max_entries)
         if known.expires_at <= self._wall():
             self._tokens.pop(token, None)
-            raise InvalidToken
+            raise TokenExpired
         return known.user_id, known.session_id
 
     async def user(self, user_id: int, session_id: str) -> SessionUser:

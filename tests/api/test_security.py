@@ -13,7 +13,7 @@ import jwt
 import pytest
 
 from lts.errors import ConfigError
-from lts.plugins.aaa.throttle import LoginThrottle
+from lts.plugins.aaa.throttle import LoginGuard, LoginThrottle
 from lts.settings import load_settings
 
 from ._auth import audit_rows, call, login, register, running_api
@@ -125,6 +125,26 @@ def test_throttle_counts_failures_per_key_over_a_sliding_window() -> None:
     assert throttle.retry_after("user:a") == 0
     throttle.succeeded("user:c")
     assert throttle.retry_after("user:c") == 0
+
+
+def test_the_guard_throttles_pairs_under_a_global_cap_that_spares_known_pairs() -> None:
+    now = [100.0]
+    guard = LoginGuard(2, 60.0, 5, clock=lambda: now[0])
+    guard.succeeded("Ann", "home")
+    for _ in range(2):
+        assert guard.retry_after("ann", "x") == 0
+        guard.failed("ANN", "x")  # names compare case-folded
+    assert guard.retry_after("ann", "x") == 60
+    assert guard.retry_after("ann", "y") == 0  # another address is another pair
+    assert guard.retry_after("bob", "x") == 0  # another name too
+    now[0] += 10
+    for address in ("y", "z", "w"):  # five failures in the window: the global cap
+        guard.failed("bob", address)
+    assert guard.retry_after("carl", "v") == 50  # a new pair waits for the oldest to leave
+    assert guard.retry_after("ann", "home") == 0  # a pair that logged in before does not
+    now[0] += 50
+    assert guard.retry_after("carl", "v") == 0
+    assert guard.retry_after("ann", "x") == 0
 
 
 async def test_openapi_declares_the_bearer_scheme_as_the_password_flow(api: Api) -> None:

@@ -2,13 +2,16 @@
 trivial one): what this process changes acts at once, what another process changes is seen
 within ``api.cache_seconds``, and 0 reads the database on every request."""
 
+import time
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from sqlalchemy import update
 
+from lts.api import security
+from lts.api.sessions import SessionCache
 from lts.persistence.tables import portfolios, sessions
 
 from ._auth import ADMIN, call, login, register, running_api
@@ -79,3 +82,26 @@ async def test_with_cache_seconds_zero_every_request_reads_the_session(tmp_path:
         assert (await call(api, "GET", "/api/v1/auth/me", token=access)).status == 200
         await _revoke_behind_the_api(api, tokens["refresh_token"])
         assert (await call(api, "GET", "/api/v1/auth/me", token=access)).status == 401
+
+
+async def test_an_expired_access_token_says_it_expired(cached: Api) -> None:
+    """A token past its ``exp`` is refused as expired (the client refreshes it), whether the
+    cache had verified it before or sees it first; a forged one still reads as invalid."""
+    await register(cached, "petra")
+    tokens = await login(cached, "petra")
+    auth = cached.engine.settings.auth
+    later = [time.time()]
+    cache = SessionCache(cached.engine.db, auth, 60, wall_clock=lambda: later[0])
+    user_id, sid = cache.decode(tokens["access_token"])
+    later[0] += auth.access_token_minutes * 60 + 1
+    with pytest.raises(security.TokenExpired) as known:
+        cache.decode(tokens["access_token"])
+    assert known.value.detail == "the access token expired: refresh it or log in again"
+    stale = security.issue_access_token(auth, user_id, sid,
+                                        datetime.now(UTC) - timedelta(hours=1))
+    with pytest.raises(security.TokenExpired):
+        cache.decode(stale)
+    with pytest.raises(security.InvalidToken) as forged:
+        cache.decode(stale[:-2] + "xx")
+    assert type(forged.value) is security.InvalidToken
+    assert forged.value.detail == "not authenticated"

@@ -2,7 +2,7 @@
 user is a viewer), login (throttled, every outcome audited; JSON, or the OAuth2 password form
 that the interactive docs send), refresh with rotation, logout, me, password change, and
 single-use WebSocket tickets. Failures answer a plain 401 that says nothing about which part
-failed.
+failed, but for an expired session, which says so (the client logs in again).
 """
 
 from typing import Any
@@ -98,9 +98,11 @@ async def login(request: Request, ctx: ContextDep) -> TokenPair:
 async def refresh(body: RefreshRequest, request: Request, ctx: ContextDep) -> TokenPair:
     try:
         tokens = await ctx.sessions.rotate(body.refresh_token, client_address(request))
-    except security.InvalidToken:
-        audit(ctx, request, None, "auth.refresh", "session", "failure")
-        raise HTTPException(401, "invalid refresh token",
+    except security.InvalidToken as exc:
+        expired = isinstance(exc, security.SessionExpired)
+        audit(ctx, request, None, "auth.refresh", "session", "failure",
+              {"reason": "expired"} if expired else None)
+        raise HTTPException(401, exc.detail if expired else "invalid refresh token",
                             headers={"WWW-Authenticate": "Bearer"}) from None
     audit(ctx, request, None, "auth.refresh", f"user:{tokens.user_id}", "success")
     return _pair(tokens)

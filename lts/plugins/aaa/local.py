@@ -1,7 +1,7 @@
 """The default aaa plugin ``local``: users live in the engine's own database (``users``), their
 passwords are bcrypt hashes made and checked in a worker thread, and failed logins are throttled
-per user name and per client address. The API's auth and users routes call it; sessions and
-tokens are :mod:`lts.api.security`'s business.
+per user name and client address, under a slower global cap (:mod:`.throttle`). The API's
+auth and users routes call it; sessions and tokens are :mod:`lts.api.security`'s business.
 
 A login for an unknown user name checks the password against a dummy hash of the same cost, so
 it takes as long as one for a known name.
@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from lts.persistence.tables import users
 from lts.plugins.aaa.passwords import hash_password, verify_password
-from lts.plugins.aaa.throttle import LoginThrottle
+from lts.plugins.aaa.throttle import LoginGuard
 from lts.plugins.base import PluginBase, PluginParams
 from lts.settings import AuthSettings, Settings, check_jwt_secret
 
@@ -58,6 +58,11 @@ def _record(row: Any) -> UserRecord:
                       is_active=bool(row.is_active), created_at=row.created_at)
 
 
+def _guard(auth: AuthSettings) -> LoginGuard:
+    return LoginGuard(auth.login_max_failures, auth.login_window_seconds,
+                      auth.login_global_max_failures)
+
+
 class LocalAuth(PluginBase):
     Params = PluginParams
     plugin_name = "local"
@@ -67,8 +72,7 @@ class LocalAuth(PluginBase):
         super().__init__(**params)
         self.settings = AuthSettings()
         self.rounds = self.settings.bcrypt_rounds
-        self.throttle = LoginThrottle(self.settings.login_max_failures,
-                                      self.settings.login_window_seconds)
+        self.throttle = _guard(self.settings)
         self._dummy_hash: str | None = None
 
     def configure(self, settings: Settings) -> None:
@@ -76,8 +80,7 @@ class LocalAuth(PluginBase):
         check_jwt_secret(settings)
         self.settings = settings.auth
         self.rounds = settings.auth.bcrypt_rounds
-        self.throttle = LoginThrottle(settings.auth.login_max_failures,
-                                      settings.auth.login_window_seconds)
+        self.throttle = _guard(settings.auth)
 
     # -- passwords (the PasswordHasher protocol, plus awaitable forms run in a thread) ---------
 
@@ -102,8 +105,7 @@ class LocalAuth(PluginBase):
 
     async def authenticate(self, db: AsyncEngine, username: str, password: str,
                            client: str) -> LoginResult:
-        keys = (f"user:{username.casefold()}", f"addr:{client}")
-        wait = self.throttle.retry_after(*keys)
+        wait = self.throttle.retry_after(username, client)
         if wait:
             return LoginResult(None, "throttled", wait)
         async with db.connect() as conn:
@@ -112,10 +114,10 @@ class LocalAuth(PluginBase):
         hashed = row.password_hash if row is not None else await self._dummy()
         ok = await self.verify_async(password, hashed)
         if row is None or not ok or not row.is_active:
-            self.throttle.failed(*keys)
+            self.throttle.failed(username, client)
             reason = "unknown_user" if row is None else "bad_password" if not ok else "inactive"
             return LoginResult(None, reason)
-        self.throttle.succeeded(keys[0])
+        self.throttle.succeeded(username, client)
         return LoginResult(_record(row))
 
     # -- the user store ------------------------------------------------------------------------
