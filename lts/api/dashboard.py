@@ -1,13 +1,66 @@
 """The operator's web dashboard, served by the API at ``/`` (same origin, auth and roles).
 
 Where it sits: pages and their assets, added to the API app by :func:`add_dashboard`; the pages
-read the REST API and follow the WebSocket of committed order events, as any client does.
+read the REST API (and the two summary routes of :mod:`lts.api.dashboard_data`) and follow the
+WebSocket of committed order events, as any client does. Nothing here trades or decides: a
+button is a REST call, and the API checks the role again.
+
+One HTML page (``index.html``) with hash routes (``#/``, ``#/portfolio/ID``, ``#/users``,
+``#/audit``) and three hand-written assets in ``static/dashboard`` (no build step, no CDN, no
+third-party code): ``app.js`` (pages, API and WebSocket clients), ``charts.js`` (SVG equity
+curve and candles), ``dashboard.css``.
+
+Security (what a reviewer checks):
+
+- **Tokens** live in the tab's ``sessionStorage`` (access and refresh token): gone when the tab
+  closes, never shared with other tabs or sites, never in a cookie. Every API call sends the
+  access token as an ``Authorization: Bearer`` header set by the script, so the browser never
+  attaches a credential on its own: a forged cross-site request carries no credential and CSRF
+  has nothing to ride on. The WebSocket authenticates with its first message (the token), never
+  a URL. Logging out revokes the session on the server and clears the storage.
+- **XSS**: the pages never parse data as HTML. Every value from the API is put into the page
+  with ``textContent`` or as an SVG attribute through the DOM (``createElement`` /
+  ``createElementNS``); no ``innerHTML``, ``insertAdjacentHTML``, ``document.write`` or ``eval``
+  anywhere in the assets (a test greps them). The pages' Content-Security-Policy
+  (:data:`lts.api.middleware.DASHBOARD_CSP`) allows scripts and styles from this origin only:
+  no inline script, no ``eval``, no other origin; so even an injection that slipped through
+  could run nothing. ``sessionStorage`` is readable by a script of this origin, which is why that
+  policy, not the storage, is the line of defence.
+- Roles: the pages hide what the role may not do, but only as a convenience; the API refuses it
+  anyway (403), and the page shows the refusal.
 """
 
-from fastapi import FastAPI
+from collections.abc import Awaitable, Callable
+from pathlib import Path
 
-__all__ = ["add_dashboard"]
+from fastapi import FastAPI
+from fastapi.responses import FileResponse
+
+from lts.api import dashboard_data
+
+__all__ = ["ASSETS", "add_dashboard"]
+
+ASSETS = Path(__file__).resolve().parent / "static" / "dashboard"
+#: Every file the dashboard serves (nothing else under its folder is reachable).
+_FILES = {"app.js": "text/javascript", "charts.js": "text/javascript",
+          "dashboard.css": "text/css", "favicon.svg": "image/svg+xml"}
 
 
 def add_dashboard(app: FastAPI) -> None:
-    """Put the dashboard's routes on ``app``."""
+    """Put the dashboard's routes on ``app``: the page at ``/`` (and ``/index.html``), its
+    assets under ``/dashboard/``, and the summary routes of :mod:`lts.api.dashboard_data`."""
+    app.router.routes.extend(dashboard_data.router.routes)
+    page = _serve(ASSETS / "index.html", "text/html; charset=utf-8")
+    app.add_api_route("/", page, methods=["GET"], include_in_schema=False)
+    app.add_api_route("/index.html", page, methods=["GET"], include_in_schema=False)
+    for name, media_type in _FILES.items():
+        app.add_api_route(f"/dashboard/{name}", _serve(ASSETS / name, media_type),
+                          methods=["GET"], include_in_schema=False)
+
+
+def _serve(path: Path, media_type: str) -> Callable[[], Awaitable[FileResponse]]:
+    # (the edge marks every answer ``no-store``: a new version is never hidden by a cache)
+    async def serve() -> FileResponse:
+        return FileResponse(path, media_type=media_type)
+
+    return serve

@@ -1,0 +1,198 @@
+"""The dashboard's two read routes (``/api/v1/dashboard/...``): what the pages need that the
+REST API answers only row by row, in one request each.
+
+Where it sits: API routes like the others (same bearer token, same visibility rule: an admin
+sees every portfolio, anyone else their own; another's answers 404). ``overview`` is a row per
+visible portfolio with the supervisor's live figures, so the overview page makes one request
+for 500 portfolios, not 500. ``activity`` is one portfolio's equity curve (a point per fill,
+downsampled, then the last mark), today's P&L, its recent fills and the journal's last event
+sequence number, read *before* the rest, so a WebSocket subscription from that number misses
+nothing that happened after the snapshot (events already in it come again; the page applies
+them idempotently).
+"""
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Annotated, Any
+
+import anyio
+from fastapi import APIRouter, Query
+from pydantic import BaseModel, Field
+from sqlalchemy import func, select
+
+from lts.api.deps import CurrentUser
+from lts.api.routes.portfolios import owned
+from lts.domain.orders import OPEN_STATUSES
+from lts.persistence import portfolio_store as store
+from lts.persistence.tables import fills, order_events, orders, positions
+
+router = APIRouter(prefix="/api/v1/dashboard", tags=["dashboard"])
+
+#: The curve sent to the page: at most this many points (a chart is a few hundred pixels wide).
+CURVE_POINTS = 600
+_OPEN = sorted(s.value for s in OPEN_STATUSES)
+
+
+class OverviewRow(BaseModel):
+    id: int
+    name: str
+    owner_id: int | None
+    is_active: bool
+    status: str = Field(description="the runner's status, else the stored one")
+    trading_state: str
+    equity: Decimal | None = Field(description="the running ledger's equity (null: not running)")
+    realized_pnl: Decimal | None
+    initial_cash: Decimal
+    open_positions: int
+    open_orders: int
+    fills: int
+    last_tick_ns: int | None
+    last_error: str | None
+
+
+class CurvePoint(BaseModel):
+    t: int = Field(description="nanoseconds since the epoch")
+    equity: float
+
+
+class FillRow(BaseModel):
+    trade_id: str
+    client_order_id: str
+    symbol: str
+    side: str
+    quantity: Decimal
+    price: Decimal
+    fee: Decimal
+    ts_event: int
+
+
+class Activity(BaseModel):
+    portfolio_id: int
+    last_seq: int = Field(description="the journal's last order event of the portfolio when the "
+                          "snapshot was read: subscribe the WebSocket with it as since")
+    initial_cash: Decimal
+    equity: Decimal | None
+    today_pnl: float | None = Field(description="equity now less equity at 00:00 UTC (null: "
+                                    "not running)")
+    curve: list[CurvePoint]
+    fills: list[FillRow] = Field(description="the most recent fills, oldest first")
+    marks: dict[str, Decimal] = Field(description="the running portfolio's last prices")
+
+
+@router.get("/overview", response_model=list[OverviewRow])
+async def overview(caller: CurrentUser) -> list[OverviewRow]:
+    """Every portfolio the caller may see with its live figures: three queries in all."""
+    ctx, who = caller
+    owner = None if who.role == "admin" else who.user_id
+    rows = await store.list_portfolios(ctx.reader, owner)
+    ids = [r["id"] for r in rows]
+    # quantities are text on SQLite: compared as decimals here, not in SQL
+    held = await ctx.reader.all(select(positions.c.portfolio_id, positions.c.quantity)
+                                .where(positions.c.portfolio_id.in_(ids)))
+    working = await ctx.reader.all(
+        select(orders.c.portfolio_id, func.count().label("n"))
+        .where(orders.c.portfolio_id.in_(ids), orders.c.status.in_(_OPEN))
+        .group_by(orders.c.portfolio_id))
+    filled = await ctx.reader.all(
+        select(fills.c.portfolio_id, func.count().label("n"))
+        .where(fills.c.portfolio_id.in_(ids)).group_by(fills.c.portfolio_id))
+    n_held: dict[int, int] = {}
+    for r in held:
+        if r["quantity"] != 0:
+            n_held[r["portfolio_id"]] = n_held.get(r["portfolio_id"], 0) + 1
+    n_working = {r["portfolio_id"]: int(r["n"]) for r in working}
+    n_fills = {r["portfolio_id"]: int(r["n"]) for r in filled}
+    out = []
+    for row in rows:
+        pid = row["id"]
+        state = ctx.engine.state(pid)
+        running = state is not None and state.status == "running"
+        out.append(OverviewRow(
+            id=pid, name=row["name"], owner_id=row["owner_id"], is_active=row["is_active"],
+            status=state.status if state is not None else row["status"],
+            trading_state=(state.trading_state if state is not None and state.trading_state
+                           else row["trading_state"]),
+            equity=state.equity if state is not None else None,
+            realized_pnl=state.realized_pnl if state is not None else None,
+            initial_cash=row["initial_cash"], open_positions=n_held.get(pid, 0),
+            open_orders=(state.open_orders if running and state is not None
+                         else n_working.get(pid, 0)),
+            fills=n_fills.get(pid, 0),
+            last_tick_ns=state.last_tick_ns if state is not None else None,
+            last_error=state.last_error if state is not None else row["last_error"]))
+    return out
+
+
+@router.get("/portfolios/{portfolio_id}/activity", response_model=Activity)
+async def activity(portfolio_id: int, caller: CurrentUser,
+                   recent: Annotated[int, Query(ge=1, le=1000)] = 200) -> Activity:
+    ctx, who = caller
+    row = await owned(ctx, who, portfolio_id)
+    await ctx.engine.flush()
+    top = await ctx.reader.first(select(func.max(order_events.c.seq).label("seq"))
+                                 .where(order_events.c.portfolio_id == portfolio_id))
+    last_seq = int(top["seq"] or 0) if top is not None else 0
+    rows = await ctx.reader.all(
+        select(fills.c.trade_id, fills.c.client_order_id, fills.c.symbol, fills.c.side,
+               fills.c.quantity, fills.c.price, fills.c.fee, fills.c.commission,
+               fills.c.ts_event)
+        .where(fills.c.portfolio_id == portfolio_id).order_by(fills.c.id))
+    marks = ctx.engine.last_prices(portfolio_id)
+    state = ctx.engine.state(portfolio_id)
+    equity = state.equity if state is not None else None
+    now_ns = (state.last_tick_ns if state is not None and state.last_tick_ns else
+              rows[-1]["ts_event"] if rows else 0)
+    curve = await anyio.to_thread.run_sync(
+        equity_curve, Decimal(row["initial_cash"]), rows, marks, now_ns)
+    today = _today_pnl(curve, equity, now_ns)
+    tail = rows[-recent:]
+    return Activity(
+        portfolio_id=portfolio_id, last_seq=last_seq, initial_cash=row["initial_cash"],
+        equity=equity, today_pnl=today, curve=_downsample(curve, CURVE_POINTS),
+        fills=[FillRow.model_validate(r) for r in tail], marks=marks)
+
+
+def equity_curve(initial_cash: Decimal, rows: Sequence[dict[str, Any]],
+                 marks: dict[str, Decimal], now_ns: int) -> list[CurvePoint]:
+    """Cash plus every position at its symbol's last fill price after each fill, then a last
+    point at the marks (as :func:`lts.domain.analytics.analyze` values the portfolio)."""
+    cash = initial_cash
+    held: dict[str, Decimal] = {}
+    last: dict[str, Decimal] = {}
+    points: list[CurvePoint] = []
+    if rows:
+        points.append(CurvePoint(t=rows[0]["ts_event"], equity=float(cash)))
+    for r in rows:
+        quantity = Decimal(r["quantity"])
+        price = Decimal(r["price"])
+        fee = Decimal(r["fee"])
+        signed = quantity if r["side"] == "buy" else -quantity
+        cash -= signed * price + fee
+        held[r["symbol"]] = held.get(r["symbol"], Decimal(0)) + signed - (
+            Decimal(r["commission"]) if r["side"] == "buy" else Decimal(0))
+        last[r["symbol"]] = price
+        value = sum((q * last[s] for s, q in held.items()), Decimal(0))
+        points.append(CurvePoint(t=r["ts_event"], equity=float(cash + value)))
+    marked = sum((q * marks.get(s, last[s]) for s, q in held.items()), Decimal(0))
+    end = max(now_ns, points[-1].t) if points else now_ns
+    points.append(CurvePoint(t=end, equity=float(cash + marked)))
+    return points
+
+
+def _today_pnl(curve: list[CurvePoint], equity: Decimal | None, now_ns: int) -> float | None:
+    if equity is None or not curve:
+        return None
+    now = datetime.fromtimestamp(now_ns / 1e9, UTC) if now_ns else datetime.now(UTC)
+    midnight = int(now.replace(hour=0, minute=0, second=0, microsecond=0).timestamp() * 1e9)
+    before = [p.equity for p in curve if p.t < midnight]
+    start = before[-1] if before else curve[0].equity
+    return float(equity) - start
+
+
+def _downsample(curve: list[CurvePoint], limit: int) -> list[CurvePoint]:
+    """At most ``limit`` points, the first and the last kept (an even stride between)."""
+    if len(curve) <= limit:
+        return curve
+    step = (len(curve) - 1) / (limit - 1)
+    return [curve[round(i * step)] for i in range(limit)]
