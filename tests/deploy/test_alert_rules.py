@@ -1,0 +1,45 @@
+"""The Prometheus alert rules of deploy/ (issue 12): valid for Prometheus, each one tested with
+``promtool test rules`` (deploy/prometheus/alerts_test.yml says when each must fire and when
+not), loaded by the stack's Prometheus configuration and mounted into its container."""
+
+import shutil
+import subprocess
+
+from ._stack import PROMETHEUS, ROOT, load_yaml, service
+
+RULES = ROOT / "deploy" / "prometheus" / "alerts.yml"
+RULE_TESTS = ROOT / "deploy" / "prometheus" / "alerts_test.yml"
+#: what the issue asks to alert on, by alert name
+EXPECTED = {"LtsPortfolioInError", "LtsKillSwitchEngaged", "LtsJournalBacklog",
+            "LtsJournalUnavailable", "LtsEventLoopLag", "LtsFeedStale", "LtsVenueRateLimited"}
+
+
+def promtool(*args: str) -> subprocess.CompletedProcess[str]:
+    tool = shutil.which("promtool")
+    assert tool, "promtool not found: scripts/test installs Debian's prometheus package"
+    return subprocess.run([tool, *args], cwd=RULES.parent, capture_output=True, text=True,
+                          timeout=120, check=False)
+
+
+def alert_names() -> set[str]:
+    return {rule["alert"] for group in load_yaml(RULES)["groups"] for rule in group["rules"]}
+
+
+def test_the_rules_are_valid_and_cover_what_pages_an_operator() -> None:
+    checked = promtool("check", "rules", RULES.name)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert alert_names() == EXPECTED
+
+
+def test_every_alert_fires_when_it_must_and_not_before() -> None:
+    tested = promtool("test", "rules", RULE_TESTS.name)
+    assert tested.returncode == 0, tested.stdout + tested.stderr
+    cases = load_yaml(RULE_TESTS)["tests"]
+    covered = {t["alertname"] for case in cases for t in case["alert_rule_test"]}
+    assert covered == alert_names()  # each alert has a case
+
+
+def test_the_stack_loads_the_rules() -> None:
+    assert load_yaml(PROMETHEUS)["rule_files"] == [RULES.name]
+    mounts = service("prometheus")["volumes"]
+    assert f"./deploy/prometheus/{RULES.name}:/etc/prometheus/{RULES.name}:ro" in mounts
