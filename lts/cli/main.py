@@ -1,6 +1,6 @@
 """The command line: ``python -m lts.engine [run] ...`` and ``python -m lts.engine replay ...``,
-plus the operator's commands, each in its own module: ``keys``, ``db``, ``backup``/``restore``
-and ``selftest``.
+plus the operator's commands, each in its own module: ``keys``, ``db``, ``backup``/``restore``,
+``selftest`` and ``users``.
 
 Bad input (a flag, a setting, a data file, a plugin or a param) prints one line and exits with
 status 2, never a traceback. An unexpected error is logged with its detail and the user gets a
@@ -49,7 +49,7 @@ def _common(p: argparse.ArgumentParser) -> None:
 #: backtest does not load the database tools, the venue or the API.
 COMMANDS = {"replay": "replay_command", "sweep": "sweep_command", "keys": "keys_command",
             "db": "db_command", "backup": "backup_command", "restore": "backup_command",
-            "selftest": "selftest", "venue": "venue_command"}
+            "selftest": "selftest", "venue": "venue_command", "users": "users_command"}
 
 
 def _module(name: str) -> Any:

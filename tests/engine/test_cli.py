@@ -28,7 +28,7 @@ def test_top_level_help_lists_the_commands(tmp_path: Path) -> None:
     assert out.startswith("usage: python -m lts.engine [-h]")
     commands = out.split("{", 1)[1].split("}", 1)[0].split(",")
     assert commands == ["run", "replay", "sweep", "keys", "db", "backup", "restore", "selftest",
-                        "venue"]
+                        "venue", "users"]
     assert "run the engine (the default command)" in out
     assert "replay historical bars through the engine" in out
 

@@ -140,6 +140,12 @@ class LocalAuth(PluginBase):
             row = (await conn.execute(select(*_PUBLIC).where(users.c.id == user_id))).first()
         return None if row is None else _record(row)
 
+    async def find_user(self, db: AsyncEngine, username: str) -> UserRecord | None:
+        async with db.connect() as conn:
+            row = (await conn.execute(select(*_PUBLIC).where(users.c.username == username))
+                   ).first()
+        return None if row is None else _record(row)
+
     async def list_users(self, db: AsyncEngine, offset: int = 0,
                          limit: int = 100) -> list[UserRecord]:
         async with db.connect() as conn:
@@ -171,8 +177,21 @@ class LocalAuth(PluginBase):
                                          .where(users.c.id == user_id))).scalar_one_or_none()
         if hashed is None or not await self.verify_async(old, hashed):
             return False
+        await self._store_password(db, user_id, new)
+        return True
+
+    async def reset_password(self, db: AsyncEngine, username: str,
+                             new: str) -> UserRecord | None:
+        """Set ``username``'s password without the old one (the operator's ``users
+        reset-password``, for a lost password); None when there is no such user. The caller
+        checks the strength rule and ends the user's sessions."""
+        user = await self.find_user(db, username)
+        if user is not None:
+            await self._store_password(db, user.id, new)
+        return user
+
+    async def _store_password(self, db: AsyncEngine, user_id: int, new: str) -> None:
         new_hash = await self.hash_async(new)
         async with db.begin() as conn:
             await conn.execute(update(users).where(users.c.id == user_id)
                                .values(password_hash=new_hash))
-        return True
