@@ -29,7 +29,9 @@ __all__ = [
     "OrderSubmitted",
     "OrderUnknown",
     "OrderUpdated",
+    "PortfolioStatusChanged",
     "PositionChanged",
+    "TradingStateChanged",
 ]
 
 
@@ -123,4 +125,27 @@ class PositionChanged(msgspec.Struct, frozen=True):
     quantity: Decimal
     avg_price: Decimal
     realized_pnl: Decimal
+    ts_event: int
+
+
+class PortfolioStatusChanged(msgspec.Struct, frozen=True):
+    """A portfolio's supervisor saw it fail or come back: ``status`` is ``"error"`` (``reason``:
+    the sanitized error; ``restarts``: restarts so far) or ``"restarted"`` (running again after
+    an error; ``reason``: the error it recovered from). Published once the journal committed
+    the audit row that records it."""
+
+    portfolio_id: int
+    status: str
+    reason: str
+    restarts: int
+    ts_event: int
+
+
+class TradingStateChanged(msgspec.Struct, frozen=True):
+    """The portfolio's kill switch moved (``ACTIVE``, ``REDUCING``, ``HALTED``): published once
+    the journal committed the new state."""
+
+    portfolio_id: int
+    state: str
+    previous: str
     ts_event: int

@@ -493,8 +493,11 @@ class PortfolioRunner:
         return Denied(Reason.INVALID_PARAMS, f"unknown command {type(command).__name__}")
 
     def _set_trading_state(self, state: TradingState, reply: Any) -> Reply | None:
+        from lts.domain.events import TradingStateChanged  # here: the one place it is made
+
         om = self.orders
         assert om is not None
+        previous = self.risk.state
         self.risk.state = state
         if state is not TradingState.HALTED:
             self.venues.banned.clear()  # an operator resumed: the ban is over for them
@@ -505,13 +508,16 @@ class PortfolioRunner:
             return None if reply is None else Accepted()
         written = self.ctx.journal.update_portfolio(
             {"id": self.portfolio_id, "trading_state": state.value}, fence=self.fence)
-        if reply is None:
-            return None
+        changed = TradingStateChanged(self.portfolio_id, state.value, previous.value,
+                                      self.ctx.clock.now_ns())
+        bus = self.ctx.bus
 
         def answered(future: Any) -> None:  # once durable: a restart keeps the state
-            if not reply.done():
-                reply.set_result(Accepted() if not future.cancelled()
-                                 and future.exception() is None
+            durable = not future.cancelled() and future.exception() is None
+            if durable:  # committed: it may go out (notifications)
+                bus.publish_nowait(changed, changed.portfolio_id)
+            if reply is not None and not reply.done():
+                reply.set_result(Accepted() if durable
                                  else Denied(Reason.JOURNAL_UNAVAILABLE, "not recorded"))
 
         written.add_done_callback(answered)

@@ -13,8 +13,13 @@ and nowhere else, so a portfolio never has two runners. The supervisor:
   of healthy running the count and the backoff start over (outages do not add up);
 - ``activate`` while it waits in backoff (or has given up) restarts that same runner at once;
   ``deactivate`` stops the runner gracefully (a ``Stop`` command) and waits for it.
+
+A failure and a recovery from one also go out on the bus as
+:class:`~lts.domain.events.PortfolioStatusChanged` (``error``, ``restarted``), once the journal
+has committed the audit row that records it (notifications, :mod:`lts.notify`).
 """
 
+import asyncio
 import enum
 import logging
 import time
@@ -23,7 +28,9 @@ from dataclasses import dataclass
 
 import anyio
 
+from lts.bus import Bus
 from lts.domain.commands import Stop
+from lts.domain.events import PortfolioStatusChanged
 from lts.engine.inbox import Envelope
 from lts.engine.runner import PortfolioRunner
 from lts.errors import ConfigError, LeaseLost
@@ -70,8 +77,10 @@ MakeRunner = Callable[[int | None, bool], Awaitable[PortfolioRunner]]
 
 class PortfolioSupervisor:
     def __init__(self, portfolio_id: int, make_runner: MakeRunner, *, journal: Journal,
-                 leases: LeaseManager | None, policy: RestartPolicy) -> None:
+                 leases: LeaseManager | None, policy: RestartPolicy,
+                 bus: Bus | None = None) -> None:
         self.portfolio_id = portfolio_id
+        self._bus = bus
         self._make_runner = make_runner
         self._journal = journal
         self._leases = leases
@@ -226,10 +235,11 @@ class PortfolioSupervisor:
         pid = self.portfolio_id
         self._journal.update_portfolio({"id": pid, "status": "error", "last_error": reason},
                                        fence=self._fence)
-        self._journal.insert_audit({
+        written = self._journal.insert_audit({
             "actor": "system", "action": "portfolio.error", "target": f"portfolio:{pid}",
             "client_address": None, "outcome": "failure",
             "detail": {"reason": reason, "restarts": self.restarts}})
+        self._announce(written, "error", reason)
 
     def _set_status(self, status: PortfolioStatus, *, clear_error: bool = False) -> None:
         self.status = status
@@ -237,13 +247,28 @@ class PortfolioSupervisor:
         if clear_error:
             row["last_error"] = None
         if status is PortfolioStatus.RUNNING and self.last_error is not None:
-            self._journal.insert_audit({
+            written = self._journal.insert_audit({
                 "actor": "system", "action": "portfolio.restarted",
                 "target": f"portfolio:{self.portfolio_id}", "client_address": None,
                 "outcome": "success", "detail": {"after": self.last_error,
                                                  "restarts": self.restarts}})
+            self._announce(written, "restarted", self.last_error)
         if status is not PortfolioStatus.STARTING:
             self._journal.update_portfolio(row, fence=self._fence)
+
+    def _announce(self, written: "asyncio.Future[None]", status: str, reason: str) -> None:
+        """Publish the change on the bus once its audit row is committed (never if it fails)."""
+        bus = self._bus
+        if bus is None:
+            return
+        event = PortfolioStatusChanged(self.portfolio_id, status, reason, self.restarts,
+                                       time.time_ns())
+
+        def committed(future: "asyncio.Future[None]") -> None:
+            if not future.cancelled() and future.exception() is None:
+                bus.publish_nowait(event, self.portfolio_id)
+
+        written.add_done_callback(committed)
 
     # -- the lease -----------------------------------------------------------------------------
     @property

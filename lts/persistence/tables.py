@@ -10,6 +10,11 @@ would pass).
 ``broker_credentials`` holds each user's broker API keys sealed with AES-GCM
 (:mod:`lts.persistence.keyring`): the nonce, the ciphertext and the version of the master key
 that sealed it; never the plain text.
+
+``webhooks`` are each user's notification endpoints (:mod:`lts.notify`): the URL, the event
+types it wants, an optional portfolio it is limited to, and the secret its requests are signed
+with (HMAC-SHA256; the receiver holds the same secret, so it is kept as given and shown only once
+by the API). ``webhook_deliveries`` logs every attempt to deliver a notification to one.
 """
 
 from sqlalchemy import (
@@ -241,4 +246,38 @@ broker_credentials = Table(
     Column("updated_at", DateTime(timezone=True), nullable=False,
            server_default=func.current_timestamp()),
     UniqueConstraint("user_id", "broker"),
+)
+
+webhooks = Table(
+    "webhooks", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=False,
+           index=True),
+    Column("url", String(2048), nullable=False),
+    Column("event_types", JSON, nullable=False),
+    Column("portfolio_id", Integer, ForeignKey("portfolios.id", ondelete="CASCADE"),
+           nullable=True),
+    Column("secret", String(128), nullable=False),
+    Column("description", String(200), nullable=False, server_default=""),
+    Column("active", Boolean, nullable=False, server_default="1"),
+    _created(),
+    Column("updated_at", DateTime(timezone=True), nullable=False,
+           server_default=func.current_timestamp()),
+)
+
+webhook_deliveries = Table(
+    "webhook_deliveries", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("webhook_id", Integer, ForeignKey("webhooks.id", ondelete="CASCADE"), nullable=False),
+    Column("event_id", String(64), nullable=False),
+    Column("event_type", String(32), nullable=False),
+    Column("portfolio_id", Integer, nullable=True),
+    Column("attempt", Integer, nullable=False),
+    Column("outcome", String(16), nullable=False),
+    Column("http_status", Integer, nullable=True),
+    Column("error", String(200), nullable=True),
+    Column("duration_ms", Integer, nullable=False),
+    Column("ts", DateTime(timezone=True), nullable=False, server_default=func.current_timestamp()),
+    CheckConstraint("outcome IN ('delivered', 'retrying', 'failed')", name="outcome"),
+    Index("ix_webhook_deliveries_webhook_id_id", "webhook_id", "id"),
 )

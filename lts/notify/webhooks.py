@@ -1,0 +1,256 @@
+"""Webhook delivery: a signed JSON POST per notification, retried with backoff, every attempt
+logged, never in the way of trading.
+
+Where it sits: the notifier (:mod:`lts.notify.service`) hands each notification to the
+:class:`WebhookSender` of every webhook that should get it (:meth:`WebhookDispatcher.offer`,
+never waits). Each webhook has a sender task of its own with a bounded queue (the oldest
+notification dropped when full, counted): a slow or dead receiver holds up only its own
+webhook. A sender delivers up to ``concurrency`` notifications at once; each is tried up to
+``max_attempts`` times, ``initial_backoff`` seconds apart doubled per try (capped at
+``max_backoff``, jittered down to half; a ``Retry-After`` of a 429 or 503 is honoured within the
+cap). Retried: no answer, a timeout, 408, 425, 429 and 5xx; any other answer below 200 or from
+300 up is final (the receiver refused it; redirects are not followed). Every attempt becomes a
+``webhook_deliveries`` row (``delivered``, ``retrying``, ``failed``), written in batches by the
+:class:`DeliveryLog`.
+
+HTTP client: aiohttp (a session per notifier; no proxies from the environment).
+"""
+
+import logging
+import random
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import anyio
+from anyio.abc import TaskGroup, TaskStatus
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from lts import __version__
+from lts.bus import Mailbox, Overflow
+from lts.notify.config import WebhookSettings
+from lts.notify.events import Notification
+from lts.notify.signature import (
+    ATTEMPT_HEADER,
+    EVENT_HEADER,
+    EVENT_ID_HEADER,
+    SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+    sign,
+)
+from lts.persistence import webhooks_repo as repo
+
+__all__ = ["DeliveryLog", "WebhookDispatcher", "WebhookRoute", "WebhookSender"]
+
+log = logging.getLogger("lts.notify.webhooks")
+
+_RETRYABLE = frozenset({408, 425, 429})
+_USER_AGENT = f"LTS-Webhooks/{__version__}"
+
+
+@dataclass(frozen=True)
+class WebhookRoute:
+    """An active webhook as the notifier routes to it."""
+
+    id: int
+    user_id: int
+    role: str
+    url: str
+    secret: str
+    event_types: frozenset[str]
+    portfolio_id: int | None
+
+    @classmethod
+    def of(cls, row: dict[str, Any]) -> "WebhookRoute":
+        return cls(row["id"], row["user_id"], row["role"], row["url"], row["secret"],
+                   frozenset(row["event_types"] or ()), row["portfolio_id"])
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    delivered: bool
+    retry: bool
+    http_status: int | None
+    error: str | None
+    retry_after: float | None = None
+
+
+class DeliveryLog:
+    """Attempt rows, written in batches by one task; the latest ``keep`` per webhook kept.
+    Rows wait in a bounded queue (the oldest dropped while the database cannot keep up)."""
+
+    def __init__(self, db: AsyncEngine, keep: int, capacity: int = 10_000) -> None:
+        self._db = db
+        self._keep = keep
+        self._rows: Mailbox[dict[str, Any]] = Mailbox(capacity, Overflow.DROP_OLDEST,
+                                                       name="webhook-log")
+        self.written = 0
+        self._since_prune: set[int] = set()
+        self._pruned_at = 0.0
+
+    @property
+    def dropped(self) -> int:
+        return self._rows.dropped
+
+    def record(self, row: dict[str, Any]) -> None:
+        self._rows.put_nowait(row)
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        task_status.started()
+        while True:
+            rows = await self._rows.get_batch(500)
+            try:
+                self.written += await repo.record_deliveries(self._db, rows)
+                self._since_prune.update(r["webhook_id"] for r in rows)
+                if time.monotonic() - self._pruned_at > 10.0:
+                    await repo.prune_deliveries(self._db, sorted(self._since_prune), self._keep)
+                    self._since_prune.clear()
+                    self._pruned_at = time.monotonic()
+            except Exception as exc:  # the database is away: these rows are lost, not trading
+                log.warning("webhook delivery log: %d row(s) not written (%s)", len(rows),
+                            type(exc).__name__)
+
+
+class WebhookSender:
+    """One webhook's queue and deliveries (its task: :meth:`run`)."""
+
+    def __init__(self, route: WebhookRoute, session: aiohttp.ClientSession,
+                 settings: WebhookSettings, delivery_log: DeliveryLog) -> None:
+        self.route = route
+        self._session = session
+        self._settings = settings
+        self._log = delivery_log
+        self._queue: Mailbox[Notification] = Mailbox(settings.queue, Overflow.DROP_OLDEST,
+                                                      name=f"webhook-{route.id}")
+        self._in_flight = anyio.Semaphore(settings.concurrency)
+        self.scope = anyio.CancelScope()
+        self.delivered = 0
+        self.failed = 0
+
+    @property
+    def dropped(self) -> int:
+        return self._queue.dropped
+
+    def offer(self, n: Notification) -> None:
+        self._queue.put_nowait(n)
+
+    async def run(self) -> None:
+        with self.scope:
+            async with anyio.create_task_group() as tg:
+                while True:
+                    for n in await self._queue.get_batch():
+                        await self._in_flight.acquire()
+                        tg.start_soon(self._deliver, n)
+
+    async def _deliver(self, n: Notification) -> None:
+        s = self._settings
+        try:
+            for attempt in range(1, s.max_attempts + 1):
+                started = time.perf_counter()
+                outcome = await self._attempt(n, attempt)
+                last = outcome.delivered or not outcome.retry or attempt == s.max_attempts
+                self._record(n, attempt, outcome, started, last)
+                if outcome.delivered:
+                    self.delivered += 1
+                    return
+                if last:
+                    self.failed += 1
+                    log.warning("webhook %d: %s %s not delivered after %d attempt(s): %s",
+                                self.route.id, n.type, n.id, attempt,
+                                outcome.error or outcome.http_status)
+                    return
+                backoff = min(s.initial_backoff * 2 ** (attempt - 1), s.max_backoff)
+                backoff *= random.uniform(0.5, 1.0)  # noqa: S311 - jitter, not security
+                if outcome.retry_after is not None:
+                    backoff = max(backoff, min(outcome.retry_after, s.max_backoff))
+                await anyio.sleep(backoff)
+        finally:
+            self._in_flight.release()
+
+    async def _attempt(self, n: Notification, attempt: int) -> _Outcome:
+        route = self.route  # read per attempt: a changed URL or secret acts on the next one
+        ts = int(time.time())
+        headers = {"Content-Type": "application/json", "User-Agent": _USER_AGENT,
+                   TIMESTAMP_HEADER: str(ts), SIGNATURE_HEADER: sign(route.secret, ts, n.body),
+                   EVENT_ID_HEADER: n.id, EVENT_HEADER: n.type, ATTEMPT_HEADER: str(attempt)}
+        try:
+            async with self._session.post(
+                    route.url, data=n.body, headers=headers, allow_redirects=False,
+                    timeout=aiohttp.ClientTimeout(total=self._settings.timeout)) as resp:
+                status = resp.status
+                retry_after = _seconds(resp.headers.get("Retry-After"))
+                await resp.content.readany()  # a glance at most: the answer is not kept
+        except TimeoutError:
+            return _Outcome(False, True, None, "timeout")
+        except aiohttp.ClientError as exc:
+            return _Outcome(False, True, None, _describe(exc))
+        except (OSError, ValueError) as exc:  # an unusable URL, a refused socket
+            return _Outcome(False, isinstance(exc, OSError), None, _describe(exc))
+        if 200 <= status < 300:
+            return _Outcome(True, False, status, None)
+        retry = status >= 500 or status in _RETRYABLE
+        return _Outcome(False, retry, status, f"HTTP {status}",
+                        retry_after if status in (429, 503) else None)
+
+    def _record(self, n: Notification, attempt: int, outcome: _Outcome, started: float,
+                last: bool) -> None:
+        self._log.record({
+            "webhook_id": self.route.id, "event_id": n.id[:64], "event_type": n.type[:32],
+            "portfolio_id": n.portfolio_id, "attempt": attempt,
+            "outcome": "delivered" if outcome.delivered else "failed" if last else "retrying",
+            "http_status": outcome.http_status,
+            "error": None if outcome.error is None else outcome.error[:200],
+            "duration_ms": int((time.perf_counter() - started) * 1000)})
+
+
+def _seconds(value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        return None
+    return seconds if 0 <= seconds < 1e6 else None
+
+
+def _describe(exc: BaseException) -> str:
+    """The error's class and, for a connection error, the OS's reason (never a URL's secret:
+    aiohttp puts the host and port in the message, not the path or query)."""
+    inner = getattr(exc, "os_error", None)
+    if isinstance(inner, OSError) and inner.strerror:
+        return f"{type(exc).__name__}: {inner.strerror}"
+    return type(exc).__name__
+
+
+class WebhookDispatcher:
+    """The senders of the active webhooks, kept in step with the routes the notifier reads."""
+
+    def __init__(self, tg: TaskGroup, session: aiohttp.ClientSession, settings: WebhookSettings,
+                 delivery_log: DeliveryLog) -> None:
+        self._tg = tg
+        self._session = session
+        self._settings = settings
+        self._log = delivery_log
+        self.senders: dict[int, WebhookSender] = {}
+
+    def sync(self, routes: list[WebhookRoute]) -> None:
+        """Start senders for new webhooks, update changed ones, stop those gone."""
+        wanted = {r.id: r for r in routes}
+        for wid in list(self.senders):
+            if wid not in wanted:
+                self.senders.pop(wid).scope.cancel()
+        for wid, route in wanted.items():
+            sender = self.senders.get(wid)
+            if sender is None:
+                sender = self.senders[wid] = WebhookSender(route, self._session, self._settings,
+                                                           self._log)
+                self._tg.start_soon(sender.run, name=f"webhook {wid}")
+            else:
+                sender.route = route
+
+    def offer(self, n: Notification, routes: list[WebhookRoute]) -> None:
+        for route in routes:
+            sender = self.senders.get(route.id)
+            if sender is not None:
+                sender.offer(n)

@@ -1,0 +1,166 @@
+"""Webhooks on the real engine (demo portfolio, paper venue, a bar every 50 ms): committed
+fills reach a local receiver signed, retried after 500s with the same event id, and logged;
+a receiver that never answers holds up nothing of the engine; a user only hears of portfolios
+they may see; kill-switch changes are told."""
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from api.conftest import running_api
+from sqlalchemy import select
+
+from lts.domain.commands import Accepted, SetTradingState, TradingState
+from lts.engine.engine import Engine
+from lts.notify.signature import (
+    ATTEMPT_HEADER,
+    EVENT_ID_HEADER,
+    SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+    verify,
+)
+from lts.persistence import repositories
+from lts.persistence import webhooks_repo as repo
+from lts.persistence.tables import webhook_deliveries
+
+from ._support import (
+    Received,
+    dead_receiver,
+    notifying,
+    quick_settings,
+    receiver,
+    until,
+    until_read,
+)
+
+pytestmark = pytest.mark.anyio
+
+
+async def _webhook(engine: Engine, username: str, url: str, types: list[str],
+                   **values: Any) -> dict[str, Any]:
+    user_id = await repositories.user_id_by_name(engine.db, username)
+    assert user_id is not None
+    return await repo.create_webhook(engine.db, {
+        "user_id": user_id, "url": url, "event_types": types, "secret": repo.new_secret(),
+        **values})
+
+
+async def _log(engine: Engine, webhook_id: int) -> list[dict[str, Any]]:
+    async with engine.db.connect() as conn:
+        rows = (await conn.execute(select(webhook_deliveries)
+                                   .where(webhook_deliveries.c.webhook_id == webhook_id)
+                                   .order_by(webhook_deliveries.c.id))).mappings().all()
+    return [dict(r) for r in rows]
+
+
+def _signed(r: Received, secret: str) -> bool:
+    return verify(secret, r.headers[TIMESTAMP_HEADER], r.headers[SIGNATURE_HEADER], r.body)
+
+
+async def test_a_fill_is_posted_signed_retried_after_500s_and_logged(
+        tmp_path: Path, migrated_url: str) -> None:
+    async with running_api(tmp_path, demo={"interval": 0.05}, api={"enabled": False},
+                           database={"url": migrated_url}) as api, receiver() as rec:
+        engine = api.engine
+        hook = await _webhook(engine, "admin", rec.url("/fills"), ["order.filled"])
+        rec.script["/fills"] = [500, 500, 503]  # the first three tries fail
+        async with notifying(engine):
+            await until(lambda: any(r.status == 200 for r in rec.at("/fills")),
+                        "a fill delivered with 200")
+            first = rec.at("/fills")[0]
+            tries = [r for r in rec.at("/fills")
+                     if r.headers[EVENT_ID_HEADER] == first.headers[EVENT_ID_HEADER]]
+            assert [r.status for r in tries] == [500, 500, 503, 200]
+            assert [r.headers[ATTEMPT_HEADER] for r in tries] == ["1", "2", "3", "4"]
+            assert all(_signed(r, hook["secret"]) for r in rec.received)
+            assert not _signed(first, "whsec_another")
+            tampered = first.body.replace(b"order.filled", b"order.filleD")
+            assert not verify(hook["secret"], first.headers[TIMESTAMP_HEADER],
+                              first.headers[SIGNATURE_HEADER], tampered)
+            body = first.json()
+            assert body["type"] == "order.filled"
+            assert body["portfolio"]["name"] == "demo"
+            assert body["id"] == first.headers[EVENT_ID_HEADER]
+            assert body["data"]["fill"]["quantity"]
+            assert body["data"]["status"] in ("filled", "partially_filled")
+            event_id = body["id"]
+
+            rows = await until_read(
+                lambda: _log(engine, hook["id"]),
+                lambda rows: len([r for r in rows if r["event_id"] == event_id]) >= 4,
+                "the four attempts in the delivery log")
+            mine = [r for r in rows if r["event_id"] == event_id]
+            assert [r["outcome"] for r in mine] == ["retrying", "retrying", "retrying",
+                                                    "delivered"]
+            assert [r["http_status"] for r in mine] == [500, 500, 503, 200]
+            assert [r["attempt"] for r in mine] == [1, 2, 3, 4]
+
+
+async def test_a_dead_receiver_holds_up_neither_the_engine_nor_other_webhooks(
+        tmp_path: Path, migrated_url: str) -> None:
+    async with running_api(tmp_path, demo={"interval": 0.05}, api={"enabled": False},
+                           database={"url": migrated_url}) as api, \
+            receiver() as rec, dead_receiver() as dead:
+        engine = api.engine
+        pid = await repositories.portfolio_id_by_name(engine.db, "demo")
+        assert pid is not None
+        await _webhook(engine, "admin", dead.url("/hangs"), ["order.filled"])
+        await _webhook(engine, "admin", rec.url("/alive"), ["order.filled"])
+        refused = await _webhook(engine, "admin", rec.url("/gone"), ["order.filled"])
+        rec.script["/gone"] = [410] * 1000
+        async with notifying(engine, quick_settings(concurrency=2, timeout=60)) as notifier:
+            # both delivery slots of the dead receiver's webhook hang on an answer that never
+            # comes; the engine goes on filling and the live webhook hears of every fill
+            await until(lambda: dead.connections >= 2, "two deliveries hanging")
+            state = engine.facade.state(pid)
+            assert state is not None
+            before = state.fills
+            await until(lambda: (s := engine.facade.state(pid)) is not None
+                        and s.fills >= before + 3, "three more fills")
+            await until(lambda: len(rec.at("/alive")) >= before + 3,
+                        "the live webhook told of them")
+            assert dead.connections == 2
+            assert notifier.mailbox.dropped == 0
+            # a receiver that refuses (410) is not asked again: one attempt each, failed
+            rows = await until_read(lambda: _log(engine, refused["id"]), bool,
+                                    "the refused attempts logged")
+            assert {(r["attempt"], r["outcome"], r["http_status"]) for r in rows} == \
+                {(1, "failed", 410)}
+            ids = [r.headers[EVENT_ID_HEADER] for r in rec.at("/gone")]
+            assert len(ids) == len(set(ids))
+
+
+async def test_a_user_hears_only_of_portfolios_they_may_see_and_of_the_kill_switch(
+        tmp_path: Path, migrated_url: str) -> None:
+    async with running_api(tmp_path, demo={"interval": 0.05}, api={"enabled": False},
+                           database={"url": migrated_url}) as api, receiver() as rec:
+        engine = api.engine
+        pid = await repositories.portfolio_id_by_name(engine.db, "demo")
+        assert pid is not None
+        await repositories.create_user(engine.db, "trader1", "x", "trader")
+        everything = ["order.filled", "order.rejected", "order.denied", "portfolio.error",
+                      "portfolio.restarted", "trading_state.changed"]
+        await _webhook(engine, "trader1", rec.url("/trader"), everything)
+        await _webhook(engine, "trader1", rec.url("/trader-demo"), everything, portfolio_id=pid)
+        await _webhook(engine, "admin", rec.url("/admin"), everything)
+        await _webhook(engine, "admin", rec.url("/off"), everything, active=False)
+        await _webhook(engine, "admin", rec.url("/switch"), ["trading_state.changed"])
+        async with notifying(engine):
+            reply = await engine.facade.command(pid, SetTradingState(TradingState.HALTED))
+            assert isinstance(reply, Accepted)
+            await until(lambda: rec.at("/switch"), "the halt told")
+            reply = await engine.facade.command(pid, SetTradingState(TradingState.ACTIVE))
+            assert isinstance(reply, Accepted)
+            await until(lambda: len(rec.at("/switch")) == 2, "the resume told")
+            changes = [r.json()["data"] for r in rec.at("/switch")]
+            assert changes == [{"state": "HALTED", "previous": "ACTIVE"},
+                               {"state": "ACTIVE", "previous": "HALTED"}]
+            await until(lambda: len([r for r in rec.at("/admin")
+                                     if r.json()["type"] == "order.filled"]) >= 2,
+                        "two fills told to the admin")
+            assert rec.at("/trader") == []
+            assert rec.at("/trader-demo") == []
+            assert rec.at("/off") == []
+            types = {json.loads(r.body)["type"] for r in rec.at("/admin")}
+            assert {"trading_state.changed", "order.filled"} <= types
