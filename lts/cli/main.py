@@ -23,7 +23,7 @@ import anyio
 
 from lts.cli.common import has_uvloop, setup_logging
 from lts.errors import LtsError
-from lts.settings import Settings, load_settings, merge, parse_set
+from lts.settings import Settings, load_settings, merge, parse_set, with_generated_jwt_secret
 
 __all__ = ["COMMANDS", "EXIT_USAGE", "build_parser", "main", "run_as_process"]
 
@@ -101,10 +101,13 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from lts.engine.bootstrap import check_admin_password
     from lts.engine.engine import Engine
 
     settings = _settings(args)
+    check_admin_password(settings)  # before anything is made
     setup_logging(settings.log_level, json_lines=settings.profile == "prod")
+    settings = with_generated_jwt_secret(settings)
     anyio.run(Engine(settings).run, backend_options={"use_uvloop": has_uvloop()})
     return 0
 

@@ -1,6 +1,7 @@
 """First start: the initial admin user and the demo portfolio.
 
-The admin's password comes from ``LTS_ADMIN_PASSWORD``; without it one is generated and printed
+The admin's password comes from ``LTS_ADMIN_PASSWORD``, which must meet the API's strength rule
+(:func:`check_admin_password`, before anything starts); without it one is generated and printed
 once, on the start that creates the user. The demo portfolio ``demo`` trades two synthetic
 symbols with ``sma_crossover`` on the ``paper`` broker, so a new user sees orders within seconds.
 """
@@ -19,15 +20,27 @@ from lts.errors import ConfigError
 from lts.persistence import repositories as repo
 from lts.persistence.credentials import BrokerCredentials, CredentialStore
 from lts.persistence.keyring import Keyring
-from lts.plugins.aaa.passwords import hash_password
+from lts.plugins.aaa.passwords import WeakPassword, hash_password, strong_password
 from lts.settings import DemoSettings, Settings
 
 log = logging.getLogger("lts.bootstrap")
 
 
+def check_admin_password(settings: Settings) -> None:
+    """A configured admin password meets the strength rule every new password meets (the
+    API's); ConfigError naming the setting otherwise."""
+    if settings.admin_password is None:
+        return
+    try:
+        strong_password(settings.admin_password.get_secret_value())
+    except WeakPassword as exc:
+        raise ConfigError(f"setting 'admin_password' (LTS_ADMIN_PASSWORD): {exc}") from None
+
+
 async def ensure_admin(db: AsyncEngine, settings: Settings) -> None:
     """The first user, an admin. Engines started together on one new database race for it:
     the one that inserts first made it, the others take theirs as made."""
+    check_admin_password(settings)
     if await repo.user_count(db):
         return
     given = settings.admin_password.get_secret_value() if settings.admin_password else None

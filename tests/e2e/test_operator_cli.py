@@ -1,12 +1,15 @@
-"""The operator's way back in, as an operator runs it (subprocesses): ``users reset-password``
-from standard input, an environment variable and a terminal (a pseudo-terminal here), the new
+"""The operator's access, as an operator has it (subprocesses): ``users reset-password`` from
+standard input, an environment variable and a terminal (a pseudo-terminal here), the new
 password then logging in through the real API; one ``lts: error:`` line and exit 2 for an
-unknown user, a weak password or two that differ; every attempt in the audit trail."""
+unknown user, a weak password or two that differ; every attempt in the audit trail. At start:
+``LTS_ADMIN_PASSWORD`` under the API's strength rule, and the dev profile's tokens signed with a
+secret made for its data directory, never the placeholder in the source."""
 
 import json
 import os
 import select
 import socket
+import stat
 import subprocess
 import sys
 import time
@@ -14,9 +17,11 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import jwt
 import pytest
 
 from lts.plugins.aaa.passwords import verify_password
+from lts.settings import DEV_JWT_SECRET, JWT_SECRET_FILE
 
 from ._support import ADMIN_PASSWORD, START_TIMEOUT, Db, Launcher, sqlite_url, wait_until
 
@@ -66,10 +71,19 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _login(port: int, username: str, password: str) -> int:
+def _login_request(port: int, username: str, password: str) -> urllib.request.Request:
     body = json.dumps({"username": username, "password": password}).encode()
-    req = urllib.request.Request(f"http://127.0.0.1:{port}/api/v1/auth/login", data=body,
-                                 headers={"content-type": "application/json"}, method="POST")
+    return urllib.request.Request(f"http://127.0.0.1:{port}/api/v1/auth/login", data=body,
+                                  headers={"content-type": "application/json"}, method="POST")
+
+
+def _token(port: int, username: str, password: str) -> str:
+    with urllib.request.urlopen(_login_request(port, username, password), timeout=5) as reply:
+        return str(json.loads(reply.read())["access_token"])
+
+
+def _login(port: int, username: str, password: str) -> int:
+    req = _login_request(port, username, password)
     try:
         with urllib.request.urlopen(req, timeout=5) as reply:
             return int(reply.status)
@@ -167,3 +181,55 @@ def test_a_terminal_is_asked_twice(launcher: Launcher, made: str, db: Db) -> Non
     code, err = _on_a_terminal(launcher, made, [(FIRST, NEW_PASSWORD), (AGAIN, NEW_PASSWORD)])
     assert code == 0, err
     assert verify_password(NEW_PASSWORD, _hash(db, "admin"))
+
+
+# -- the start's secrets ------------------------------------------------------------------------
+
+def _engine(launcher: Launcher, *args: str,
+            env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "lts.engine", *args], cwd=launcher.workdir,
+                          env={**launcher.env(), **(env or {})}, capture_output=True, text=True,
+                          timeout=60, check=False)
+
+
+@pytest.mark.parametrize(("weak", "why"), [
+    ("admin", "at least 10 characters"),
+    ("password-password", "needs three of: lower case, upper case, digits, other characters")])
+def test_a_weak_admin_password_is_refused_before_anything_is_made(
+        launcher: Launcher, weak: str, why: str) -> None:
+    done = _engine(launcher, "--no-demo", "--run-for", "1", env={"LTS_ADMIN_PASSWORD": weak})
+    assert done.returncode == 2, done.stderr
+    assert done.stderr == f"lts: error: setting 'admin_password' (LTS_ADMIN_PASSWORD): {why}\n"
+    assert list(launcher.workdir.iterdir()) == []
+
+
+def test_the_dev_profile_signs_tokens_with_a_secret_of_its_own(launcher: Launcher,
+                                                               db_path: Path) -> None:
+    """No token is signed with the placeholder in the source code: a secret is made beside
+    the database (0600) at the first start and kept for the next ones."""
+    url = sqlite_url(db_path)
+    first = launcher.run("--db-url", url, "--no-demo", "--run-for", "0.5")
+    assert first.returncode == 0, first.tail()
+    kept = db_path.parent / JWT_SECRET_FILE
+    secret = kept.read_text().strip()
+    assert len(secret) >= 32
+    assert secret != DEV_JWT_SECRET
+    if sys.platform != "win32":
+        assert stat.S_IMODE(kept.stat().st_mode) == 0o600
+
+    port = _free_port()
+    engine = launcher.start("--db-url", url, "--no-demo", "--set", f"api.port={port}")
+    wait_until(lambda: _login(port, "admin", ADMIN_PASSWORD) == 200, timeout=START_TIMEOUT,
+               what="the API to let the admin in", run=engine)
+    token = _token(port, "admin", ADMIN_PASSWORD)
+    assert jwt.decode(token, secret, algorithms=["HS256"])["sid"]
+    with pytest.raises(jwt.InvalidSignatureError):
+        jwt.decode(token, DEV_JWT_SECRET, algorithms=["HS256"])
+    assert kept.read_text().strip() == secret  # reused, not made again
+
+
+def test_a_configured_jwt_secret_makes_no_file(launcher: Launcher, db_path: Path) -> None:
+    done = _engine(launcher, "--db-url", sqlite_url(db_path), "--no-demo", "--run-for", "0.5",
+                   "--set", "auth.jwt_secret=" + "k" * 40)
+    assert done.returncode == 0, done.stderr
+    assert not (db_path.parent / JWT_SECRET_FILE).exists()
