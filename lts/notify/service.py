@@ -25,7 +25,7 @@ from lts.notify.audience import Audience
 from lts.notify.config import NotifySettings
 from lts.notify.events import notification_of
 from lts.notify.telegram import TelegramBot
-from lts.notify.webhooks import DeliveryLog, WebhookDispatcher
+from lts.notify.webhooks import DeliveryLog, WebhookDispatcher, WebhookRoute
 from lts.plugins.base import PluginBase, PluginParams
 from lts.settings import Settings
 
@@ -87,13 +87,14 @@ class Notifier:
     async def _route(self) -> None:
         assert self.webhooks is not None
         audience, webhooks, telegram = self.audience, self.webhooks, self.telegram
+        synced: list[WebhookRoute] | None = None
         while True:
             batch = await self.mailbox.get_batch(512)
             pids = {getattr(e, "portfolio_id", None) for e in batch}
-            if await audience.refresh(unknown=(p for p in pids if isinstance(p, int))):
-                webhooks.sync(audience.routes)
-                if telegram is not None:
-                    telegram.members_changed()
+            await audience.refresh(unknown=(p for p in pids if isinstance(p, int)))
+            if audience.routes is not synced:  # re-read (here or by the bot's commands)
+                synced = audience.routes
+                webhooks.sync(synced)
             for event in batch:
                 pid = getattr(event, "portfolio_id", 0)
                 n = notification_of(event, audience.name(pid))

@@ -59,9 +59,6 @@ class TelegramBot:
             await self._poll()
 
     # -- notifications ------------------------------------------------------------------------
-    def members_changed(self) -> None:
-        """The audience re-read its users (nothing kept here: each look asks it)."""
-
     def offer(self, n: Notification) -> None:
         if n.type not in self._events:
             return
