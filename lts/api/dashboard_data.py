@@ -174,9 +174,10 @@ def equity_curve(initial_cash: Decimal, rows: Sequence[dict[str, Any]],
         last[r["symbol"]] = price
         value = sum((q * last[s] for s, q in held.items()), Decimal(0))
         points.append(CurvePoint(t=r["ts_event"], equity=float(cash + value)))
+    if not points:
+        return points  # no fill: no curve yet
     marked = sum((q * marks.get(s, last[s]) for s, q in held.items()), Decimal(0))
-    end = max(now_ns, points[-1].t) if points else now_ns
-    points.append(CurvePoint(t=end, equity=float(cash + marked)))
+    points.append(CurvePoint(t=max(now_ns, points[-1].t), equity=float(cash + marked)))
     return points
 
 

@@ -131,7 +131,7 @@
       this.since = Object.assign({}, since);
       this.handler = handler;
       this.wanted = Object.keys(this.since).length > 0;
-      if (this.wanted) this.connect();
+      if (this.wanted) { this.indicate(false, "connecting…"); this.connect(); }
     },
     stop() {
       this.wanted = false;
@@ -144,6 +144,7 @@
     indicate(on, text) {
       const el = $("live");
       if (!el) return;
+      el.hidden = !on && !this.wanted; // shown on the pages that follow events
       el.className = on ? "live on" : "live off";
       el.textContent = text;
       el.dataset.state = on ? "live" : text;
@@ -221,8 +222,11 @@
   const role = () => (session.user ? session.user.role : null);
   const canTrade = () => role() === "admin" || role() === "trader";
   let timers = [];
+  let shown = 0; // the page being shown: a page still loading when another is asked for stops
   function onLeave(fn) { timers.push(fn); }
-  function leavePage() { for (const fn of timers) fn(); timers = []; live.stop(); }
+  function leavePage() { shown++; for (const fn of timers) fn(); timers = []; live.stop(); }
+  /** A function that says whether the page that called it is still the one shown. */
+  function current() { const mine = shown; return () => mine === shown; }
 
   function showChrome(on) {
     $("topbar").hidden = !on;
@@ -338,7 +342,9 @@
       try { state.rows = await api("GET", "/api/v1/dashboard/overview"); draw(); }
       catch (e) { if (e.status !== 401) toast(`Portfolios: ${e.message}`, true); }
     }
+    const alive = current();
     await load();
+    if (!alive()) return;
     // live: any committed event of a listed portfolio refreshes the table (one request, at most
     // every 2 s); equity between fills moves with prices: a slow refresh every 30 s
     const reload = debounce(load, 2000);
@@ -354,6 +360,7 @@
 
   async function portfolioPage(pid) {
     markNav("overview");
+    const alive = current();
     let p, assets, positions, orders, activity;
     try {
       [p, assets, positions, orders, activity] = await Promise.all([
@@ -362,11 +369,12 @@
         api("GET", `/api/v1/orders?portfolio_id=${pid}&limit=500`),
         api("GET", `/api/v1/dashboard/portfolios/${pid}/activity`)]);
     } catch (e) {
-      if (e.status === 401) return;
+      if (e.status === 401 || !alive()) return;
       main().replaceChildren(h("div", { class: "panel" }, h("h1", { text: "Portfolio not available" }),
         h("p", { text: e.message }), h("a", { href: "#/" }, "Back to the portfolios")));
       return;
     }
+    if (!alive()) return;
     const ordersById = new Map(orders.map((o) => [o.client_order_id, o]));
     const fills = activity.fills.slice();
     const seen = new Set(fills.map((f) => f.trade_id));
@@ -424,6 +432,7 @@
     }
 
     function orderForm() {
+      if (!assets.length) return h("div", { class: "group" }, h("span", { class: "label", text: "Manual order" }), h("span", { class: "muted", text: "no asset to trade" }));
       const symbol = h("select", { name: "symbol", id: "order-symbol" }, assets.map((a) => h("option", { value: a.symbol, text: a.symbol })));
       const side = h("select", { name: "side", id: "order-side" }, h("option", { value: "buy", text: "buy" }), h("option", { value: "sell", text: "sell" }));
       const type = h("select", { name: "order_type", id: "order-type" }, ["market", "limit"].map((t) => h("option", { value: t, text: t })));
@@ -506,7 +515,8 @@
       h("div", { class: "panel" }, h("h2", { text: "Equity" }), equityBox),
       h("div", { class: "panel" }, h("h2", { text: "Prices and fills" }),
         h("div", { class: "charts" }, [...candleBoxes].map(([sym, box]) => h("div", {}, h("h2", { text: sym }), box))),
-        h("p", { class: "chart-note", text: "Candles of the portfolio's fill prices; ▲ buy, ▼ sell." })),
+        assets.length ? h("p", { class: "chart-note", text: "Candles of the portfolio's fill prices; ▲ buy, ▼ sell." })
+          : h("p", { class: "empty", text: "No asset yet." })),
       h("div", { class: "row" },
         h("div", { class: "panel" }, h("h2", { text: "Positions" }), table([["Symbol"], ["Quantity", 1], ["Avg price", 1], ["Mark", 1], ["Realized", 1], ["Fees", 1]], positionsBody)),
         h("div", { class: "panel" }, h("h2", { text: "Open orders" }), h("div", { class: "scroll short" },
@@ -523,6 +533,7 @@
 
     // the figures that move with fills and prices: re-read after events (debounced) and every 30 s
     const refresh = debounce(async () => {
+      if (!alive()) return;
       try {
         [p, positions, activity] = await Promise.all([api("GET", `/api/v1/portfolios/${pid}`),
           api("GET", `/api/v1/portfolios/${pid}/positions`), api("GET", `/api/v1/dashboard/portfolios/${pid}/activity`)]);
@@ -563,13 +574,14 @@
   // -- admin: users
   async function usersPage() {
     markNav("users");
+    const alive = current();
     const body = h("tbody", { id: "users" });
     main().replaceChildren(h("div", { class: "head" }, h("h1", { text: "Users" })),
       h("div", { class: "panel" }, h("table", {}, h("thead", {}, h("tr", {},
         ["ID", "User", "E-mail", "Role", "Active", "Created (UTC)", ""].map((c) => h("th", { text: c })))), body)));
     async function load() {
       let users;
-      try { users = await api("GET", "/api/v1/users?limit=500"); } catch (e) { if (e.status !== 401) toast(e.message, true); return; }
+      try { users = await api("GET", "/api/v1/users?limit=500"); } catch (e) { if (e.status !== 401 && alive()) toast(e.message, true); return; }
       const me = session.user ? session.user.id : null;
       body.replaceChildren(...users.map((u) => {
         const roleSel = h("select", { disabled: u.id === me, "aria-label": `role of ${u.username}`,
@@ -636,7 +648,9 @@
     const hash = location.hash || "#/";
     if (!session.access) { loginPage(); return; }
     if (!session.user) {
+      const alive = current();
       try { session.setUser(await api("GET", "/api/v1/auth/me")); } catch (e) { return; }
+      if (!alive()) return;
     }
     showChrome(true);
     const m = hash.match(/^#\/portfolio\/(\d+)$/);

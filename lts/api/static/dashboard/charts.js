@@ -61,7 +61,7 @@
   /** An equity curve: points [{t: ms, equity: number}]. */
   function equity(container, points, opts) {
     const f = frame(container, (opts && opts.height) || 240);
-    if (!points.length) {
+    if (points.length < 2) {
       el("text", { x: f.width / 2, y: f.height / 2, "text-anchor": "middle" }, f.svg).textContent =
         "no fills yet";
       return;
