@@ -12,6 +12,7 @@ through the environment or the command line.
 import contextlib
 import json
 import logging
+import math
 import os
 import secrets
 import tomllib
@@ -19,7 +20,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     NestedSecretsSettingsSource,
@@ -39,15 +40,31 @@ __all__ = ["RUNTIME_KEYS", "ApiSettings", "AuthSettings", "DatabaseSettings", "D
 _log = logging.getLogger("lts.settings")
 
 
+def _finite(value: Any, where: str = "") -> Any:
+    """``value``, refusing a non-finite number (inf, nan, 1e400) anywhere inside it: settings
+    are read from text (``--set``, TOML, the environment) where these parse as numbers."""
+    if (isinstance(value, float) and not math.isfinite(value)) or \
+            (isinstance(value, Decimal) and not value.is_finite()):
+        raise ValueError(f"{where}not a finite number: {value}")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _finite(item, f"{where}{key}: ")
+    elif isinstance(value, list | tuple):
+        for item in value:
+            _finite(item, where)
+    return value
+
+
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # inf and nan are no number of seconds, bytes or prices: refused with the setting's name
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class RiskLimits(BaseModel):
     """Per-portfolio limits: the engine's defaults under the portfolio's own overrides.
     ``None`` switches a check off."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     buying_power: bool = Field(
         True, description="a buy must be paid from cash not already committed to open buys")
@@ -131,6 +148,9 @@ class DemoSettings(_Section):
         None, description="its params; default (synthetic): a seed per symbol, `interval`")
     credentials: DemoCredentials | None = None
 
+    _finite_params = field_validator("strategy_params", "broker_params",
+                                     "pipeline_params")(_finite)
+
 
 class ApiSettings(_Section):
     enabled: bool = Field(True, description="serve the control API (core plugin 'api')")
@@ -188,7 +208,7 @@ SECRETS_DIR_VARIABLE = "LTS_SECRETS_DIR"
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="LTS_", env_nested_delimiter="__",
-                                      extra="forbid")
+                                      extra="forbid", allow_inf_nan=False)
 
     profile: Literal["dev", "test", "prod"] = "dev"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
@@ -369,7 +389,8 @@ def load_settings(config_file: Path | None = None,
     except ValidationError as exc:
         err = exc.errors()[0]
         key = ".".join(str(p) for p in err.get("loc", ())) or "?"
-        msg = "unknown setting" if err.get("type") == "extra_forbidden" else err.get("msg")
+        msg = "unknown setting" if err.get("type") == "extra_forbidden" else \
+            str(err.get("msg")).removeprefix("Value error, ")
         raise ConfigError(f"setting {key!r}: {msg}") from None
     check_jwt_secret(settings)
     if settings.master_key is None and settings.master_key_file is not None:

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 
-def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LTS_")}
+def run_cli(*args: str, cwd: Path,
+            env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("LTS_")}, **(env or {})}
     return subprocess.run([sys.executable, "-m", "lts.engine", *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=60, check=False)
 
@@ -38,3 +39,36 @@ def test_an_unknown_setting_is_one_line_and_exit_2(tmp_path: Path) -> None:
     assert done.returncode == 2
     assert done.stderr == "lts: error: setting 'api.bogus': unknown setting\n"
     assert list(tmp_path.iterdir()) == []  # refused before anything was created
+
+
+@pytest.mark.parametrize(("source", "value"), [
+    ("--set", "Infinity"), ("--set", "NaN"), ("--set", "1e400"), ("--set", "-Infinity"),
+    ("toml", "inf"), ("toml", "nan"), ("env", "inf"), ("env", "NaN"), ("env", "1e400")])
+def test_a_non_finite_number_in_a_setting_is_one_line_and_exit_2(
+        tmp_path: Path, source: str, value: str) -> None:
+    """inf and nan parse as numbers from every source of settings; none is a number of
+    seconds: refused, naming the setting, before anything is made."""
+    args = ["--run-for", "1"]
+    env: dict[str, str] = {}
+    if source == "--set":
+        args += ["--set", f"engine.ack_timeout={value}"]
+    elif source == "toml":
+        (tmp_path / "lts.toml").write_text(f"[engine]\nack_timeout = {value}\n")
+        args += ["--config", "lts.toml"]
+    else:
+        env["LTS_ENGINE__ACK_TIMEOUT"] = value
+    done = run_cli(*args, cwd=tmp_path, env=env)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr == "lts: error: setting 'engine.ack_timeout': Input should be a finite " \
+                          "number\n"
+    assert [p.name for p in tmp_path.iterdir()] == (["lts.toml"] if source == "toml" else [])
+
+
+def test_non_finite_numbers_in_flags_and_params_are_refused(tmp_path: Path) -> None:
+    done = run_cli("--run-for", "inf", cwd=tmp_path)
+    assert (done.returncode, done.stderr) == (
+        2, "lts: error: setting 'engine.run_for': Input should be a finite number\n")
+    done = run_cli("--set", 'demo.strategy_params={"fast": 3, "slow": NaN}', "--run-for", "1",
+                   cwd=tmp_path)
+    assert (done.returncode, done.stderr) == (
+        2, "lts: error: setting 'demo.strategy_params': slow: not a finite number: nan\n")
