@@ -284,8 +284,9 @@ def with_generated_jwt_secret(settings: Settings) -> Settings:
         if not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
             _create_once(path, secrets.token_urlsafe(48))
-            _log.info("made a JWT secret in %s (kept for the next starts; the prod profile "
-                      "needs auth.jwt_secret set)", path)
+            # DEBUG: a start that then fails on its database says that in one line
+            _log.debug("made a JWT secret in %s (kept for the next starts; the prod profile "
+                       "needs auth.jwt_secret set)", path)
         secret = path.read_text().strip()
     except OSError as exc:
         raise ConfigError(f"setting 'auth.jwt_secret': {path}: {exc.strerror}") from None

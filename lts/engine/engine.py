@@ -12,15 +12,18 @@ Shutdown (SIGINT, SIGTERM, ``--run-for``): every portfolio is stopped gracefully
 services and feeds are cancelled, the journal commits what is queued, and the database closes.
 """
 
+import contextlib
 import logging
 import signal
-from collections.abc import Callable
+import sqlite3
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import anyio
 import anyio.lowlevel
 from anyio.abc import TaskGroup
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from lts.bus import InProcessBus
@@ -49,6 +52,24 @@ log = logging.getLogger("lts.engine")
 
 _SHUTDOWN_MARGIN = 5.0  # seconds beyond engine.stop_timeout before portfolios are cut off
 _RECOVERIES = 16
+
+
+@contextlib.contextmanager
+def _first_contact(db: AsyncEngine) -> Iterator[None]:
+    """The start's first use of the database: one that cannot be reached (no server, a wrong
+    port), or that refuses (an unknown role or database, a wrong password), stops the start with
+    one line naming it (password hidden) and the cause; the CLI prints it and exits 2. The
+    traceback goes to the log at DEBUG. Later outages are the journal's business."""
+    try:
+        yield
+    except (OSError, DBAPIError, sqlite3.Error) as exc:
+        log.debug("the database refused the start", exc_info=True)
+        # SQLAlchemy wraps the driver's error: its message is the driver's
+        lines = str(exc.orig if isinstance(exc, DBAPIError) else exc).strip().splitlines()
+        cause = lines[0] if lines else type(exc).__name__
+        what = "cannot connect" if isinstance(exc, OSError) else "refused"
+        where = db.url.render_as_string(hide_password=True)
+        raise ConfigError(f"database {where}: {what}: {cause}") from None
 
 
 @dataclass
@@ -110,7 +131,8 @@ class Engine:
         check_url(self.url)
         self._db = make_engine(self.url, sqlite_synchronous=s.database.sqlite_synchronous)
         try:
-            await ensure_schema(self.db, self.url, auto_migrate=s.database.auto_migrate)
+            with _first_contact(self.db):
+                await ensure_schema(self.db, self.url, auto_migrate=s.database.auto_migrate)
             self._leases = LeaseManager(self.db, on_lost=self._lease_lost)
             await self._leases.start()
             try:

@@ -19,9 +19,11 @@ from pathlib import Path
 
 import jwt
 import pytest
+from sqlalchemy.engine import make_url
 
 from lts.plugins.aaa.passwords import verify_password
 from lts.settings import DEV_JWT_SECRET, JWT_SECRET_FILE
+from tests.conftest import PG_URL
 
 from ._support import ADMIN_PASSWORD, START_TIMEOUT, Db, Launcher, sqlite_url, wait_until
 
@@ -233,3 +235,31 @@ def test_a_configured_jwt_secret_makes_no_file(launcher: Launcher, db_path: Path
                    "--set", "auth.jwt_secret=" + "k" * 40)
     assert done.returncode == 0, done.stderr
     assert not (db_path.parent / JWT_SECRET_FILE).exists()
+
+
+# -- a database the engine cannot start on ------------------------------------------------------
+
+def test_an_unreachable_postgresql_is_one_line_and_exit_2(launcher: Launcher) -> None:
+    port = _free_port()  # nothing listens there
+    url = f"postgresql+asyncpg://bob:s3cret-pw@127.0.0.1:{port}/test"
+    done = _engine(launcher, "--db-url", url, "--no-demo", "--run-for", "1")
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.startswith(f"lts: error: database postgresql+asyncpg://bob:***@127.0.0.1:"
+                                  f"{port}/test: cannot connect: ")
+    assert "Connection refused" in done.stderr
+    assert len(done.stderr.splitlines()) == 1, done.stderr
+    assert "s3cret-pw" not in done.stderr
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize(("change", "cause"), [
+    ({"username": "no_such_role"}, 'role "no_such_role" does not exist'),
+    ({"database": "no_such_database"}, 'database "no_such_database" does not exist')])
+def test_a_postgresql_that_refuses_is_one_line_and_exit_2(
+        launcher: Launcher, change: dict[str, str], cause: str) -> None:
+    url = make_url(PG_URL).set(**change, password="pw-not-shown")  # type: ignore[arg-type]
+    done = _engine(launcher, "--db-url", url.render_as_string(hide_password=False), "--no-demo",
+                   "--run-for", "1")
+    assert done.returncode == 2, done.stderr
+    assert done.stderr == (f"lts: error: database {url.render_as_string(hide_password=True)}: "
+                           f"refused: {cause}\n")
