@@ -146,6 +146,8 @@ async def test_a_user_hears_only_of_portfolios_they_may_see_and_of_the_kill_swit
         await _webhook(engine, "admin", rec.url("/admin"), everything)
         await _webhook(engine, "admin", rec.url("/off"), everything, active=False)
         await _webhook(engine, "admin", rec.url("/switch"), ["trading_state.changed"])
+        await until(lambda: (s := engine.facade.state(pid)) is not None
+                    and s.status == "running", "demo running")
         async with notifying(engine):
             reply = await engine.facade.command(pid, SetTradingState(TradingState.HALTED))
             assert isinstance(reply, Accepted)
