@@ -167,7 +167,16 @@ BEYOND = "is beyond the int64 nanosecond range (1677-09-21 to 2262-04-11)"
     (bad_csv("1704153660000,100,101,99,100.5,10"),
      "timestamp column 'ts': '1704153660000' is not in epoch seconds like the first row "
      "in line 3"),
-    ("ts,open,high,close\n1,1,2,1\n", "missing column(s): low, volume"),
+    ("ts,open,high,close\n1,1,2,1\n",
+     "missing column(s): low, volume; found 4 column(s): 'ts', 'open', 'high', 'close'"),
+    ("ts;open;high;low;close;volume\n1;1;2;1;1;1\n",
+     "missing column(s): open, high, low, close, volume; found 1 column(s): "
+     "'ts;open;high;low;close;volume' (separated by ';'? write the file with commas between "
+     "columns)"),
+    ("ts\topen\thigh\tlow\tclose\tvolume\n1\t1\t2\t1\t1\t1\n",
+     "missing column(s): open, high, low, close, volume; found 1 column(s): "
+     "'ts\\topen\\thigh\\tlow\\tclose\\tvolume' (separated by tabs? write the file with "
+     "commas between columns)"),
     ("ts,open,high,low,Close,close\n1,1,2,1,1,1\n",
      "column 'close' appears twice ('Close' and 'close')"),
     (f"{HEADER}\n", "no rows"),
@@ -182,8 +191,8 @@ BEYOND = "is beyond the int64 nanosecond range (1677-09-21 to 2262-04-11)"
         "negative-volume", "high-below-low", "high-below-open", "high-below-close",
         "low-above-open", "low-above-close", "duplicate", "unsorted", "empty-time",
         "unsorted-unnamed", "bad-time-first", "bad-time", "int64-first", "int64", "int64-seconds",
-        "iso-year-3000", "unit-change", "missing-columns", "column-twice", "no-rows",
-        "only-blank-lines", "empty-file", "short-row", "latin1-header", "latin1-body"])
+        "iso-year-3000", "unit-change", "missing-columns", "semicolons", "tabs", "column-twice",
+        "no-rows", "only-blank-lines", "empty-file", "short-row", "latin1-header", "latin1-body"])
 def test_bad_input_is_one_line_naming_file_and_line(tmp_path: Path, text: str | bytes,
                                                     message: str) -> None:
     path = write_csv(tmp_path, text)

@@ -38,6 +38,23 @@ PARQUET_ROWS = 32_768     # rows of Parquet per chunk
 _HEADER_LIMIT = 1 << 20   # a first line longer than this is not a header
 
 
+_SEPARATORS = {";": "';'", "\t": "tabs", "|": "'|'"}
+
+
+def _found(names: list[str]) -> str:
+    """The columns a header has, for a message about the ones it lacks, with a hint when they
+    look separated by something other than commas (a spreadsheet's ``;`` export)."""
+    shown = ", ".join(repr(n) for n in names[:12]) + (", ..." if len(names) > 12 else "")
+    if len(shown) > 300:
+        shown = shown[:300] + "..."
+    text = f"found {len(names)} column(s): {shown}"
+    for sep, called in _SEPARATORS.items():
+        parts = {p.strip().lower() for name in names for p in name.split(sep)}
+        if any(sep in name for name in names) and set(COLUMNS) <= parts:
+            return f"{text} (separated by {called}? write the file with commas between columns)"
+    return text
+
+
 class RawChunk(NamedTuple):
     """Consecutive rows of a file, as read: ``start`` is the 0-based data row of the first."""
 
@@ -70,7 +87,8 @@ class BarsSource:
             index.setdefault(key, i)
         missing = [c for c in COLUMNS if c not in index]
         if missing:
-            raise DataError(f"{self.path}: missing column(s): {', '.join(missing)}")
+            raise DataError(f"{self.path}: missing column(s): {', '.join(missing)}; "
+                            f"{_found(names)}")
         #: the columns read: the time, open high low close volume, the symbol if any
         self._wanted = [0, *(index[c] for c in COLUMNS)]
         if SYMBOL_COLUMN in index:
