@@ -37,6 +37,7 @@ from fastapi import FastAPI
 from fastapi.responses import FileResponse
 
 from lts.api import dashboard_data
+from lts.api.dashboard_tape import MarkTape
 
 __all__ = ["ASSETS", "add_dashboard"]
 
@@ -49,6 +50,7 @@ _FILES = {"app.js": "text/javascript", "charts.js": "text/javascript",
 def add_dashboard(app: FastAPI) -> None:
     """Put the dashboard's routes on ``app``: the page at ``/`` (and ``/index.html``), its
     assets under ``/dashboard/``, and the summary routes of :mod:`lts.api.dashboard_data`."""
+    app.state.dashboard_tape = MarkTape(app.state.ctx.engine)
     app.router.routes.extend(dashboard_data.router.routes)
     page = _serve(ASSETS / "index.html", "text/html; charset=utf-8")
     app.add_api_route("/", page, methods=["GET"], include_in_schema=False)

@@ -17,10 +17,11 @@ from decimal import Decimal
 from typing import Annotated, Any
 
 import anyio
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, Field
 from sqlalchemy import func, select
 
+from lts.api.dashboard_tape import MarkTape
 from lts.api.deps import CurrentUser
 from lts.api.routes.portfolios import owned
 from lts.domain.orders import OPEN_STATUSES
@@ -56,6 +57,11 @@ class CurvePoint(BaseModel):
     equity: float
 
 
+class PricePoint(BaseModel):
+    t: int = Field(description="nanoseconds since the epoch")
+    price: float
+
+
 class FillRow(BaseModel):
     trade_id: str
     client_order_id: str
@@ -78,6 +84,9 @@ class Activity(BaseModel):
     curve: list[CurvePoint]
     fills: list[FillRow] = Field(description="the most recent fills, oldest first")
     marks: dict[str, Decimal] = Field(description="the running portfolio's last prices")
+    prices: dict[str, list[PricePoint]] = Field(
+        description="per asset, its last price sampled each second while a dashboard watches "
+        "the portfolio (the last hour at most)")
 
 
 @router.get("/overview", response_model=list[OverviewRow])
@@ -125,10 +134,14 @@ async def overview(caller: CurrentUser) -> list[OverviewRow]:
 
 
 @router.get("/portfolios/{portfolio_id}/activity", response_model=Activity)
-async def activity(portfolio_id: int, caller: CurrentUser,
+async def activity(portfolio_id: int, request: Request, caller: CurrentUser,
                    recent: Annotated[int, Query(ge=1, le=1000)] = 200) -> Activity:
+    """Also keeps the portfolio's prices sampled for the next two minutes (the page asks again
+    while it is open): the candles of its assets."""
     ctx, who = caller
     row = await owned(ctx, who, portfolio_id)
+    tape: MarkTape = request.app.state.dashboard_tape
+    tape.watch(portfolio_id)
     await ctx.engine.flush()
     top = await ctx.reader.first(select(func.max(order_events.c.seq).label("seq"))
                                  .where(order_events.c.portfolio_id == portfolio_id))
@@ -150,7 +163,9 @@ async def activity(portfolio_id: int, caller: CurrentUser,
     return Activity(
         portfolio_id=portfolio_id, last_seq=last_seq, initial_cash=row["initial_cash"],
         equity=equity, today_pnl=today, curve=_downsample(curve, CURVE_POINTS),
-        fills=[FillRow.model_validate(r) for r in tail], marks=marks)
+        fills=[FillRow.model_validate(r) for r in tail], marks=marks,
+        prices={symbol: [PricePoint(t=t, price=p) for t, p in samples]
+                for symbol, samples in tape.prices(portfolio_id).items()})
 
 
 def equity_curve(initial_cash: Decimal, rows: Sequence[dict[str, Any]],
@@ -182,8 +197,10 @@ def equity_curve(initial_cash: Decimal, rows: Sequence[dict[str, Any]],
 
 
 def _today_pnl(curve: list[CurvePoint], equity: Decimal | None, now_ns: int) -> float | None:
-    if equity is None or not curve:
+    if equity is None:
         return None
+    if not curve:
+        return 0.0  # no fill: the equity is the initial cash, as it was at midnight
     now = datetime.fromtimestamp(now_ns / 1e9, UTC) if now_ns else datetime.now(UTC)
     midnight = int(now.replace(hour=0, minute=0, second=0, microsecond=0).timestamp() * 1e9)
     before = [p.equity for p in curve if p.t < midnight]

@@ -199,3 +199,76 @@ def test_a_fill_shows_on_the_page_once_the_engine_makes_it(stack: Stack, watched
     expect(page.locator("#equity-chart svg path.equity")).to_be_visible()
     expect(page.locator(".candles svg rect").first).to_be_visible()
     page.screenshot(path=str(shots / "portfolio-admin-demo.png"), full_page=True)
+
+
+def test_manual_orders_are_confirmed_placed_and_canceled(stack: Stack, watched: Watched,
+                                                         shots: Path) -> None:
+    """A limit order well below the market rests: it shows among the open orders and its Cancel
+    button cancels it; a market order fills and its fill shows among the recent fills."""
+    page = watched.page
+    engine = stack.engine
+    pid = stack.portfolios["demo"]
+    log_in(page, stack, "admin")
+    page.goto(f"{engine.base}/#/portfolio/{pid}")
+    expect(page.locator("#live")).to_have_attribute("data-state", "live")
+
+    marks = engine.call("GET", f"/api/v1/dashboard/portfolios/{pid}/activity",
+                        token=engine.tokens["admin"])["marks"]
+    far_below = f"{float(marks['DEMO-A']) * 0.6:.2f}"  # inside the ±50% price band
+    page.select_option("#order-type", "limit")
+    page.fill("#order-quantity", "1")
+    page.fill("#order-price", far_below)
+    page.click("#order-submit")
+    expect(page.locator("#confirm-body")).to_contain_text("Limit price")
+    page.screenshot(path=str(shots / "manual-order-confirm.png"))
+    page.click("#confirm-yes")
+    expect(page.locator("#toast")).to_contain_text("Order ")
+    coid = page.locator("#toast").inner_text().split()[1].rstrip(":")
+    resting = page.locator(f"#open-orders tr[data-order='{coid}']")
+    expect(resting).to_be_visible()
+    page.screenshot(path=str(shots / "portfolio-open-order.png"), full_page=True)
+    resting.locator("button", has_text="Cancel").click()
+    expect(resting).to_have_count(0)
+    order = engine.call("GET", f"/api/v1/orders/{coid}", token=engine.tokens["admin"])
+    assert order["status"] == "canceled"
+
+    # a cancelled confirmation places nothing
+    before = len(engine.call("GET", f"/api/v1/orders?portfolio_id={pid}&limit=1000",
+                             token=engine.tokens["admin"]))
+    page.select_option("#order-type", "market")
+    page.click("#order-submit")
+    page.click("#confirm-no")
+    expect(page.locator("#confirm")).to_be_hidden()
+
+    page.click("#order-submit")
+    page.click("#confirm-yes")
+    expect(page.locator("#toast")).to_have_text(re.compile(r"^Order (?!" + re.escape(coid)
+                                                           + r":)"))
+    market = page.locator("#toast").inner_text().split()[1].rstrip(":")
+    expect(page.locator("#fills tr", has_text=market)).to_be_visible()
+    after = engine.call("GET", f"/api/v1/orders?portfolio_id={pid}&limit=1000",
+                        token=engine.tokens["admin"])
+    manual = [o for o in after if o["tag"] == "manual:admin"]
+    assert {o["client_order_id"] for o in manual} == {coid, market}
+    assert len(after) > before
+
+
+def test_a_watched_portfolio_has_its_prices_sampled(stack: Stack) -> None:
+    """The activity route keeps the portfolio's marks sampled (a second apart) for its candles:
+    samples pile up between two requests, in time order, for each asset."""
+    engine = stack.engine
+    pid = stack.portfolios["demo"]
+    path = f"/api/v1/dashboard/portfolios/{pid}/activity"
+    engine.call("GET", path, token=engine.tokens["admin"])
+    deadline = time.monotonic() + 15
+    while True:
+        prices = engine.call("GET", path, token=engine.tokens["admin"])["prices"]
+        if set(prices) == {"DEMO-A", "DEMO-B"} and min(len(p) for p in prices.values()) >= 3:
+            break
+        if time.monotonic() > deadline:
+            pytest.fail(f"no price samples piled up: {prices}")
+        time.sleep(0.2)
+    for samples in prices.values():
+        times = [p["t"] for p in samples]
+        assert times == sorted(times)
+        assert all(p["price"] > 0 for p in samples)

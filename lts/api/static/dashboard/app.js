@@ -498,7 +498,8 @@
       window.LtsCharts.equity(equityBox, curve.map((c) => ({ t: c.t / 1e6, equity: c.equity })));
       for (const [sym, box] of candleBoxes) {
         const trades = fills.filter((f) => f.symbol === sym).map((f) => ({ t: f.ts_event / 1e6, price: Number(f.price), side: f.side, quantity: f.quantity }));
-        const series = window.LtsCharts.buildCandles(trades, 60);
+        const samples = (activity.prices[sym] || []).map((p) => ({ t: p.t / 1e6, price: p.price }));
+        const series = window.LtsCharts.buildCandles(samples.concat(trades).sort((a, b) => a.t - b.t), 60);
         window.LtsCharts.candles(box, series, trades);
       }
     }
@@ -515,7 +516,7 @@
       h("div", { class: "panel" }, h("h2", { text: "Equity" }), equityBox),
       h("div", { class: "panel" }, h("h2", { text: "Prices and fills" }),
         h("div", { class: "charts" }, [...candleBoxes].map(([sym, box]) => h("div", {}, h("h2", { text: sym }), box))),
-        assets.length ? h("p", { class: "chart-note", text: "Candles of the portfolio's fill prices; ▲ buy, ▼ sell." })
+        assets.length ? h("p", { class: "chart-note", text: "Candles of each asset's last price, taken every second while a dashboard shows the portfolio, and of its fills: ▲ buy, ▼ sell." })
           : h("p", { class: "empty", text: "No asset yet." })),
       h("div", { class: "row" },
         h("div", { class: "panel" }, h("h2", { text: "Positions" }), table([["Symbol"], ["Quantity", 1], ["Avg price", 1], ["Mark", 1], ["Realized", 1], ["Fees", 1]], positionsBody)),
@@ -531,7 +532,7 @@
       drawOrders();
     }
 
-    // the figures that move with fills and prices: re-read after events (debounced) and every 30 s
+    // the figures that move with fills and prices: re-read after events (debounced)
     const refresh = debounce(async () => {
       if (!alive()) return;
       try {
@@ -565,7 +566,8 @@
         }
       },
     });
-    const slow = setInterval(refresh, 30000);
+    // the candles and the equity between fills move with prices: re-read every 10 s
+    const slow = setInterval(refresh, 10000);
     const resize = debounce(drawCharts, 200);
     window.addEventListener("resize", resize);
     onLeave(() => { clearInterval(slow); window.removeEventListener("resize", resize); });

@@ -22,6 +22,8 @@
 
   function niceTicks(lo, hi, count) {
     if (!(hi > lo)) { const d = Math.abs(lo) * 0.01 || 1; lo -= d; hi += d; }
+    const room = (hi - lo) * 0.08; // the highest and lowest marks stay off the edges
+    lo -= room; hi += room;
     const raw = (hi - lo) / count;
     const mag = Math.pow(10, Math.floor(Math.log10(raw)));
     const step = [1, 2, 2.5, 5, 10].map((m) => m * mag).find((s) => s >= raw) || raw;
@@ -51,10 +53,14 @@
     el("line", { class: "axis", x1: PAD.left, x2: PAD.left + f.w, y1: PAD.top + f.h,
       y2: PAD.top + f.h }, f.svg);
     const n = Math.max(2, Math.floor(f.w / 110));
+    let previous = null;
     for (let i = 0; i <= n; i++) {
       const t = t0 + ((t1 - t0) * i) / n;
+      const label = fmtTime(t, t1 - t0);
+      if (label === previous) continue; // a short span: one label per second
+      previous = label;
       el("text", { x: x(t), y: PAD.top + f.h + 16, "text-anchor": i === 0 ? "start" : i === n ? "end" : "middle" },
-        f.svg).textContent = fmtTime(t, t1 - t0);
+        f.svg).textContent = label;
     }
   }
 
