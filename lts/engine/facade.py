@@ -17,6 +17,7 @@ supervisor, a runner, a ledger or a risk object. What it offers:
 """
 
 import asyncio
+import logging
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from decimal import Decimal
@@ -37,6 +38,8 @@ from lts.settings import Settings
 
 if TYPE_CHECKING:
     from lts.engine.engine import Engine
+
+log = logging.getLogger("lts.engine")
 
 __all__ = ["EngineCounters", "EngineFacade", "PortfolioFigures", "PortfolioState", "Readiness"]
 
@@ -100,6 +103,23 @@ class EngineCounters:
     journal_available: bool
 
 
+#: Audited actions that are logged as well (INFO when done, WARNING when refused).
+_LOGGED_ACTIONS = frozenset({"portfolio.trading_state"})
+
+
+def _log_action(row: dict[str, Any]) -> None:
+    detail = row.get("detail") or {}
+    portfolio = str(row.get("target", "")).removeprefix("portfolio:")
+    who = f"{row.get('actor')} from {row.get('client_address')}"
+    if row.get("outcome") == "success":
+        log.info("kill switch: portfolio %s set to %s by %s", portfolio, detail.get("state"),
+                 who)
+    else:
+        log.warning("kill switch: portfolio %s: %s by %s refused (%s)", portfolio,
+                    detail.get("state") or "a change", who,
+                    detail.get("error") or row.get("outcome"))
+
+
 class EngineFacade:
     def __init__(self, engine: "Engine") -> None:
         self._engine = engine
@@ -129,7 +149,11 @@ class EngineFacade:
             await leases.set_api_port(port)
 
     def audit(self, row: dict[str, Any]) -> "asyncio.Future[None]":
-        """Queue an audit row (the journal commits it with the next batch)."""
+        """Queue an audit row (the journal commits it with the next batch). A kill switch
+        change is also a line of the engine's log: the operator reading it sees who halted
+        what, without querying the audit trail."""
+        if row.get("action") in _LOGGED_ACTIONS:
+            _log_action(row)
         return self._engine.journal.insert_audit(row)
 
     async def flush(self, within: float = 2.0) -> None:
