@@ -42,7 +42,8 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a setting (dotted key), repeatable")
     p.add_argument("--db-url", help="SQLAlchemy async URL (default: SQLite under ./data)")
-    p.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    p.add_argument("--log-level", type=str.upper, choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+                   help="in any letter case (default: INFO; WARNING for the operator commands)")
 
 
 #: Each subcommand's module, imported only when that command runs (or for ``--help``): a
@@ -65,6 +66,13 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     run.add_argument("--run-for", type=float, metavar="SECONDS",
                      help="stop gracefully after this long")
     run.add_argument("--no-demo", action="store_true", help="start without the demo portfolio")
+    # `--help` alone shows run's options too: run is what starts without a command
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    run_options = run.format_help().partition("\noptions:\n")[2].splitlines(keepends=True)
+    parser.epilog = ("without a command the engine runs: python -m lts.engine [run] [options]; "
+                     "run's options:\n" + "".join(line for line in run_options
+                                                  if not line.lstrip().startswith("-h, --help"))
+                     + "\n`python -m lts.engine COMMAND --help` shows a command's options")
     wanted = COMMANDS if command not in COMMANDS else {command: COMMANDS[command]}
     added: set[str] = set()
     for name in dict.fromkeys(wanted.values()):

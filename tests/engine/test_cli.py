@@ -72,3 +72,30 @@ def test_non_finite_numbers_in_flags_and_params_are_refused(tmp_path: Path) -> N
                    cwd=tmp_path)
     assert (done.returncode, done.stderr) == (
         2, "lts: error: setting 'demo.strategy_params': slow: not a finite number: nan\n")
+
+
+def test_help_alone_shows_the_run_options(tmp_path: Path) -> None:
+    """``--help`` (``./scripts/run --help`` runs the same) shows the options of run, the
+    command that starts without a name, next to the commands."""
+    out = run_cli("--help", cwd=tmp_path).stdout
+    options = out.split("run's options:\n", 1)[1]
+    for flag in ("--run-for SECONDS", "--no-demo", "--config CONFIG", "--set KEY=VALUE",
+                 "--db-url DB_URL", "--log-level"):
+        assert f"\n  {flag}" in "\n" + options, flag
+
+
+@pytest.mark.parametrize(("how", "level"), [("flag", "debug"), ("flag", "Debug"),
+                                            ("env", "debug")])
+def test_the_log_level_is_taken_in_any_case(tmp_path: Path, how: str, level: str) -> None:
+    args = ["--no-demo", "--run-for", "0.2", "--set", "api.port=0"]
+    env = {"LTS_ADMIN_PASSWORD": "Adm1n-pass-word"}
+    if how == "flag":
+        args += ["--log-level", level]
+    else:
+        env["LTS_LOG_LEVEL"] = level
+    done = run_cli(*args, cwd=tmp_path, env=env)
+    assert done.returncode == 0, done.stderr
+    assert " DEBUG   lts." in done.stderr
+    done = run_cli("--log-level", "loud", cwd=tmp_path)
+    assert done.returncode == 2
+    assert done.stderr.startswith("lts: error: argument --log-level: invalid choice: 'LOUD'")
