@@ -51,13 +51,19 @@ class Audience:
 
     async def refresh(self, *, unknown: Iterable[int] = ()) -> bool:
         """Re-read the tables when due (or when a portfolio in ``unknown`` is not known and the
-        last read is over a second old). True when they were read."""
+        last read is over a second old). True when they were read. A failed read raises, and
+        is tried again only after ``refresh_seconds`` (what was read before stays)."""
         missing = any(p not in self.portfolios for p in unknown)
         if not self.stale and not (missing and self._clock() - (self._read_at or 0) >= 1.0):
             return False
-        self.routes = [WebhookRoute.of(r) for r in await repo.active_routes(self._db)]
-        self.portfolios = await repo.portfolio_directory(self._db)
-        named = await repo.users_named(self._db, self._usernames)
+        try:
+            routes = [WebhookRoute.of(r) for r in await repo.active_routes(self._db)]
+            portfolios = await repo.portfolio_directory(self._db)
+            named = await repo.users_named(self._db, self._usernames)
+        except Exception:
+            self._read_at = self._clock()  # not again before refresh_seconds
+            raise
+        self.routes, self.portfolios = routes, portfolios
         self.members = {n: Member(uid, n, role) for n, (uid, role) in named.items()}
         by_type: dict[str, list[WebhookRoute]] = {}
         for route in self.routes:

@@ -5,7 +5,9 @@ Where it sits: read by :mod:`lts.notify.service` from the engine's settings (sec
 tree's rules: unknown keys refused, numbers finite.
 """
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from datetime import time
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from lts.persistence.webhooks_repo import NOTIFICATION_TYPES
 
@@ -52,10 +54,18 @@ class TelegramSettings(_Section):
                              f"{', '.join(EVENT_TYPES)}")
         return events
 
+    @model_validator(mode="after")
+    def _token_when_enabled(self) -> "TelegramSettings":
+        if self.enabled and self.bot_token is None:
+            raise ValueError("enabled needs bot_token (LTS_NOTIFY__TELEGRAM__BOT_TOKEN)")
+        return self
+
 
 class NotifySettings(_Section):
     enabled: bool = True
     mailbox_capacity: int = Field(10_000, ge=1, le=10_000_000,
                                   description="committed events waiting (the oldest dropped)")
+    daily_summary_at: time = Field(time(0, 0), description="UTC time of day the daily "
+                                   "summary is sent (it covers the 24 hours before)")
     webhooks: WebhookSettings = WebhookSettings()
     telegram: TelegramSettings = TelegramSettings()

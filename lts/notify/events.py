@@ -101,6 +101,11 @@ def text_of(n: Notification) -> str:
         return f"{where} ERROR: {d['reason']} (restarts so far: {d['restarts']})"
     if n.type == "portfolio.restarted":
         return f"{where} running again after: {d['reason']}"
+    if n.type == "daily.summary":
+        money = f"equity {d['equity']} (P&L {d['pnl']})" if d["equity"] is not None \
+            else "not running"
+        return (f"{where} day to {d['period_end']}: {money}, {d['fills']} fill(s), "
+                f"{d['open_orders']} open order(s), {d['status']}, {d['trading_state']}")
     if n.type == "trading_state.changed":
         return f"{where} trading state {d['previous']} -> {d['state']}"
     return f"{where} {n.type}"

@@ -7,10 +7,13 @@ only once the journal committed them. The mailbox drops the oldest event when fu
 the bus's ``dropped``): the engine never waits for the notifier. One task drains it in
 batches, turns each event into at most one :class:`~lts.notify.events.Notification` and offers
 it to every webhook (:mod:`lts.notify.webhooks`) and chat (:mod:`lts.notify.telegram`) whose
-user may see the portfolio (:mod:`lts.notify.audience`); delivery runs in tasks of its own.
+user may see the portfolio (:mod:`lts.notify.audience`); delivery runs in tasks of its own. Once
+a day it sends the daily summary (:mod:`lts.notify.daily_summary`).
 """
 
+import logging
 from collections.abc import Hashable
+from datetime import UTC, datetime
 from typing import Any, Protocol, runtime_checkable
 
 import aiohttp
@@ -23,13 +26,16 @@ from lts.engine.facade import EngineFacade
 from lts.errors import ConfigError
 from lts.notify.audience import Audience
 from lts.notify.config import NotifySettings
-from lts.notify.events import notification_of
+from lts.notify.daily_summary import next_summary, summaries
+from lts.notify.events import Notification, notification_of
 from lts.notify.telegram import TelegramBot
 from lts.notify.webhooks import DeliveryLog, WebhookDispatcher, WebhookRoute
 from lts.plugins.base import PluginBase, PluginParams
 from lts.settings import Settings
 
 __all__ = ["EventSource", "Notifier", "NotifyService", "notify_settings"]
+
+log = logging.getLogger("lts.notify")
 
 #: what the notifier listens to (each published once committed)
 EVENT_TOPICS: tuple[type, ...] = (OrderEvent, PortfolioStatusChanged, TradingStateChanged)
@@ -69,15 +75,18 @@ class Notifier:
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         subs = [self.source.subscribe(topic, self.mailbox) for topic in EVENT_TOPICS]
         try:
-            async with aiohttp.ClientSession(trust_env=False) as session, \
+            # two sessions (connection pools): webhooks hanging on dead receivers never
+            # hold the connections the bot needs
+            async with _session(256) as session, _session(16) as chat_session, \
                     anyio.create_task_group() as tg:
                 await tg.start(self.delivery_log.run)
                 self.webhooks = WebhookDispatcher(tg, session, self.settings.webhooks,
                                                   self.delivery_log)
                 if self.settings.telegram.enabled:
                     self.telegram = TelegramBot(self.engine, self.settings.telegram,
-                                                self.audience, session)
+                                                self.audience, chat_session)
                     await tg.start(self.telegram.run)
+                tg.start_soon(self._daily, name="daily summary")
                 task_status.started()
                 await self._route()
         finally:
@@ -86,24 +95,57 @@ class Notifier:
 
     async def _route(self) -> None:
         assert self.webhooks is not None
-        audience, webhooks, telegram = self.audience, self.webhooks, self.telegram
+        audience, webhooks = self.audience, self.webhooks
         synced: list[WebhookRoute] | None = None
         while True:
             batch = await self.mailbox.get_batch(512)
             pids = {getattr(e, "portfolio_id", None) for e in batch}
-            await audience.refresh(unknown=(p for p in pids if isinstance(p, int)))
+            try:
+                await audience.refresh(unknown=(p for p in pids if isinstance(p, int)))
+            except Exception as exc:  # the database is away: route by what was read before
+                log.warning("notify: webhooks and owners not re-read (%s); tried again in "
+                            "%.0fs", type(exc).__name__, self.settings.webhooks.refresh_seconds)
             if audience.routes is not synced:  # re-read (here or by the bot's commands)
                 synced = audience.routes
                 webhooks.sync(synced)
             for event in batch:
                 pid = getattr(event, "portfolio_id", 0)
                 n = notification_of(event, audience.name(pid))
-                if n is None:
-                    continue
-                self.notifications += 1
-                webhooks.offer(n, audience.webhooks_for(n))
-                if telegram is not None:
-                    telegram.offer(n)
+                if n is not None:
+                    self._dispatch(n)
+
+    def _dispatch(self, n: Notification) -> None:
+        assert self.webhooks is not None
+        self.notifications += 1
+        self.webhooks.offer(n, self.audience.webhooks_for(n))
+        if self.telegram is not None:
+            self.telegram.offer(n)
+
+    async def _daily(self) -> None:
+        while True:
+            end = next_summary(datetime.now(UTC), self.settings.daily_summary_at)
+            await anyio.sleep((end - datetime.now(UTC)).total_seconds())
+            try:
+                await self.send_daily_summary(end)
+            except Exception as exc:  # the database is away: this day's summary is lost
+                log.warning("notify: daily summary not sent (%s)", type(exc).__name__)
+
+    async def send_daily_summary(self, end: datetime) -> int:
+        """Send every portfolio's summary of the 24 hours before ``end`` to those who asked
+        for ``daily.summary`` and may see it; returns how many portfolios were summarized."""
+        await self.audience.refresh()
+        if self.webhooks is not None:
+            self.webhooks.sync(self.audience.routes)
+        made = await summaries(self.engine, end)
+        for n in made:
+            self._dispatch(n)
+        return len(made)
+
+
+def _session(connections: int) -> aiohttp.ClientSession:
+    """An HTTP client session: no proxies or credentials from the environment."""
+    return aiohttp.ClientSession(trust_env=False,
+                                 connector=aiohttp.TCPConnector(limit=connections))
 
 
 class NotifyService(PluginBase):

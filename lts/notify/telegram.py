@@ -107,7 +107,10 @@ class TelegramBot:
                 update_id = update.get("update_id")
                 if isinstance(update_id, int):
                     offset = max(offset or 0, update_id + 1)
-                await self._take(update)
+                try:
+                    await self._take(update)
+                except Exception:  # one command's failure does not end the bot
+                    log.exception("telegram: update %s not handled", update_id)
 
     async def _take(self, update: dict[str, Any]) -> None:
         message = update.get("message")

@@ -144,29 +144,35 @@ class WebhookSender:
                         tg.start_soon(self._deliver, n)
 
     async def _deliver(self, n: Notification) -> None:
-        s = self._settings
         try:
-            for attempt in range(1, s.max_attempts + 1):
-                started = time.perf_counter()
-                outcome = await self._attempt(n, attempt)
-                last = outcome.delivered or not outcome.retry or attempt == s.max_attempts
-                self._record(n, attempt, outcome, started, last)
-                if outcome.delivered:
-                    self.delivered += 1
-                    return
-                if last:
-                    self.failed += 1
-                    log.warning("webhook %d: %s %s not delivered after %d attempt(s): %s",
-                                self.route.id, n.type, n.id, attempt,
-                                outcome.error or outcome.http_status)
-                    return
-                backoff = min(s.initial_backoff * 2 ** (attempt - 1), s.max_backoff)
-                backoff *= random.uniform(0.5, 1.0)  # noqa: S311 - jitter, not security
-                if outcome.retry_after is not None:
-                    backoff = max(backoff, min(outcome.retry_after, s.max_backoff))
-                await anyio.sleep(backoff)
+            await self._tries(n)
+        except Exception:  # a bug here must not end the webhook's other deliveries
+            self.failed += 1
+            log.exception("webhook %d: %s %s not delivered", self.route.id, n.type, n.id)
         finally:
             self._in_flight.release()
+
+    async def _tries(self, n: Notification) -> None:
+        s = self._settings
+        for attempt in range(1, s.max_attempts + 1):
+            started = time.perf_counter()
+            outcome = await self._attempt(n, attempt)
+            last = outcome.delivered or not outcome.retry or attempt == s.max_attempts
+            self._record(n, attempt, outcome, started, last)
+            if outcome.delivered:
+                self.delivered += 1
+                return
+            if last:
+                self.failed += 1
+                log.warning("webhook %d: %s %s not delivered after %d attempt(s): %s",
+                            self.route.id, n.type, n.id, attempt,
+                            outcome.error or outcome.http_status)
+                return
+            backoff = min(s.initial_backoff * 2 ** (attempt - 1), s.max_backoff)
+            backoff *= random.uniform(0.5, 1.0)  # noqa: S311 - jitter, not security
+            if outcome.retry_after is not None:
+                backoff = max(backoff, min(outcome.retry_after, s.max_backoff))
+            await anyio.sleep(backoff)
 
     async def _attempt(self, n: Notification, attempt: int) -> _Outcome:
         route = self.route  # read per attempt: a changed URL or secret acts on the next one

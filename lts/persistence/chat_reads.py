@@ -1,4 +1,5 @@
-"""What the Telegram bot's commands read: a user's portfolios, their positions and open orders.
+"""What the Telegram bot's commands and the daily summary read: portfolios, their positions, open
+orders and the day's fills.
 
 Where it sits: under :mod:`lts.notify.telegram` (``/status``, ``/positions``, ``/profit``,
 ``/balance``, ``/orders``); live figures (status, equity) come from the engine's facade, the
@@ -8,13 +9,13 @@ rest from here. One unit of work per call, bounded answers (a chat message is sh
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from lts.domain.orders import OPEN_STATUSES
-from lts.persistence.tables import orders, portfolios, positions
+from lts.persistence.tables import fills, orders, portfolios, positions
 
-__all__ = ["open_orders", "portfolios_of", "positions_of"]
+__all__ = ["fills_between", "open_orders", "portfolios_of", "positions_of"]
 
 Row = dict[str, Any]
 _OPEN = sorted(s.value for s in OPEN_STATUSES)
@@ -48,3 +49,12 @@ async def open_orders(db: AsyncEngine, portfolio_ids: Sequence[int], limit: int)
              .order_by(orders.c.portfolio_id, orders.c.id).limit(limit))
     async with db.connect() as conn:
         return [dict(r) for r in (await conn.execute(query)).mappings()]
+
+
+async def fills_between(db: AsyncEngine, start_ns: int, end_ns: int) -> dict[int, int]:
+    """How many fills each portfolio had with ``start_ns <= ts_event < end_ns``."""
+    query = (select(fills.c.portfolio_id, func.count())
+             .where(fills.c.ts_event >= start_ns, fills.c.ts_event < end_ns)
+             .group_by(fills.c.portfolio_id))
+    async with db.connect() as conn:
+        return {int(pid): int(n) for pid, n in await conn.execute(query)}

@@ -38,7 +38,7 @@ Row = dict[str, Any]
 
 #: Every notification a webhook (or a chat) may ask for: what ``webhooks.event_types`` holds.
 NOTIFICATION_TYPES = ("order.filled", "order.rejected", "order.denied", "portfolio.error",
-                      "portfolio.restarted", "trading_state.changed")
+                      "portfolio.restarted", "trading_state.changed", "daily.summary")
 
 
 def new_secret() -> str:

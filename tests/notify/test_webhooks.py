@@ -4,6 +4,8 @@ a receiver that never answers holds up nothing of the engine; a user only hears 
 they may see; kill-switch changes are told."""
 
 import json
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -65,7 +67,8 @@ async def test_a_fill_is_posted_signed_retried_after_500s_and_logged(
         engine = api.engine
         hook = await _webhook(engine, "admin", rec.url("/fills"), ["order.filled"])
         rec.script["/fills"] = [500, 500, 503]  # the first three tries fail
-        async with notifying(engine):
+        # one delivery at a time: the first fill's tries meet the scripted answers
+        async with notifying(engine, quick_settings(concurrency=1)):
             await until(lambda: any(r.status == 200 for r in rec.at("/fills")),
                         "a fill delivered with 200")
             first = rec.at("/fills")[0]
@@ -166,3 +169,31 @@ async def test_a_user_hears_only_of_portfolios_they_may_see_and_of_the_kill_swit
             assert rec.at("/off") == []
             types = {json.loads(r.body)["type"] for r in rec.at("/admin")}
             assert {"trading_state.changed", "order.filled"} <= types
+
+
+async def test_the_daily_summary_tells_each_user_of_their_portfolios_day(
+        tmp_path: Path, migrated_url: str) -> None:
+    async with running_api(tmp_path, demo={"interval": 0.05}, api={"enabled": False},
+                           database={"url": migrated_url}) as api, receiver() as rec:
+        engine = api.engine
+        pid = await repositories.portfolio_id_by_name(engine.db, "demo")
+        assert pid is not None
+        await repositories.create_user(engine.db, "trader2", "x", "trader")
+        await _webhook(engine, "admin", rec.url("/admin"), ["daily.summary"])
+        await _webhook(engine, "trader2", rec.url("/trader"), ["daily.summary"])
+        await until(lambda: (s := engine.facade.state(pid)) is not None and s.fills >= 2,
+                    "two fills")
+        async with notifying(engine) as notifier:
+            end = datetime.now(UTC) + timedelta(minutes=1)
+            assert await notifier.send_daily_summary(end) == 1
+            await until(lambda: rec.at("/admin"), "the summary delivered")
+        summary = rec.at("/admin")[0].json()
+        assert summary["type"] == "daily.summary"
+        assert summary["id"] == f"{pid}-daily.summary-{end.date().isoformat()}"
+        data = summary["data"]
+        assert data["fills"] >= 2
+        assert data["status"] == "running"
+        assert data["trading_state"] == "ACTIVE"
+        assert Decimal(data["pnl"]) == Decimal(data["equity"]) - Decimal(data["initial_cash"])
+        assert data["period_end"] == end.isoformat().replace("+00:00", "Z")
+        assert rec.at("/trader") == []

@@ -4,9 +4,10 @@ their delivery log.
 Any signed-in user (viewer included) manages their own webhooks; another user's answer 404, as
 if they did not exist. A webhook names the event types it wants (``order.filled``,
 ``order.rejected``, ``order.denied``, ``portfolio.error``, ``portfolio.restarted``,
-``trading_state.changed``) and may be limited to one portfolio, which its owner must be able to
-see (an admin: any; others: their own; else 404). Whatever it asks, it only ever gets events of
-portfolios its owner may see (the notifier checks at delivery, :mod:`lts.notify.audience`).
+``trading_state.changed``, ``daily.summary``) and may be limited to one portfolio, which its
+owner must be able to see (an admin: any; others: their own; else 404). Whatever it asks, it
+only ever gets events of portfolios its owner may see (the notifier checks at delivery,
+:mod:`lts.notify.audience`).
 
 The signing secret is shown once: in the answer that creates the webhook and in the answer of
 ``POST /{id}/secret``, which replaces it. ``GET /{id}/deliveries`` lists the delivery attempts,
@@ -32,7 +33,7 @@ router = APIRouter(prefix="/api/v1/webhooks", tags=["webhooks"])
 _INT64_MAX = 2**63 - 1
 WebhookId = Annotated[int, Path(ge=1, le=_INT64_MAX)]
 EventType = Literal["order.filled", "order.rejected", "order.denied", "portfolio.error",
-                    "portfolio.restarted", "trading_state.changed"]
+                    "portfolio.restarted", "trading_state.changed", "daily.summary"]
 assert set(EventType.__args__) == set(repo.NOTIFICATION_TYPES)  # type: ignore[attr-defined]
 _NOT_FOUND = "webhook not found"
 
