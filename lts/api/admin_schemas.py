@@ -12,6 +12,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretBytes, SecretStr
 
+from lts.api.portfolio_schemas import Params
+
 REDACTED = "**********"
 _SECRET_WORDS = ("secret", "password", "token", "api_key", "apikey", "private_key")
 
@@ -55,7 +57,7 @@ def jsonable(value: Any, key: str = "", depth: int = 0) -> Any:
 
 
 class _In(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 # -- plugins and debug ------------------------------------------------------------------------
@@ -135,5 +137,5 @@ class ConfigPublic(BaseModel):
 
 
 class ConfigPatch(_In):
-    values: dict[str, Any] = Field(min_length=1, max_length=50,
-                                   description='dotted keys: {"risk.max_open_orders": 20}')
+    values: Params = Field(min_length=1, max_length=50,
+                           description='dotted keys: {"risk.max_open_orders": 20}')

@@ -1,15 +1,18 @@
 """The app factory: routes, error handlers, edge middleware, admission control and CORS, built
 for one engine (through its facade: the API's only door into it)."""
 
+from typing import Any
+
 from fastapi import APIRouter, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.openapi.utils import get_openapi
 
 from lts import __version__
 from lts.api.admission import AdmissionMiddleware
 from lts.api.context import ApiContext
 from lts.api.dashboard import add_dashboard
 from lts.api.docs import add_docs
-from lts.api.errors import install_error_handlers
+from lts.api.errors import document_errors, install_error_handlers
 from lts.api.metrics import ApiMetrics
 from lts.api.middleware import EdgeMiddleware
 from lts.api.portfolio_rows import PortfolioRows
@@ -54,6 +57,7 @@ def create_app(engine: EngineFacade, metrics: ApiMetrics | None = None) -> FastA
                    config, stats, credentials):
         _add_routes(app, module.router)
     add_dashboard(app)
+    _document_errors(app)
     if settings.cors_origins:  # without any, no cross-origin request is let in: nothing to add
         app.add_middleware(CORSMiddleware, allow_origins=list(settings.cors_origins),
                            allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
@@ -66,6 +70,20 @@ def create_app(engine: EngineFacade, metrics: ApiMetrics | None = None) -> FastA
                        burst=settings.rate_limit_burst)
     app.add_middleware(EdgeMiddleware, metrics=metrics, max_body=settings.max_body_bytes)
     return app
+
+
+def _document_errors(app: FastAPI) -> None:
+    """The app's OpenAPI schema with every error answer its operations can give (built once,
+    on first request of ``/openapi.json``)."""
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(title=app.title, version=app.version, routes=app.routes)
+            document_errors(schema, app.routes)
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def _add_routes(app: FastAPI, router: APIRouter) -> None:

@@ -1,36 +1,82 @@
-"""Request and response models of portfolios, assets and positions. Requests refuse unknown
-fields; responses are models validated from rows, which keep only the declared fields (extra
-keys are ignored), never rows returned as they are."""
+"""Request and response models of portfolios, assets and positions, and the bounded types of
+the API's inputs. Requests refuse unknown fields, numbers that are not finite (``NaN``,
+``Infinity``, ``1e400``), control characters in text (PostgreSQL refuses a NUL byte), and whole
+numbers beyond the database's 64 bits; responses are models validated from rows, which keep
+only the declared fields (extra keys are ignored), never rows returned as they are."""
 
+import math
 from collections.abc import Mapping
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from fastapi import Path, Query
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
-Name = Annotated[str, StringConstraints(min_length=1, max_length=100)]
+INT64_MAX = 2**63 - 1
+#: Text without control characters (a NUL byte is refused by PostgreSQL).
+PRINTABLE = r"^[^\x00-\x1f\x7f]*$"
+
+Name = Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=PRINTABLE)]
 Symbol = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._:/-]{1,64}$")]
 PluginName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9_]{1,64}$")]
 TradingStateName = Literal["ACTIVE", "REDUCING", "HALTED"]
 
+#: A row's id in a path: what the database's 64-bit keys hold.
+PathId = Annotated[int, Path(ge=1, le=INT64_MAX)]
+#: A row's id as a filter.
+QueryId = Annotated[int | None, Query(ge=1, le=INT64_MAX)]
+#: Nanoseconds since the epoch, as a filter.
+QueryNs = Annotated[int | None, Query(ge=0, le=INT64_MAX, description="nanoseconds since "
+                                      "1970-01-01 UTC")]
+Offset = Annotated[int, Query(ge=0, le=INT64_MAX)]
+
+
+def _plain(value: Any, where: str) -> None:
+    """Refuse what no store keeps as JSON: numbers that are not finite, NUL bytes in text."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"{where}: not a finite number")
+    if isinstance(value, str) and "\x00" in value:
+        raise ValueError(f"{where}: a NUL character is not allowed")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if "\x00" in key:
+                raise ValueError(f"{where}: a NUL character is not allowed in a key")
+            _plain(item, f"{where}.{key}")
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _plain(item, f"{where}.{index}")
+
+
+def _plain_params(params: dict[str, Any]) -> dict[str, Any]:
+    for key, item in params.items():
+        _plain(item, key)
+    if any("\x00" in key for key in params):
+        raise ValueError("a NUL character is not allowed in a key")
+    return params
+
+
+#: A plugin's (or the risk limits') params: any JSON object whose numbers are finite and whose
+#: text has no NUL (each plugin's params model checks the rest).
+Params = Annotated[dict[str, Any], AfterValidator(_plain_params)]
+
 
 class _In(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class PortfolioCreate(_In):
     name: Name
     initial_cash: Decimal = Field(gt=0, max_digits=20, decimal_places=8)
     portfolio_plugin: PluginName = "fixed_fraction"
-    portfolio_params: dict[str, Any] = Field(default_factory=dict)
-    risk_params: dict[str, Any] = Field(default_factory=dict)
+    portfolio_params: Params = Field(default_factory=dict)
+    risk_params: Params = Field(default_factory=dict)
 
 
 class PortfolioUpdate(_In):
     name: Name | None = None
     portfolio_plugin: PluginName | None = None
-    portfolio_params: dict[str, Any] | None = None
-    risk_params: dict[str, Any] | None = None
+    portfolio_params: Params | None = None
+    risk_params: Params | None = None
 
 
 class PortfolioPublic(BaseModel):
@@ -79,22 +125,22 @@ class PositionPublic(BaseModel):
 class AssetCreate(_In):
     symbol: Symbol
     strategy_plugin: PluginName
-    strategy_params: dict[str, Any] = Field(default_factory=dict)
+    strategy_params: Params = Field(default_factory=dict)
     broker_plugin: PluginName = "paper"
-    broker_params: dict[str, Any] = Field(default_factory=dict)
+    broker_params: Params = Field(default_factory=dict)
     pipeline_plugin: PluginName = "synthetic"
-    pipeline_params: dict[str, Any] = Field(default_factory=dict)
-    tick_size: Decimal = Field(Decimal("0.01"), gt=0)
-    lot_size: Decimal = Field(Decimal(1), gt=0)
+    pipeline_params: Params = Field(default_factory=dict)
+    tick_size: Decimal = Field(Decimal("0.01"), gt=0, lt=Decimal(10) ** 20, decimal_places=18)
+    lot_size: Decimal = Field(Decimal(1), gt=0, lt=Decimal(10) ** 20, decimal_places=18)
 
 
 class AssetUpdate(_In):
     strategy_plugin: PluginName | None = None
-    strategy_params: dict[str, Any] | None = None
+    strategy_params: Params | None = None
     broker_plugin: PluginName | None = None
-    broker_params: dict[str, Any] | None = None
+    broker_params: Params | None = None
     pipeline_plugin: PluginName | None = None
-    pipeline_params: dict[str, Any] | None = None
+    pipeline_params: Params | None = None
 
 
 class AssetPublic(BaseModel):

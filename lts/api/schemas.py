@@ -5,11 +5,12 @@ Password rule: at most 72 UTF-8 bytes (bcrypt's limit: refused, never truncated)
 characters, and at least three of lower case, upper case, digits and other characters.
 """
 
-from datetime import datetime
-from typing import Literal
+from datetime import UTC, datetime
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
+from lts.api.portfolio_schemas import PRINTABLE
 from lts.plugins.aaa.passwords import MAX_BYTES
 
 Role = Literal["admin", "trader", "viewer"]
@@ -23,6 +24,8 @@ class _Input(BaseModel):
 def _fits_bcrypt(password: str) -> str:
     if len(password.encode()) > MAX_BYTES:
         raise ValueError(f"at most {MAX_BYTES} UTF-8 bytes")
+    if "\x00" in password:
+        raise ValueError("a NUL character is not allowed")
     return password
 
 
@@ -39,14 +42,15 @@ def strong_password(password: str) -> str:
 
 class UserCreate(_Input):
     username: str = Field(min_length=3, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
-    email: str | None = Field(None, max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+    email: str | None = Field(None, max_length=254,
+                              pattern=r"^[^@\s\x00-\x1f]+@[^@\s\x00-\x1f]+\.[^@\s\x00-\x1f]+$")
     password: str
 
     _password = field_validator("password")(strong_password)
 
 
 class LoginRequest(_Input):
-    username: str = Field(min_length=1, max_length=64)
+    username: str = Field(min_length=1, max_length=64, pattern=PRINTABLE)
     password: str = Field(min_length=1)
 
     _password = field_validator("password")(_fits_bcrypt)
@@ -81,6 +85,14 @@ class WsTicket(BaseModel):
     expires_in: int = Field(description="seconds the ticket can be redeemed, once")
 
 
+def _utc(ts: datetime) -> datetime:
+    return ts if ts.tzinfo is not None else ts.replace(tzinfo=UTC)
+
+
+#: A stored time, shown with its offset (SQLite keeps none: a time without one is UTC).
+UtcTime = Annotated[datetime, AfterValidator(_utc)]
+
+
 class UserPublic(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
@@ -89,4 +101,4 @@ class UserPublic(BaseModel):
     email: str | None
     role: Role
     is_active: bool
-    created_at: datetime
+    created_at: UtcTime

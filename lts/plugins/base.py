@@ -14,9 +14,10 @@ from lts.errors import InvalidParams
 
 
 class PluginParams(BaseModel):
-    """Base of every plugin's params: frozen, unknown keys refused, types enforced."""
+    """Base of every plugin's params: frozen, unknown keys refused, types enforced, numbers
+    finite (``NaN``, ``Infinity`` and ``1e400`` refused)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 def first_error(plugin: str, exc: ValidationError) -> InvalidParams:

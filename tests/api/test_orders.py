@@ -82,8 +82,12 @@ async def test_manual_orders_fill_cancel_and_are_denied_when_halted(api: Api) ->
     await call(api, "PUT", f"/api/v1/portfolios/{pid}/trading-state", tom, {"state": "HALTED"})
     halted = await call(api, "POST", "/api/v1/orders", tom, {
         "portfolio_id": pid, "symbol": "QUIET", "side": "buy", "quantity": "1"})
-    assert halted.json()["status"] == "denied"
-    assert halted.json()["reason"] == "TRADING_HALTED"
+    assert halted.status == 409, halted.body  # denied: a 4xx with its reason code
+    assert (halted.json()["code"], halted.json()["reason"]) == ("order_denied", "TRADING_HALTED")
+    denied = halted.json()["order"]
+    assert denied["status"] == "denied"
+    kept = await call(api, "GET", halted.headers["location"], tom)  # the denied order stays
+    assert (kept.status, kept.json()) == (200, denied)
 
     listed = (await call(api, "GET", f"/api/v1/orders?portfolio_id={pid}&status=filled",
                          tom)).json()
@@ -114,10 +118,11 @@ async def test_orders_beyond_buying_power_lots_and_price_ranges_are_refused(api:
     await until(ticking)
     order = {"portfolio_id": pid, "symbol": "QUIET", "side": "buy"}
     huge = await call(api, "POST", "/api/v1/orders", tom, {**order, "quantity": "940000"})
-    assert huge.status == 201, huge.body
-    assert (huge.json()["status"], huge.json()["reason"]) == ("denied", "BUYING_POWER")
+    assert huge.status == 409, huge.body
+    assert (huge.json()["order"]["status"], huge.json()["reason"]) == ("denied", "BUYING_POWER")
     odd = await call(api, "POST", "/api/v1/orders", tom, {**order, "quantity": "1.5"})
-    assert (odd.json()["status"], odd.json()["reason"]) == ("denied", "LOT_SIZE")
+    assert odd.status == 409, odd.body
+    assert (odd.json()["order"]["status"], odd.json()["reason"]) == ("denied", "LOT_SIZE")
     for price in ("1e400", "1e30", "1e-400", "0", "-1", "NaN", "Infinity"):
         bad = await call(api, "POST", "/api/v1/orders", tom, {
             **order, "quantity": "1", "order_type": "limit", "limit_price": price})

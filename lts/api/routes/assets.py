@@ -9,9 +9,16 @@ from fastapi import APIRouter, HTTPException, Request, status
 
 from lts.api.context import ApiContext
 from lts.api.deps import CurrentUser, TraderUser
-from lts.api.portfolio_schemas import AssetCreate, AssetPublic, AssetUpdate, asset_public
+from lts.api.errors import answers
+from lts.api.portfolio_schemas import (
+    AssetCreate,
+    AssetPublic,
+    AssetUpdate,
+    PathId,
+    asset_public,
+)
 from lts.api.routes.portfolios import audited, owned
-from lts.errors import InvalidParams
+from lts.errors import InvalidParams, PluginNotFound
 from lts.persistence import portfolio_store as store
 
 router = APIRouter(prefix="/api/v1/portfolios/{portfolio_id}/assets", tags=["assets"])
@@ -25,6 +32,8 @@ def _validate_plugins(ctx: ApiContext, asset: dict[str, Any]) -> None:
     for kind, plugin_key, params_key in _KINDS:
         try:
             ctx.engine.registry.validate(kind, asset[plugin_key], asset[params_key])
+        except PluginNotFound as exc:
+            raise InvalidParams(kind, plugin_key, str(exc)) from None
         except InvalidParams as exc:
             raise InvalidParams(exc.plugin, f"{params_key}.{exc.field}", str(exc)) from None
 
@@ -42,14 +51,15 @@ async def _asset(ctx: ApiContext, portfolio_id: int, asset_id: int) -> dict[str,
 
 
 @router.get("", response_model=list[AssetPublic])
-async def list_assets(portfolio_id: int, caller: CurrentUser) -> list[AssetPublic]:
+async def list_assets(portfolio_id: PathId, caller: CurrentUser) -> list[AssetPublic]:
     ctx, who = caller
     await owned(ctx, who, portfolio_id)
     return [asset_public(r) for r in await store.list_assets(ctx.reader, portfolio_id)]
 
 
-@router.post("", response_model=AssetPublic, status_code=status.HTTP_201_CREATED)
-async def add_asset(portfolio_id: int, body: AssetCreate, request: Request,
+@router.post("", response_model=AssetPublic, status_code=status.HTTP_201_CREATED,
+             responses=answers(409))
+async def add_asset(portfolio_id: PathId, body: AssetCreate, request: Request,
                     caller: TraderUser) -> AssetPublic:
     ctx, who = caller
     async with audited(ctx, request, who, "asset.create", f"portfolio:{portfolio_id}"):
@@ -62,14 +72,14 @@ async def add_asset(portfolio_id: int, body: AssetCreate, request: Request,
 
 
 @router.get("/{asset_id}", response_model=AssetPublic)
-async def get_asset(portfolio_id: int, asset_id: int, caller: CurrentUser) -> AssetPublic:
+async def get_asset(portfolio_id: PathId, asset_id: PathId, caller: CurrentUser) -> AssetPublic:
     ctx, who = caller
     await owned(ctx, who, portfolio_id)
     return asset_public(await _asset(ctx, portfolio_id, asset_id))
 
 
 @router.patch("/{asset_id}", response_model=AssetPublic)
-async def update_asset(portfolio_id: int, asset_id: int, body: AssetUpdate, request: Request,
+async def update_asset(portfolio_id: PathId, asset_id: PathId, body: AssetUpdate, request: Request,
                        caller: TraderUser) -> AssetPublic:
     ctx, who = caller
     async with audited(ctx, request, who, "asset.update", f"asset:{asset_id}") as detail:
@@ -84,7 +94,7 @@ async def update_asset(portfolio_id: int, asset_id: int, body: AssetUpdate, requ
 
 
 @router.delete("/{asset_id}", status_code=status.HTTP_204_NO_CONTENT)
-async def delete_asset(portfolio_id: int, asset_id: int, request: Request,
+async def delete_asset(portfolio_id: PathId, asset_id: PathId, request: Request,
                        caller: TraderUser) -> None:
     ctx, who = caller
     async with audited(ctx, request, who, "asset.delete", f"asset:{asset_id}"):
@@ -94,7 +104,7 @@ async def delete_asset(portfolio_id: int, asset_id: int, request: Request,
         await _restart_if_running(ctx, portfolio)
 
 
-async def _set_active(portfolio_id: int, asset_id: int, active: bool, request: Request,
+async def _set_active(portfolio_id: PathId, asset_id: PathId, active: bool, request: Request,
                       ctx: ApiContext, who: Any) -> AssetPublic:
     action = "asset.activate" if active else "asset.deactivate"
     async with audited(ctx, request, who, action, f"asset:{asset_id}"):
@@ -106,14 +116,14 @@ async def _set_active(portfolio_id: int, asset_id: int, active: bool, request: R
 
 
 @router.post("/{asset_id}/activate", response_model=AssetPublic)
-async def activate_asset(portfolio_id: int, asset_id: int, request: Request,
+async def activate_asset(portfolio_id: PathId, asset_id: PathId, request: Request,
                          caller: TraderUser) -> AssetPublic:
     ctx, who = caller
     return await _set_active(portfolio_id, asset_id, True, request, ctx, who)
 
 
 @router.post("/{asset_id}/deactivate", response_model=AssetPublic)
-async def deactivate_asset(portfolio_id: int, asset_id: int, request: Request,
+async def deactivate_asset(portfolio_id: PathId, asset_id: PathId, request: Request,
                            caller: TraderUser) -> AssetPublic:
     ctx, who = caller
     return await _set_active(portfolio_id, asset_id, False, request, ctx, who)

@@ -10,31 +10,45 @@ of the same form (a bound is cut to the second); other databases compare timesta
 """
 
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import anyio
 from fastapi import APIRouter, Query, Response
+from pydantic import AfterValidator
 from sqlalchemy import Result, String, func, select, type_coerce
 from sqlalchemy.sql.elements import ColumnElement
 
 from lts.api.admin_schemas import AuditEntry, AuditPage
 from lts.api.deps import AdminUser
+from lts.api.portfolio_schemas import PRINTABLE, Offset
 from lts.persistence.tables import audit_logs
 
 router = APIRouter(prefix="/api/v1", tags=["audit"])
 
-Text64 = Annotated[str | None, Query(min_length=1, max_length=64)]
+Text64 = Annotated[str | None, Query(min_length=1, max_length=64, pattern=PRINTABLE)]
 
 
 def _utc(ts: datetime) -> datetime:
     return ts.astimezone(UTC) if ts.tzinfo is not None else ts.replace(tzinfo=UTC)
 
 
+def _in_utc(ts: datetime | None) -> datetime | None:
+    """The bound in UTC; a time that has none (0001-01-01T00:00+01:00) is refused."""
+    try:
+        return None if ts is None else _utc(ts)
+    except OverflowError:
+        raise ValueError("out of range once in UTC") from None
+
+
+Bound = Annotated[datetime | None, AfterValidator(_in_utc),
+                  Query(description="ISO 8601; a time without a zone is UTC")]
+
+
 def _bound(dialect: str, ts: datetime, after: bool) -> ColumnElement[bool]:
     utc = _utc(ts)
     if dialect == "sqlite":
         column: Any = type_coerce(audit_logs.c.ts, String)
-        value: Any = utc.strftime("%Y-%m-%d %H:%M:%S")
+        value: Any = utc.isoformat(sep=" ", timespec="seconds")[:19]  # years < 1000 padded
     else:
         column, value = audit_logs.c.ts, utc
     return column >= value if after else column <= value  # type: ignore[no-any-return]
@@ -51,12 +65,11 @@ def _page_json(result: Result[Any], total: int, limit: int, offset: int) -> byte
 
 
 @router.get("/audit", response_model=AuditPage)
-async def list_audit(caller: AdminUser, action: Text64 = None,
-                     actor: Text64 = None, outcome: Annotated[str | None, Query(
-                         min_length=1, max_length=16)] = None,
-                     since: datetime | None = None, until: datetime | None = None,
+async def list_audit(caller: AdminUser, action: Text64 = None, actor: Text64 = None,
+                     outcome: Literal["success", "failure", "denied"] | None = None,
+                     since: Bound = None, until: Bound = None,
                      limit: Annotated[int, Query(ge=1, le=500)] = 100,
-                     offset: Annotated[int, Query(ge=0)] = 0) -> Response:
+                     offset: Offset = 0) -> Response:
     ctx = caller.ctx
     db = ctx.engine.db
     where: list[ColumnElement[bool]] = []

@@ -33,6 +33,7 @@ from sqlalchemy.exc import ArgumentError
 from lts.api.admin_schemas import REDACTED, ConfigPatch, ConfigPublic, Source, is_secret_key
 from lts.api.context import ApiContext
 from lts.api.deps import AdminUser
+from lts.api.errors import answers
 from lts.api.routes.portfolios import audited
 from lts.errors import Conflict, InvalidParams
 from lts.persistence.tables import configuration
@@ -150,7 +151,7 @@ async def _apply(ctx: ApiContext, sections: dict[str, BaseModel]) -> None:
     await ctx.engine.apply_settings(ctx.engine.settings.model_copy(update=sections))
 
 
-@router.patch("", response_model=ConfigPublic)
+@router.patch("", response_model=ConfigPublic, responses=answers(409))
 async def patch_config(body: ConfigPatch, request: Request, caller: AdminUser) -> ConfigPublic:
     ctx, who = caller
     async with audited(ctx, request, who, "config.update", "config") as detail:

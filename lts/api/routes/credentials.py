@@ -8,7 +8,6 @@ secret: the plain text lives only in the request and, sealed, in the store
 plain-text mode.
 """
 
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Path, Request, Response
@@ -17,7 +16,9 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from lts.api.audit import audit
 from lts.api.context import ApiContext
 from lts.api.deps import CurrentUser, TraderUser
+from lts.api.errors import answers
 from lts.api.routes.portfolios import audited
+from lts.api.schemas import UtcTime
 from lts.errors import Conflict
 from lts.persistence.credentials import (
     BROKER_PATTERN,
@@ -46,8 +47,8 @@ class CredentialPut(BaseModel):
 class CredentialPublic(BaseModel):
     broker: str
     key_version: str = Field(description="version of the master key that sealed it")
-    created_at: datetime
-    updated_at: datetime
+    created_at: UtcTime
+    updated_at: UtcTime
 
 
 def _public(info: CredentialInfo) -> CredentialPublic:
@@ -60,7 +61,7 @@ def _store(ctx: ApiContext) -> CredentialStore:
     return CredentialStore(engine.db, Keyring.from_setting(engine.settings.master_key))
 
 
-@router.put("/{broker}", response_model=CredentialPublic)
+@router.put("/{broker}", response_model=CredentialPublic, responses=answers(409))
 async def put_credential(broker: Broker, body: CredentialPut, request: Request,
                          caller: TraderUser) -> CredentialPublic:
     ctx, who = caller

@@ -2,21 +2,31 @@
 
 A manual order goes through the same path as a strategy's: a command to the running portfolio's
 runner (risk checks, write-ahead journal, broker), whose answer the request waits for (through
-the engine's facade). A denial is an order in state ``denied`` with its reason code; an order
-that could not be made durable is refused (503); a cancel or a change of an order that is no
-longer open answers 409. Orders of portfolios the caller may not see answer 404.
+the engine's facade). An order denied (by a risk check, the kill switch) is journaled in state
+``denied`` and answered 409 with code ``order_denied``, its reason code (``reason``) and the
+order, which stays readable at its ``Location``; an order that could not be made durable is
+refused (503); a cancel or a change of an order that is no longer open answers 409. Orders of
+portfolios the caller may not see answer 404. A filter by an unknown status is a 422.
 """
 
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, HTTPException, Query, Request, status
+from fastapi import APIRouter, HTTPException, Path, Query, Request, status
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 from sqlalchemy import select
 
 from lts.api.context import ApiContext
 from lts.api.deps import CurrentUser, Principal, TraderUser
-from lts.api.portfolio_schemas import Symbol
+from lts.api.errors import Problem, answers, correlation_id
+from lts.api.portfolio_schemas import (
+    INT64_MAX,
+    Offset,
+    QueryId,
+    QueryNs,
+    Symbol,
+)
 from lts.api.routes.portfolios import audited, owned
 from lts.domain.commands import (
     CancelOrder,
@@ -26,7 +36,7 @@ from lts.domain.commands import (
     Reply,
     SubmitOrder,
 )
-from lts.domain.orders import OrderRequest, OrderType, Side, TimeInForce
+from lts.domain.orders import OrderRequest, OrderStatus, OrderType, Side, TimeInForce
 from lts.errors import Conflict, InvalidParams, JournalUnavailable
 from lts.persistence.tables import orders, portfolios
 
@@ -38,10 +48,14 @@ Price = Annotated[Decimal, Field(gt=0, lt=Decimal(10) ** 20, decimal_places=18,
                                  allow_inf_nan=False)]
 
 
-class OrderCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+#: A client order id in a path: printable ASCII, as every id LTS or a venue makes.
+OrderId = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[!-~]+$")]
 
-    portfolio_id: int
+
+class OrderCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    portfolio_id: int = Field(ge=1, le=INT64_MAX)
     symbol: Symbol
     side: Literal["buy", "sell"]
     quantity: Decimal = Field(gt=0, max_digits=24, decimal_places=8)
@@ -54,7 +68,7 @@ class OrderCreate(BaseModel):
 class OrderChange(BaseModel):
     """New values for a working order (left out: unchanged)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     quantity: Decimal | None = Field(None, gt=0, max_digits=24, decimal_places=8)
     limit_price: Price | None = None
@@ -81,6 +95,16 @@ class OrderPublic(BaseModel):
     ts_last: int
 
 
+class OrderDenied(BaseModel):
+    """A 409: the order was denied (it is journaled in state ``denied``, readable as ever)."""
+
+    detail: str
+    code: Literal["order_denied"] = "order_denied"
+    correlation_id: str
+    reason: str = Field(description="the reason code, e.g. TRADING_HALTED, BUYING_POWER")
+    order: OrderPublic
+
+
 def _public(row: Any) -> OrderPublic:
     return OrderPublic.model_validate(row)  # the declared fields only (extra keys are ignored)
 
@@ -105,18 +129,19 @@ def _refused(reply: Reply) -> None:
 @router.get("", response_model=list[OrderPublic])
 async def list_orders(
     caller: CurrentUser,
-    portfolio_id: int | None = None, symbol: str | None = None,
-    order_status: Annotated[str | None, Query(alias="status")] = None,
-    since_ns: int | None = None, until_ns: int | None = None,
+    portfolio_id: QueryId = None,
+    symbol: Annotated[str | None, Query(pattern=r"^[A-Za-z0-9._:/-]{1,64}$")] = None,
+    order_status: Annotated[OrderStatus | None, Query(alias="status")] = None,
+    since_ns: QueryNs = None, until_ns: QueryNs = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
 ) -> list[OrderPublic]:
     ctx, who = caller
     query = select(orders).join(portfolios, portfolios.c.id == orders.c.portfolio_id)
     if who.role != "admin":
         query = query.where(portfolios.c.owner_id == who.user_id)
     for column, value in ((orders.c.portfolio_id, portfolio_id), (orders.c.symbol, symbol),
-                          (orders.c.status, order_status)):
+                          (orders.c.status, order_status and order_status.value)):
         if value is not None:
             query = query.where(column == value)
     if since_ns is not None:
@@ -136,13 +161,17 @@ async def _visible(ctx: ApiContext, who: Principal, client_order_id: str) -> Any
 
 
 @router.get("/{client_order_id}", response_model=OrderPublic)
-async def get_order(client_order_id: str, caller: CurrentUser) -> OrderPublic:
+async def get_order(client_order_id: OrderId, caller: CurrentUser) -> OrderPublic:
     ctx, who = caller
     return _public(await _visible(ctx, who, client_order_id))
 
 
-@router.post("", response_model=OrderPublic, status_code=status.HTTP_201_CREATED)
-async def place_order(body: OrderCreate, request: Request, caller: TraderUser) -> OrderPublic:
+@router.post("", response_model=OrderPublic, status_code=status.HTTP_201_CREATED,
+             responses={409: {"model": OrderDenied | Problem, "description": "The order was "
+                              "denied (risk, kill switch): its reason code and the order; or "
+                              "the portfolio cannot take orders now"}})
+async def place_order(body: OrderCreate, request: Request,
+                      caller: TraderUser) -> OrderPublic | JSONResponse:
     ctx, who = caller
     target = f"portfolio:{body.portfolio_id}"
     async with audited(ctx, request, who, "order.create", target) as detail:
@@ -160,11 +189,18 @@ async def place_order(body: OrderCreate, request: Request, caller: TraderUser) -
         assert order is not None
         detail.update(client_order_id=order.client_order_id, status=order.status.value)
     await ctx.engine.flush()
-    return _public(await _visible(ctx, who, order.client_order_id))
+    placed = _public(await _visible(ctx, who, order.client_order_id))
+    if placed.status != OrderStatus.DENIED.value:
+        return placed
+    denied = OrderDenied(detail=f"order denied: {placed.reason}",
+                         correlation_id=correlation_id(request), reason=placed.reason,
+                         order=placed)
+    return JSONResponse(denied.model_dump(mode="json"), status.HTTP_409_CONFLICT,
+                        headers={"Location": f"{router.prefix}/{placed.client_order_id}"})
 
 
-@router.patch("/{client_order_id}", response_model=OrderPublic)
-async def modify_order(client_order_id: str, body: OrderChange, request: Request,
+@router.patch("/{client_order_id}", response_model=OrderPublic, responses=answers(409))
+async def modify_order(client_order_id: OrderId, body: OrderChange, request: Request,
                        caller: TraderUser) -> OrderPublic:
     """Change a working order's quantity or prices (where its venue can); the answer shows the
     order as it stands: the change applies once the venue has accepted it."""
@@ -185,8 +221,9 @@ async def modify_order(client_order_id: str, body: OrderChange, request: Request
     return _public(await _visible(ctx, who, client_order_id))
 
 
-@router.delete("/{client_order_id}", response_model=OrderPublic)
-async def cancel_order(client_order_id: str, request: Request, caller: TraderUser) -> OrderPublic:
+@router.delete("/{client_order_id}", response_model=OrderPublic, responses=answers(409))
+async def cancel_order(client_order_id: OrderId, request: Request,
+                       caller: TraderUser) -> OrderPublic:
     ctx, who = caller
     async with audited(ctx, request, who, "order.cancel", f"order:{client_order_id}"):
         row = await _visible(ctx, who, client_order_id)

@@ -18,8 +18,10 @@ from pydantic import TypeAdapter, ValidationError
 from lts.api.audit import audit
 from lts.api.context import ApiContext
 from lts.api.deps import CurrentUser, Principal, TraderUser
+from lts.api.errors import answers
 from lts.api.portfolio_schemas import (
     AssetPnl,
+    PathId,
     PortfolioAnalytics,
     PortfolioCreate,
     PortfolioPublic,
@@ -31,7 +33,7 @@ from lts.api.portfolio_schemas import (
 )
 from lts.domain.analytics import analyze
 from lts.domain.commands import Denied, SetTradingState, TradingState
-from lts.errors import Conflict, InvalidParams, JournalUnavailable
+from lts.errors import Conflict, InvalidParams, JournalUnavailable, PluginNotFound
 from lts.persistence import portfolio_store as store
 from lts.persistence import repositories as repo
 from lts.settings import RiskLimits
@@ -74,7 +76,10 @@ async def audited(ctx: ApiContext, request: Request, who: Principal, action: str
 def _validate(ctx: ApiContext, plugin: str | None, params: dict[str, Any] | None,
               risk: dict[str, Any] | None) -> None:
     if plugin is not None:
-        ctx.engine.registry.validate("portfolio", plugin, params or {})
+        try:
+            ctx.engine.registry.validate("portfolio", plugin, params or {})
+        except PluginNotFound as exc:
+            raise InvalidParams("portfolio", "portfolio_plugin", str(exc)) from None
     if risk is not None:
         try:
             RiskLimits.model_validate(risk)
@@ -92,7 +97,8 @@ async def list_portfolios(caller: CurrentUser) -> list[PortfolioPublic]:
     return [_public(ctx, r) for r in rows]
 
 
-@router.post("", response_model=PortfolioPublic, status_code=status.HTTP_201_CREATED)
+@router.post("", response_model=PortfolioPublic, status_code=status.HTTP_201_CREATED,
+             responses=answers(409))
 async def create_portfolio(body: PortfolioCreate, request: Request,
                            caller: TraderUser) -> PortfolioPublic:
     ctx, who = caller
@@ -106,13 +112,13 @@ async def create_portfolio(body: PortfolioCreate, request: Request,
 
 
 @router.get("/{portfolio_id}", response_model=PortfolioPublic)
-async def get_portfolio(portfolio_id: int, caller: CurrentUser) -> PortfolioPublic:
+async def get_portfolio(portfolio_id: PathId, caller: CurrentUser) -> PortfolioPublic:
     ctx, who = caller
     return _public(ctx, await owned(ctx, who, portfolio_id))
 
 
-@router.patch("/{portfolio_id}", response_model=PortfolioPublic)
-async def update_portfolio(portfolio_id: int, body: PortfolioUpdate, request: Request,
+@router.patch("/{portfolio_id}", response_model=PortfolioPublic, responses=answers(409))
+async def update_portfolio(portfolio_id: PathId, body: PortfolioUpdate, request: Request,
                            caller: TraderUser) -> PortfolioPublic:
     ctx, who = caller
     target = f"portfolio:{portfolio_id}"
@@ -129,8 +135,9 @@ async def update_portfolio(portfolio_id: int, body: PortfolioUpdate, request: Re
     return _public(ctx, await owned(ctx, who, portfolio_id))
 
 
-@router.delete("/{portfolio_id}", status_code=status.HTTP_204_NO_CONTENT)
-async def delete_portfolio(portfolio_id: int, request: Request, caller: TraderUser) -> None:
+@router.delete("/{portfolio_id}", status_code=status.HTTP_204_NO_CONTENT,
+               responses=answers(409))
+async def delete_portfolio(portfolio_id: PathId, request: Request, caller: TraderUser) -> None:
     ctx, who = caller
     async with audited(ctx, request, who, "portfolio.delete", f"portfolio:{portfolio_id}"):
         row = await owned(ctx, who, portfolio_id)
@@ -140,7 +147,7 @@ async def delete_portfolio(portfolio_id: int, request: Request, caller: TraderUs
 
 
 @router.post("/{portfolio_id}/activate", response_model=PortfolioPublic)
-async def activate(portfolio_id: int, request: Request, caller: TraderUser) -> PortfolioPublic:
+async def activate(portfolio_id: PathId, request: Request, caller: TraderUser) -> PortfolioPublic:
     ctx, who = caller
     async with audited(ctx, request, who, "portfolio.activate", f"portfolio:{portfolio_id}"):
         await owned(ctx, who, portfolio_id)
@@ -150,7 +157,7 @@ async def activate(portfolio_id: int, request: Request, caller: TraderUser) -> P
 
 
 @router.post("/{portfolio_id}/deactivate", response_model=PortfolioPublic)
-async def deactivate(portfolio_id: int, request: Request, caller: TraderUser) -> PortfolioPublic:
+async def deactivate(portfolio_id: PathId, request: Request, caller: TraderUser) -> PortfolioPublic:
     ctx, who = caller
     async with audited(ctx, request, who, "portfolio.deactivate", f"portfolio:{portfolio_id}"):
         await owned(ctx, who, portfolio_id)
@@ -161,7 +168,7 @@ async def deactivate(portfolio_id: int, request: Request, caller: TraderUser) ->
 
 
 @router.put("/{portfolio_id}/trading-state", response_model=PortfolioPublic)
-async def set_trading_state(portfolio_id: int, body: TradingStateChange, request: Request,
+async def set_trading_state(portfolio_id: PathId, body: TradingStateChange, request: Request,
                             caller: TraderUser) -> PortfolioPublic:
     """The kill switch: once this answers, HALTED denies every new order (and cancels the ones
     not yet sent), REDUCING only lets orders through that shrink a position without flipping
@@ -184,14 +191,14 @@ async def set_trading_state(portfolio_id: int, body: TradingStateChange, request
 
 
 @router.get("/{portfolio_id}/positions", response_model=list[PositionPublic])
-async def positions(portfolio_id: int, caller: CurrentUser) -> list[PositionPublic]:
+async def positions(portfolio_id: PathId, caller: CurrentUser) -> list[PositionPublic]:
     ctx, who = caller
     await owned(ctx, who, portfolio_id)
     return _POSITION_LIST.validate_python(await store.list_positions(ctx.reader, portfolio_id))
 
 
 @router.get("/{portfolio_id}/status", response_model=PortfolioStatus)
-async def portfolio_status(portfolio_id: int, caller: CurrentUser) -> PortfolioStatus:
+async def portfolio_status(portfolio_id: PathId, caller: CurrentUser) -> PortfolioStatus:
     ctx, who = caller
     row = await owned(ctx, who, portfolio_id)
     state = ctx.engine.state(portfolio_id)
@@ -208,7 +215,7 @@ async def portfolio_status(portfolio_id: int, caller: CurrentUser) -> PortfolioS
 
 
 @router.get("/{portfolio_id}/analytics", response_model=PortfolioAnalytics)
-async def analytics(portfolio_id: int, caller: CurrentUser) -> PortfolioAnalytics:
+async def analytics(portfolio_id: PathId, caller: CurrentUser) -> PortfolioAnalytics:
     """Computed from the journal's fills in a worker thread (the loop keeps trading); open
     positions are marked at the running portfolio's last prices, else at their last fill, as
     of its last tick."""

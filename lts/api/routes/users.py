@@ -9,6 +9,8 @@ from fastapi import APIRouter, HTTPException, Query, Request, Response
 
 from lts.api.audit import audit
 from lts.api.deps import AdminUser
+from lts.api.errors import answers
+from lts.api.portfolio_schemas import Offset, PathId
 from lts.api.schemas import UserPublic, UserUpdate
 
 router = APIRouter(prefix="/api/v1/users", tags=["users"])
@@ -16,7 +18,7 @@ router = APIRouter(prefix="/api/v1/users", tags=["users"])
 
 @router.get("", response_model=list[UserPublic])
 async def list_users(caller: AdminUser,
-                     offset: Annotated[int, Query(ge=0)] = 0,
+                     offset: Offset = 0,
                      limit: Annotated[int, Query(ge=1, le=500)] = 100) -> list[UserPublic]:
     ctx = caller.ctx
     return [UserPublic.model_validate(u)
@@ -24,7 +26,7 @@ async def list_users(caller: AdminUser,
 
 
 @router.get("/{user_id}", response_model=UserPublic)
-async def get_user(user_id: int, caller: AdminUser) -> UserPublic:
+async def get_user(user_id: PathId, caller: AdminUser) -> UserPublic:
     ctx = caller.ctx
     user = await ctx.auth.get_user(ctx.engine.db, user_id)
     if user is None:
@@ -32,8 +34,8 @@ async def get_user(user_id: int, caller: AdminUser) -> UserPublic:
     return UserPublic.model_validate(user)
 
 
-@router.patch("/{user_id}", response_model=UserPublic)
-async def update_user(user_id: int, body: UserUpdate, request: Request,
+@router.patch("/{user_id}", response_model=UserPublic, responses=answers(409))
+async def update_user(user_id: PathId, body: UserUpdate, request: Request,
                       caller: AdminUser) -> UserPublic:
     ctx, who = caller
     target = f"user:{user_id}"
@@ -54,8 +56,8 @@ async def update_user(user_id: int, body: UserUpdate, request: Request,
     return UserPublic.model_validate(user)
 
 
-@router.delete("/{user_id}", status_code=204, response_class=Response)
-async def delete_user(user_id: int, request: Request, caller: AdminUser) -> Response:
+@router.delete("/{user_id}", status_code=204, response_class=Response, responses=answers(409))
+async def delete_user(user_id: PathId, request: Request, caller: AdminUser) -> Response:
     ctx, who = caller
     target = f"user:{user_id}"
     if user_id == who.user_id:
