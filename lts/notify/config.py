@@ -33,6 +33,8 @@ class WebhookSettings(_Section):
                                    description="webhooks and owners re-read at most this often")
     log_keep: int = Field(1000, ge=10, le=1_000_000, description="attempts kept per webhook")
     max_per_user: int = Field(20, ge=1, le=1000)
+    allow_private_networks: bool = Field(
+        False, description="let webhooks post to loopback, private and link-local addresses")
 
 
 class TelegramSettings(_Section):

@@ -27,6 +27,7 @@ from lts.errors import ConfigError
 from lts.notify.audience import Audience
 from lts.notify.config import NotifySettings
 from lts.notify.daily_summary import next_summary, summaries
+from lts.notify.destinations import PublicResolver
 from lts.notify.events import Notification, notification_of
 from lts.notify.telegram import TelegramBot
 from lts.notify.webhooks import DeliveryLog, WebhookDispatcher, WebhookRoute
@@ -77,7 +78,9 @@ class Notifier:
         try:
             # two sessions (connection pools): webhooks hanging on dead receivers never
             # hold the connections the bot needs
-            async with _session(256) as session, _session(16) as chat_session, \
+            public = not self.settings.webhooks.allow_private_networks
+            async with _session(256, public_only=public) as session, \
+                    _session(16) as chat_session, \
                     anyio.create_task_group() as tg:
                 await tg.start(self.delivery_log.run)
                 self.webhooks = WebhookDispatcher(tg, session, self.settings.webhooks,
@@ -142,10 +145,12 @@ class Notifier:
         return len(made)
 
 
-def _session(connections: int) -> aiohttp.ClientSession:
-    """An HTTP client session: no proxies or credentials from the environment."""
-    return aiohttp.ClientSession(trust_env=False,
-                                 connector=aiohttp.TCPConnector(limit=connections))
+def _session(connections: int, *, public_only: bool = False) -> aiohttp.ClientSession:
+    """An HTTP client session: no proxies or credentials from the environment; with
+    ``public_only``, host names connect only to their public addresses."""
+    connector = aiohttp.TCPConnector(limit=connections,
+                                     resolver=PublicResolver() if public_only else None)
+    return aiohttp.ClientSession(trust_env=False, connector=connector)
 
 
 class NotifyService(PluginBase):

@@ -13,7 +13,8 @@ cap). Retried: no answer, a timeout, 408, 425, 429 and 5xx; any other answer bel
 ``webhook_deliveries`` row (``delivered``, ``retrying``, ``failed``), written in batches by the
 :class:`DeliveryLog`.
 
-HTTP client: aiohttp (a session per notifier; no proxies from the environment).
+HTTP client: aiohttp (a session per notifier; no proxies from the environment). Private
+destinations are refused unless allowed (:mod:`lts.notify.destinations`).
 """
 
 import logging
@@ -21,6 +22,7 @@ import random
 import time
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 import anyio
@@ -30,6 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from lts import __version__
 from lts.bus import Mailbox, Overflow
 from lts.notify.config import WebhookSettings
+from lts.notify.destinations import refused_host
 from lts.notify.events import Notification
 from lts.notify.signature import (
     ATTEMPT_HEADER,
@@ -180,6 +183,9 @@ class WebhookSender:
         headers = {"Content-Type": "application/json", "User-Agent": _USER_AGENT,
                    TIMESTAMP_HEADER: str(ts), SIGNATURE_HEADER: sign(route.secret, ts, n.body),
                    EVENT_ID_HEADER: n.id, EVENT_HEADER: n.type, ATTEMPT_HEADER: str(attempt)}
+        if not self._settings.allow_private_networks and \
+                refused_host(urlsplit(route.url).hostname or ""):
+            return _Outcome(False, False, None, "destination not allowed: a private address")
         try:
             async with self._session.post(
                     route.url, data=n.body, headers=headers, allow_redirects=False,

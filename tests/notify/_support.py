@@ -118,9 +118,10 @@ async def dead_receiver() -> AsyncIterator[DeadReceiver]:
 
 
 def quick_settings(**webhooks: Any) -> NotifySettings:
-    """Retries and refreshes fast enough for a test."""
+    """Retries and refreshes fast enough for a test; the receivers are on 127.0.0.1."""
     return NotifySettings.model_validate({"webhooks": {
-        "initial_backoff": 0.05, "max_backoff": 0.2, "refresh_seconds": 0.1, **webhooks}})
+        "initial_backoff": 0.05, "max_backoff": 0.2, "refresh_seconds": 0.1,
+        "allow_private_networks": True, **webhooks}})
 
 
 @asynccontextmanager

@@ -197,3 +197,26 @@ async def test_the_daily_summary_tells_each_user_of_their_portfolios_day(
         assert Decimal(data["pnl"]) == Decimal(data["equity"]) - Decimal(data["initial_cash"])
         assert data["period_end"] == end.isoformat().replace("+00:00", "Z")
         assert rec.at("/trader") == []
+
+
+async def test_private_destinations_are_refused_unless_allowed(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'lts.db'}"
+    async with running_api(tmp_path, demo={"interval": 0.05}, api={"enabled": False},
+                           database={"url": url}) as api, receiver() as rec:
+        engine = api.engine
+        literal = await _webhook(engine, "admin", rec.url("/literal"), ["order.filled"])
+        named = await _webhook(engine, "admin", f"http://localhost:{rec.port}/named",
+                               ["order.filled"])
+        guarded = quick_settings(allow_private_networks=False, max_attempts=2)
+        async with notifying(engine, guarded):
+            literal_rows = await until_read(lambda: _log(engine, literal["id"]), bool,
+                                            "the literal address refused")
+            named_rows = await until_read(
+                lambda: _log(engine, named["id"]),
+                lambda rows: any(r["outcome"] == "failed" for r in rows),
+                "the name resolving to loopback refused")
+        assert {(r["attempt"], r["outcome"], r["error"]) for r in literal_rows} == \
+            {(1, "failed", "destination not allowed: a private address")}
+        assert {r["error"] for r in named_rows} == \
+            {"ClientConnectorDNSError: resolves only to private addresses (not allowed)"}
+        assert rec.received == []

@@ -1,0 +1,54 @@
+"""Where webhooks may post: public addresses only, unless private networks are allowed.
+
+Where it sits: under the webhook sender's HTTP session (:mod:`lts.notify.webhooks`). Any user
+(a viewer too) may create a webhook, and its delivery log shows what each try met; without a
+guard, LTS would post to, and report on, whatever the engine's host can reach: its loopback, the
+local network, a cloud's metadata address. So unless ``notify.webhooks.allow_private_networks``
+is set, a URL whose host is such an address is refused before any connection
+(:func:`refused_host`), and a host name is connected only to the public addresses it resolves
+to (:class:`PublicResolver`; resolving at connect time, so a name that changes to a private
+address later is refused then).
+"""
+
+import ipaddress
+import socket
+
+from aiohttp.abc import AbstractResolver, ResolveResult
+from aiohttp.resolver import ThreadedResolver
+
+__all__ = ["PublicResolver", "is_private", "refused_host"]
+
+
+def is_private(address: str) -> bool:
+    """Loopback, private, link-local, shared, reserved, multicast or unspecified (IPv4-mapped
+    IPv6 addresses judged as their IPv4 address)."""
+    ip = ipaddress.ip_address(address.split("%", 1)[0])
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return not ip.is_global or ip.is_multicast
+
+
+def refused_host(host: str) -> bool:
+    """True when ``host`` is an address literal that is private (a name: decided at connect)."""
+    try:
+        return is_private(host.strip("[]"))
+    except ValueError:
+        return False
+
+
+class PublicResolver(AbstractResolver):
+    """The system's resolver (in a thread), keeping only public addresses."""
+
+    def __init__(self) -> None:
+        self._inner = ThreadedResolver()
+
+    async def resolve(self, host: str, port: int = 0,
+                      family: socket.AddressFamily = socket.AF_INET) -> list[ResolveResult]:
+        found = await self._inner.resolve(host, port, family)
+        public = [r for r in found if not is_private(r["host"])]
+        if not public:
+            raise OSError(0, "resolves only to private addresses (not allowed)")
+        return public
+
+    async def close(self) -> None:
+        await self._inner.close()
