@@ -197,10 +197,17 @@
     },
   };
 
-  /** Run ``fn`` at most once per ``ms`` after the last call (events come in bursts). */
+  /** Run ``fn`` once ``ms`` after the last of a burst of calls (typing, resizing). */
   function debounce(fn, ms) {
     let t = null;
     return (...args) => { clearTimeout(t); t = setTimeout(() => fn(...args), ms); };
+  }
+
+  /** Run ``fn`` ``ms`` after a call, once for every call in between: a steady stream of
+   * events (a fill every bar) still refreshes the page every ``ms``. */
+  function throttle(fn, ms) {
+    let t = null;
+    return () => { if (t === null) t = setTimeout(() => { t = null; fn(); }, ms); };
   }
 
   // ---- confirmation dialog ------------------------------------------------------------------------
@@ -338,16 +345,17 @@
     }
     filter.addEventListener("input", debounce(draw, 120));
 
-    async function load() {
-      try { state.rows = await api("GET", "/api/v1/dashboard/overview"); draw(); }
-      catch (e) { if (e.status !== 401) toast(`Portfolios: ${e.message}`, true); }
-    }
     const alive = current();
+    async function load() {
+      if (!alive()) return;
+      try { const rows = await api("GET", "/api/v1/dashboard/overview"); if (alive()) { state.rows = rows; draw(); } }
+      catch (e) { if (e.status !== 401 && alive()) toast(`Portfolios: ${e.message}`, true); }
+    }
     await load();
     if (!alive()) return;
     // live: any committed event of a listed portfolio refreshes the table (one request, at most
     // every 2 s); equity between fills moves with prices: a slow refresh every 30 s
-    const reload = debounce(load, 2000);
+    const reload = throttle(load, 2000);
     const since = {};
     for (const r of state.rows) since[String(r.id)] = Number.MAX_SAFE_INTEGER; // from now on
     live.follow(since, { event: reload, resumed: reload });
@@ -404,8 +412,10 @@
 
     // controls (trader and admin; the API checks again)
     let switchButtons = [], activateBtn = null, deactivateBtn = null, controls = null;
+    let changes = 0; // a refresh that began before a change must not draw what it read
     async function act(fn) {
-      try { const r = await fn(); if (r && r.id) { p = r; drawHeader(); } return r; }
+      changes++;
+      try { const r = await fn(); if (r && r.id) { changes++; p = r; drawHeader(); } return r; }
       catch (e) { if (e.status !== 401) toast(e.message, true); return null; }
     }
     if (canTrade()) {
@@ -533,18 +543,23 @@
     }
 
     // the figures that move with fills and prices: re-read after events (debounced)
-    const refresh = debounce(async () => {
+    const refresh = throttle(async () => {
       if (!alive()) return;
       try {
-        [p, positions, activity] = await Promise.all([api("GET", `/api/v1/portfolios/${pid}`),
+        const before = changes;
+        const [fresh, held, act2] = await Promise.all([api("GET", `/api/v1/portfolios/${pid}`),
           api("GET", `/api/v1/portfolios/${pid}/positions`), api("GET", `/api/v1/dashboard/portfolios/${pid}/activity`)]);
+        if (!alive()) return;
+        if (before === changes) p = fresh;
+        positions = held;
+        activity = act2;
         curve = activity.curve.slice();
         for (const f of activity.fills) if (!seen.has(f.trade_id)) { seen.add(f.trade_id); fills.push(f); }
         fills.sort((a, b) => a.ts_event - b.ts_event);
         drawHeader(); drawPositions(); drawCharts();
-      } catch (e) { if (e.status !== 401) toast(e.message, true); }
+      } catch (e) { if (e.status !== 401 && alive()) toast(e.message, true); }
     }, 800);
-    const redrawCharts = debounce(drawCharts, 250);
+    const redrawCharts = throttle(drawCharts, 250);
 
     live.follow({ [String(pid)]: activity.last_seq }, {
       resumed: refresh,
