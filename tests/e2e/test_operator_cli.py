@@ -111,6 +111,16 @@ def test_reset_from_stdin_then_the_admin_logs_in_with_it(launcher: Launcher, mad
     assert _login(port, "admin", ADMIN_PASSWORD) == 401
 
 
+def test_reset_on_either_store(launcher: Launcher, migrated_url: str) -> None:
+    first = launcher.run("--db-url", migrated_url, "--no-demo", "--run-for", "0.5")
+    assert first.returncode == 0, first.tail()
+    done = _users(launcher, migrated_url, "admin", stdin=NEW_PASSWORD + "\n")
+    assert done.returncode == 0, done.stderr
+    db = Db(migrated_url)
+    assert verify_password(NEW_PASSWORD, _hash(db, "admin"))
+    assert _audit(db) == [("user:1", "success", "")]
+
+
 def test_reset_from_an_environment_variable(launcher: Launcher, made: str, db: Db) -> None:
     done = _users(launcher, made, "admin", "--password-env", "NEW_PW",
                   env={"NEW_PW": NEW_PASSWORD})
