@@ -116,6 +116,10 @@ class EngineSettings(_Section):
         5.0, gt=0, description="seconds the API waits for a portfolio to answer a command")
     lease_retry: float = Field(
         5.0, gt=0, description="seconds between tries for a portfolio another engine holds")
+    feed_stale_seconds: float = Field(
+        120.0, ge=0, description="an asset whose feed has sent nothing for this long, and for "
+        "three of its usual intervals between bars, is stale: its strategy places no new "
+        "orders until data returns (0: never)")
 
 
 class DemoCredentials(_Section):

@@ -67,6 +67,7 @@ class Reason(enum.Enum):
     UNSUPPORTED = "UNSUPPORTED"  # the venue lacks the order type, time in force or modify
     JOURNAL_UNAVAILABLE = "JOURNAL_UNAVAILABLE"  # the order could not be made durable
     VENUE_STALE = "VENUE_STALE"  # the venue's stream dropped: resync first (reports missed?)
+    FEED_STALE = "FEED_STALE"  # the asset's market data stopped: its strategy waits for it
     ORDER_NOT_OPEN = "ORDER_NOT_OPEN"
     STOPPING = "STOPPING"
     INVALID_PARAMS = "INVALID_PARAMS"

@@ -90,7 +90,7 @@ class Contingencies:
         if len(tag) > MAX_TAG:
             raise InvalidParams("strategy", "bracket",
                                 f"prices too long to record in the order's tag ({tag!r})")
-        order = self._om.request(_tagged(entry, tag))
+        order = self._om.request(_tagged(entry, tag), strategy=True)
         if order.is_open:
             coid = order.client_order_id
             self._groups[coid] = _Group(entry.symbol, _other(entry.side),

@@ -323,6 +323,7 @@ class Engine:
                              db=self.db, feeds=self._feeds, clock=self.clock, durable=True,
                              mailbox_capacity=s.engine.mailbox_capacity,
                              ack_timeout=lambda: self.settings.engine.ack_timeout,
+                             feed_stale_after=lambda: self.settings.engine.feed_stale_seconds,
                              stop_timeout=s.engine.stop_timeout, default_risk=s.risk,
                              observe_tick_to_order=self._observe_tick_to_order,
                              credentials=self._credentials, recoveries=self._recoveries,

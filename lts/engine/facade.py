@@ -63,6 +63,7 @@ class PortfolioState:
     fills: int  # committed
     anomalies: int  # fills the orders' states did not allow, adopted orders
     venues: str | None = None  # what is wrong with its venues' connections (stale, banned)
+    stale_feeds: tuple[str, ...] = ()  # assets whose market data stopped (lts.engine.feed_watch)
 
 
 @dataclass(frozen=True)
@@ -81,6 +82,10 @@ class PortfolioFigures:
     orders_denied: int
     fills: int
     anomalies: int
+    trading_state: str | None = None
+    symbols: tuple[str, ...] = ()
+    stale_feeds: frozenset[str] = frozenset()
+    banned_venues: tuple[str, ...] = ()  # brokers whose venue refuses it (rate limit)
 
 
 @dataclass(frozen=True)
@@ -198,7 +203,8 @@ class EngineFacade:
             orders_denied=om.orders_denied if om is not None else 0,
             fills=om.fills_committed if om is not None else 0,
             anomalies=om.anomalies if om is not None else 0,
-            venues=runner.venues.describe() if runner is not None else None)
+            venues=runner.venues.describe() if runner is not None else None,
+            stale_feeds=tuple(sorted(runner.feed_watch.stale)) if runner is not None else ())
 
     def states(self) -> list[PortfolioState]:
         return [s for pid in sorted(self._engine.supervisors)
@@ -219,7 +225,9 @@ class EngineFacade:
             out.append(PortfolioFigures(
                 pid, sup.status.value, sup.restarts, True, ledger.cash_f + ledger.value_f,
                 float(ledger.realized_pnl()), len(runner.open_orders), runner.mailbox_depth,
-                om.orders_created, om.orders_denied, om.fills_committed, om.anomalies))
+                om.orders_created, om.orders_denied, om.fills_committed, om.anomalies,
+                runner.trading_state.value, tuple(a.symbol for a in runner.spec.assets),
+                frozenset(runner.feed_watch.stale), tuple(sorted(runner.venues.banned))))
         return out
 
     def last_prices(self, portfolio_id: int) -> dict[str, Decimal]:

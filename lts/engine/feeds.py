@@ -12,6 +12,10 @@ a WarmUp. They outlive the feed for ``keep_seconds`` after its last subscriber l
 ended), so a portfolio restarted by its supervisor, which was the feed's only subscriber, is
 warm again on the feed it subscribes to anew; a history the new feed yields then goes out only
 for bars newer than those.
+
+Silence: the hub knows when each running feed last sent market data
+(:meth:`FeedLease.silent_for`), so a portfolio can tell a feed that stopped from a quiet market
+(:mod:`lts.engine.feed_watch`).
 """
 
 import json
@@ -47,6 +51,10 @@ class _Running:
     scope: anyio.CancelScope
     users: int = 0
     recent: deque[Bar] | None = None  # the latest bars (after a WarmUp, or asked for)
+    #: when it last sent market data (anyio.current_time(); its start until the first batch)
+    last_data: float = field(default_factory=anyio.current_time)
+    #: its usual seconds between batches (a moving average; None: not known yet)
+    interval: float | None = None
 
     def keep(self, depth: int) -> None:
         """Keep at least ``depth`` of the latest bars from now on."""
@@ -81,6 +89,12 @@ class FeedLease:
 
     def release(self) -> None:
         self.hub._release(self)
+
+    def silent_for(self, now: float) -> tuple[float, float | None] | None:
+        """Seconds since the feed last sent market data, and its usual seconds between
+        batches (None: not known yet); None: the feed is not running."""
+        running = self.hub._running.get(self.key)
+        return None if running is None else (now - running.last_data, running.interval)
 
 
 class FeedHub:
@@ -180,6 +194,11 @@ class FeedHub:
                         continue
                     if not batch:
                         continue
+                    now = anyio.current_time()
+                    gap = now - running.last_data
+                    running.interval = gap if running.interval is None else \
+                        0.8 * running.interval + 0.2 * gap
+                    running.last_data = now
                     if running.recent is not None and type(batch[0]) is Bar:
                         running.recent.extend(cast(Sequence[Bar], batch))  # bars only
                     await self._bus.publish_batch(list(batch), bus)

@@ -128,6 +128,8 @@ class OrderManager(ExecutionIntake):
         self.to_reconcile: set[str] = set()
         #: venues whose execution reports may have been missed: no new orders there
         self.stale_venues: set[str] = set()
+        #: assets whose market data stopped: no new orders from strategies
+        self.stale_feeds: set[str] = set()
         self.stopping = False
         self.orders_created = 0
         self.orders_denied = 0
@@ -149,10 +151,12 @@ class OrderManager(ExecutionIntake):
         return self.book.fills_committed
 
     # -- requests -> orders -------------------------------------------------------------------
-    def request(self, request: OrderRequest, reply: Any = None,
-                bar_ts: int | None = None) -> Order:
+    def request(self, request: OrderRequest, reply: Any = None, bar_ts: int | None = None,
+                *, strategy: bool = False) -> Order:
         """Check ``request`` and make it an order: DENIED at once, or PENDING_SUBMIT until its
-        row is durable (then it is handed to the venue). ``reply`` (a future) gets the answer."""
+        row is durable (then it is handed to the venue). ``reply`` (a future) gets the answer.
+        ``strategy``: a strategy's own decision (not an operator's command, not the exit of a
+        contingent order), refused while the asset's market data has stopped."""
         now = self.clock.now_ns()
         coid = f"{self.portfolio_id}-{self._number}"
         self._number += 1
@@ -160,7 +164,8 @@ class OrderManager(ExecutionIntake):
                                    portfolio_id=self.portfolio_id, ts_init=now)
         self.orders_created += 1
         broker = self.brokers.get(request.symbol)
-        reason = self._refusal(request, broker, now)
+        reason = Reason.FEED_STALE if strategy and request.symbol in self.stale_feeds \
+            else self._refusal(request, broker, now)
         if reason is not None:
             return self._deny(order, reason, broker.name if broker else "", reply)
         assert broker is not None

@@ -99,6 +99,7 @@ def _order_manager(runner: "PortfolioRunner", inbox: PortfolioInbox, tg: TaskGro
                       observe_tick_to_order=None if isinstance(ctx.clock, ReplayClock)
                       else ctx.observe_tick_to_order)
     om.stale_venues = runner.venues.stale
+    om.stale_feeds = runner.feed_watch.stale
     return om
 
 

@@ -57,6 +57,7 @@ from lts.domain.orders import Fill, Order, OrderStatusReport
 from lts.engine import venue_calls
 from lts.engine.clock import ReplayClock
 from lts.engine.equity_recorder import EquityRecorder
+from lts.engine.feed_watch import FeedWatch
 from lts.engine.feeds import FeedHub, FeedLease
 from lts.engine.inbox import Envelope, PortfolioInbox
 from lts.engine.ledger import Ledger
@@ -124,6 +125,8 @@ class RunnerContext:
     mailbox_capacity: int = 10_000
     #: read at every housekeeping, so a change at run time acts on the next one
     ack_timeout: Callable[[], float] = lambda: 10.0
+    #: seconds of silence after which an asset's feed is stale (None or 0: never; live only)
+    feed_stale_after: Callable[[], float | None] = lambda: None
     stop_timeout: float = 5.0
     #: live only: seconds from a bar's time to its orders handed to the broker (a histogram)
     observe_tick_to_order: Callable[[float], None] | None = None
@@ -177,6 +180,7 @@ class PortfolioRunner:
         self._last_look: set[str] | None = None  # stopping: venues asked once more
         self._tg: TaskGroup | None = None
         self.venues = VenueHealth(self.portfolio_id)
+        self.feed_watch = FeedWatch(self.portfolio_id)
 
     def _limits(self, overrides: dict[str, Any]) -> RiskLimits:
         return RiskLimits.model_validate({**self.ctx.default_risk.model_dump(), **overrides})
@@ -553,8 +557,10 @@ class PortfolioRunner:
 
     # -- time and venues ----------------------------------------------------------------------
     def _housekeeping(self, om: OrderManager) -> None:
-        self.housekept_at = anyio.current_time()
+        self.housekept_at = now = anyio.current_time()
         om.housekeeping(int(self.ctx.ack_timeout() * 1e9))
+        if self._replay_clock is None:
+            self.feed_watch.look(self._leases, now, self.ctx.feed_stale_after())
         if self.risk.limits.max_daily_loss is not None:
             self.risk.observe_equity(self.ctx.clock.now_ns(), self.ledger.equity())
 
@@ -671,7 +677,15 @@ class PortfolioRunner:
         daily-loss limit to watch."""
         om = self.orders
         return om is not None and (bool(self.open_orders) or bool(om.to_reconcile)
-                                   or self.risk.limits.max_daily_loss is not None)
+                                   or self.risk.limits.max_daily_loss is not None
+                                   or self._feed_to_look_at())
+
+    def _feed_to_look_at(self) -> bool:
+        """An asset stale, or one whose feed has gone late (live only)."""
+        if self._replay_clock is not None:
+            return False
+        return bool(self.feed_watch.stale) or bool(FeedWatch.silent(
+            self._leases, anyio.current_time(), self.ctx.feed_stale_after()))
 
     def housekeeping_due(self, now: float, after: float | None = None) -> bool:
         """Something to look after, and no housekeeping for ``after`` seconds (default: the

@@ -235,7 +235,7 @@ class PortfolioContext:
         request = self._request(symbol, side, quantity, limit, stop, tif, tag)
         if request is None:
             return None
-        return self._om.request(request).client_order_id
+        return self._om.request(request, strategy=True).client_order_id
 
     def _request(self, symbol: str, side: Side, quantity: Number, limit: Number | None,
                  stop: Number | None, tif: TimeInForce, tag: str) -> OrderRequest | None:
