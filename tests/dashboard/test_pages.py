@@ -281,3 +281,22 @@ def test_a_watched_portfolio_has_its_prices_sampled(stack: Stack) -> None:
         times = [p["t"] for p in samples]
         assert times == sorted(times)
         assert all(p["price"] > 0 for p in samples)
+
+
+def test_the_summary_routes_keep_the_api_rules(stack: Stack) -> None:
+    """No token: 401; another's portfolio: 404, as every portfolio route answers."""
+    engine = stack.engine
+    trader = engine.login("tess", stack.users["trader"][1])
+    for path in ("/api/v1/dashboard/overview",
+                 f"/api/v1/dashboard/portfolios/{stack.portfolios['demo']}/activity"):
+        with pytest.raises(HttpError) as anonymous:
+            engine.call("GET", path)
+        assert anonymous.value.status == 401
+    with pytest.raises(HttpError) as hidden:
+        engine.call("GET", f"/api/v1/dashboard/portfolios/{stack.portfolios['demo']}/activity",
+                    token=trader)
+    assert hidden.value.status == 404
+    rows = engine.call("GET", "/api/v1/dashboard/overview", token=trader)
+    assert [r["name"] for r in rows] == [XSS_NAME]
+    assert rows[0]["status"] == "stopped"
+    assert rows[0]["equity"] is None

@@ -76,4 +76,9 @@ def test_the_page_resumes_after_the_engine_restarts(engine: Engine, watched: Wat
 
     _wait("every fill committed since the page went live to be on it",
           lambda: committed <= on_page(), timeout=10.0)
+    # and the figures are read again: the equity curve has a point per fill (and two more)
+    fills = db.scalar("SELECT COUNT(*) FROM fills WHERE portfolio_id=1")
+    curve = page.locator("#equity-chart path.equity")
+    _wait("the equity curve to have the fills made after the restart",
+          lambda: int(curve.get_attribute("data-points") or 0) >= fills + 1, timeout=10.0)
     page.screenshot(path=str(shots / "portfolio-after-restart.png"), full_page=True)

@@ -349,7 +349,7 @@
     async function load() {
       if (!alive()) return;
       try { const rows = await api("GET", "/api/v1/dashboard/overview"); if (alive()) { state.rows = rows; draw(); } }
-      catch (e) { if (e.status !== 401 && alive()) toast(`Portfolios: ${e.message}`, true); }
+      catch (e) { if (e.status !== 401 && e.status !== 0 && alive()) toast(`Portfolios: ${e.message}`, true); }
     }
     await load();
     if (!alive()) return;
@@ -557,7 +557,10 @@
         for (const f of activity.fills) if (!seen.has(f.trade_id)) { seen.add(f.trade_id); fills.push(f); }
         fills.sort((a, b) => a.ts_event - b.ts_event);
         drawHeader(); drawPositions(); drawCharts();
-      } catch (e) { if (e.status !== 401 && alive()) toast(e.message, true); }
+      } catch (e) {
+        // the engine gone: the live badge says so already (and the page resumes without help)
+        if (e.status !== 401 && e.status !== 0 && alive()) toast(e.message, true);
+      }
     }, 800);
     const redrawCharts = throttle(drawCharts, 250);
 
