@@ -85,11 +85,18 @@ def _new_password(args: argparse.Namespace) -> str:
                               "not set or empty")
         return value
     if sys.stdin.isatty():
-        first = getpass.getpass(f"New password for {args.username!r}: ")
-        if getpass.getpass("Again: ") != first:
+        try:
+            first = getpass.getpass(f"New password for {args.username!r}: ")
+            again = getpass.getpass("Again: ")
+        except EOFError:
+            raise ConfigError(f"{COMMAND}: no password given; nothing changed") from None
+        if again != first:
             raise ConfigError(f"{COMMAND}: the two passwords differ; nothing changed")
         return first
     line = sys.stdin.readline()
+    if not line:
+        raise ConfigError(f"{COMMAND}: no new password on standard input (type it on a "
+                          "terminal, pipe it in, or name a variable with --password-env)")
     return line.removesuffix("\n").removesuffix("\r")
 
 

@@ -144,6 +144,8 @@ def test_unknown_users_and_weak_passwords_are_one_line_and_exit_2(launcher: Laun
     assert _hash(db, "admin") == before
     assert _audit(db) == [("user:nobody", "failure", "unknown user")] + \
         [("user:admin", "failure", "weak password")] * 3
+    assert _error(_users(launcher, made, "admin", stdin="")).startswith(
+        "no new password on standard input")
     missing = sqlite_url(launcher.workdir / "elsewhere.db")
     assert _error(_users(launcher, missing, "admin", stdin=NEW_PASSWORD + "\n")).startswith(
         "no database at ")
