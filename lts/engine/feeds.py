@@ -23,6 +23,7 @@ import logging
 from collections import deque
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
+from itertools import pairwise
 from typing import Any, cast
 
 import anyio
@@ -55,6 +56,14 @@ class _Running:
     last_data: float = field(default_factory=anyio.current_time)
     #: its usual seconds between batches (a moving average; None: not known yet)
     interval: float | None = None
+
+    def spaced(self, bars: Sequence[Bar]) -> None:
+        """A history's bars tell the feed's interval before its first live bar (an hourly feed
+        is not late after two minutes of waiting for its first candle)."""
+        if len(bars) >= 2 and self.interval is None:
+            gaps = sorted(b.ts_event - a.ts_event for a, b in pairwise(bars))
+            self.interval = gaps[len(gaps) // 2] / 1e9
+            self.last_data = anyio.current_time()
 
     def keep(self, depth: int) -> None:
         """Keep at least ``depth`` of the latest bars from now on."""
@@ -188,6 +197,7 @@ class FeedHub:
             try:
                 async for batch in running.feed.bars(symbol, self._clock):
                     if isinstance(batch, WarmUp):
+                        running.spaced(batch.bars)
                         fresh = running.history(batch)
                         if fresh is not None:
                             await self._bus.publish(fresh, bus)

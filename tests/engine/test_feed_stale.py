@@ -88,3 +88,27 @@ async def live_feed(market: Any) -> None:
         market.push("AAA", price)
         price += 0.01
         await anyio.sleep(0.05)
+
+
+async def test_a_feed_is_late_only_after_three_of_its_intervals(migrated_url: str) -> None:
+    """A feed whose history has bars a minute apart is not stale after the setting's 0.3 s of
+    waiting for its first live bar (it is late after three minutes), while the engine's other
+    portfolio, on a feed that has said nothing of its interval, is stale by then."""
+    script = trying_script()
+    engine = {"feed_stale_seconds": 0.3, "ack_timeout": 0.4}
+    async with strategy_desk(migrated_url, script, engine=engine, backfill=5,
+                             history={"AAA": [100.0, 100.5, 101.0, 100.8, 101.2]}
+                             ) as (desk, _market):
+        started = anyio.current_time()
+        other = desk.facade.state(1)  # the desk's own portfolio, on a quiet feed
+        assert other is not None
+        assert other.portfolio_id != desk.portfolio_id
+
+        def other_stale_and_a_second_gone() -> bool:
+            state = desk.facade.state(1)
+            return state is not None and bool(state.stale_feeds) and \
+                anyio.current_time() - started > 1.0
+
+        await desk.until(other_stale_and_a_second_gone, "the other portfolio stale")
+        assert desk.state().stale_feeds == ()
+        assert (await attempt(desk, script))[0] != "denied"
