@@ -15,6 +15,7 @@ import msgspec
 from lts.domain.orders import Fill, Order
 
 __all__ = [
+    "NOTIFICATION_TYPES",
     "ORDER_EVENT_TYPES",
     "OrderAccepted",
     "OrderAdopted",
@@ -149,3 +150,9 @@ class TradingStateChanged(msgspec.Struct, frozen=True):
     state: str
     previous: str
     ts_event: int
+
+
+#: What an operator can be told of (a webhook's or a chat's event types, ``lts.notify``): the
+#: order events above that matter to a person, these portfolio changes, and a daily summary.
+NOTIFICATION_TYPES = ("order.filled", "order.rejected", "order.denied", "portfolio.error",
+                      "portfolio.restarted", "trading_state.changed", "daily.summary")

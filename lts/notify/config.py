@@ -9,7 +9,7 @@ from datetime import time
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
-from lts.persistence.webhooks_repo import NOTIFICATION_TYPES
+from lts.domain.events import NOTIFICATION_TYPES
 
 __all__ = ["NotifySettings", "TelegramSettings", "WebhookSettings"]
 

@@ -14,6 +14,7 @@ from sqlalchemy import Select, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from lts.domain.events import NOTIFICATION_TYPES
 from lts.persistence.reader import Reader
 from lts.persistence.tables import portfolios, users, webhook_deliveries, webhooks
 
@@ -36,9 +37,6 @@ __all__ = [
 
 Row = dict[str, Any]
 
-#: Every notification a webhook (or a chat) may ask for: what ``webhooks.event_types`` holds.
-NOTIFICATION_TYPES = ("order.filled", "order.rejected", "order.denied", "portfolio.error",
-                      "portfolio.restarted", "trading_state.changed", "daily.summary")
 
 
 def new_secret() -> str:

@@ -5,16 +5,19 @@ engine, and a wait with a deadline."""
 import asyncio
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import anyio
 from aiohttp import web
+from api.conftest import Api, running_api
 
 from lts.engine.engine import Engine
 from lts.notify.config import NotifySettings
 from lts.notify.service import Notifier
+from lts.settings import Settings
 
 
 async def until(condition: Callable[[], Any], what: str, within: float = 20.0) -> None:
@@ -115,6 +118,15 @@ async def dead_receiver() -> AsyncIterator[DeadReceiver]:
             writer.close()
         server.close()
         await server.wait_closed()
+
+
+def trading_engine(tmp_path: Path, url: str) -> AbstractAsyncContextManager[Api]:
+    """The engine trading the demo portfolio fast (a bar every 50 ms), without its API, and
+    without a notifier of its own once the settings have a ``notify`` section: each test runs
+    the notifier it needs (:func:`notifying`)."""
+    own = {"notify": {"enabled": False}} if "notify" in Settings.model_fields else {}
+    return running_api(tmp_path, demo={"interval": 0.05}, api={"enabled": False},
+                       database={"url": url}, **own)
 
 
 def quick_settings(**webhooks: Any) -> NotifySettings:

@@ -8,12 +8,11 @@ from typing import Any
 
 import pytest
 from api._auth import audit_rows
-from api.conftest import running_api
 
 from lts.notify.config import NotifySettings
 from lts.persistence import repositories
 
-from ._support import notifying, until
+from ._support import notifying, trading_engine, until
 from .bot_api import bot_api
 
 pytestmark = pytest.mark.anyio
@@ -33,8 +32,7 @@ def _settings(base_url: str, **telegram: Any) -> NotifySettings:
 
 async def test_commands_by_role_audited_and_notifications_to_who_may_see(
         tmp_path: Path, migrated_url: str) -> None:
-    async with running_api(tmp_path, demo={"interval": 0.05}, api={"enabled": False},
-                           database={"url": migrated_url}) as api, bot_api(TOKEN) as tg:
+    async with trading_engine(tmp_path, migrated_url) as api, bot_api(TOKEN) as tg:
         engine = api.engine
         pid = await repositories.portfolio_id_by_name(engine.db, "demo")
         assert pid is not None

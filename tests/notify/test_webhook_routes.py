@@ -13,13 +13,13 @@ import anyio
 import pytest
 import uvicorn
 from api._auth import ADMIN, audit_rows, call, login, user_with_role
-from api.conftest import Api, free_port, running_api
+from api.conftest import Api, free_port
 
 from lts.api.app import create_app
 from lts.api.routes import webhooks
 from lts.persistence import repositories
 
-from ._support import notifying, receiver, until_read
+from ._support import notifying, receiver, trading_engine, until_read
 
 pytestmark = pytest.mark.anyio
 
@@ -33,8 +33,7 @@ class _Server(uvicorn.Server):
 @asynccontextmanager
 async def webhooks_api(tmp_path: Path, url: str) -> AsyncIterator[Api]:
     """The engine (demo portfolio trading) and its app with the webhooks routes, served."""
-    async with running_api(tmp_path, demo={"interval": 0.05}, api={"enabled": False},
-                           database={"url": url}) as api:
+    async with trading_engine(tmp_path, url) as api:
         app = create_app(api.engine.facade)
         if not any(getattr(r, "path", "").startswith(webhooks.router.prefix)
                    for r in app.routes):  # until lts.api.app registers them itself

@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from api.conftest import running_api
 from sqlalchemy import select
 
 from lts.domain.commands import Accepted, SetTradingState, TradingState
@@ -32,6 +31,7 @@ from ._support import (
     notifying,
     quick_settings,
     receiver,
+    trading_engine,
     until,
     until_read,
 )
@@ -62,8 +62,7 @@ def _signed(r: Received, secret: str) -> bool:
 
 async def test_a_fill_is_posted_signed_retried_after_500s_and_logged(
         tmp_path: Path, migrated_url: str) -> None:
-    async with running_api(tmp_path, demo={"interval": 0.05}, api={"enabled": False},
-                           database={"url": migrated_url}) as api, receiver() as rec:
+    async with trading_engine(tmp_path, migrated_url) as api, receiver() as rec:
         engine = api.engine
         hook = await _webhook(engine, "admin", rec.url("/fills"), ["order.filled"])
         rec.script["/fills"] = [500, 500, 503]  # the first three tries fail
@@ -102,8 +101,7 @@ async def test_a_fill_is_posted_signed_retried_after_500s_and_logged(
 
 async def test_a_dead_receiver_holds_up_neither_the_engine_nor_other_webhooks(
         tmp_path: Path, migrated_url: str) -> None:
-    async with running_api(tmp_path, demo={"interval": 0.05}, api={"enabled": False},
-                           database={"url": migrated_url}) as api, \
+    async with trading_engine(tmp_path, migrated_url) as api, \
             receiver() as rec, dead_receiver() as dead:
         engine = api.engine
         pid = await repositories.portfolio_id_by_name(engine.db, "demo")
@@ -136,8 +134,7 @@ async def test_a_dead_receiver_holds_up_neither_the_engine_nor_other_webhooks(
 
 async def test_a_user_hears_only_of_portfolios_they_may_see_and_of_the_kill_switch(
         tmp_path: Path, migrated_url: str) -> None:
-    async with running_api(tmp_path, demo={"interval": 0.05}, api={"enabled": False},
-                           database={"url": migrated_url}) as api, receiver() as rec:
+    async with trading_engine(tmp_path, migrated_url) as api, receiver() as rec:
         engine = api.engine
         pid = await repositories.portfolio_id_by_name(engine.db, "demo")
         assert pid is not None
@@ -173,8 +170,7 @@ async def test_a_user_hears_only_of_portfolios_they_may_see_and_of_the_kill_swit
 
 async def test_the_daily_summary_tells_each_user_of_their_portfolios_day(
         tmp_path: Path, migrated_url: str) -> None:
-    async with running_api(tmp_path, demo={"interval": 0.05}, api={"enabled": False},
-                           database={"url": migrated_url}) as api, receiver() as rec:
+    async with trading_engine(tmp_path, migrated_url) as api, receiver() as rec:
         engine = api.engine
         pid = await repositories.portfolio_id_by_name(engine.db, "demo")
         assert pid is not None
@@ -201,8 +197,7 @@ async def test_the_daily_summary_tells_each_user_of_their_portfolios_day(
 
 async def test_private_destinations_are_refused_unless_allowed(tmp_path: Path) -> None:
     url = f"sqlite+aiosqlite:///{tmp_path / 'lts.db'}"
-    async with running_api(tmp_path, demo={"interval": 0.05}, api={"enabled": False},
-                           database={"url": url}) as api, receiver() as rec:
+    async with trading_engine(tmp_path, url) as api, receiver() as rec:
         engine = api.engine
         literal = await _webhook(engine, "admin", rec.url("/literal"), ["order.filled"])
         named = await _webhook(engine, "admin", f"http://localhost:{rec.port}/named",
