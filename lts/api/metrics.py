@@ -12,7 +12,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from lts import __version__
-from lts.engine.facade import EngineFacade
+from lts.domain.commands import TradingState
+from lts.engine.facade import PORTFOLIO_STATUSES, EngineFacade
 
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
 
@@ -69,12 +70,32 @@ class EngineCollector(Collector):
                                        "Portfolio restarts after a plugin error", labels=labels)
         in_error = GaugeMetricFamily("lts_portfolio_in_error", "1 when the portfolio is in error",
                                      labels=labels)
+        status = GaugeMetricFamily("lts_portfolio_status", "1 for the status the portfolio's "
+                                   "runner is in (running, error, standby...)",
+                                   labels=["portfolio", "status"])
+        trading = GaugeMetricFamily("lts_portfolio_trading_state", "1 for the portfolio's "
+                                    "trading state (the kill switch: ACTIVE, REDUCING, HALTED)",
+                                    labels=["portfolio", "state"])
+        stale = GaugeMetricFamily("lts_feed_stale", "1 while an asset's market data has "
+                                  "stopped (engine.feed_stale_seconds): its strategy waits",
+                                  labels=["portfolio", "symbol"])
+        banned = GaugeMetricFamily("lts_venue_banned", "1 while a venue refuses the portfolio "
+                                   "(rate limit, 418/429)", labels=["portfolio", "broker"])
         for state in engine.figures():
             label = [str(state.portfolio_id)]
             restarts.add_metric(label, state.restarts)
             in_error.add_metric(label, 1.0 if state.status == "error" else 0.0)
+            for name in PORTFOLIO_STATUSES:
+                status.add_metric([*label, name], 1.0 if state.status == name else 0.0)
             if not state.running:
                 continue
+            for kill in TradingState:
+                trading.add_metric([*label, kill.value],
+                                   1.0 if state.trading_state == kill.value else 0.0)
+            for symbol in state.symbols:
+                stale.add_metric([*label, symbol], 1.0 if symbol in state.stale_feeds else 0.0)
+            for broker in state.banned_venues:
+                banned.add_metric([*label, broker], 1.0)
             equity.add_metric(label, state.equity)
             realized.add_metric(label, state.realized_pnl)
             depth.add_metric(label, state.mailbox_depth)
@@ -84,7 +105,7 @@ class EngineCollector(Collector):
             anomalies.add_metric(label, state.anomalies)
             open_orders.add_metric(label, state.open_orders)
         yield from (equity, realized, depth, orders, denied, fills, anomalies, open_orders,
-                    restarts, in_error)
+                    restarts, in_error, status, trading, stale, banned)
 
 
 class ApiMetrics:

@@ -41,7 +41,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("lts.engine")
 
-__all__ = ["EngineCounters", "EngineFacade", "PortfolioFigures", "PortfolioState", "Readiness"]
+__all__ = ["PORTFOLIO_STATUSES", "EngineCounters", "EngineFacade", "PortfolioFigures",
+           "PortfolioState", "Readiness"]
+
+#: every status a portfolio's runner may be in (PortfolioFigures.status is one of them)
+PORTFOLIO_STATUSES = tuple(s.value for s in PortfolioStatus)
 
 
 @dataclass(frozen=True)

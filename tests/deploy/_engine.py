@@ -11,8 +11,11 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
+import anyio
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 #: Bound of every wait (a wait that runs out fails with a message; never asserted on).
 WAIT = 60.0
@@ -95,3 +98,17 @@ def wait_until(predicate: Callable[[], bool], what: str,
         if time.monotonic() > deadline:
             pytest.fail(f"timed out waiting for {what}")
         time.sleep(0.2)
+
+
+async def scrape_while_trading(base: str) -> list[Any]:
+    """/metrics once the demo has filled an order and the HTTP counter has counted a scrape."""
+    with anyio.fail_after(WAIT):
+        while True:
+            status, body = await anyio.to_thread.run_sync(http, base + "/metrics")
+            assert status == 200
+            families = list(text_string_to_metric_families(body.decode()))
+            by_name = {f.name: f for f in families}
+            filled = any(s.value > 0 for s in by_name["lts_fills"].samples)
+            if filled and by_name["lts_http_requests"].samples:
+                return families
+            await anyio.sleep(0.2)

@@ -4,8 +4,13 @@ not), loaded by the stack's Prometheus configuration and mounted into its contai
 
 import shutil
 import subprocess
+from pathlib import Path
 
-from ._stack import PROMETHEUS, ROOT, load_yaml, service
+import pytest
+from api.conftest import running_api
+
+from ._engine import scrape_while_trading
+from ._stack import PROMETHEUS, ROOT, exported_series, load_yaml, metric_names, service
 
 RULES = ROOT / "deploy" / "prometheus" / "alerts.yml"
 RULE_TESTS = ROOT / "deploy" / "prometheus" / "alerts_test.yml"
@@ -43,3 +48,16 @@ def test_the_stack_loads_the_rules() -> None:
     assert load_yaml(PROMETHEUS)["rule_files"] == [RULES.name]
     mounts = service("prometheus")["volumes"]
     assert f"./deploy/prometheus/{RULES.name}:/etc/prometheus/{RULES.name}:ro" in mounts
+
+
+@pytest.mark.anyio
+async def test_every_alert_reads_series_a_trading_engine_exports(tmp_path: Path) -> None:
+    """Each ``lts_*`` series an alert's expression reads is in a trading engine's /metrics
+    (an alert on a series nobody exports would never fire)."""
+    async with running_api(tmp_path, demo={"interval": 0.05}) as api:
+        series = exported_series(await scrape_while_trading(api.base))
+    for group in load_yaml(RULES)["groups"]:
+        for rule in group["rules"]:
+            names = metric_names(rule["expr"])
+            assert names, rule["alert"]
+            assert names <= series.keys(), (rule["alert"], sorted(names - series.keys()))

@@ -17,7 +17,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import anyio
 import asyncpg
 import pytest
 from api.conftest import free_port, running_api
@@ -26,7 +25,7 @@ from sqlalchemy.engine import make_url
 
 from lts.persistence.migrations import head_revision
 
-from ._engine import WAIT, http, processes, wait_until
+from ._engine import http, processes, scrape_while_trading, wait_until
 from ._stack import (
     COMPOSE,
     DASHBOARD,
@@ -427,27 +426,13 @@ def test_migrate_then_engine_serve_with_the_compose_settings(
 
 # -- the dashboard queries what the engine exports ---------------------------------------------
 
-async def _scrape_while_trading(base: str) -> list[Any]:
-    """/metrics once the demo has filled an order and the HTTP counter has counted a scrape."""
-    with anyio.fail_after(WAIT):
-        while True:
-            status, body = await anyio.to_thread.run_sync(http, base + "/metrics")
-            assert status == 200
-            families = list(text_string_to_metric_families(body.decode()))
-            by_name = {f.name: f for f in families}
-            filled = any(s.value > 0 for s in by_name["lts_fills"].samples)
-            if filled and by_name["lts_http_requests"].samples:
-                return families
-            await anyio.sleep(0.2)
-
-
 @pytest.mark.anyio
 async def test_dashboard_queries_only_series_the_engine_exports(tmp_path: Path) -> None:
     """Every ``lts_*`` series of every dashboard query (``_total``, ``_bucket``, ``_sum``,
     ``_count`` as Prometheus names them) is in a trading engine's /metrics, and every label the
     query matches or groups by is a label of that series."""
     async with running_api(tmp_path, demo={"interval": 0.05}) as api:
-        families = await _scrape_while_trading(api.base)
+        families = await scrape_while_trading(api.base)
     series = exported_series(families)
     queries = dashboard_queries(dashboard())
     assert len(queries) > 8
