@@ -23,6 +23,7 @@ from sqlalchemy import func, select
 
 from lts.api.dashboard_tape import MarkTape
 from lts.api.deps import CurrentUser
+from lts.api.portfolio_schemas import PathId
 from lts.api.routes.portfolios import owned
 from lts.domain.orders import OPEN_STATUSES
 from lts.persistence import portfolio_store as store
@@ -134,7 +135,7 @@ async def overview(caller: CurrentUser) -> list[OverviewRow]:
 
 
 @router.get("/portfolios/{portfolio_id}/activity", response_model=Activity)
-async def activity(portfolio_id: int, request: Request, caller: CurrentUser,
+async def activity(portfolio_id: PathId, request: Request, caller: CurrentUser,
                    recent: Annotated[int, Query(ge=1, le=1000)] = 200) -> Activity:
     """Also keeps the portfolio's prices sampled for the next two minutes (the page asks again
     while it is open): the candles of its assets."""
