@@ -23,6 +23,7 @@ from typing import Any
 import anyio
 import anyio.lowlevel
 from anyio.abc import TaskGroup
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -55,7 +56,7 @@ _RECOVERIES = 16
 
 
 @contextlib.contextmanager
-def _first_contact(db: AsyncEngine) -> Iterator[None]:
+def _first_contact(url: str) -> Iterator[None]:
     """The start's first use of the database: one that cannot be reached (no server, a wrong
     port), or that refuses (an unknown role or database, a wrong password), stops the start with
     one line naming it (password hidden) and the cause; the CLI prints it and exits 2. The
@@ -67,9 +68,22 @@ def _first_contact(db: AsyncEngine) -> Iterator[None]:
         # SQLAlchemy wraps the driver's error: its message is the driver's
         lines = str(exc.orig if isinstance(exc, DBAPIError) else exc).strip().splitlines()
         cause = lines[0] if lines else type(exc).__name__
-        what = "cannot connect" if isinstance(exc, OSError) else "refused"
-        where = db.url.render_as_string(hide_password=True)
+        what = ("cannot connect" if isinstance(exc, OSError) else
+                "cannot open" if isinstance(exc, sqlite3.Error) else "refused")
+        where = make_url(url).render_as_string(hide_password=True)
         raise ConfigError(f"database {where}: {what}: {cause}") from None
+
+
+def _open_sqlite(url: str) -> None:
+    """A SQLite file is opened once with the standard module before the async driver opens it
+    (making it if missing, as the driver would): a path that is no database file fails here,
+    in one line, rather than in aiosqlite, whose failed connect leaves its worker thread to
+    report to an event loop that has closed (a stray traceback after the error)."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return
+    with contextlib.closing(sqlite3.connect(parsed.database)) as conn:
+        conn.execute("PRAGMA schema_version").fetchone()
 
 
 @dataclass
@@ -129,9 +143,11 @@ class Engine:
     async def run(self) -> None:
         s = self.settings
         check_url(self.url)
+        with _first_contact(self.url):
+            _open_sqlite(self.url)
         self._db = make_engine(self.url, sqlite_synchronous=s.database.sqlite_synchronous)
         try:
-            with _first_contact(self.db):
+            with _first_contact(self.url):
                 await ensure_schema(self.db, self.url, auto_migrate=s.database.auto_migrate)
             self._leases = LeaseManager(self.db, on_lost=self._lease_lost)
             await self._leases.start()

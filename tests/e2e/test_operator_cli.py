@@ -275,3 +275,17 @@ def test_a_postgresql_that_refuses_is_one_line_and_exit_2(
     assert done.returncode == 2, done.stderr
     assert done.stderr == (f"lts: error: database {url.render_as_string(hide_password=True)}: "
                            f"refused: {cause}\n")
+
+
+@pytest.mark.parametrize("kind", ["a directory", "not a database"])
+def test_a_sqlite_path_that_is_no_database_is_one_line_and_exit_2(launcher: Launcher,
+                                                                   kind: str) -> None:
+    path = launcher.workdir / "lts.db"
+    if kind == "a directory":
+        path.mkdir()
+    else:
+        path.write_text("a note, not a database\n")
+    done = _engine(launcher, "--db-url", sqlite_url(path), "--no-demo", "--run-for", "1")
+    assert done.returncode == 2, done.stderr
+    cause = "unable to open database file" if kind == "a directory" else "file is not a database"
+    assert done.stderr == f"lts: error: database {sqlite_url(path)}: cannot open: {cause}\n"
