@@ -73,6 +73,19 @@ class Notifier:
         self.telegram: TelegramBot | None = None
         self.notifications = 0
 
+    def counters(self) -> dict[str, int]:
+        """What it did since it started (for metrics): notifications made, committed events
+        dropped because it fell behind (also in the bus's ``dropped`` as ``notify``), webhook
+        deliveries, delivery-log rows, chat messages."""
+        hooks = self.webhooks.totals() if self.webhooks is not None else {}
+        bot = self.telegram
+        return {"notifications": self.notifications, "events_dropped": self.mailbox.dropped,
+                **{f"webhook_{k}": v for k, v in hooks.items()},
+                "delivery_log_written": self.delivery_log.written,
+                "delivery_log_dropped": self.delivery_log.dropped,
+                "telegram_sent": bot.sent if bot is not None else 0,
+                "telegram_not_sent": bot.dropped_sends if bot is not None else 0}
+
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         subs = [self.source.subscribe(topic, self.mailbox) for topic in EVENT_TOPICS]
         try:

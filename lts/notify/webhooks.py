@@ -20,6 +20,7 @@ destinations are refused unless allowed (:mod:`lts.notify.destinations`).
 import logging
 import random
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -245,13 +246,17 @@ class WebhookDispatcher:
         self._settings = settings
         self._log = delivery_log
         self.senders: dict[int, WebhookSender] = {}
+        self._retired = {"delivered": 0, "failed": 0, "dropped": 0}  # of senders stopped
 
     def sync(self, routes: list[WebhookRoute]) -> None:
         """Start senders for new webhooks, update changed ones, stop those gone."""
         wanted = {r.id: r for r in routes}
         for wid in list(self.senders):
             if wid not in wanted:
-                self.senders.pop(wid).scope.cancel()
+                gone = self.senders.pop(wid)
+                gone.scope.cancel()
+                for name, n in self._totals((gone,)).items():
+                    self._retired[name] += n
         for wid, route in wanted.items():
             sender = self.senders.get(wid)
             if sender is None:
@@ -266,3 +271,18 @@ class WebhookDispatcher:
             sender = self.senders.get(route.id)
             if sender is not None:
                 sender.offer(n)
+
+    def totals(self) -> dict[str, int]:
+        """Notifications delivered, failed (after their last try) and dropped (a full queue),
+        over every webhook since the notifier started."""
+        now = self._totals(self.senders.values())
+        return {name: self._retired[name] + now[name] for name in now}
+
+    @staticmethod
+    def _totals(senders: Iterable[WebhookSender]) -> dict[str, int]:
+        out = {"delivered": 0, "failed": 0, "dropped": 0}
+        for sender in senders:
+            out["delivered"] += sender.delivered
+            out["failed"] += sender.failed
+            out["dropped"] += sender.dropped
+        return out
