@@ -30,10 +30,9 @@ Security (what a reviewer checks):
   anyway (403), and the page shows the refusal.
 """
 
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from fastapi import FastAPI
+from fastapi import FastAPI, HTTPException
 from fastapi.responses import FileResponse
 
 from lts.api import dashboard_data
@@ -48,21 +47,22 @@ _FILES = {"app.js": "text/javascript", "charts.js": "text/javascript",
 
 
 def add_dashboard(app: FastAPI) -> None:
-    """Put the dashboard's routes on ``app``: the page at ``/`` (and ``/index.html``), its
-    assets under ``/dashboard/``, and the summary routes of :mod:`lts.api.dashboard_data`."""
+    """Put the dashboard's routes on ``app``: the page at ``/``, its assets at
+    ``/dashboard/{asset}`` (the files of :data:`_FILES` only: any other name is a 404), and the
+    summary routes of :mod:`lts.api.dashboard_data`. Both page routes are public: the page and
+    its scripts hold no data; everything they show comes from the API with the user's token."""
     app.state.dashboard_tape = MarkTape(app.state.ctx.engine)
     app.router.routes.extend(dashboard_data.router.routes)
-    page = _serve(ASSETS / "index.html", "text/html; charset=utf-8")
-    app.add_api_route("/", page, methods=["GET"], include_in_schema=False)
-    app.add_api_route("/index.html", page, methods=["GET"], include_in_schema=False)
-    for name, media_type in _FILES.items():
-        app.add_api_route(f"/dashboard/{name}", _serve(ASSETS / name, media_type),
-                          methods=["GET"], include_in_schema=False)
 
+    async def page() -> FileResponse:
+        return FileResponse(ASSETS / "index.html", media_type="text/html; charset=utf-8")
 
-def _serve(path: Path, media_type: str) -> Callable[[], Awaitable[FileResponse]]:
+    async def asset(asset: str) -> FileResponse:
+        media_type = _FILES.get(asset)
+        if media_type is None:
+            raise HTTPException(404, "no such file")
+        return FileResponse(ASSETS / asset, media_type=media_type)
+
     # (the edge marks every answer ``no-store``: a new version is never hidden by a cache)
-    async def serve() -> FileResponse:
-        return FileResponse(path, media_type=media_type)
-
-    return serve
+    app.add_api_route("/", page, methods=["GET"], include_in_schema=False)
+    app.add_api_route("/dashboard/{asset}", asset, methods=["GET"], include_in_schema=False)

@@ -54,7 +54,7 @@ _DASHBOARD_HEADERS = _with_csp(DASHBOARD_CSP)
 def _edge_headers(path: str) -> list[tuple[bytes, bytes]]:
     if path.startswith(("/docs", "/redoc")):
         return _DOCS_HEADERS
-    if path in ("/", "/index.html") or path.startswith("/dashboard/"):
+    if path == "/" or path.startswith("/dashboard/"):
         return _DASHBOARD_HEADERS
     return SECURITY_HEADERS
 

@@ -36,6 +36,7 @@ def portfolio_names(page: Page) -> list[str]:
 
 def test_the_page_and_its_assets_keep_a_strict_policy(stack: Stack) -> None:
     """'self' only, no inline script, no eval; the assets never parse data as HTML."""
+    import urllib.error
     import urllib.request
 
     with urllib.request.urlopen(stack.engine.base + "/", timeout=10) as resp:
@@ -47,6 +48,11 @@ def test_the_page_and_its_assets_keep_a_strict_policy(stack: Stack) -> None:
     assert "default-src 'none'" in csp
     assert "<script>" not in page
     assert "http" not in page
+    for name in ("index.html", "dashboard.py", "..%2fdashboard.py", "%2e%2e"):
+        with pytest.raises(urllib.error.HTTPError) as missing:
+            urllib.request.urlopen(f"{stack.engine.base}/dashboard/{name}", timeout=10)
+        missing.value.close()
+        assert missing.value.code == 404, name
     for asset in dashboard.ASSETS.iterdir():
         text = asset.read_text()
         for banned in (".innerHTML", ".outerHTML", "insertAdjacentHTML(", "document.write(",
