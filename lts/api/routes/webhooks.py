@@ -15,7 +15,7 @@ newest first. The notifier picks changes up within ``notify.webhooks.refresh_sec
 change is audited; no audit row, log line or later answer carries the secret.
 """
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
@@ -42,6 +42,7 @@ def _url(value: str) -> str:
     """An absolute http(s) URL with a host, no credentials, no fragment, no blanks."""
     if any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in value):
         raise ValueError("must not contain blanks or control characters")
+    _text(value)
     try:
         parts = urlsplit(value)
         parts.port  # noqa: B018 - raises on a bad port
@@ -56,6 +57,19 @@ def _url(value: str) -> str:
     return value
 
 
+def _utc(ts: datetime) -> datetime:
+    """A time the database gave without its zone (SQLite) is UTC."""
+    return ts if ts.tzinfo is not None else ts.replace(tzinfo=UTC)
+
+
+def _text(value: str) -> str:
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        raise ValueError("must be valid Unicode text (no lone surrogates)") from None
+    return value
+
+
 def _unique(types: list[str]) -> list[str]:
     return sorted(set(types))
 
@@ -64,13 +78,15 @@ Url = Annotated[str, Field(min_length=1, max_length=2048, examples=["https://exa
                 AfterValidator(_url)]
 EventTypes = Annotated[list[EventType], Field(min_length=1, max_length=12),
                        AfterValidator(_unique)]
-Description = Annotated[str, Field(max_length=200, pattern=r"^[^\x00-\x1f\x7f]*$")]
+Description = Annotated[str, Field(max_length=200, pattern=r"^[^\x00-\x1f\x7f]*$"),
+                        AfterValidator(_text)]
+Time = Annotated[datetime, AfterValidator(_utc)]
 PortfolioRef = Annotated[int | None, Field(ge=1, le=_INT64_MAX,
                                            description="only this portfolio's events")]
 
 
 class WebhookCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     url: Url
     event_types: EventTypes
@@ -80,7 +96,7 @@ class WebhookCreate(BaseModel):
 
 
 class WebhookUpdate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     url: Url | None = None
     event_types: EventTypes | None = None
@@ -96,8 +112,8 @@ class WebhookPublic(BaseModel):
     portfolio_id: int | None
     description: str
     active: bool
-    created_at: datetime
-    updated_at: datetime
+    created_at: Time
+    updated_at: Time
 
 
 class WebhookWithSecret(WebhookPublic):
@@ -114,7 +130,7 @@ class DeliveryPublic(BaseModel):
     http_status: int | None
     error: str | None
     duration_ms: int
-    ts: datetime
+    ts: Time
 
 
 def _public(row: dict[str, Any]) -> WebhookPublic:
