@@ -24,13 +24,35 @@ from lts.notify.audience import Audience, Member
 from lts.notify.chat_commands import ChatCommands
 from lts.notify.config import TelegramSettings
 from lts.notify.events import Notification, text_of
-from lts.notify.telegram_api import BotApi, BotApiError
+from lts.notify.telegram_api import MAX_TEXT, BotApi, BotApiError
 
-__all__ = ["TelegramBot"]
+__all__ = ["TelegramBot", "split_text"]
 
 log = logging.getLogger("lts.notify.telegram")
 
 _SEND_TRIES = 3
+
+
+def split_text(text: str, limit: int = MAX_TEXT) -> list[str]:
+    """``text`` in messages of at most ``limit`` characters, cut between lines where it can
+    (an answer about hundreds of portfolios is several messages, none cut off)."""
+    parts: list[str] = []
+    current = ""
+    for line in text.split("\n"):
+        while len(line) > limit:  # one line longer than a message: cut it
+            if current:
+                parts.append(current)
+                current = ""
+            parts.append(line[:limit])
+            line = line[limit:]
+        if current and len(current) + 1 + len(line) > limit:
+            parts.append(current)
+            current = line
+        else:
+            current = f"{current}\n{line}" if current else line
+    if current or not parts:
+        parts.append(current)
+    return parts
 
 
 class TelegramBot:
@@ -140,7 +162,8 @@ class TelegramBot:
             self._audit(member, chat, action, target, outcome, detail)
 
         reply = await self.commands.answer(member, command, words[1:], audit)
-        self._outboxes[chat].put_nowait(reply)
+        for part in split_text(reply):
+            self._outboxes[chat].put_nowait(part)
 
     def _audit(self, member: Member | None, chat: int, action: str, target: str, outcome: str,
                detail: dict[str, Any]) -> None:

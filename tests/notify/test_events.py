@@ -14,6 +14,7 @@ from lts.domain.events import (
 from lts.notify.daily_summary import next_summary
 from lts.notify.events import notification_of, text_of
 from lts.notify.signature import sign, verify
+from lts.notify.telegram import split_text
 
 HEAD = (3, 17, "c-1", "BTC/USDT", "buy", "limit", Decimal("0.5"))
 
@@ -83,3 +84,14 @@ def test_the_daily_summary_is_due_at_the_next_time_of_day_in_utc() -> None:
     assert next_summary(exactly, at) == datetime(2026, 12, 6, 6, 30, tzinfo=UTC)
     assert next_summary(datetime(2026, 12, 31, 23, 59, tzinfo=UTC), time(0, 0)) == \
         datetime(2027, 1, 1, 0, 0, tzinfo=UTC)
+
+
+def test_a_long_answer_is_several_messages_cut_between_lines() -> None:
+    lines = [f"portfolio {i}: running, ACTIVE, equity 100000" for i in range(500)]
+    parts = split_text("\n".join(lines))
+    assert len(parts) > 1
+    assert all(len(p) <= 4096 for p in parts)
+    assert "\n".join(parts).split("\n") == lines
+    assert split_text("x" * 5000) == ["x" * 4096, "x" * 904]
+    assert split_text("") == [""]
+    assert split_text("a\nb", limit=1) == ["a", "b"]
