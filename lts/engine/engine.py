@@ -24,7 +24,6 @@ import anyio
 import anyio.lowlevel
 from anyio.abc import TaskGroup
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from lts.bus import InProcessBus
@@ -39,7 +38,7 @@ from lts.engine.supervisor import PortfolioStatus, PortfolioSupervisor, RestartP
 from lts.errors import ConfigError
 from lts.persistence import repositories as repo
 from lts.persistence.credentials import BrokerCredentials, CredentialStore
-from lts.persistence.db import check_url, default_sqlite_url, make_engine
+from lts.persistence.db import check_url, default_sqlite_url, make_engine, unreachable
 from lts.persistence.journal import Journal
 from lts.persistence.keyring import Keyring
 from lts.persistence.leases import LeaseManager
@@ -63,15 +62,12 @@ def _first_contact(url: str) -> Iterator[None]:
     traceback goes to the log at DEBUG. Later outages are the journal's business."""
     try:
         yield
-    except (OSError, DBAPIError, sqlite3.Error) as exc:
+    except Exception as exc:
+        error = unreachable(url, exc)
+        if error is None:
+            raise
         log.debug("the database refused the start", exc_info=True)
-        # SQLAlchemy wraps the driver's error: its message is the driver's
-        lines = str(exc.orig if isinstance(exc, DBAPIError) else exc).strip().splitlines()
-        cause = lines[0] if lines else type(exc).__name__
-        what = ("cannot connect" if isinstance(exc, OSError) else
-                "cannot open" if isinstance(exc, sqlite3.Error) else "refused")
-        where = make_url(url).render_as_string(hide_password=True)
-        raise ConfigError(f"database {where}: {what}: {cause}") from None
+        raise error from None
 
 
 def _open_sqlite(url: str) -> None:

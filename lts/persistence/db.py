@@ -6,6 +6,7 @@ DBAPI connection gets WAL, the chosen ``synchronous`` level, foreign keys and a 
 (architecture §5); PostgreSQL gets a small pre-pinged pool.
 """
 
+import sqlite3
 from pathlib import Path
 from typing import Any, Literal
 
@@ -49,15 +50,18 @@ def check_url(url: str) -> None:
 
 
 def unreachable(url: str, exc: BaseException) -> ConfigError | None:
-    """One line for a database that cannot be reached or refuses the role (a refused or
-    timed-out connection, an unknown host, a bad password, a missing database): its URL with
-    the password hidden and the driver's own first line; None for any other error."""
-    if not isinstance(exc, OSError | DBAPIError):
+    """One line for a database that cannot be reached (no server, a wrong port: "cannot
+    connect"), that refuses (an unknown role or database, a wrong password: "refused") or a
+    SQLite file that is not a database ("cannot open"): its URL with the password hidden and
+    the driver's own first line; None for any other error."""
+    if not isinstance(exc, OSError | DBAPIError | sqlite3.Error):
         return None
     cause = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
     first = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
+    what = ("cannot connect" if isinstance(exc, OSError) else
+            "cannot open" if isinstance(exc, sqlite3.Error) else "refused")
     safe = make_url(url).render_as_string(hide_password=True)
-    return ConfigError(f"database {safe}: cannot connect: {first}")
+    return ConfigError(f"database {safe}: {what}: {first}")
 
 
 def make_engine(url: str, *, sqlite_synchronous: SqliteSynchronous = "FULL") -> AsyncEngine:
