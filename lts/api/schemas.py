@@ -8,7 +8,7 @@ characters, and at least three of lower case, upper case, digits and other chara
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, field_validator
 
 from lts.api.portfolio_schemas import PRINTABLE
 from lts.plugins.aaa.passwords import MAX_BYTES
@@ -70,7 +70,7 @@ class PasswordChange(_Input):
 
 class UserUpdate(_Input):
     role: Role | None = None
-    is_active: bool | None = None
+    is_active: StrictBool | None = None
 
 
 class TokenPair(BaseModel):

@@ -8,11 +8,19 @@ signal handling is switched off (the engine owns SIGINT and SIGTERM); on shutdow
 told to exit and given a few seconds to finish the requests in flight. httptools is used when
 installed; connections are read through a :class:`~lts.api.turn_gate.TurnGate`
 (``api.requests_per_loop_turn``). A port already in use stops the start with one clear line.
+uvicorn logs every WebSocket handshake with its query string: the single-use ticket of
+``/ws/orders?ticket=...`` is redacted from its log lines (:class:`RedactTickets`).
+
+Each connection's kernel send buffer is fixed at :data:`SEND_BUFFER` (set on the listening
+socket, inherited by every accepted one): autotuned, it grows to megabytes for a client that
+stops reading (a WebSocket subscriber), which the server holds and the WebSocket route cannot
+see; bounded, such a client's sends wait within seconds, and the route closes it (1013).
 """
 
 import asyncio
 import contextlib
 import logging
+import re
 import socket
 import time
 from collections.abc import Generator
@@ -31,6 +39,31 @@ from lts.plugins.base import PluginBase, PluginParams
 __all__ = ["ApiServer"]
 
 log = logging.getLogger("lts.api")
+
+#: Bytes of a connection's kernel send buffer (Linux doubles it for its bookkeeping): enough for
+#: the largest answers at loopback and LAN speeds, a bound on what a stalled client holds.
+SEND_BUFFER = 256 * 1024
+
+
+class RedactTickets(logging.Filter):
+    """Hides the value of a ``ticket`` query parameter in uvicorn's log lines (its WebSocket
+    handshake line, ``"WebSocket /ws/orders?ticket=..." [accepted]``, and the access log's)."""
+
+    _TICKET = re.compile(r"(?<=[?&]ticket=)[^&\s\"]+")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and any(
+                isinstance(a, str) and "ticket=" in a for a in record.args):
+            record.args = tuple(self._TICKET.sub("<redacted>", a) if isinstance(a, str) else a
+                                for a in record.args)
+        return True
+
+
+def _redact_tickets() -> None:
+    for name in ("uvicorn.error", "uvicorn.access"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, RedactTickets) for f in logger.filters):
+            logger.addFilter(RedactTickets())
 
 
 class _InLoopServer(uvicorn.Server):
@@ -69,8 +102,10 @@ class ApiServer(PluginBase):
         engine.observe(journal_commit=metrics.observe_commit,
                        tick_to_order=metrics.tick_to_order.observe)
         app = create_app(engine, metrics)
+        _redact_tickets()
         try:
             sock = socket.create_server((settings.host, settings.port), reuse_port=False)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER)
         except OSError as exc:
             raise ConfigError(f"api: cannot listen on {settings.host}:{settings.port}: "
                               f"{exc.strerror or exc}") from None

@@ -119,6 +119,8 @@ async def test_an_unknown_filter_value_is_422_not_an_empty_list(api: Api) -> Non
     assert (await call(api, "GET", "/api/v1/orders?status=filled", admin)).status == 200
     refused(await call(api, "GET", "/api/v1/audit?since=0001-01-01T00:00:00%2B01:00", admin),
             "query.since")
+    refused(await call(api, "GET", "/api/v1/audit?until=0.5", admin), "query.until")
+    refused(await call(api, "PATCH", "/api/v1/users/1", admin, {"is_active": 0}), "is_active")
 
 
 async def test_a_method_the_path_lacks_is_405_with_every_allowed_method(api: Api) -> None:

@@ -2,6 +2,7 @@
 authentication by first message, replay from a sequence number, live events, closing rules."""
 
 import json
+import logging
 from typing import Any
 
 import anyio
@@ -179,3 +180,17 @@ async def test_a_ticket_of_an_ended_session_is_refused(api: Api) -> None:
             await receive(ws)
     assert closed.value.rcvd is not None
     assert closed.value.rcvd.code == 1008
+
+
+async def test_the_ticket_never_reaches_the_log(api: Api, caplog: pytest.LogCaptureFixture) -> None:
+    """uvicorn logs each WebSocket handshake with its URL: the ticket in it is redacted."""
+    caplog.set_level(logging.INFO, logger="uvicorn.error")
+    headers = await login(api, *ADMIN)
+    once = await ticket(api, headers)
+    async with connect(f"{ws_url(api)}?ticket={once}") as ws:
+        await ws.send(json.dumps({"action": "subscribe", "since": {"1": 0}}))
+        while (await receive(ws))["type"] != "subscribed":
+            pass
+    lines = [r.getMessage() for r in caplog.records if r.name == "uvicorn.error"]
+    assert any('"WebSocket /ws/orders?ticket=<redacted>" [accepted]' in line for line in lines)
+    assert not any(once in line for line in lines), lines

@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 
 import anyio
 from fastapi import APIRouter, Query, Response
-from pydantic import AfterValidator
+from pydantic import AfterValidator, BeforeValidator
 from sqlalchemy import Result, String, func, select, type_coerce
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -32,6 +32,13 @@ def _utc(ts: datetime) -> datetime:
     return ts.astimezone(UTC) if ts.tzinfo is not None else ts.replace(tzinfo=UTC)
 
 
+def _iso(value: object) -> object:
+    """Only ISO 8601 text: a bare number would be read as seconds since the epoch."""
+    if isinstance(value, str) and value.strip().lstrip("+-").replace(".", "", 1).isdigit():
+        raise ValueError("an ISO 8601 date and time, e.g. 2026-01-31T12:00:00Z")
+    return value
+
+
 def _in_utc(ts: datetime | None) -> datetime | None:
     """The bound in UTC; a time that has none (0001-01-01T00:00+01:00) is refused."""
     try:
@@ -40,7 +47,7 @@ def _in_utc(ts: datetime | None) -> datetime | None:
         raise ValueError("out of range once in UTC") from None
 
 
-Bound = Annotated[datetime | None, AfterValidator(_in_utc),
+Bound = Annotated[datetime | None, BeforeValidator(_iso), AfterValidator(_in_utc),
                   Query(description="ISO 8601; a time without a zone is UTC")]
 
 

@@ -167,7 +167,8 @@ async def get_order(client_order_id: OrderId, caller: CurrentUser) -> OrderPubli
 
 
 @router.post("", response_model=OrderPublic, status_code=status.HTTP_201_CREATED,
-             responses={409: {"model": OrderDenied | Problem, "description": "The order was "
+             responses={**answers(404),
+                        409: {"model": OrderDenied | Problem, "description": "The order was "
                               "denied (risk, kill switch): its reason code and the order; or "
                               "the portfolio cannot take orders now"}})
 async def place_order(body: OrderCreate, request: Request,

@@ -9,14 +9,20 @@ a JSON object with ``type``, ``portfolio_id``, ``seq`` and the order's fields. `
 required: a missing or malformed one is answered with an error message, never taken as 0.
 Events are sent only once the journal has committed them, and sequence numbers are never
 reused, so a client that resumes with the last ``seq`` it saw per portfolio misses nothing.
-Each client has a bounded mailbox with the CLOSE policy: a
-client that falls behind is disconnected (1013) and never slows trading. A revoked or expired
-session closes the socket with 1008, as does a wrong Origin.
+Each client has a bounded mailbox with the CLOSE policy, and a client that falls behind is
+disconnected with 1013 ("try again later": reconnect and resume with ``since``) without ever
+slowing trading or the other clients: when its mailbox overflows, or when a send to it has
+waited more than :data:`STALL_LIMIT` seconds (it stopped reading: its socket's buffers are
+full). Its subscriptions and queued events are dropped at once; the close frame follows
+what the socket holds already, and the connection is let go after :data:`CLOSE_GRACE`
+seconds if the client never reads it. A revoked or expired session closes the socket with
+1008, as does a wrong Origin.
 """
 
 import asyncio
 import contextlib
 import logging
+import time
 from typing import Any
 
 import anyio
@@ -39,7 +45,9 @@ POLICY_VIOLATION = 1008
 TRY_AGAIN_LATER = 1013
 QUEUE_BOUND = 10_000
 AUTH_TIMEOUT = 10.0
-SESSION_CHECK_EVERY = 1.0  # answered from the session cache: cheap
+SESSION_CHECK_EVERY = 1.0  # answered from the session cache: cheap; stalls are checked as often
+STALL_LIMIT = 5.0  # seconds one send may wait for the client to read before it is closed
+CLOSE_GRACE = 20.0  # seconds the close frame may wait for a client that does not read
 
 
 class _Closed(Exception):
@@ -77,7 +85,8 @@ async def _visible(ctx: ApiContext, user_id: int, role: str, wanted: list[int]) 
     return allowed
 
 
-async def _replay(ws: WebSocket, ctx: ApiContext, pid: int, since: int) -> int:
+async def _replay(ws: WebSocket, ctx: ApiContext, client: "_Client", pid: int,
+                  since: int) -> int:
     """Send the journal's events of ``pid`` after ``since``; return the last seq sent (a
     ``since`` past the journal's last event counts as that event: live events follow). Live
     events are committed before they are published, so nothing falls between the two."""
@@ -91,21 +100,44 @@ async def _replay(ws: WebSocket, ctx: ApiContext, pid: int, since: int) -> int:
             top = await conn.scalar(select(func.max(order_events.c.seq)).where(of_pid))
             return min(since, top or 0)
     for _, payload in rows:
-        await ws.send_text(payload)
+        await client.send(ws, payload)
     return int(rows[-1][0])
 
 
 class _Client:
-    """One connection: its mailbox, its subscriptions, the last seq sent per portfolio."""
+    """One connection: its mailbox, its subscriptions, the last seq sent per portfolio, and
+    since when a send has been waiting for the client to read (None: no send waiting)."""
 
     def __init__(self) -> None:
         self.box: Mailbox[OrderEvent] = Mailbox(QUEUE_BOUND, Overflow.CLOSE, name="websocket")
         self.subs: list[Subscription] = []
         self.last_seq: dict[int, int] = {}
+        self.waiting_since: float | None = None
+        self.counted = True  # in the lts_websocket_clients gauge
         # a replay and the live stream never interleave; asyncio's lock: taking a free one costs
         # nothing (anyio's looks up the task and checks for cancellation), and this is per batch
         # per client
         self.sending = asyncio.Lock()
+
+    async def send(self, ws: WebSocket, text: str) -> None:
+        """Send one message; it waits while the socket's buffers are full."""
+        self.waiting_since = time.monotonic()
+        await ws.send_text(text)
+        self.waiting_since = None
+
+    def too_slow(self) -> bool:
+        """Its mailbox overflowed, or a send has waited longer than :data:`STALL_LIMIT`."""
+        since = self.waiting_since
+        return self.box.overflowed or (
+            since is not None and time.monotonic() - since > STALL_LIMIT)
+
+    def drop(self) -> None:
+        """Stop its subscriptions and free its queued events."""
+        for sub in self.subs:
+            sub.cancel()
+        self.subs.clear()
+        self.box.close()
+        self.box.drain()
 
 
 @router.websocket("/ws/orders")
@@ -121,20 +153,23 @@ async def order_events_ws(ws: WebSocket) -> None:
     try:
         await _session(ws, ctx, client)
     except _Closed as closed:
+        client.drop()
+        ctx.metrics.ws_clients.dec()  # counted out now: the close may wait for the client
+        client.counted = False
         await _close(ws, closed.code, closed.reason)
     except (WebSocketDisconnect, WebSocketDisconnected):
         pass
     finally:
-        for sub in client.subs:
-            sub.cancel()
-        ctx.metrics.ws_clients.dec()
+        if client.counted:
+            client.drop()
+            ctx.metrics.ws_clients.dec()
 
 
 async def _session(ws: WebSocket, ctx: ApiContext, client: _Client) -> None:
     user_id, sid, role = await _authenticate(ws, ctx)
     try:
         async with anyio.create_task_group() as tg:
-            tg.start_soon(_watch_session, ctx, user_id, sid)
+            tg.start_soon(_watch, ctx, client, user_id, sid)
             tg.start_soon(_send, ws, client, ctx.event_text)
             await _serve_requests(ws, ctx, user_id, role, client)
     except* _Closed as group:
@@ -162,7 +197,7 @@ async def _serve_requests(ws: WebSocket, ctx: ApiContext, user_id: int, role: st
             async with client.sending:
                 client.last_seq[pid] = since[pid]
                 client.subs.append(ctx.engine.subscribe_events(client.box, pid))
-                client.last_seq[pid] = await _replay(ws, ctx, pid, since[pid])
+                client.last_seq[pid] = await _replay(ws, ctx, client, pid, since[pid])
         await ws.send_json({"type": "subscribed", "portfolios": allowed,
                             "refused": sorted(set(wanted) - set(allowed))})
 
@@ -199,13 +234,19 @@ async def _send(ws: WebSocket, client: _Client, text_of: EventText) -> None:
                 if event.seq <= last.get(event.portfolio_id, 0):
                     continue  # sent already by the replay
                 last[event.portfolio_id] = event.seq
-                await ws.send_text(text_of(event))
-    raise _Closed(TRY_AGAIN_LATER, "too slow: reconnect and resume with since")
+                await client.send(ws, text_of(event))
+    raise _Closed(TRY_AGAIN_LATER, _TOO_SLOW)
 
 
-async def _watch_session(ctx: ApiContext, user_id: int, sid: str) -> None:
+_TOO_SLOW = "too slow: reconnect and resume with since"
+
+
+async def _watch(ctx: ApiContext, client: _Client, user_id: int, sid: str) -> None:
+    """Close the socket when its session ends (1008) or its client falls behind (1013)."""
     while True:
         await anyio.sleep(SESSION_CHECK_EVERY)
+        if client.too_slow():
+            raise _Closed(TRY_AGAIN_LATER, _TOO_SLOW)
         try:
             await ctx.sessions.user(user_id, sid)
         except security.InvalidToken:
@@ -213,5 +254,8 @@ async def _watch_session(ctx: ApiContext, user_id: int, sid: str) -> None:
 
 
 async def _close(ws: WebSocket, code: int, reason: str) -> None:
-    with contextlib.suppress(RuntimeError, WebSocketDisconnect):  # closed by the client already
+    """Send the close frame: after what the socket holds already, so a client that does not
+    read gets :data:`CLOSE_GRACE` seconds to take it, then the connection is let go."""
+    with (anyio.move_on_after(CLOSE_GRACE),
+          contextlib.suppress(RuntimeError, WebSocketDisconnect, WebSocketDisconnected)):
         await ws.close(code, reason)
