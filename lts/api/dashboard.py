@@ -36,6 +36,7 @@ from fastapi import FastAPI, HTTPException
 from fastapi.responses import FileResponse
 
 from lts.api import dashboard_data
+from lts.api.dashboard_opening import OpeningEquity
 from lts.api.dashboard_tape import MarkTape
 
 __all__ = ["ASSETS", "add_dashboard"]
@@ -52,6 +53,7 @@ def add_dashboard(app: FastAPI) -> None:
     summary routes of :mod:`lts.api.dashboard_data`. Both page routes are public: the page and
     its scripts hold no data; everything they show comes from the API with the user's token."""
     app.state.dashboard_tape = MarkTape(app.state.ctx.engine)
+    app.state.dashboard_openings = OpeningEquity()
     app.router.routes.extend(dashboard_data.router.routes)
 
     async def page() -> FileResponse:

@@ -12,7 +12,6 @@ them idempotently).
 """
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Annotated, Any
 
@@ -21,6 +20,7 @@ from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, Field
 from sqlalchemy import func, select
 
+from lts.api.dashboard_opening import FILL_COLUMNS, Book, OpeningEquity
 from lts.api.dashboard_tape import MarkTape
 from lts.api.deps import CurrentUser
 from lts.api.portfolio_schemas import PathId
@@ -44,6 +44,8 @@ class OverviewRow(BaseModel):
     status: str = Field(description="the runner's status, else the stored one")
     trading_state: str
     equity: Decimal | None = Field(description="the running ledger's equity (null: not running)")
+    today_pnl: float | None = Field(description="equity less the equity at 00:00 UTC (its fills "
+                                    "until then at their prices; null: not running)")
     realized_pnl: Decimal | None
     initial_cash: Decimal
     open_positions: int
@@ -91,11 +93,13 @@ class Activity(BaseModel):
 
 
 @router.get("/overview", response_model=list[OverviewRow])
-async def overview(caller: CurrentUser) -> list[OverviewRow]:
-    """Every portfolio the caller may see with its live figures: three queries in all."""
+async def overview(request: Request, caller: CurrentUser) -> list[OverviewRow]:
+    """Every portfolio the caller may see with its live figures: four queries in all (and once
+    a day the fills before midnight, for the opening equity)."""
     ctx, who = caller
     owner = None if who.role == "admin" else who.user_id
     rows = await store.list_portfolios(ctx.reader, owner)
+    opening = await _openings(request).of(ctx.reader, rows)
     ids = [r["id"] for r in rows]
     # quantities are text on SQLite: compared as decimals here, not in SQL
     held = await ctx.reader.all(select(positions.c.portfolio_id, positions.c.quantity)
@@ -124,6 +128,8 @@ async def overview(caller: CurrentUser) -> list[OverviewRow]:
             trading_state=(state.trading_state if state is not None and state.trading_state
                            else row["trading_state"]),
             equity=state.equity if state is not None else None,
+            today_pnl=(float(state.equity) - opening[pid]
+                       if state is not None and state.equity is not None else None),
             realized_pnl=state.realized_pnl if state is not None else None,
             initial_cash=row["initial_cash"], open_positions=n_held.get(pid, 0),
             open_orders=(state.open_orders if running and state is not None
@@ -148,9 +154,7 @@ async def activity(portfolio_id: PathId, request: Request, caller: CurrentUser,
                                  .where(order_events.c.portfolio_id == portfolio_id))
     last_seq = int(top["seq"] or 0) if top is not None else 0
     rows = await ctx.reader.all(
-        select(fills.c.trade_id, fills.c.client_order_id, fills.c.symbol, fills.c.side,
-               fills.c.quantity, fills.c.price, fills.c.fee, fills.c.commission,
-               fills.c.ts_event)
+        select(fills.c.trade_id, fills.c.client_order_id, fills.c.ts_event, *FILL_COLUMNS)
         .where(fills.c.portfolio_id == portfolio_id).order_by(fills.c.id))
     marks = ctx.engine.last_prices(portfolio_id)
     state = ctx.engine.state(portfolio_id)
@@ -159,7 +163,8 @@ async def activity(portfolio_id: PathId, request: Request, caller: CurrentUser,
               rows[-1]["ts_event"] if rows else 0)
     curve = await anyio.to_thread.run_sync(
         equity_curve, Decimal(row["initial_cash"]), rows, marks, now_ns)
-    today = _today_pnl(curve, equity, now_ns)
+    opening = (await _openings(request).of(ctx.reader, [row]))[portfolio_id]
+    today = float(equity) - opening if equity is not None else None
     tail = rows[-recent:]
     return Activity(
         portfolio_id=portfolio_id, last_seq=last_seq, initial_cash=row["initial_cash"],
@@ -171,42 +176,22 @@ async def activity(portfolio_id: PathId, request: Request, caller: CurrentUser,
 
 def equity_curve(initial_cash: Decimal, rows: Sequence[dict[str, Any]],
                  marks: dict[str, Decimal], now_ns: int) -> list[CurvePoint]:
-    """Cash plus every position at its symbol's last fill price after each fill, then a last
-    point at the marks (as :func:`lts.domain.analytics.analyze` values the portfolio)."""
-    cash = initial_cash
-    held: dict[str, Decimal] = {}
-    last: dict[str, Decimal] = {}
-    points: list[CurvePoint] = []
-    if rows:
-        points.append(CurvePoint(t=rows[0]["ts_event"], equity=float(cash)))
+    """The book's value after each fill (positions at their last fill prices), then a last
+    point at the marks; no fill, no curve."""
+    if not rows:
+        return []
+    book = Book(initial_cash)
+    points = [CurvePoint(t=rows[0]["ts_event"], equity=float(initial_cash))]
     for r in rows:
-        quantity = Decimal(r["quantity"])
-        price = Decimal(r["price"])
-        fee = Decimal(r["fee"])
-        signed = quantity if r["side"] == "buy" else -quantity
-        cash -= signed * price + fee
-        held[r["symbol"]] = held.get(r["symbol"], Decimal(0)) + signed - (
-            Decimal(r["commission"]) if r["side"] == "buy" else Decimal(0))
-        last[r["symbol"]] = price
-        value = sum((q * last[s] for s, q in held.items()), Decimal(0))
-        points.append(CurvePoint(t=r["ts_event"], equity=float(cash + value)))
-    if not points:
-        return points  # no fill: no curve yet
-    marked = sum((q * marks.get(s, last[s]) for s, q in held.items()), Decimal(0))
-    points.append(CurvePoint(t=max(now_ns, points[-1].t), equity=float(cash + marked)))
+        book.apply(r)
+        points.append(CurvePoint(t=r["ts_event"], equity=float(book.value())))
+    points.append(CurvePoint(t=max(now_ns, points[-1].t), equity=float(book.value(marks))))
     return points
 
 
-def _today_pnl(curve: list[CurvePoint], equity: Decimal | None, now_ns: int) -> float | None:
-    if equity is None:
-        return None
-    if not curve:
-        return 0.0  # no fill: the equity is the initial cash, as it was at midnight
-    now = datetime.fromtimestamp(now_ns / 1e9, UTC) if now_ns else datetime.now(UTC)
-    midnight = int(now.replace(hour=0, minute=0, second=0, microsecond=0).timestamp() * 1e9)
-    before = [p.equity for p in curve if p.t < midnight]
-    start = before[-1] if before else curve[0].equity
-    return float(equity) - start
+def _openings(request: Request) -> OpeningEquity:
+    openings: OpeningEquity = request.app.state.dashboard_openings
+    return openings
 
 
 def _downsample(curve: list[CurvePoint], limit: int) -> list[CurvePoint]:

@@ -289,7 +289,8 @@
   // -- overview: one request for every portfolio
   const OVERVIEW_COLUMNS = [
     ["id", "ID", true], ["name", "Name", false], ["status", "Status", false],
-    ["trading_state", "Trading", false], ["equity", "Equity", true], ["pnl", "P&L", true],
+    ["trading_state", "Trading", false], ["equity", "Equity", true], ["today_pnl", "Today", true],
+    ["pnl", "P&L total", true],
     ["open_positions", "Positions", true], ["open_orders", "Open orders", true],
     ["fills", "Fills", true], ["last_tick_ns", "Last tick", true], ["last_error", "Last error", false],
   ];
@@ -330,7 +331,8 @@
           h("td", { class: "num", text: r.id }),
           h("td", { class: "name" }, h("a", { href: `#/portfolio/${r.id}`, text: r.name, title: r.name })),
           h("td", {}, badge(r.status)), h("td", {}, badge(r.trading_state)),
-          h("td", { class: "num", text: fmtMoney(r.equity) }), h("td", { class: "num" }, signed(pnl)),
+          h("td", { class: "num", text: fmtMoney(r.equity) }), h("td", { class: "num today" }, signed(r.today_pnl)),
+          h("td", { class: "num" }, signed(pnl)),
           h("td", { class: "num", text: r.open_positions }), h("td", { class: "num", text: r.open_orders }),
           h("td", { class: "num", text: r.fills }), h("td", { class: "num muted", text: fmtTs(r.last_tick_ns) }),
           h("td", { class: "error", text: r.last_error || "", title: r.last_error || "" })));
