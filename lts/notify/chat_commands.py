@@ -5,8 +5,10 @@ the LTS user the chat is mapped to (:class:`~lts.notify.audience.Member`). That 
 portfolios decide, as on the API: an admin sees every portfolio, anyone else their own; a
 viewer reads and may not ``/halt`` or ``/resume``. ``/halt`` and ``/resume`` set the kill
 switch like ``PUT /api/v1/portfolios/{id}/trading-state``: a command to the running portfolio
-answered once durable, or the stored state of a stopped one. Every command leaves an audit row
-(actor: the user; client address: ``telegram:<chat id>``) with its outcome.
+answered once durable, or the stored state of a stopped one; ``/halt`` without a name halts
+every portfolio the user may change, ``/resume`` needs a name unless there is only one. Every
+command leaves an audit row (actor: the user; client address: ``telegram:<chat id>``) with its
+outcome.
 """
 
 from collections.abc import Callable, Mapping, Sequence
@@ -27,7 +29,7 @@ HELP = ("/status - portfolios, status and trading state\n"
         "/balance - equity and starting cash\n"
         "/orders - open orders\n"
         "/halt [portfolio] - kill switch HALTED (all yours without a name)\n"
-        "/resume [portfolio] - trading ACTIVE again")
+        "/resume <portfolio> - trading ACTIVE again")
 COMMANDS = ("status", "positions", "profit", "balance", "orders", "halt", "resume", "help",
             "start")
 _CHANGES = {"halt": TradingState.HALTED, "resume": TradingState.ACTIVE}
@@ -143,6 +145,9 @@ class ChatCommands:
             audit(action, " ".join(args)[:128], "denied", {"role": member.role})
             return f"/{command} is not allowed for role {member.role}"
         rows = await self._visible(member)
+        if not args and state is not TradingState.HALTED and len(rows) > 1:
+            audit(action, "", "failure", {"reason": "no portfolio named"})
+            return f"name the portfolio: /{command} <name or id> (only /halt acts on all)"
         if args:
             wanted = " ".join(args)
             rows = [r for r in rows if r["name"] == wanted or str(r["id"]) == wanted]

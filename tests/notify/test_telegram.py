@@ -3,6 +3,7 @@ portfolio on paper): commands from allowed chats answered by what their LTS user
 do, a viewer refused /halt, an unknown chat told nothing, every command audited, and the
 notifications sent to the chats whose user may see the portfolio."""
 
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +11,7 @@ import pytest
 from api._auth import audit_rows
 
 from lts.notify.config import NotifySettings
-from lts.persistence import repositories
+from lts.persistence import portfolio_store, repositories
 
 from ._support import notifying, trading_engine, until
 from .bot_api import bot_api
@@ -65,7 +66,16 @@ async def test_commands_by_role_audited_and_notifications_to_who_may_see(
             assert state.trading_state == "HALTED"
             await until(lambda: "[demo] trading state ACTIVE -> HALTED" in tg.to(ADMIN_CHAT),
                         "the kill switch told")
+            # with a second portfolio to see, /resume wants a name (only /halt acts on all)
+            await portfolio_store.create_portfolio(engine.db, {
+                "name": "spare", "initial_cash": Decimal(1000), "is_active": False})
             tg.say(ADMIN_CHAT, "/resume")
+            await until(lambda: any(t.startswith("name the portfolio") for t in
+                                    tg.to(ADMIN_CHAT)), "a name asked for")
+            state = engine.facade.state(pid)
+            assert state is not None
+            assert state.trading_state == "HALTED"
+            tg.say(ADMIN_CHAT, f"/resume {pid}")
             await until(lambda: "demo: ACTIVE" in tg.to(ADMIN_CHAT), "the resume answered")
 
             for command in ("/positions", "/orders", "/profit", "/balance", "/nonsense"):
@@ -90,7 +100,10 @@ async def test_commands_by_role_audited_and_notifications_to_who_may_see(
         refused = await audit_rows(api, "telegram.refused")
         assert [(r["actor"], r["outcome"], r["client_address"]) for r in refused] == \
             [("anonymous", "denied", f"telegram:{STRANGER}")]
-        for action in ("telegram.status", "telegram.resume", "telegram.positions",
+        resumes = await audit_rows(api, "telegram.resume")
+        assert [(r["outcome"], r["target"]) for r in resumes] == \
+            [("failure", ""), ("success", f"portfolio:{pid}")]
+        for action in ("telegram.status", "telegram.positions",
                        "telegram.orders", "telegram.profit", "telegram.balance"):
             assert [r["outcome"] for r in await audit_rows(api, action)] == ["success"], action
         assert [r["outcome"] for r in await audit_rows(api, "telegram.unknown")] == ["failure"]
