@@ -6,9 +6,19 @@ WebSocket of committed order events, as any client does. Nothing here trades or 
 button is a REST call, and the API checks the role again.
 
 One HTML page (``index.html``) with hash routes (``#/``, ``#/portfolio/ID``, ``#/users``,
-``#/audit``) and three hand-written assets in ``static/dashboard`` (no build step, no CDN, no
+``#/audit``) and hand-written assets in ``static/dashboard`` (no build step, no CDN, no
 third-party code): ``app.js`` (pages, API and WebSocket clients), ``charts.js`` (SVG equity
-curve and candles), ``dashboard.css``.
+curve and candles, drawn by hand: plotly's bundle, a runtime dependency for the backtest
+reports, compiles code at run time and would need ``'unsafe-eval'``), ``dashboard.css`` and
+``favicon.svg``.
+
+Live: the pages follow the WebSocket of committed order events and resume after a reconnect
+with the last ``seq`` seen per portfolio (the server replays what came after: no gap); the
+portfolio page subscribes from the ``last_seq`` its snapshot was read at. Figures that move
+with prices are read again after events (throttled) and every 10 s on the portfolio page,
+30 s on the overview; nothing polls each second. The WebSocket refuses an ``Origin`` that is
+not in ``api.cors_origins``, the dashboard's own included: list the address the dashboard is
+opened at there (the page says so when it is refused).
 
 Security (what a reviewer checks):
 
@@ -16,8 +26,10 @@ Security (what a reviewer checks):
   closes, never shared with other tabs or sites, never in a cookie. Every API call sends the
   access token as an ``Authorization: Bearer`` header set by the script, so the browser never
   attaches a credential on its own: a forged cross-site request carries no credential and CSRF
-  has nothing to ride on. The WebSocket authenticates with its first message (the token), never
-  a URL. Logging out revokes the session on the server and clears the storage.
+  has nothing to ride on (the login form itself is a script's ``fetch``: a cross-site page
+  can post it, but cannot read the tokens it answers with). The WebSocket authenticates with
+  its first message (the token), never a URL. Logging out revokes the session on the server
+  and clears the storage. The pages cannot be framed (``frame-ancestors 'none'``).
 - **XSS**: the pages never parse data as HTML. Every value from the API is put into the page
   with ``textContent`` or as an SVG attribute through the DOM (``createElement`` /
   ``createElementNS``); no ``innerHTML``, ``insertAdjacentHTML``, ``document.write`` or ``eval``

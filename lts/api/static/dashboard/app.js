@@ -297,7 +297,7 @@
 
   async function overviewPage() {
     markNav("overview");
-    const filter = h("input", { class: "filter", type: "search", id: "filter", placeholder: "Filter by name, status or trading state" });
+    const filter = h("input", { class: "filter", type: "search", id: "filter", placeholder: "Filter: name, status or trading state" });
     const counts = h("span", { class: "muted", id: "counts" });
     const tbody = h("tbody", { id: "portfolio-rows" });
     const state = { rows: [], sort: "id", desc: false };
