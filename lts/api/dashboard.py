@@ -9,7 +9,7 @@ One HTML page (``index.html``) with hash routes (``#/``, ``#/portfolio/ID``, ``#
 ``#/audit``) and hand-written assets in ``static/dashboard`` (no build step, no CDN, no
 third-party code): ``app.js`` (pages, API and WebSocket clients), ``charts.js`` (SVG equity
 curve and candles, drawn by hand: plotly's bundle, a runtime dependency for the backtest
-reports, compiles code at run time and would need ``'unsafe-eval'``), ``dashboard.css`` and
+reports, calls ``new Function`` and ``eval``, which this policy refuses), ``dashboard.css`` and
 ``favicon.svg``.
 
 Live: the pages follow the WebSocket of committed order events and resume after a reconnect
