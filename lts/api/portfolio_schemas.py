@@ -6,11 +6,12 @@ only the declared fields (extra keys are ignored), never rows returned as they a
 
 import math
 from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 from fastapi import Path, Query
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, computed_field
 
 INT64_MAX = 2**63 - 1
 #: Text without control characters (a NUL byte is refused by PostgreSQL).
@@ -29,6 +30,12 @@ QueryId = Annotated[int | None, Query(ge=1, le=INT64_MAX)]
 QueryNs = Annotated[int | None, Query(ge=0, le=INT64_MAX, description="nanoseconds since "
                                       "1970-01-01 UTC")]
 Offset = Annotated[int, Query(ge=0, le=INT64_MAX)]
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def iso_time(ns: int) -> datetime:
+    """Nanoseconds since the epoch as a UTC time (to the microsecond), shown as ISO 8601."""
+    return _EPOCH + timedelta(microseconds=ns // 1000)
 
 
 def _plain(value: Any, where: str) -> None:
@@ -103,7 +110,8 @@ class PortfolioStatus(BaseModel):
                         "(another engine holds the portfolio's lease: held_by names it)")
     last_error: str | None
     restarts: int
-    last_tick_ns: int | None
+    last_tick_ns: int | None = Field(description="the last bar's time: nanoseconds since 1970 "
+                                     "UTC")
     bars: int
     open_orders: int
     equity: Decimal | None
@@ -112,6 +120,11 @@ class PortfolioStatus(BaseModel):
     venues: str | None = Field(None, description="what is wrong with the portfolio's venue "
                                "connections: a stream lost and resyncing (no new orders there "
                                "meanwhile), or a ban by the venue (trading halted)")
+
+    @computed_field(description="last_tick_ns as an ISO 8601 time (UTC)")  # type: ignore[prop-decorator]
+    @property
+    def last_tick_time(self) -> datetime | None:
+        return None if self.last_tick_ns is None else iso_time(self.last_tick_ns)
 
 
 class PositionPublic(BaseModel):

@@ -2,6 +2,7 @@
 strategy's (SYS-006, SYS-016)."""
 
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import anyio
@@ -12,6 +13,7 @@ from .test_portfolios import ADMIN, call, login, make_trader
 
 pytestmark = pytest.mark.anyio
 
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 QUIET_ASSET = {"symbol": "QUIET", "strategy_plugin": "sma_crossover",
                "strategy_params": {"fast": 400, "slow": 800, "quantity": "1"},
                "pipeline_plugin": "synthetic",
@@ -56,6 +58,10 @@ async def test_manual_orders_fill_cancel_and_are_denied_when_halted(api: Api) ->
     await until(filled)
     positions = (await call(api, "GET", f"/api/v1/portfolios/{pid}/positions", tom)).json()
     assert [(p["symbol"], p["quantity"]) for p in positions] == [("QUIET", "3")]
+    assert len(positions[0]["avg_price"].partition(".")[2]) <= 2  # to the tick, 0.01
+    order = (await call(api, "GET", f"/api/v1/orders/{coid}", tom)).json()
+    for ns, iso in ((order["ts_init"], order["time_init"]), (order["ts_last"], order["time_last"])):
+        assert datetime.fromisoformat(iso) == EPOCH + timedelta(microseconds=ns // 1000)
     stats = (await call(api, "GET", f"/api/v1/portfolios/{pid}/analytics", tom)).json()
     assert stats["trades"] == 0  # still long: no round trip yet
     assert [(a["symbol"], a["quantity"]) for a in stats["assets"]] == [("QUIET", "3")]

@@ -9,12 +9,13 @@ refused (503); a cancel or a change of an order that is no longer open answers 4
 portfolios the caller may not see answer 404. A filter by an unknown status is a 422.
 """
 
+from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Path, Query, Request, status
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, computed_field
 from sqlalchemy import select
 
 from lts.api.context import ApiContext
@@ -26,6 +27,7 @@ from lts.api.portfolio_schemas import (
     QueryId,
     QueryNs,
     Symbol,
+    iso_time,
 )
 from lts.api.routes.portfolios import audited, owned
 from lts.domain.commands import (
@@ -91,8 +93,18 @@ class OrderPublic(BaseModel):
     broker: str
     reason: str
     tag: str
-    ts_init: int
-    ts_last: int
+    ts_init: int = Field(description="when the order was made: nanoseconds since 1970 UTC")
+    ts_last: int = Field(description="its last change: nanoseconds since 1970 UTC")
+
+    @computed_field(description="ts_init as an ISO 8601 time (UTC)")  # type: ignore[prop-decorator]
+    @property
+    def time_init(self) -> datetime:
+        return iso_time(self.ts_init)
+
+    @computed_field(description="ts_last as an ISO 8601 time (UTC)")  # type: ignore[prop-decorator]
+    @property
+    def time_last(self) -> datetime:
+        return iso_time(self.ts_last)
 
 
 class OrderDenied(BaseModel):

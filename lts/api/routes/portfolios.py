@@ -9,6 +9,7 @@ failures included.
 
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
+from decimal import Decimal
 from typing import Any
 
 import anyio
@@ -192,9 +193,24 @@ async def set_trading_state(portfolio_id: PathId, body: TradingStateChange, requ
 
 @router.get("/{portfolio_id}/positions", response_model=list[PositionPublic])
 async def positions(portfolio_id: PathId, caller: CurrentUser) -> list[PositionPublic]:
+    """Each position, its average price to its asset's tick (an average of fills carries as
+    many digits as the division gives)."""
     ctx, who = caller
     await owned(ctx, who, portfolio_id)
-    return _POSITION_LIST.validate_python(await store.list_positions(ctx.reader, portfolio_id))
+    ticks = {a["symbol"]: a["tick_size"] for a in await store.list_assets(ctx.reader,
+                                                                          portfolio_id)}
+    held = _POSITION_LIST.validate_python(await store.list_positions(ctx.reader, portfolio_id))
+    for position in held:
+        tick = ticks.get(position.symbol)
+        if tick is not None:
+            position.avg_price = _to_tick(position.avg_price, Decimal(tick))
+    return held
+
+
+def _to_tick(price: Decimal, tick: Decimal) -> Decimal:
+    """``price`` with as many decimals as ``tick`` has (none for a tick of 1 or more)."""
+    exponent = min(int(tick.normalize().as_tuple().exponent), 0)
+    return price.quantize(Decimal(1).scaleb(exponent))
 
 
 @router.get("/{portfolio_id}/status", response_model=PortfolioStatus)
