@@ -306,3 +306,18 @@ def test_the_summary_routes_keep_the_api_rules(stack: Stack) -> None:
     assert [r["name"] for r in rows] == [XSS_NAME]
     assert rows[0]["status"] == "stopped"
     assert rows[0]["equity"] is None
+
+
+def test_the_overview_follows_fills_live(stack: Stack, watched: Watched) -> None:
+    """The overview re-reads its one list when an event of a listed portfolio comes in: the
+    demo's fill count moves within seconds (its own slow refresh is every 30 s)."""
+    page = watched.page
+    log_in(page, stack, "admin")
+    cell = page.locator(f"#portfolio-rows tr[data-portfolio='{stack.portfolios['demo']}'] td")
+    expect(page.locator("#live")).to_have_attribute("data-state", "live")
+    fills_column = 9  # id, name, status, trading, equity, today, total, positions, orders, fills
+    # twice: the first change may be the one re-read when the subscription starts
+    for _ in range(2):
+        shown = int(cell.nth(fills_column).inner_text())
+        expect(cell.nth(fills_column)).not_to_have_text(str(shown), timeout=10_000)
+        assert int(cell.nth(fills_column).inner_text()) > shown

@@ -122,8 +122,9 @@
   // ---- live updates: the WebSocket of committed order events ----------------------------------------
   /* One socket per page; the page says which portfolios it follows and from which seq. The last
    * seq seen per portfolio is kept across reconnects, so a resubscription replays exactly what
-   * was missed (the server sends committed events after `since`). Reconnects back off (1 s up to
-   * 15 s); nothing polls. */
+   * was missed (the server sends committed events after `since`); a seq of null follows a
+   * portfolio from now on, without its history. Reconnects back off (1 s up to 15 s); nothing
+   * polls. */
   const live = {
     ws: null, since: {}, handler: null, wanted: false, retry: 0, timer: null, generation: 0,
     follow(since, handler) {
@@ -159,7 +160,10 @@
       this.ws = ws;
       ws.onopen = () => {
         ws.send(JSON.stringify({ action: "auth", token: session.access }));
-        ws.send(JSON.stringify({ action: "subscribe", since: this.since }));
+        // a portfolio followed "from now" (null: nothing seen yet) asks past the journal's end
+        const since = {};
+        for (const [pid, seq] of Object.entries(this.since)) since[pid] = seq === null ? Number.MAX_SAFE_INTEGER : seq;
+        ws.send(JSON.stringify({ action: "subscribe", since }));
       };
       ws.onmessage = (m) => {
         let ev;
@@ -359,7 +363,7 @@
     // every 2 s); equity between fills moves with prices: a slow refresh every 30 s
     const reload = throttle(load, 2000);
     const since = {};
-    for (const r of state.rows) since[String(r.id)] = Number.MAX_SAFE_INTEGER; // from now on
+    for (const r of state.rows) since[String(r.id)] = null; // from now on: no history
     live.follow(since, { event: reload, resumed: reload });
     const slow = setInterval(load, 30000);
     onLeave(() => clearInterval(slow));
