@@ -1,11 +1,16 @@
 """Operational endpoints of the control API against a real engine and a real uvicorn server
 (SYS-014 observability, SYS-019 error sanitization)."""
 
+from pathlib import Path
+
 import anyio
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import func, select
 
-from .conftest import Api
+from lts.persistence.tables import fills
+
+from .conftest import Api, running_api
 
 pytestmark = pytest.mark.anyio
 
@@ -104,3 +109,30 @@ async def test_the_interactive_docs_come_from_the_engine_itself(api: Api) -> Non
         assert reply.headers["content-type"].startswith(kind)
         assert len(reply.body) > 100_000
     assert (await api.request("GET", "/docs/oauth2-redirect")).status == 200
+
+
+async def _fills_in_journal(api: Api) -> int:
+    await api.engine.journal.flush()
+    async with api.engine.db.connect() as conn:
+        return int((await conn.execute(select(func.count()).select_from(fills))).scalar_one())
+
+
+async def _counted(api: Api, family: str) -> float:
+    families = {f.name: f for f in text_string_to_metric_families(
+        (await api.request("GET", "/metrics")).body.decode())}
+    return sum(s.value for s in families[family].samples if s.name == f"{family}_total")
+
+
+async def test_fills_are_counted_since_the_engine_started_as_orders_are(tmp_path: Path) -> None:
+    """lts_fills_total, like lts_orders_total, counts what this process did: after a restart on
+    the same database it starts again from nothing, not from the journal's fills."""
+    async with running_api(tmp_path, demo={"interval": 0.02}) as first:
+        with anyio.fail_after(30):
+            while await _counted(first, "lts_fills") < 2:  # noqa: ASYNC110 - polls the API
+                await anyio.sleep(0.1)
+        before = await _fills_in_journal(first)
+    async with running_api(tmp_path, demo={"interval": 0.02}) as second:
+        fills_counted = await _counted(second, "lts_fills")
+        made_here = await _fills_in_journal(second) - before
+    assert before >= 2
+    assert fills_counted <= made_here  # counted from the journal's start: >= before + that
