@@ -40,8 +40,9 @@ class Stack:
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """The engine trading the demo portfolio (the admin's) on paper, with a trader who owns a
-    portfolio named ``<img src=x onerror=alert(1)>`` and a viewer who owns one (created while
-    a trader, then demoted: a viewer reads its own portfolios only)."""
+    portfolio named ``<img src=x onerror=alert(1)>`` (no asset) and one with an asset, not yet
+    active, and a viewer who owns one (created while a trader, then demoted: a viewer reads
+    its own portfolios only)."""
     chromium_or_skip()
     engine = new_engine(tmp_path_factory.mktemp("dashboard-engine"))
     try:
@@ -56,6 +57,14 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         stack.portfolios["xss"] = engine.call(
             "POST", "/api/v1/portfolios", {"name": XSS_NAME, "initial_cash": "5000"},
             trader)["id"]
+        stack.portfolios["tess"] = engine.call(
+            "POST", "/api/v1/portfolios", {"name": "tess-live", "initial_cash": "20000"},
+            trader)["id"]
+        engine.call("POST", f"/api/v1/portfolios/{stack.portfolios['tess']}/assets", {
+            "symbol": "TESS-A", "strategy_plugin": "sma_crossover",
+            "strategy_params": {"fast": 2, "slow": 5, "quantity": "1"},
+            "pipeline_plugin": "synthetic",
+            "pipeline_params": {"seed": 7, "interval": 0.1, "volatility": 0.01}}, trader)
         vid = engine.user("vera", "trader")
         vera = engine.login("vera", TRADER_PASSWORD)
         stack.portfolios["vera"] = engine.call(

@@ -76,7 +76,7 @@ def test_admin_sees_every_portfolio_users_and_audit(stack: Stack, watched: Watch
     page = watched.page
     log_in(page, stack, "admin")
     names = portfolio_names(page)
-    assert set(names) == {"demo", XSS_NAME, "vera-watch"}
+    assert set(names) == {"demo", XSS_NAME, "tess-live", "vera-watch"}
     expect(page.locator("#live")).to_have_attribute("data-state", "live")
     page.screenshot(path=str(shots / "overview-admin.png"), full_page=True)
     # the token lives in this tab's sessionStorage and nowhere else
@@ -101,7 +101,7 @@ def test_trader_sees_own_portfolio_with_controls_and_no_admin_pages(
     """The XSS name is text: no image, no alert (the watched page fails on any dialog)."""
     page = watched.page
     log_in(page, stack, "trader")
-    assert portfolio_names(page) == [XSS_NAME]
+    assert portfolio_names(page) == [XSS_NAME, "tess-live"]
     assert page.locator("main img").count() == 0
     expect(page.locator("a[data-nav=users]")).to_be_hidden()
     expect(page.locator("a[data-nav=audit]")).to_be_hidden()
@@ -120,7 +120,7 @@ def test_trader_sees_own_portfolio_with_controls_and_no_admin_pages(
     expect(page.locator("main h1")).to_have_text("Portfolio not available")
     # an admin page by its address: the trader lands on the overview
     page.goto(f"{stack.engine.base}/#/users")
-    assert portfolio_names(page) == [XSS_NAME]
+    assert portfolio_names(page) == [XSS_NAME, "tess-live"]
 
 
 def test_viewer_reads_without_controls(stack: Stack, watched: Watched, shots: Path) -> None:
@@ -303,7 +303,7 @@ def test_the_summary_routes_keep_the_api_rules(stack: Stack) -> None:
                     token=trader)
     assert hidden.value.status == 404
     rows = engine.call("GET", "/api/v1/dashboard/overview", token=trader)
-    assert [r["name"] for r in rows] == [XSS_NAME]
+    assert [r["name"] for r in rows] == [XSS_NAME, "tess-live"]
     assert rows[0]["status"] == "stopped"
     assert rows[0]["equity"] is None
 
@@ -321,3 +321,29 @@ def test_the_overview_follows_fills_live(stack: Stack, watched: Watched) -> None
         shown = int(cell.nth(fills_column).inner_text())
         expect(cell.nth(fills_column)).not_to_have_text(str(shown), timeout=10_000)
         assert int(cell.nth(fills_column).inner_text()) > shown
+
+
+def test_trader_activates_and_deactivates_a_portfolio(stack: Stack, watched: Watched,
+                                                      shots: Path) -> None:
+    """Activate starts the runner (the page shows it running and trading); deactivate asks
+    first, then stops it."""
+    page = watched.page
+    engine = stack.engine
+    pid = stack.portfolios["tess"]
+    log_in(page, stack, "trader")
+    page.goto(f"{engine.base}/#/portfolio/{pid}")
+    expect(page.locator("#status")).to_have_text("stopped")
+    expect(page.locator("#deactivate")).to_be_hidden()
+    page.click("#activate")
+    expect(page.locator("#activate")).to_be_hidden()
+    expect(page.locator("#status")).to_have_text(re.compile("starting|running"))
+    expect(page.locator("#status")).to_have_text("running", timeout=15_000)
+    expect(page.locator("#fills tr[data-trade-id]").first).to_be_visible(timeout=30_000)
+    page.screenshot(path=str(shots / "portfolio-trader-running.png"), full_page=True)
+    page.click("#deactivate")
+    expect(page.locator("#confirm-body")).to_contain_text("its runner stops")
+    page.click("#confirm-yes")
+    expect(page.locator("#status")).to_have_text("stopped")
+    expect(page.locator("#activate")).to_be_visible()
+    row = engine.call("GET", f"/api/v1/portfolios/{pid}", token=engine.tokens["tess"])
+    assert (row["is_active"], row["status"]) == (False, "stopped")
