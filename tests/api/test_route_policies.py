@@ -37,6 +37,7 @@ PUBLIC = frozenset({
     "/docs/swagger-ui-bundle.js", "/docs/swagger-ui.css", "/docs/favicon-32x32.png",
     "/api/v1/auth/register", "/api/v1/auth/login", "/api/v1/auth/refresh",
     "/ws/orders",  # authenticates with its first message
+    "/", "/dashboard/{asset}",  # the dashboard's page and static files: no data in them
 })
 ADMIN_ONLY = frozenset({"admin"})
 TRADERS = frozenset({"admin", "trader"})

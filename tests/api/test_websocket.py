@@ -128,6 +128,20 @@ async def test_a_foreign_origin_is_refused(api: Api) -> None:
             pass
 
 
+async def test_a_page_of_the_server_itself_may_connect(api: Api) -> None:
+    """The dashboard's origin (the Host the browser connected to) needs no CORS listing; the
+    same host on another port is another origin, refused."""
+    own = api.base  # http://127.0.0.1:PORT
+    async with connect(ws_url(api), origin=own) as ws:  # type: ignore[arg-type]
+        await ws.send(json.dumps({"action": "auth", "token": await token(api)}))
+        await ws.send(json.dumps({"action": "subscribe", "since": {"999": 0}}))
+        assert (await receive(ws))["type"] == "subscribed"
+    other_port = own.rsplit(":", 1)[0] + ":1"
+    with pytest.raises(Exception, match="403"):
+        async with connect(ws_url(api), origin=other_port):  # type: ignore[arg-type]
+            pass
+
+
 async def test_logout_closes_the_socket_with_1008(api: Api) -> None:
     headers = await login(api, *ADMIN)
     access = headers["authorization"].removeprefix("Bearer ")

@@ -24,6 +24,7 @@ import contextlib
 import logging
 import time
 from typing import Any
+from urllib.parse import urlsplit
 
 import anyio
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
@@ -140,11 +141,22 @@ class _Client:
         self.box.drain()
 
 
+def _same_origin(origin: str, host: str | None) -> bool:
+    """A page of this very server (the dashboard): the Origin's host and port are the Host the
+    browser connected to. Any other origin must be listed in ``api.cors_origins`` (a page
+    elsewhere must not ride a user's session: cross-site WebSocket hijacking)."""
+    if not host:
+        return False
+    parts = urlsplit(origin)
+    return parts.scheme in ("http", "https") and parts.netloc.lower() == host.lower()
+
+
 @router.websocket("/ws/orders")
 async def order_events_ws(ws: WebSocket) -> None:
     ctx: ApiContext = ws.app.state.ctx
     origin = ws.headers.get("origin")
-    if origin is not None and origin not in ctx.engine.settings.api.cors_origins:
+    if origin is not None and not _same_origin(origin, ws.headers.get("host")) and \
+            origin not in ctx.engine.settings.api.cors_origins:
         await ws.close(POLICY_VIOLATION, "origin not allowed")
         return
     await ws.accept()
