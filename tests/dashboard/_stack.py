@@ -3,8 +3,8 @@ an operator runs, demo portfolio trading on paper, its API on a free loopback po
 JSON calls to its API over real HTTP, and Debian's chromium driven by Playwright.
 
 The engine is started with ``tests.e2e._support.Launcher`` (stdout and stderr to files, no
-process left behind). Its Origin is listed in ``api.cors_origins``: the WebSocket refuses a
-browser's Origin that is not listed, its own included (see the report of issue 12).
+process left behind), with its defaults: no CORS origin listed (the dashboard's WebSocket is
+the server's own origin).
 """
 
 from __future__ import annotations
@@ -126,14 +126,13 @@ class Engine:
 
 
 class DashLauncher(Launcher):
-    """The e2e launcher, with the API on a chosen port, its Origin allowed, cheap bcrypt."""
+    """The e2e launcher, with the API on a chosen port and cheap bcrypt."""
 
     port: int = 0
 
     def env(self) -> dict[str, str]:
         env = super().env()
         env["LTS_API__PORT"] = str(self.port)
-        env["LTS_API__CORS_ORIGINS"] = json.dumps([f"http://127.0.0.1:{self.port}"])
         env["LTS_AUTH__BCRYPT_ROUNDS"] = "4"
         return env
 
