@@ -8,7 +8,8 @@ switch like ``PUT /api/v1/portfolios/{id}/trading-state``: a command to the runn
 answered once durable, or the stored state of a stopped one; ``/halt`` without a name halts
 every portfolio the user may change, ``/resume`` needs a name unless there is only one. Every
 command leaves an audit row (actor: the user; client address: ``telegram:<chat id>``) with its
-outcome.
+outcome: ``telegram.<command>``, except each portfolio's kill-switch change, which is the API's
+``portfolio.trading_state`` (``detail.via``: the command), so the engine logs it alike.
 """
 
 from collections.abc import Callable, Mapping, Sequence
@@ -34,6 +35,7 @@ COMMANDS = ("status", "positions", "profit", "balance", "orders", "halt", "resum
             "start")
 _CHANGES = {"halt": TradingState.HALTED, "resume": TradingState.ACTIVE}
 _MAX_ORDERS = 30
+_KILL_SWITCH = "portfolio.trading_state"  # the API's action for the same change
 Audit = Callable[[str, str, str, dict[str, Any]], None]  # action, target, outcome, detail
 
 
@@ -157,14 +159,14 @@ class ChatCommands:
         lines = []
         for row in rows:
             target = f"portfolio:{row['id']}"
+            detail = {"state": state.value, "via": f"/{command}"}
             try:
                 await self._set_state(row, state)
             except LtsError as exc:
-                audit(action, target, "failure", {"state": state.value,
-                                                  "error": type(exc).__name__})
+                audit(_KILL_SWITCH, target, "failure", {**detail, "error": type(exc).__name__})
                 lines.append(f"{row['name']}: not changed ({exc})")
                 continue
-            audit(action, target, "success", {"state": state.value})
+            audit(_KILL_SWITCH, target, "success", detail)
             lines.append(f"{row['name']}: {state.value}")
         return "\n".join(lines) or "no portfolios"
 

@@ -95,14 +95,19 @@ async def test_commands_by_role_audited_and_notifications_to_who_may_see(
         halts = await audit_rows(api, "telegram.halt")
         assert [(r["actor"], r["outcome"], r["client_address"], r["target"]) for r in halts] \
             == [("vic", "denied", f"telegram:{VIEWER_CHAT}", ""),
-                ("tom", "failure", f"telegram:{TRADER_CHAT}", "demo"),
-                ("admin", "success", f"telegram:{ADMIN_CHAT}", f"portfolio:{pid}")]
+                ("tom", "failure", f"telegram:{TRADER_CHAT}", "demo")]
+        switched = await audit_rows(api, "portfolio.trading_state")
+        assert [(r["actor"], r["outcome"], r["client_address"], r["target"], r["detail"])
+                for r in switched] == [
+            ("admin", "success", f"telegram:{ADMIN_CHAT}", f"portfolio:{pid}",
+             {"state": "HALTED", "via": "/halt"}),
+            ("admin", "success", f"telegram:{ADMIN_CHAT}", f"portfolio:{pid}",
+             {"state": "ACTIVE", "via": "/resume"})]
         refused = await audit_rows(api, "telegram.refused")
         assert [(r["actor"], r["outcome"], r["client_address"]) for r in refused] == \
             [("anonymous", "denied", f"telegram:{STRANGER}")]
         resumes = await audit_rows(api, "telegram.resume")
-        assert [(r["outcome"], r["target"]) for r in resumes] == \
-            [("failure", ""), ("success", f"portfolio:{pid}")]
+        assert [(r["outcome"], r["target"]) for r in resumes] == [("failure", "")]
         for action in ("telegram.status", "telegram.positions",
                        "telegram.orders", "telegram.profit", "telegram.balance"):
             assert [r["outcome"] for r in await audit_rows(api, action)] == ["success"], action
