@@ -218,3 +218,24 @@ async def test_private_destinations_are_refused_unless_allowed(tmp_path: Path) -
         assert {r["error"] for r in named_rows} == \
             {"ClientConnectorDNSError: resolves only to private addresses (not allowed)"}
         assert rec.received == []
+
+
+async def test_a_changed_webhook_is_followed_and_a_deleted_one_stops(
+        tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'lts.db'}"
+    async with trading_engine(tmp_path, url) as api, receiver() as rec:
+        engine = api.engine
+        hook = await _webhook(engine, "admin", rec.url("/before"), ["order.filled"])
+        async with notifying(engine) as notifier:
+            await until(lambda: rec.at("/before"), "a fill at the first URL")
+            uid = await repositories.user_id_by_name(engine.db, "admin")
+            assert uid is not None
+            secret = repo.new_secret()
+            await repo.update_webhook(engine.db, uid, hook["id"],
+                                      {"url": rec.url("/after"), "secret": secret})
+            await until(lambda: rec.at("/after"), "a fill at the new URL")
+            assert all(_signed(r, secret) for r in rec.at("/after"))
+            assert await repo.delete_webhook(engine.db, uid, hook["id"])
+            senders = notifier.webhooks.senders if notifier.webhooks else {}
+            await until(lambda: hook["id"] not in senders,
+                        "its sender stopped")
