@@ -28,6 +28,7 @@ from lts.api.routes import (
     portfolios,
     stats,
     users,
+    webhooks,
     ws,
 )
 from lts.api.sessions import SessionCache
@@ -54,7 +55,7 @@ def create_app(engine: EngineFacade, metrics: ApiMetrics | None = None) -> FastA
         add_docs(app, "/openapi.json")
     # Most used first: a request is matched against the routes in this order.
     for module in (portfolios, orders, assets, auth, ws, health, users, plugins, audit_log,
-                   config, stats, credentials):
+                   config, stats, credentials, webhooks):
         _add_routes(app, module.router)
     add_dashboard(app)
     _document_errors(app)

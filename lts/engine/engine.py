@@ -196,6 +196,9 @@ class Engine:
             if s.api.enabled:
                 api = self.registry.create("core", "api")
                 await trading.start(api.serve, self.facade, name="api")
+            if s.notify.enabled:  # webhooks and the Telegram bot (lts.notify)
+                notifier = self.registry.create("core", "notify")
+                await trading.start(notifier.serve, self.facade, name="notify")
             if s.engine.run_for is not None:
                 trading.start_soon(self._stop_after, s.engine.run_for, name="run-for")
             skip = set() if s.demo.enabled else {await repo.portfolio_id_by_name(self.db,
@@ -318,7 +321,7 @@ class Engine:
             return PortfolioRunner(spec, self._runner_context(), fence=fence, restart=restart)
 
         return PortfolioSupervisor(portfolio_id, make_runner, journal=self.journal,
-                                   leases=self._leases, policy=policy)
+                                   leases=self._leases, policy=policy, bus=self.bus)
 
     async def _credentials(self, user_id: int, broker: str) -> BrokerCredentials | None:
         """A user's keys for ``broker`` from the sealed store (needs the master key)."""

@@ -292,6 +292,12 @@ class EngineFacade:
             await self.command(pid, UpdateRiskLimits(limits))
 
     # -- events -----------------------------------------------------------------------------------
+    def subscribe(self, event_type: type, mailbox: Mailbox[Any],
+                  key: Hashable | None = None) -> Subscription:
+        """Committed events of ``event_type`` (OrderEvent, PortfolioStatusChanged,
+        TradingStateChanged) of portfolio ``key``, or of every portfolio (None)."""
+        return self._engine.bus.subscribe(event_type, mailbox, key)
+
     def subscribe_events(self, mailbox: Mailbox[Any], portfolio_id: Hashable) -> Subscription:
         """Order events of ``portfolio_id``, each once the journal has committed it."""
         return self._engine.bus.subscribe(OrderEvent, mailbox, portfolio_id)

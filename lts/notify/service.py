@@ -32,9 +32,8 @@ from lts.notify.events import Notification, notification_of
 from lts.notify.telegram import TelegramBot
 from lts.notify.webhooks import DeliveryLog, WebhookDispatcher, WebhookRoute
 from lts.plugins.base import PluginBase, PluginParams
-from lts.settings import Settings
 
-__all__ = ["EventSource", "Notifier", "NotifyService", "notify_settings"]
+__all__ = ["EventSource", "Notifier", "NotifyService"]
 
 log = logging.getLogger("lts.notify")
 
@@ -50,18 +49,12 @@ class EventSource(Protocol):
                   key: Hashable | None = None) -> Subscription: ...
 
 
-def notify_settings(settings: Settings) -> NotifySettings:
-    """The ``notify`` section of the settings (defaults when it has none)."""
-    section = getattr(settings, "notify", None)
-    return section if isinstance(section, NotifySettings) else NotifySettings()
-
-
 class Notifier:
     def __init__(self, engine: EngineFacade, source: EventSource,
                  settings: NotifySettings | None = None) -> None:
         self.engine = engine
         self.source = source
-        self.settings = settings or notify_settings(engine.settings)
+        self.settings = settings or engine.settings.notify
         s = self.settings
         self.audience = Audience(engine.db, s.webhooks.refresh_seconds,
                                  usernames=s.telegram.chats.values() if s.telegram.enabled

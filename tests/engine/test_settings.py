@@ -160,7 +160,7 @@ def test_settings_is_the_one_tree() -> None:
     assert set(Settings.model_fields) == {"profile", "log_level", "admin_username",
                                           "admin_password", "master_key", "master_key_file",
                                           "database", "engine",
-                                          "demo", "risk", "api", "auth"}
+                                          "demo", "risk", "api", "auth", "notify"}
 
 
 def test_runtime_overrides_apply_on_top_and_bad_ones_are_skipped() -> None:

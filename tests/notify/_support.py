@@ -17,7 +17,6 @@ from api.conftest import Api, running_api
 from lts.engine.engine import Engine
 from lts.notify.config import NotifySettings
 from lts.notify.service import Notifier
-from lts.settings import Settings
 
 
 async def until(condition: Callable[[], Any], what: str, within: float = 20.0) -> None:
@@ -121,12 +120,10 @@ async def dead_receiver() -> AsyncIterator[DeadReceiver]:
 
 
 def trading_engine(tmp_path: Path, url: str) -> AbstractAsyncContextManager[Api]:
-    """The engine trading the demo portfolio fast (a bar every 50 ms), without its API, and
-    without a notifier of its own once the settings have a ``notify`` section: each test runs
-    the notifier it needs (:func:`notifying`)."""
-    own = {"notify": {"enabled": False}} if "notify" in Settings.model_fields else {}
+    """The engine trading the demo portfolio fast (a bar every 50 ms), without its API and
+    without a notifier of its own: each test runs the notifier it needs (:func:`notifying`)."""
     return running_api(tmp_path, demo={"interval": 0.05}, api={"enabled": False},
-                       database={"url": url}, **own)
+                       database={"url": url}, notify={"enabled": False})
 
 
 def quick_settings(**webhooks: Any) -> NotifySettings:

@@ -13,12 +13,7 @@ from lts.settings import Settings
 
 from ._support import notifying, receiver, until
 
-pytestmark = [
-    pytest.mark.anyio,
-    # remove with the engine's line that hands its bus to each supervisor
-    # (lts/engine/engine.py: PortfolioSupervisor(..., bus=self.bus)); strict: it fails then
-    pytest.mark.xfail(strict=True, reason="the engine does not hand its bus to supervisors yet"),
-]
+pytestmark = pytest.mark.anyio
 
 
 async def test_a_failure_and_the_recovery_are_both_told(tmp_path: Path,

@@ -16,7 +16,6 @@ from api._auth import ADMIN, audit_rows, call, login, user_with_role
 from api.conftest import Api, free_port
 
 from lts.api.app import create_app
-from lts.api.routes import webhooks
 from lts.persistence import repositories
 
 from ._support import notifying, receiver, trading_engine, until_read
@@ -35,9 +34,6 @@ async def webhooks_api(tmp_path: Path, url: str) -> AsyncIterator[Api]:
     """The engine (demo portfolio trading) and its app with the webhooks routes, served."""
     async with trading_engine(tmp_path, url) as api:
         app = create_app(api.engine.facade)
-        if not any(getattr(r, "path", "").startswith(webhooks.router.prefix)
-                   for r in app.routes):  # until lts.api.app registers them itself
-            app.router.routes.extend(webhooks.router.routes)
         port = free_port()
         server = _Server(uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="off",
                                         log_config=None, access_log=False))

@@ -157,7 +157,7 @@ async def create_webhook(body: WebhookCreate, request: Request,
         detail.update(event_types=body.event_types, portfolio_id=body.portfolio_id)
         if body.portfolio_id is not None:
             await owned(ctx, who, body.portfolio_id)
-        limit = _max_per_user(ctx.engine.settings)
+        limit = ctx.engine.settings.notify.webhooks.max_per_user
         if await repo.count_webhooks(ctx.engine.db, who.user_id) >= limit:
             raise Conflict(f"you have {limit} webhooks already: delete one first")
         row = await repo.create_webhook(ctx.engine.db, {
@@ -242,9 +242,3 @@ async def list_deliveries(
     rows = await repo.list_deliveries(ctx.reader, webhook_id, limit=limit, before_id=before_id)
     return [DeliveryPublic.model_validate(r) for r in rows]
 
-
-def _max_per_user(settings: Any) -> int:
-    """``notify.webhooks.max_per_user`` (20 while the settings have no ``notify`` section)."""
-    section = getattr(settings, "notify", None)
-    webhooks = getattr(section, "webhooks", None)
-    return int(getattr(webhooks, "max_per_user", 20))
