@@ -14,6 +14,8 @@ from fastapi import Path, Query
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, computed_field
 
 INT64_MAX = 2**63 - 1
+#: The largest row id: the tables' keys are 32-bit integers on PostgreSQL.
+ROW_ID_MAX = 2**31 - 1
 #: Text without control characters (a NUL byte is refused by PostgreSQL).
 PRINTABLE = r"^[^\x00-\x1f\x7f]*$"
 
@@ -22,10 +24,10 @@ Symbol = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._:/-]{1,64}$")]
 PluginName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9_]{1,64}$")]
 TradingStateName = Literal["ACTIVE", "REDUCING", "HALTED"]
 
-#: A row's id in a path: what the database's 64-bit keys hold.
-PathId = Annotated[int, Path(ge=1, le=INT64_MAX)]
+#: A row's id in a path.
+PathId = Annotated[int, Path(ge=1, le=ROW_ID_MAX)]
 #: A row's id as a filter.
-QueryId = Annotated[int | None, Query(ge=1, le=INT64_MAX)]
+QueryId = Annotated[int | None, Query(ge=1, le=ROW_ID_MAX)]
 #: Nanoseconds since the epoch, as a filter.
 QueryNs = Annotated[int | None, Query(ge=0, le=INT64_MAX, description="nanoseconds since "
                                       "1970-01-01 UTC")]

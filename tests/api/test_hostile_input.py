@@ -15,6 +15,7 @@ from .test_portfolios import ADMIN, call, login, make_trader
 pytestmark = pytest.mark.anyio
 
 HUGE = "10000000000000000001"  # > 2**63
+BEYOND_ROW_IDS = str(2**31)  # PostgreSQL's integer keys end below
 
 
 def refused(reply: Reply, field: str) -> None:
@@ -37,6 +38,9 @@ async def test_whole_numbers_beyond_64_bits_are_422_naming_the_field(api: Api) -
     for path, field in (
             (f"/api/v1/portfolios/{HUGE}/analytics", "path.portfolio_id"),
             (f"/api/v1/portfolios/{HUGE}", "path.portfolio_id"),
+            (f"/api/v1/portfolios/{BEYOND_ROW_IDS}/status", "path.portfolio_id"),
+            (f"/api/v1/portfolios/1/assets/{BEYOND_ROW_IDS}", "path.asset_id"),
+            (f"/api/v1/users/{BEYOND_ROW_IDS}", "path.user_id"),
             (f"/api/v1/portfolios/1/assets/{HUGE}", "path.asset_id"),
             (f"/api/v1/users/{HUGE}", "path.user_id"),
             (f"/api/v1/orders?offset={HUGE}", "query.offset"),

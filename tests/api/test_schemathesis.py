@@ -70,8 +70,8 @@ def _failures(recorder: Any) -> list[str]:
     return out
 
 
-async def _run(tmp_path: Path, examples: int, coverage: bool) -> None:
-    async with running_api(tmp_path, api={"max_concurrent_requests": 64}) as api:
+async def _run(tmp_path: Path, examples: int, coverage: bool, **sections: Any) -> None:
+    async with running_api(tmp_path, api={"max_concurrent_requests": 64}, **sections) as api:
         await register(api, "vera")
         viewer = (await login(api, "vera"))["access_token"]
         _, trader = await user_with_role(api, "tom", "trader")
@@ -93,5 +93,7 @@ async def test_the_api_answers_as_its_schema_says_for_every_role(tmp_path: Path)
 
 
 @pytest.mark.soak
-async def test_the_api_answers_as_its_schema_says_at_length(tmp_path: Path) -> None:
-    await _run(tmp_path, SOAK_EXAMPLES, coverage=True)
+async def test_the_api_answers_as_its_schema_says_at_length(tmp_path: Path,
+                                                            migrated_url: str) -> None:
+    """On SQLite and on PostgreSQL."""
+    await _run(tmp_path, SOAK_EXAMPLES, coverage=True, database={"url": migrated_url})

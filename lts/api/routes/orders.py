@@ -22,7 +22,7 @@ from lts.api.context import ApiContext
 from lts.api.deps import CurrentUser, Principal, TraderUser
 from lts.api.errors import Problem, answers, correlation_id
 from lts.api.portfolio_schemas import (
-    INT64_MAX,
+    ROW_ID_MAX,
     Offset,
     QueryId,
     QueryNs,
@@ -57,7 +57,7 @@ OrderId = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[!-~]+$")]
 class OrderCreate(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    portfolio_id: int = Field(ge=1, le=INT64_MAX)
+    portfolio_id: int = Field(ge=1, le=ROW_ID_MAX)
     symbol: Symbol
     side: Literal["buy", "sell"]
     quantity: Decimal = Field(gt=0, max_digits=24, decimal_places=8)

@@ -34,6 +34,7 @@ from starlette.websockets import WebSocketDisconnected
 from lts.api import security
 from lts.api.context import ApiContext
 from lts.api.event_text import EventText
+from lts.api.portfolio_schemas import ROW_ID_MAX
 from lts.bus import Mailbox, MailboxClosed, Overflow
 from lts.bus.inprocess import Subscription
 from lts.domain.events import OrderEvent
@@ -223,7 +224,8 @@ def _since(message: dict[str, Any]) -> dict[int, int] | str:
                 'e.g. {"1": 0}')
     out: dict[int, int] = {}
     for key, seq in since.items():
-        if not (isinstance(key, str) and key.isdigit() and len(key) <= 18):
+        if not (isinstance(key, str) and key.isascii() and key.isdigit() and len(key) <= 10
+                and 0 < int(key) <= ROW_ID_MAX):
             return f"since: {key!r} is not a portfolio id"
         if isinstance(seq, bool) or not isinstance(seq, int) or seq < 0:
             return f"since.{key}: must be a whole number >= 0"
