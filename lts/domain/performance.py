@@ -232,7 +232,9 @@ def compute_statistics(curve: EquityCurve, trades: Sequence[Trade], *,
         max_trade_duration=_longest(trade_durations, unit),
         avg_trade_duration=_average(trade_durations, unit),
         profit_factor=_ratio(float(np.sum(wins)), abs(float(np.sum(losses)))),
-        expectancy_pct=float(np.mean(trade_returns)) * 100 if n else None,
+        # a mean lies between the extremes; float summation may leave it an ulp outside
+        expectancy_pct=float(np.clip(np.mean(trade_returns), np.min(trade_returns),
+                                     np.max(trade_returns))) * 100 if n else None,
         sqn=_ratio(math.sqrt(n) * float(np.mean(pnl)), float(np.std(pnl, ddof=1)))
         if n > 1 else None,
         periods_per_year=per_year or None)
