@@ -16,9 +16,9 @@ Live: the pages follow the WebSocket of committed order events and resume after 
 with the last ``seq`` seen per portfolio (the server replays what came after: no gap); the
 portfolio page subscribes from the ``last_seq`` its snapshot was read at. Figures that move
 with prices are read again after events (throttled) and every 10 s on the portfolio page,
-30 s on the overview; nothing polls each second. The WebSocket refuses an ``Origin`` that is
-not in ``api.cors_origins``, the dashboard's own included: list the address the dashboard is
-opened at there (the page says so when it is refused).
+30 s on the overview; nothing polls each second. The WebSocket takes the page's own origin (the
+Host it was opened at); any other must be listed in ``api.cors_origins``. Candles are the
+assets' latest bars, kept by their live feeds (:meth:`lts.engine.feeds.FeedLease.bars`).
 
 Security (what a reviewer checks):
 
@@ -49,7 +49,6 @@ from fastapi.responses import FileResponse
 
 from lts.api import dashboard_data
 from lts.api.dashboard_opening import OpeningEquity
-from lts.api.dashboard_tape import MarkTape
 
 __all__ = ["ASSETS", "add_dashboard"]
 
@@ -64,7 +63,6 @@ def add_dashboard(app: FastAPI) -> None:
     ``/dashboard/{asset}`` (the files of :data:`_FILES` only: any other name is a 404), and the
     summary routes of :mod:`lts.api.dashboard_data`. Both page routes are public: the page and
     its scripts hold no data; everything they show comes from the API with the user's token."""
-    app.state.dashboard_tape = MarkTape(app.state.ctx.engine)
     app.state.dashboard_openings = OpeningEquity()
     app.router.routes.extend(dashboard_data.router.routes)
 

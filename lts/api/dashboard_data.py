@@ -21,7 +21,6 @@ from pydantic import BaseModel, Field
 from sqlalchemy import func, select
 
 from lts.api.dashboard_opening import FILL_COLUMNS, Book, OpeningEquity
-from lts.api.dashboard_tape import MarkTape
 from lts.api.deps import CurrentUser
 from lts.api.portfolio_schemas import PathId
 from lts.api.routes.portfolios import owned
@@ -60,9 +59,12 @@ class CurvePoint(BaseModel):
     equity: float
 
 
-class PricePoint(BaseModel):
-    t: int = Field(description="nanoseconds since the epoch")
-    price: float
+class BarPoint(BaseModel):
+    t: int = Field(description="the bar's time, nanoseconds since the epoch")
+    open: float
+    high: float
+    low: float
+    close: float
 
 
 class FillRow(BaseModel):
@@ -87,9 +89,8 @@ class Activity(BaseModel):
     curve: list[CurvePoint]
     fills: list[FillRow] = Field(description="the most recent fills, oldest first")
     marks: dict[str, Decimal] = Field(description="the running portfolio's last prices")
-    prices: dict[str, list[PricePoint]] = Field(
-        description="per asset, its last price sampled each second while a dashboard watches "
-        "the portfolio (the last hour at most)")
+    bars: dict[str, list[BarPoint]] = Field(
+        description="per asset, the latest bars of its live feed (500 at most)")
 
 
 @router.get("/overview", response_model=list[OverviewRow])
@@ -143,12 +144,9 @@ async def overview(request: Request, caller: CurrentUser) -> list[OverviewRow]:
 @router.get("/portfolios/{portfolio_id}/activity", response_model=Activity)
 async def activity(portfolio_id: PathId, request: Request, caller: CurrentUser,
                    recent: Annotated[int, Query(ge=1, le=1000)] = 200) -> Activity:
-    """Also keeps the portfolio's prices sampled for the next two minutes (the page asks again
-    while it is open): the candles of its assets."""
+    """The portfolio's figures, equity curve, recent fills and its assets' latest bars."""
     ctx, who = caller
     row = await owned(ctx, who, portfolio_id)
-    tape: MarkTape = request.app.state.dashboard_tape
-    tape.watch(portfolio_id)
     await ctx.engine.flush()
     top = await ctx.reader.first(select(func.max(order_events.c.seq).label("seq"))
                                  .where(order_events.c.portfolio_id == portfolio_id))
@@ -170,8 +168,9 @@ async def activity(portfolio_id: PathId, request: Request, caller: CurrentUser,
         portfolio_id=portfolio_id, last_seq=last_seq, initial_cash=row["initial_cash"],
         equity=equity, today_pnl=today, curve=_downsample(curve, CURVE_POINTS),
         fills=[FillRow.model_validate(r) for r in tail], marks=marks,
-        prices={symbol: [PricePoint(t=t, price=p) for t, p in samples]
-                for symbol, samples in tape.prices(portfolio_id).items()})
+        bars={symbol: [BarPoint(t=b.ts_event, open=b.open, high=b.high, low=b.low,
+                                close=b.close) for b in recent]
+              for symbol, recent in ctx.engine.recent_bars(portfolio_id).items()})
 
 
 def equity_curve(initial_cash: Decimal, rows: Sequence[dict[str, Any]],

@@ -29,6 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from lts.bus import Mailbox, MailboxClosed, Subscription
 from lts.domain.commands import Command, Reply, UpdateRiskLimits
 from lts.domain.events import OrderEvent
+from lts.domain.market import Bar
 from lts.domain.values import to_decimal
 from lts.engine.inbox import Envelope, InboxFull
 from lts.engine.supervisor import PortfolioStatus
@@ -233,6 +234,12 @@ class EngineFacade:
                 runner.trading_state.value, tuple(a.symbol for a in runner.spec.assets),
                 frozenset(runner.feed_watch.stale), tuple(sorted(runner.venues.banned))))
         return out
+
+    def recent_bars(self, portfolio_id: int) -> dict[str, list[Bar]]:
+        """The running portfolio's latest bars per asset (its live feeds', for charts)."""
+        sup = self._engine.supervisors.get(portfolio_id)
+        runner = sup.runner if sup is not None else None
+        return runner.recent_bars() if runner is not None else {}
 
     def last_prices(self, portfolio_id: int) -> dict[str, Decimal]:
         """The running portfolio's last prices (marks), empty when it is not running."""

@@ -13,6 +13,9 @@ ended), so a portfolio restarted by its supervisor, which was the feed's only su
 warm again on the feed it subscribes to anew; a history the new feed yields then goes out only
 for bars newer than those.
 
+Display: a live feed also keeps its last :data:`SHOWN` bars for the operator's charts
+(:meth:`FeedLease.bars`; never sent as a warm-up).
+
 Silence: the hub knows when each running feed last sent market data
 (:meth:`FeedLease.silent_for`), so a portfolio can tell a feed that stopped from a quiet market
 (:mod:`lts.engine.feed_watch`).
@@ -35,7 +38,10 @@ from lts.domain.market import Bar, FeedEnded, Quote, TradeTick, WarmUp
 from lts.plugins.pipeline import Feed
 from lts.plugins.registry import Registry
 
-__all__ = ["FeedHub", "FeedKey", "FeedLease", "feed_key"]
+__all__ = ["SHOWN", "FeedHub", "FeedKey", "FeedLease", "feed_key"]
+
+#: bars a live feed keeps for the dashboard's charts
+SHOWN = 500
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +62,8 @@ class _Running:
     last_data: float = field(default_factory=anyio.current_time)
     #: its usual seconds between batches (a moving average; None: not known yet)
     interval: float | None = None
+    #: a live feed's latest bars for the charts (None: a historical feed keeps none)
+    shown: deque[Bar] | None = None
 
     def spaced(self, bars: Sequence[Bar]) -> None:
         """A history's bars tell the feed's interval before its first live bar (an hourly feed
@@ -105,6 +113,11 @@ class FeedLease:
         running = self.hub._running.get(self.key)
         return None if running is None else (now - running.last_data, running.interval)
 
+    def bars(self) -> list[Bar]:
+        """The feed's latest bars (at most :data:`SHOWN`; none for a historical feed)."""
+        running = self.hub._running.get(self.key)
+        return [] if running is None or running.shown is None else list(running.shown)
+
 
 class FeedHub:
     def __init__(self, registry: Registry, bus: InProcessBus, clock: Clock,
@@ -145,6 +158,8 @@ class FeedHub:
         running = self._running.get(key)
         if running is None:
             running = _Running(self.make(plugin, params, symbol), anyio.CancelScope())
+            if not getattr(running.feed, "historical", False):
+                running.shown = deque(maxlen=SHOWN)
             kept = self._kept_for(key)
             if kept is not None:  # the feed ran a while ago: its latest bars
                 running.recent = kept
@@ -209,8 +224,11 @@ class FeedHub:
                     running.interval = gap if running.interval is None else \
                         0.8 * running.interval + 0.2 * gap
                     running.last_data = now
-                    if running.recent is not None and type(batch[0]) is Bar:
-                        running.recent.extend(cast(Sequence[Bar], batch))  # bars only
+                    if type(batch[0]) is Bar:  # bars only (not quotes or trades)
+                        if running.recent is not None:
+                            running.recent.extend(cast(Sequence[Bar], batch))
+                        if running.shown is not None:
+                            running.shown.extend(cast(Sequence[Bar], batch))
                     await self._bus.publish_batch(list(batch), bus)
             except Exception as exc:  # a feed failure is reported to its subscribers
                 log.exception("feed %s for %s failed", key[0], symbol)

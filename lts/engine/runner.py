@@ -384,6 +384,10 @@ class PortfolioRunner:
 
         return await load_linked_orders(self.ctx.db, self.portfolio_id)
 
+    def recent_bars(self) -> dict[str, list[Bar]]:
+        """Each asset's latest bars from its live feed (for the operator's charts)."""
+        return {lease.key[2]: lease.bars() for lease in self._leases}
+
     def _open_feeds(self) -> None:
         """Subscribe to the portfolio's market data (the shared feeds)."""
         assert self.inbox is not None

@@ -268,25 +268,30 @@ def test_manual_orders_are_confirmed_placed_and_canceled(stack: Stack, watched: 
     assert manual == {coid, market}  # the confirmation cancelled placed nothing
 
 
-def test_a_watched_portfolio_has_its_prices_sampled(stack: Stack) -> None:
-    """The activity route keeps the portfolio's marks sampled (a second apart) for its candles:
-    samples pile up between two requests, in time order, for each asset."""
+def test_the_activity_route_has_each_asset_s_latest_bars(stack: Stack) -> None:
+    """The candles' data: each asset's latest bars from its live feed, in time order, each a
+    real bar (low <= open, close <= high), more of them as the feed goes on."""
     engine = stack.engine
     pid = stack.portfolios["demo"]
     path = f"/api/v1/dashboard/portfolios/{pid}/activity"
-    engine.call("GET", path, token=engine.tokens["admin"])
     deadline = time.monotonic() + 15
+    first: dict[str, list[dict[str, float]]] | None = None
     while True:
-        prices = engine.call("GET", path, token=engine.tokens["admin"])["prices"]
-        if set(prices) == {"DEMO-A", "DEMO-B"} and min(len(p) for p in prices.values()) >= 3:
+        bars = engine.call("GET", path, token=engine.tokens["admin"])["bars"]
+        if first is None and set(bars) == {"DEMO-A", "DEMO-B"} and \
+                min(len(b) for b in bars.values()) >= 1:
+            first = bars
+        if first is not None and all(len(bars[s]) > len(first[s]) for s in first):
             break
         if time.monotonic() > deadline:
-            pytest.fail(f"no price samples piled up: {prices}")
-        time.sleep(0.2)
-    for samples in prices.values():
-        times = [p["t"] for p in samples]
+            pytest.fail(f"the feeds' bars did not come: {bars}")
+        time.sleep(0.2)  # a poll of the API (a deadline above)
+    for series in bars.values():
+        times = [b["t"] for b in series]
         assert times == sorted(times)
-        assert all(p["price"] > 0 for p in samples)
+        for b in series:
+            assert b["low"] <= min(b["open"], b["close"]) <= max(b["open"], b["close"]) <= \
+                b["high"]
 
 
 def test_the_summary_routes_keep_the_api_rules(stack: Stack) -> None:

@@ -514,7 +514,10 @@
       window.LtsCharts.equity(equityBox, curve.map((c) => ({ t: c.t / 1e6, equity: c.equity })));
       for (const [sym, box] of candleBoxes) {
         const trades = fills.filter((f) => f.symbol === sym).map((f) => ({ t: f.ts_event / 1e6, price: Number(f.price), side: f.side, quantity: f.quantity }));
-        const samples = (activity.prices[sym] || []).map((p) => ({ t: p.t / 1e6, price: p.price }));
+        // each bar as its open, high, low and close at its time: buildCandles makes candles
+        // of several bars when there are more than it draws (fills join them as trades)
+        const samples = (activity.bars[sym] || []).flatMap((b) => [b.open, b.high, b.low, b.close]
+          .map((price) => ({ t: b.t / 1e6, price })));
         const series = window.LtsCharts.buildCandles(samples.concat(trades).sort((a, b) => a.t - b.t), 60);
         window.LtsCharts.candles(box, series, trades);
       }
@@ -532,7 +535,7 @@
       h("div", { class: "panel" }, h("h2", { text: "Equity" }), equityBox),
       h("div", { class: "panel" }, h("h2", { text: "Prices and fills" }),
         h("div", { class: "charts" }, [...candleBoxes].map(([sym, box]) => h("div", {}, h("h2", { text: sym }), box))),
-        assets.length ? h("p", { class: "chart-note", text: "Candles of each asset's last price, taken every second while a dashboard shows the portfolio, and of its fills: ▲ buy, ▼ sell." })
+        assets.length ? h("p", { class: "chart-note", text: "Candles of each asset's latest bars from its feed, with the portfolio's fills: ▲ buy, ▼ sell." })
           : h("p", { class: "empty", text: "No asset yet." })),
       h("div", { class: "row" },
         h("div", { class: "panel" }, h("h2", { text: "Positions" }), table([["Symbol"], ["Quantity", 1], ["Avg price", 1], ["Mark", 1], ["Realized", 1], ["Fees", 1]], positionsBody)),
