@@ -54,8 +54,8 @@ def client_address(request: Request) -> str:
     return request_address(request)
 
 
-def _unauthenticated() -> HTTPException:
-    return HTTPException(401, "not authenticated", headers={"WWW-Authenticate": "Bearer"})
+def _unauthenticated(detail: str = security.InvalidToken.detail) -> HTTPException:
+    return HTTPException(401, detail, headers={"WWW-Authenticate": "Bearer"})
 
 
 class SignedIn(OAuth2PasswordBearer):
@@ -78,11 +78,11 @@ class SignedIn(OAuth2PasswordBearer):
             if scheme.lower() != "bearer" or not token:
                 raise security.InvalidToken
             found = await ctx.sessions.user_for_token(token)
-        except security.InvalidToken:
+        except security.InvalidToken as exc:  # its detail says why (expired, for one)
             if request.method not in _SAFE_METHODS:
                 audit(ctx, request, None, "auth.check", request.url.path, "denied",
                       {"method": request.method, "reason": "unauthenticated"})
-            raise _unauthenticated() from None
+            raise _unauthenticated(exc.detail) from None
         who = Principal(found.user_id, found.username, found.role, found.session_id)
         if who.role not in self.roles:
             audit(ctx, request, who, "auth.check", request.url.path, "denied",

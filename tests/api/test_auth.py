@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import jwt
 import pytest
 from sqlalchemy import update
 
@@ -256,3 +257,21 @@ async def test_password_change_needs_the_old_one_and_ends_other_sessions(api: Ap
     await login(api, "judy", "N3w-pass-word")
     assert [r["outcome"] for r in await audit_rows(api, "auth.password")] == [
         "failure", "success"]
+
+
+async def test_an_expired_access_token_says_so(api: Api) -> None:
+    """An access token past its ``exp`` (signed by the engine's own key) answers 401 saying it
+    expired, so a client knows to refresh; a forged one still says no more than "not
+    authenticated"."""
+    tokens = await login(api, *ADMIN)
+    claims = jwt.decode(tokens["access_token"], options={"verify_signature": False})
+    past = int((datetime.now(UTC) - timedelta(minutes=5)).timestamp())
+    expired = jwt.encode({**claims, "iat": past - 60, "exp": past},
+                         api.engine.settings.auth.jwt_secret.get_secret_value(),
+                         algorithm="HS256")
+    reply = await call(api, "GET", "/api/v1/portfolios", None, expired)
+    assert (reply.status, reply.json()["detail"]) == (
+        401, "the access token expired: refresh it or log in again")
+    forged = jwt.encode({**claims}, "not-the-engine-s-key-but-long-enough-32", algorithm="HS256")
+    reply = await call(api, "GET", "/api/v1/portfolios", None, forged)
+    assert (reply.status, reply.json()["detail"]) == (401, "not authenticated")
