@@ -25,7 +25,7 @@ from ._auth import ADMIN, login, register, running_api, user_with_role
 
 pytestmark = pytest.mark.anyio
 
-DEFAULT_EXAMPLES = 10
+DEFAULT_EXAMPLES = 15
 SOAK_EXAMPLES = 100
 #: Every check schemathesis has that judges one answer against the schema.
 CHECKS = ("not_a_server_error", "status_code_conformance", "content_type_conformance",
