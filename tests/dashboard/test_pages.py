@@ -175,7 +175,7 @@ def test_kill_switch_halts_the_portfolio(stack: Stack, watched: Watched, shots: 
         page.click("#order-submit")
         expect(page.locator("#confirm-body")).to_contain_text("buy 1 DEMO-A")
         page.click("#confirm-yes")
-        expect(page.locator("#toast")).to_contain_text("denied")
+        expect(page.locator("#toast")).to_contain_text("Order denied: TRADING_HALTED")
     finally:
         engine.call("PUT", f"/api/v1/portfolios/{pid}/trading-state", {"state": "ACTIVE"},
                     admin)

@@ -360,6 +360,10 @@ def _api_action(api: Api, port: int, db: Db, pid: int, action: str, rng: random.
         if status == 201:
             log.orders[data["client_order_id"]] = data["status"]
             return f"{action} {data['client_order_id']} -> {data['status']}"
+        if status == 409 and isinstance(data, dict) and data.get("code") == "order_denied":
+            order = data["order"]  # denied, and journaled as such: checked like the others
+            log.orders[order["client_order_id"]] = order["status"]
+            return f"{action} {order['client_order_id']} -> denied ({data['reason']})"
         if status == 409:
             return f"{action}: {_detail(data)}"
     if status >= 500:

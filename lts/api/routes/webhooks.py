@@ -19,19 +19,19 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from fastapi import APIRouter, HTTPException, Path, Query, Request, Response, status
+from fastapi import APIRouter, HTTPException, Query, Request, Response, status
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from lts.api.audit import audit
 from lts.api.deps import CurrentUser
+from lts.api.portfolio_schemas import ROW_ID_MAX, PathId
 from lts.api.routes.portfolios import audited, owned
 from lts.errors import Conflict
 from lts.persistence import webhooks_repo as repo
 
 router = APIRouter(prefix="/api/v1/webhooks", tags=["webhooks"])
 
-_INT64_MAX = 2**63 - 1
-WebhookId = Annotated[int, Path(ge=1, le=_INT64_MAX)]
+WebhookId = PathId  # a row id (PostgreSQL keys are 32-bit)
 EventType = Literal["order.filled", "order.rejected", "order.denied", "portfolio.error",
                     "portfolio.restarted", "trading_state.changed", "daily.summary"]
 assert set(EventType.__args__) == set(repo.NOTIFICATION_TYPES)  # type: ignore[attr-defined]
@@ -81,7 +81,7 @@ EventTypes = Annotated[list[EventType], Field(min_length=1, max_length=12),
 Description = Annotated[str, Field(max_length=200, pattern=r"^[^\x00-\x1f\x7f]*$"),
                         AfterValidator(_text)]
 Time = Annotated[datetime, AfterValidator(_utc)]
-PortfolioRef = Annotated[int | None, Field(ge=1, le=_INT64_MAX,
+PortfolioRef = Annotated[int | None, Field(ge=1, le=ROW_ID_MAX,
                                            description="only this portfolio's events")]
 
 
@@ -231,7 +231,7 @@ async def delete_webhook(webhook_id: WebhookId, request: Request,
 async def list_deliveries(
         webhook_id: WebhookId, caller: CurrentUser,
         limit: Annotated[int, Query(ge=1, le=500)] = 100,
-        before_id: Annotated[int | None, Query(ge=1, le=_INT64_MAX,
+        before_id: Annotated[int | None, Query(ge=1, le=ROW_ID_MAX,
                                                description="the page after this id")] = None,
 ) -> list[DeliveryPublic]:
     """Delivery attempts, newest first: one row per try (``retrying``, then ``delivered`` or

@@ -72,7 +72,7 @@
   };
 
   class ApiError extends Error {
-    constructor(status, detail) { super(detail); this.status = status; }
+    constructor(status, detail, body) { super(detail); this.status = status; this.body = body; }
   }
 
   function detailOf(body, status) {
@@ -115,7 +115,7 @@
     if (r.status === 204) return null;
     let data = null;
     try { data = await r.json(); } catch (e) { data = null; }
-    if (!r.ok) throw new ApiError(r.status, detailOf(data, r.status));
+    if (!r.ok) throw new ApiError(r.status, detailOf(data, r.status), data);
     return data;
   }
 
@@ -462,7 +462,11 @@
         const rows = [["Portfolio", p.name], ["Order", `${body.side} ${body.quantity} ${body.symbol}`], ["Type", body.order_type]];
         if (body.limit_price) rows.push(["Limit price", body.limit_price]);
         if (!(await confirmAction("Place this order?", rows, false))) return;
-        const o = await act(() => api("POST", "/api/v1/orders", body));
+        // a denied order is a 409 (code order_denied) carrying the order and its reason
+        const o = await act(() => api("POST", "/api/v1/orders", body).catch((e) => {
+          if (e.status === 409 && e.body && e.body.code === "order_denied") return e.body.order;
+          throw e;
+        }));
         if (o) { upsertOrder(o); toast(o.status === "denied" ? `Order denied: ${o.reason}` : `Order ${o.client_order_id}: ${o.status}`, o.status === "denied"); }
       } }, h("span", { class: "label", text: "Manual order" }), symbol, side, type, qty, price,
       h("button", { type: "submit", id: "order-submit" }, "Place…"));
