@@ -1,8 +1,9 @@
 """Request and response models of the auth and users routes. Inputs refuse unknown fields (no
 ``role`` by mass assignment); outputs are separate models that carry no hash or secret.
 
-Password rule: at most 72 UTF-8 bytes (bcrypt's limit: refused, never truncated), at least 10
-characters, and at least three of lower case, upper case, digits and other characters.
+Password rule (:mod:`lts.plugins.aaa.passwords`, the one the CLI and start-up use too): at most
+72 UTF-8 bytes (bcrypt's limit: refused, never truncated), at least 10 characters, and at least
+three of lower case, upper case, digits and other characters.
 """
 
 from datetime import UTC, datetime
@@ -11,33 +12,14 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, field_validator
 
 from lts.api.portfolio_schemas import PRINTABLE
-from lts.plugins.aaa.passwords import MAX_BYTES
+from lts.plugins.aaa.passwords import fits_bcrypt as _fits_bcrypt
+from lts.plugins.aaa.passwords import strong_password
 
 Role = Literal["admin", "trader", "viewer"]
-MIN_PASSWORD_CHARS = 10
 
 
 class _Input(BaseModel):
     model_config = ConfigDict(extra="forbid")
-
-
-def _fits_bcrypt(password: str) -> str:
-    if len(password.encode()) > MAX_BYTES:
-        raise ValueError(f"at most {MAX_BYTES} UTF-8 bytes")
-    if "\x00" in password:
-        raise ValueError("a NUL character is not allowed")
-    return password
-
-
-def strong_password(password: str) -> str:
-    _fits_bcrypt(password)
-    if len(password) < MIN_PASSWORD_CHARS:
-        raise ValueError(f"at least {MIN_PASSWORD_CHARS} characters")
-    classes = (any(c.islower() for c in password), any(c.isupper() for c in password),
-               any(c.isdigit() for c in password), any(not c.isalnum() for c in password))
-    if sum(classes) < 3:
-        raise ValueError("needs three of: lower case, upper case, digits, other characters")
-    return password
 
 
 class UserCreate(_Input):
