@@ -1,0 +1,292 @@
+"""The dashboard in a real browser while the engine trades: time to the first drawn chart, fill
+-> visible on the page, and what five open dashboards cost the tick latency (issue 12: at most
++10% on tick p99).
+
+Where it sits: bench/api_load.py's set-up, reused (its ticker process writing bars over
+loopback TCP, the ``bench_wire`` feed, the tick recorder on ``PortfolioRunner.on_bar_done``),
+with the engine's API serving the dashboard. The database holds 50 portfolios: the one trading
+(``--symbols`` assets, ``sma_crossover`` ``--fast``/``--slow`` on paper) and 49 others, stopped,
+that the overview lists too. Debian's chromium (``/usr/bin/chromium``) driven by Playwright in a
+process of its own; nothing is downloaded.
+
+Cases, alternating, ``--repeat`` times each (the machine is shared: medians, and the p99 ratio
+taken within each repeat):
+
+  no dashboards   the engine alone
+  5 dashboards    five pages logged in as the admin on the trading portfolio's page, live
+                  (WebSocket, charts, fills table), for the whole measuring window
+
+In the second case the browser process also measures, before the window:
+  first chart     log in, then open the portfolio's page: the time until its equity curve and
+                  first candle are drawn (``--first`` times; the median)
+and during it, on one of the five pages:
+  fill -> visible a MutationObserver stamps each fill row as it appears; the engine side stamps
+                  the fill's committed event as the bus delivers it (same machine, wall clock)
+
+    python bench/dashboard_load.py [--seconds 6] [--repeat 3] [--first 5] [--symbols 5]
+                                   [--rate 100] [--fast 5] [--slow 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import anyio
+import anyio.to_thread
+from api_load import (
+    ADMIN_PASSWORD,
+    CaseResult,
+    TickRecorder,
+    free_port,
+    make_template,
+    pct,
+    registry,
+    ticker,
+)
+from machine import describe
+from sqlalchemy import update
+
+from lts.bus import Mailbox, Overflow
+from lts.domain.events import OrderEvent, OrderFilled
+from lts.domain.portfolio_spec import AssetSpec, PortfolioSpec
+from lts.engine.engine import Engine
+from lts.engine.supervisor import PortfolioStatus
+from lts.persistence import repositories as repo
+from lts.persistence.db import make_engine
+from lts.persistence.tables import portfolios
+from lts.settings import load_settings
+
+CASES = ("no dashboards", "5 dashboards")
+PAGES = 5
+TARGET = 1.10  # tick p99 with dashboards / without
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu",
+                 "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]
+#: stamps each fill row of the page as it appears (ms since the epoch)
+#: (the rows already there when it starts are marked 0: not timed)
+OBSERVE = """() => {
+  window.__seen = {};
+  const stamp = (now) => {
+    for (const row of document.querySelectorAll('#fills tr[data-trade-id]')) {
+      const id = row.dataset.tradeId;
+      if (!(id in window.__seen)) window.__seen[id] = now;
+    }
+  };
+  stamp(0);
+  new MutationObserver(() => stamp(Date.now())).observe(document.body,
+                                                        {childList: true, subtree: true});
+}"""
+
+
+def browse(base: str, pid: int, first: int, until: float, results: Any) -> None:
+    """The browser side: the first-chart times, then five live pages until ``until`` (wall
+    clock); puts {"first_ms": [...], "seen": {trade id: ms}} on ``results``."""
+    from playwright.sync_api import sync_playwright
+
+    def logged_in(browser: Any) -> Any:
+        page = browser.new_context(viewport={"width": 1400, "height": 900}).new_page()
+        page.goto(base + "/")
+        page.fill("#username", "admin")
+        page.fill("#password", ADMIN_PASSWORD)
+        page.click("#login-submit")
+        page.wait_for_selector("#who")
+        return page
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        first_ms = []
+        for _ in range(first):
+            page = logged_in(browser)
+            started = time.perf_counter()
+            page.goto(f"{base}/#/portfolio/{pid}")
+            page.wait_for_selector("#equity-chart svg path.equity")
+            page.wait_for_selector(".candles svg rect")
+            first_ms.append((time.perf_counter() - started) * 1e3)
+            page.context.close()
+        pages = []
+        for _ in range(PAGES):
+            page = logged_in(browser)
+            page.goto(f"{base}/#/portfolio/{pid}")
+            page.wait_for_selector("#live[data-state='live']")
+            pages.append(page)
+        pages[0].evaluate(OBSERVE)
+        while time.time() < until:
+            pages[0].wait_for_timeout(200)  # the pages live on meanwhile (Playwright's own wait)
+        seen = pages[0].evaluate("() => window.__seen")
+        browser.close()
+    results.put({"first_ms": first_ms, "seen": seen})
+
+
+async def make_database(path: Path, args: argparse.Namespace, ticker_port: int) -> int:
+    """bench/api_load.py's template (the trading portfolio) and 49 stopped portfolios."""
+    pid = await make_template(path, args, ticker_port)
+    db = make_engine(f"sqlite+aiosqlite:///{path}")
+    try:
+        for i in range(49):
+            other = await repo.create_portfolio(db, PortfolioSpec(
+                name=f"book-{i:02d}", initial_cash=Decimal(10_000), assets=(AssetSpec(
+                    symbol="TICK-0", strategy_plugin="buy_and_hold", broker_plugin="paper",
+                    pipeline_plugin="bench_wire", pipeline_params={"port": ticker_port}),)))
+            async with db.begin() as conn:
+                await conn.execute(update(portfolios).where(portfolios.c.id == other)
+                                   .values(is_active=False))
+    finally:
+        await db.dispose()
+    return pid
+
+
+async def run_case(case: str, run: int, args: argparse.Namespace, tmp: Path, template: Path,
+                   pid: int) -> tuple[CaseResult, dict[str, Any] | None]:
+    db_file = tmp / f"run{run}-{CASES.index(case)}.db"
+    shutil.copy(template, db_file)
+    port = free_port()
+    settings = load_settings(overrides={
+        "admin_password": ADMIN_PASSWORD, "log_level": "WARNING",
+        "database": {"url": f"sqlite+aiosqlite:///{db_file}", "sqlite_synchronous": "NORMAL"},
+        "demo": {"enabled": False}, "auth": {"bcrypt_rounds": 4},
+        "api": {"port": port, "rate_limit_per_second": 10_000, "rate_limit_burst": 100_000},
+    })
+    engine = Engine(settings, registry=registry())
+    recorder = TickRecorder()
+    committed: dict[str, float] = {}  # trade id -> ms, when its committed event went out
+    stopped = anyio.Event()
+
+    async def run_engine() -> None:
+        try:
+            await engine.run()
+        finally:
+            stopped.set()
+
+    async def stamp_fills(box: Mailbox[Any]) -> None:
+        while True:
+            for event in await box.get_batch():
+                if isinstance(event, OrderFilled):
+                    committed.setdefault(event.fill.trade_id, time.time() * 1e3)
+
+    browser: mp.process.BaseProcess | None = None
+    results: Any = None
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(run_engine)
+        with anyio.fail_after(60):
+            await engine.started.wait()
+            while (sup := engine.supervisors.get(pid)) is None \
+                    or sup.status is not PortfolioStatus.RUNNING or sup.runner is None \
+                    or sup.runner.bars == 0:  # noqa: ASYNC110 - a poll
+                await anyio.sleep(0.05)
+        runner = sup.runner
+        runner.on_bar_done = recorder
+        box: Mailbox[Any] = Mailbox(100_000, Overflow.DROP_OLDEST, name="bench fills")
+        engine.facade.subscribe(OrderEvent, box, pid)
+        tg.start_soon(stamp_fills, box)
+        first_time = args.first * 3.0 + PAGES * 1.5 if case == "5 dashboards" else 0.0
+        start_at = time.time() + args.warmup + first_time
+        w0, w1 = start_at + 0.5, start_at + args.seconds - 0.2
+        if case == "5 dashboards":
+            ctx = mp.get_context("spawn")
+            results = ctx.Queue()
+            browser = ctx.Process(target=browse, args=(f"http://127.0.0.1:{port}", pid,
+                                                       args.first, w1 + 0.5, results))
+            browser.start()
+        recorder.window = (int(w0 * 1e9), int(w1 * 1e9))
+        await anyio.sleep(max(0.0, w0 - time.time()))
+        bars0 = runner.bars
+        await anyio.sleep(max(0.0, w1 - time.time()))
+        ticks = (runner.bars - bars0) / (w1 - w0)
+        measured = None
+        if browser is not None:
+            measured = await anyio.to_thread.run_sync(results.get, True, 120)
+            await anyio.to_thread.run_sync(browser.join, 30)
+            seen = measured["seen"]
+            measured["fill_ms"] = [seen[t] - committed[t] for t in seen
+                                   if seen[t] and t in committed]
+        engine.stop()
+        with anyio.move_on_after(20):
+            await stopped.wait()
+        tg.cancel_scope.cancel()
+    return CaseResult([x / 1e6 for x in recorder.lat_ns], ticks, 0, 0.0, 0.0), measured
+
+
+async def amain(args: argparse.Namespace) -> int:
+    tmp = Path(tempfile.mkdtemp(prefix="lts-dashboard-load-"))
+    ctx = mp.get_context("spawn")
+    port_recv, port_send = ctx.Pipe(duplex=False)
+    stop = ctx.Event()
+    venue = ctx.Process(target=ticker, args=(port_send, stop, args.rate), daemon=True)
+    venue.start()
+    results: dict[str, list[CaseResult]] = {c: [] for c in CASES}
+    ratios: list[float] = []
+    first_ms: list[float] = []
+    fill_ms: list[float] = []
+    try:
+        ticker_port = await anyio.to_thread.run_sync(port_recv.recv)
+        template = tmp / "template.db"
+        pid = await make_database(template, args, ticker_port)
+        for run in range(args.repeat):
+            for case in CASES:
+                res, measured = await run_case(case, run, args, tmp, template, pid)
+                results[case].append(res)
+                extra = ""
+                if measured is not None:
+                    first_ms.append(statistics.median(measured["first_ms"]))
+                    fill_ms.extend(measured["fill_ms"])
+                    extra = (f"; first chart median {first_ms[-1]:.0f} ms; "
+                             f"{len(measured['fill_ms'])} fills seen on the page")
+                print(f"run {run + 1} {case:<14} tick p50 {res.stat(0.5):6.3f}  p99 "
+                      f"{res.stat(0.99):7.3f} ms ({len(res.lat_ms):,} bars, "
+                      f"{res.ticks_per_s:,.0f} ticks/s){extra}", flush=True)
+            base, shown = results["no dashboards"][-1], results["5 dashboards"][-1]
+            ratios.append(shown.stat(0.99) / base.stat(0.99))
+    finally:
+        stop.set()
+        venue.join(5)
+        shutil.rmtree(tmp, ignore_errors=True)
+    print(f"\nmedian over {args.repeat} run(s); tick latency = bar written -> runner done")
+    for case, runs in results.items():
+        print(f"  {case:<14} p50 {statistics.median(r.stat(0.5) for r in runs):6.3f}  p99 "
+              f"{statistics.median(r.stat(0.99) for r in runs):7.3f} ms")
+    ratio = statistics.median(ratios)
+    print(f"tick p99 with {PAGES} dashboards / without, per repeat "
+          f"{', '.join(f'{r:.2f}' for r in ratios)}: median {ratio:.2f}; target <= "
+          f"{TARGET:.2f}: {'met' if ratio <= TARGET else 'NOT met'}")
+    print(f"first drawn chart (log in, open the portfolio; 50 portfolios in the database): "
+          f"median of the runs' medians {statistics.median(first_ms):.0f} ms")
+    if fill_ms:
+        print(f"fill -> visible on the page: {len(fill_ms)} fills, p50 {pct(fill_ms, 0.5):.0f} "
+              f"ms, p99 {pct(fill_ms, 0.99):.0f} ms")
+    return 0
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seconds", type=float, default=6.0, help="per case (window: -0.7 s)")
+    ap.add_argument("--warmup", type=float, default=1.5)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--first", type=int, default=5, help="first-chart measurements per run")
+    ap.add_argument("--symbols", type=int, default=5, help="assets, one feed task each")
+    ap.add_argument("--rate", type=float, default=100.0, help="bars per second per symbol")
+    ap.add_argument("--fast", type=int, default=5, help="sma_crossover fast window")
+    ap.add_argument("--slow", type=int, default=20, help="sma_crossover slow window")
+    args = ap.parse_args()
+    if not Path(CHROMIUM).exists():
+        print(f"dashboard_load: {CHROMIUM} is missing (apt-get install chromium)", file=sys.stderr)
+        return 2
+    print(describe())
+    print(f"{args.symbols} symbols x {args.rate:g} bars/s, sma_crossover {args.fast}/{args.slow}, "
+          f"paper; 50 portfolios (1 trading); Debian chromium, Playwright")
+    return anyio.run(amain, args, backend_options={"use_uvloop": True})
+
+
+if __name__ == "__main__":
+    sys.exit(main())
