@@ -403,7 +403,7 @@ async def run(args: argparse.Namespace) -> int:
             "database": {"url": url, "sqlite_synchronous": "FULL"},
             "demo": {"enabled": False},
             "log_level": args.log_level,
-            "admin_password": "scale-bench-password",
+            "admin_password": "Scale-bench-passw0rd",
             "api": {"port": 0},  # served, on any free port of 127.0.0.1
         })
         engine = Engine(settings)

@@ -133,7 +133,7 @@ async def run(args: argparse.Namespace) -> int:
         engine_log = EngineLog(log_file, args.log_level)
         engine = Engine(load_settings(overrides={
             "database": {"url": url, "sqlite_synchronous": "FULL"}, "demo": {"enabled": False},
-            "log_level": args.log_level, "admin_password": "soak-bench-password",
+            "log_level": args.log_level, "admin_password": "Soak-bench-passw0rd",
             "api": {"port": 0}}))  # served, on any free port of 127.0.0.1
         lag = LagP99()
         samples: list[Sample] = []

@@ -93,6 +93,7 @@ async def test_the_api_answers_as_its_schema_says_for_every_role(tmp_path: Path)
 
 
 @pytest.mark.soak
+@pytest.mark.timeout(600)  # minutes of fuzzing (beside the memory soak in .ci/run's soak step)
 async def test_the_api_answers_as_its_schema_says_at_length(tmp_path: Path,
                                                             migrated_url: str) -> None:
     """On SQLite and on PostgreSQL."""
