@@ -13,8 +13,10 @@ ended), so a portfolio restarted by its supervisor, which was the feed's only su
 warm again on the feed it subscribes to anew; a history the new feed yields then goes out only
 for bars newer than those.
 
-Display: a live feed also keeps its last :data:`SHOWN` bars for the operator's charts
-(:meth:`FeedLease.bars`; never sent as a warm-up).
+Display: once a chart asks for a live feed's bars (:meth:`FeedLease.bars`: the dashboard), the
+feed keeps its last :data:`SHOWN` bars from then on (never sent as a warm-up), starting with
+the recent bars it keeps anyway; a feed nobody looks at keeps none (2,000 portfolios' feeds
+would hold a million bars).
 
 Silence: the hub knows when each running feed last sent market data
 (:meth:`FeedLease.silent_for`), so a portfolio can tell a feed that stopped from a quiet market
@@ -62,7 +64,7 @@ class _Running:
     last_data: float = field(default_factory=anyio.current_time)
     #: its usual seconds between batches (a moving average; None: not known yet)
     interval: float | None = None
-    #: a live feed's latest bars for the charts (None: a historical feed keeps none)
+    #: a live feed's latest bars for the charts, once asked for (None: not asked)
     shown: deque[Bar] | None = None
 
     def spaced(self, bars: Sequence[Bar]) -> None:
@@ -114,9 +116,14 @@ class FeedLease:
         return None if running is None else (now - running.last_data, running.interval)
 
     def bars(self) -> list[Bar]:
-        """The feed's latest bars (at most :data:`SHOWN`; none for a historical feed)."""
+        """The feed's latest bars (at most :data:`SHOWN`; none for a historical feed). The
+        first call starts keeping them."""
         running = self.hub._running.get(self.key)
-        return [] if running is None or running.shown is None else list(running.shown)
+        if running is None or getattr(running.feed, "historical", False):
+            return []
+        if running.shown is None:
+            running.shown = deque(running.recent or (), maxlen=SHOWN)
+        return list(running.shown)
 
 
 class FeedHub:
@@ -158,8 +165,6 @@ class FeedHub:
         running = self._running.get(key)
         if running is None:
             running = _Running(self.make(plugin, params, symbol), anyio.CancelScope())
-            if not getattr(running.feed, "historical", False):
-                running.shown = deque(maxlen=SHOWN)
             kept = self._kept_for(key)
             if kept is not None:  # the feed ran a while ago: its latest bars
                 running.recent = kept
