@@ -107,7 +107,7 @@ async def run_case(case: str, run: int, args: argparse.Namespace, tmp: Path, tem
         "demo": {"enabled": False}, "auth": {"bcrypt_rounds": 4},
         "api": {"port": port},
         "notify": {"webhooks": {"allow_private_networks": True, "refresh_seconds": 0.2,
-                                "queue": 100_000}},
+                                "queue": 100_000, "max_per_user": max(20, args.webhooks)}},
     })
     engine = Engine(settings, registry=registry())
     recorder = TickRecorder()
