@@ -74,6 +74,7 @@ import urllib.request
 from array import array
 from collections.abc import AsyncIterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -90,6 +91,7 @@ from lts.domain.clock import Clock
 from lts.domain.market import Bar
 from lts.domain.portfolio_spec import AssetSpec, PortfolioSpec
 from lts.engine.engine import Engine
+from lts.engine.runner import PortfolioRunner
 from lts.engine.supervisor import PortfolioStatus
 from lts.persistence import repositories as repo
 from lts.persistence.db import make_engine
@@ -442,6 +444,35 @@ def login(base: str) -> str:
         return str(json.loads(resp.read())["access_token"])
 
 
+@asynccontextmanager
+async def trading_engine(settings: Any, portfolio_id: int
+                         ) -> AsyncIterator[tuple[Engine, PortfolioRunner]]:
+    """The engine of ``settings`` running on this loop (the bench's registry), handed over once
+    ``portfolio_id`` trades (running, a bar done); stopped gracefully on leaving."""
+    engine = Engine(settings, registry=registry())
+    stopped = anyio.Event()
+
+    async def run_engine() -> None:
+        try:
+            await engine.run()
+        finally:
+            stopped.set()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(run_engine)
+        with anyio.fail_after(60):
+            await engine.started.wait()
+            while (sup := engine.supervisors.get(portfolio_id)) is None \
+                    or sup.status is not PortfolioStatus.RUNNING or sup.runner is None \
+                    or sup.runner.bars == 0:  # noqa: ASYNC110 - a poll
+                await anyio.sleep(0.05)
+        yield engine, sup.runner
+        engine.stop()
+        with anyio.move_on_after(20):
+            await stopped.wait()
+        tg.cancel_scope.cancel()
+
+
 async def run_case(case: str, run: int, args: argparse.Namespace, tmp: Path, template: Path,
                    pool: ProcessPoolExecutor, portfolio_id: int) -> CaseResult:
     db_file = tmp / f"run{run}-{CASES.index(case)}.db"
@@ -454,27 +485,11 @@ async def run_case(case: str, run: int, args: argparse.Namespace, tmp: Path, tem
         "demo": {"enabled": False}, "auth": {"bcrypt_rounds": 4},
         "api": {"port": port, **admission(case, args)},
     })
-    engine = Engine(settings, registry=registry())
     recorder, probe = TickRecorder(), LagProbe()
     gc.collect()
-    stopped = anyio.Event()
-
-    async def run_engine() -> None:
-        try:
-            await engine.run()
-        finally:
-            stopped.set()
-
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(run_engine)
-        tg.start_soon(probe.run)
-        with anyio.fail_after(60):
-            await engine.started.wait()
-            while (sup := engine.supervisors.get(portfolio_id)) is None \
-                    or sup.status is not PortfolioStatus.RUNNING or sup.runner is None \
-                    or sup.runner.bars == 0:  # noqa: ASYNC110 - a poll
-                await anyio.sleep(0.05)
-        runner = sup.runner
+    async with trading_engine(settings, portfolio_id) as (_engine, runner), \
+            anyio.create_task_group() as probing:
+        probing.start_soon(probe.run)
         assert runner.orders is not None
         runner.on_bar_done = recorder
         token = await anyio.to_thread.run_sync(login, f"http://127.0.0.1:{port}")
@@ -500,10 +515,7 @@ async def run_case(case: str, run: int, args: argparse.Namespace, tmp: Path, tem
         ticks = (runner.bars - bars0) / (w1 - w0)
         orders = runner.orders.orders_created - orders0
         load = None if future is None else await anyio.to_thread.run_sync(future.result)
-        engine.stop()
-        with anyio.move_on_after(20):
-            await stopped.wait()
-        tg.cancel_scope.cancel()
+        probing.cancel_scope.cancel()
     return CaseResult([x / 1e6 for x in recorder.lat_ns], ticks, orders, loop_cpu,
                       pct(probe.samples, 0.99) * 1e3, load)
 

@@ -51,8 +51,8 @@ from api_load import (
     free_port,
     make_template,
     pct,
-    registry,
     ticker,
+    trading_engine,
 )
 from machine import describe
 from sqlalchemy import update
@@ -60,8 +60,6 @@ from sqlalchemy import update
 from lts.bus import Mailbox, Overflow
 from lts.domain.events import OrderEvent, OrderFilled
 from lts.domain.portfolio_spec import AssetSpec, PortfolioSpec
-from lts.engine.engine import Engine
-from lts.engine.supervisor import PortfolioStatus
 from lts.persistence import repositories as repo
 from lts.persistence.db import make_engine
 from lts.persistence.tables import portfolios
@@ -158,34 +156,19 @@ async def run_case(case: str, run: int, args: argparse.Namespace, tmp: Path, tem
         "demo": {"enabled": False}, "auth": {"bcrypt_rounds": 4},
         "api": {"port": port, "rate_limit_per_second": 10_000, "rate_limit_burst": 100_000},
     })
-    engine = Engine(settings, registry=registry())
     recorder = TickRecorder()
     committed: dict[str, float] = {}  # trade id -> ms, when its committed event went out
-    stopped = anyio.Event()
-
-    async def run_engine() -> None:
-        try:
-            await engine.run()
-        finally:
-            stopped.set()
 
     async def stamp_fills(box: Mailbox[Any]) -> None:
         while True:
             for event in await box.get_batch():
-                if isinstance(event, OrderFilled):
+                if isinstance(event, OrderFilled) and event.fill is not None:
                     committed.setdefault(event.fill.trade_id, time.time() * 1e3)
 
     browser: mp.process.BaseProcess | None = None
     results: Any = None
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(run_engine)
-        with anyio.fail_after(60):
-            await engine.started.wait()
-            while (sup := engine.supervisors.get(pid)) is None \
-                    or sup.status is not PortfolioStatus.RUNNING or sup.runner is None \
-                    or sup.runner.bars == 0:  # noqa: ASYNC110 - a poll
-                await anyio.sleep(0.05)
-        runner = sup.runner
+    async with trading_engine(settings, pid) as (engine, runner), \
+            anyio.create_task_group() as tg:
         runner.on_bar_done = recorder
         box: Mailbox[Any] = Mailbox(100_000, Overflow.DROP_OLDEST, name="bench fills")
         engine.facade.subscribe(OrderEvent, box, pid)
@@ -211,9 +194,6 @@ async def run_case(case: str, run: int, args: argparse.Namespace, tmp: Path, tem
             seen = measured["seen"]
             measured["fill_ms"] = [seen[t] - committed[t] for t in seen
                                    if seen[t] and t in committed]
-        engine.stop()
-        with anyio.move_on_after(20):
-            await stopped.wait()
         tg.cancel_scope.cancel()
     return CaseResult([x / 1e6 for x in recorder.lat_ns], ticks, 0, 0.0, 0.0), measured
 

@@ -48,13 +48,11 @@ from api_load import (
     login,
     make_template,
     pct,
-    registry,
     ticker,
+    trading_engine,
 )
 from machine import describe
 
-from lts.engine.engine import Engine
-from lts.engine.supervisor import PortfolioStatus
 from lts.settings import load_settings
 
 CASES = ("no webhooks", "webhooks")
@@ -109,25 +107,9 @@ async def run_case(case: str, run: int, args: argparse.Namespace, tmp: Path, tem
         "notify": {"webhooks": {"allow_private_networks": True, "refresh_seconds": 0.2,
                                 "queue": 100_000, "max_per_user": max(20, args.webhooks)}},
     })
-    engine = Engine(settings, registry=registry())
     recorder = TickRecorder()
-    stopped = anyio.Event()
 
-    async def run_engine() -> None:
-        try:
-            await engine.run()
-        finally:
-            stopped.set()
-
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(run_engine)
-        with anyio.fail_after(60):
-            await engine.started.wait()
-            while (sup := engine.supervisors.get(portfolio_id)) is None \
-                    or sup.status is not PortfolioStatus.RUNNING or sup.runner is None \
-                    or sup.runner.bars == 0:  # noqa: ASYNC110 - a poll
-                await anyio.sleep(0.05)
-        runner = sup.runner
+    async with trading_engine(settings, portfolio_id) as (_engine, runner):
         assert runner.orders is not None
         runner.on_bar_done = recorder
         base = f"http://127.0.0.1:{port}"
@@ -144,10 +126,6 @@ async def run_case(case: str, run: int, args: argparse.Namespace, tmp: Path, tem
         posts = (counts[0] - posts0) / (w1 - w0)
         ticks = (runner.bars - bars0) / (w1 - w0)
         orders = runner.orders.orders_created - orders0
-        engine.stop()
-        with anyio.move_on_after(20):
-            await stopped.wait()
-        tg.cancel_scope.cancel()
     return CaseResult([x / 1e6 for x in recorder.lat_ns], ticks, orders, 0.0, 0.0), posts
 
 
