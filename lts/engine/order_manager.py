@@ -13,7 +13,8 @@ another task, so no state here needs a lock, and nothing here waits.
 - **Venue calls** run in tasks (:mod:`lts.engine.venue_calls`), except on a simulated venue
   (paper), whose calls complete in line so a replay stays exact. A rejection makes the order
   REJECTED with the venue's reason; a lost answer makes it UNKNOWN, settled by a query, never
-  resubmitted. A cancel of an order whose submit is still in flight waits for the answer.
+  resubmitted. A cancel of an order whose submit is still in flight waits for the answer. A
+  modify of a working order is checked and sent by :mod:`lts.engine.amendments`.
 - **What the venue says** (reports, fills, query answers) is taken in by the other half,
   :mod:`lts.engine.executions`: fills are never dropped, duplicates change nothing, an order LTS
   never sent is adopted.
@@ -31,13 +32,8 @@ from typing import TYPE_CHECKING, Any, cast
 
 from lts.bus import Bus
 from lts.domain.clock import Clock
-from lts.domain.commands import Accepted, Denied, ModifyOrder, Reason, Reply
-from lts.domain.events import (
-    OrderDenied,
-    OrderModifyRejected,
-    OrderSubmitted,
-    OrderUpdated,
-)
+from lts.domain.commands import Accepted, Denied, Reason, Reply
+from lts.domain.events import OrderDenied, OrderSubmitted
 from lts.domain.instruments import Instrument
 from lts.domain.orders import (
     Fill,
@@ -47,6 +43,7 @@ from lts.domain.orders import (
     can_transition,
 )
 from lts.engine import venue_calls
+from lts.engine.amendments import Amendments
 from lts.engine.backtest_book import BacktestBook
 from lts.engine.executions import ExecutionIntake, answer, copy_of
 from lts.engine.ledger import Ledger
@@ -55,7 +52,6 @@ from lts.engine.outcomes import (
     CallFailed,
     CallKind,
     Canceled,
-    Modified,
     Queried,
     Submitted,
     WriteAhead,
@@ -117,6 +113,13 @@ class OrderManager(ExecutionIntake):
         self._changed = self.book.changed
         self.begin_batch = self.book.begin_batch
         self.end_batch = self.book.end_batch
+        amendments = Amendments(open_orders=open_orders, brokers=brokers,
+                                instruments=instruments, risk=risk, ledger=ledger, clock=clock,
+                                book=self.book, post=post, spawn=spawn)
+        #: a working order's new quantity or prices (:mod:`lts.engine.amendments`)
+        self.modify = amendments.modify
+        self.on_modified = amendments.on_modified
+        self._modify_refused = amendments.refused
         self._replies: dict[str, Any] = {}  # client order id -> the sender's future
         self._bar_ts: dict[str, int] = {}  # orders from a bar: its time (tick-to-order)
         self._in_flight: set[str] = set()  # submits sent, no answer yet
@@ -323,11 +326,9 @@ class OrderManager(ExecutionIntake):
                 log.warning("cancel of %s: %s; querying the venue", coid, outcome.reason)
                 self._query(order)
         elif order is not None:
-            order.reason = f"modify refused: {outcome.reason}"[:200]
-            self._changed(order)
-            self._emit(OrderModifyRejected, order, now)
+            self._modify_refused(order, outcome.reason, now)
 
-    # -- cancel and modify -----------------------------------------------------------------------
+    # -- cancel ----------------------------------------------------------------------------------
     def cancel(self, coid: str) -> Reply:
         order = self.open.get(coid)
         if order is None:
@@ -381,61 +382,6 @@ class OrderManager(ExecutionIntake):
         order = self.open.get(outcome.client_order_id)
         if order is not None:
             self._move(order, S.CANCELED, self.clock.now_ns())
-
-    def modify(self, change: ModifyOrder) -> Reply:
-        order = self.open.get(change.client_order_id)
-        if order is None:
-            return Denied(Reason.ORDER_NOT_OPEN, f"order {change.client_order_id} is not open")
-        broker = self.brokers[order.symbol]
-        if not broker.capabilities.modify:
-            return Denied(Reason.UNSUPPORTED, f"{broker.name} cannot modify orders")
-        if order.status not in (S.ACCEPTED, S.PARTIALLY_FILLED):
-            return Denied(Reason.ORDER_NOT_OPEN, f"order is {order.status.value}")
-        reason = self._change_refusal(order, change)
-        if reason is not None:
-            return Denied(reason)
-        if broker.capabilities.simulated:
-            try:
-                cast(SimulatedVenue, broker).amend(order, change)
-            except VenueRejected as exc:
-                return Denied(Reason.UNSUPPORTED, exc.reason)
-            self.on_modified(Modified(change))
-        else:
-            self._spawn(venue_calls.modify, broker, copy_of(order), change, self._post)
-        return Accepted(copy_of(order))
-
-    def _change_refusal(self, order: Order, change: ModifyOrder) -> Reason | None:
-        """The new values pass the same checks as a new order of the rest of the quantity."""
-        quantity = change.quantity if change.quantity is not None else order.quantity
-        if quantity <= order.filled_quantity:
-            return Reason.INVALID_QUANTITY
-        limit = change.limit_price if change.limit_price is not None else order.limit_price
-        stop = change.stop_price if change.stop_price is not None else order.stop_price
-        request = OrderRequest(order.symbol, order.side, quantity - order.filled_quantity,
-                               order.order_type, order.time_in_force, limit, stop)
-        saved = self.open.pop(order.client_order_id)  # judged without its own old values
-        try:
-            return self.risk.check(request, self.ledger, self.instruments[order.symbol],
-                                   len(self.open), self.clock.now_ns())
-        finally:
-            self.open[order.client_order_id] = saved
-
-    def on_modified(self, outcome: Modified) -> None:
-        change = outcome.change
-        order = self.open.get(change.client_order_id)
-        if order is None:
-            return
-        if change.quantity is not None:
-            order.quantity = change.quantity
-        if change.limit_price is not None:
-            order.limit_price = change.limit_price
-        if change.stop_price is not None:
-            order.stop_price = change.stop_price
-        order.ts_last = self.clock.now_ns()
-        self._changed(order)
-        self._emit(OrderUpdated, order, order.ts_last)
-
-    # -- what the venue says -----------------------------------------------------------------
 
     # -- time ------------------------------------------------------------------------------------
     def housekeeping(self, ack_timeout_ns: int) -> None:
@@ -502,7 +448,3 @@ class OrderManager(ExecutionIntake):
             if order is not None and order.status in (S.SUBMITTED, S.PENDING_CANCEL):
                 self._move(order, S.UNKNOWN, now, why)
         self._in_flight.clear()
-
-    # -- bookkeeping -----------------------------------------------------------------------------
-
-
