@@ -7,6 +7,7 @@ the engine's facade). An order denied (by a risk check, the kill switch) is jour
 order, which stays readable at its ``Location``; an order that could not be made durable is
 refused (503); a cancel or a change of an order that is no longer open answers 409. Orders of
 portfolios the caller may not see answer 404. A filter by an unknown status is a 422.
+``avg_fill_price`` is shown to the asset's tick (the journal keeps the exact average).
 """
 
 from datetime import datetime
@@ -16,7 +17,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, HTTPException, Path, Query, Request, status
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, computed_field
-from sqlalchemy import select
+from sqlalchemy import and_, select
 
 from lts.api.context import ApiContext
 from lts.api.deps import CurrentUser, Principal, TraderUser
@@ -30,6 +31,7 @@ from lts.api.portfolio_schemas import (
     iso_time,
 )
 from lts.api.routes.portfolios import audited, owned
+from lts.api.ticks import to_tick
 from lts.domain.commands import (
     CancelOrder,
     Denied,
@@ -40,7 +42,7 @@ from lts.domain.commands import (
 )
 from lts.domain.orders import OrderRequest, OrderStatus, OrderType, Side, TimeInForce
 from lts.errors import Conflict, InvalidParams, JournalUnavailable
-from lts.persistence.tables import orders, portfolios
+from lts.persistence.tables import assets, orders, portfolios
 
 router = APIRouter(prefix="/api/v1/orders", tags=["orders"])
 
@@ -89,7 +91,8 @@ class OrderPublic(BaseModel):
     stop_price: Decimal | None
     status: str
     filled_quantity: Decimal
-    avg_fill_price: Decimal | None
+    avg_fill_price: Decimal | None = Field(
+        description="the average price of its fills, to its asset's tick")
     broker: str
     reason: str
     tag: str
@@ -117,8 +120,22 @@ class OrderDenied(BaseModel):
     order: OrderPublic
 
 
+#: Orders with their asset's tick (``tick_size``; None when the asset is gone).
+_WITH_TICK = select(orders, assets.c.tick_size).outerjoin(assets, and_(
+    assets.c.portfolio_id == orders.c.portfolio_id, assets.c.symbol == orders.c.symbol))
+
+
+def _avg_to_tick(order: OrderPublic, row: Any) -> OrderPublic:
+    """The average fill price shown to the asset's tick (a division gives 28 digits)."""
+    tick = row["tick_size"]
+    if order.avg_fill_price is not None and tick is not None:
+        order.avg_fill_price = to_tick(order.avg_fill_price, Decimal(tick))
+    return order
+
+
 def _public(row: Any) -> OrderPublic:
-    return OrderPublic.model_validate(row)  # the declared fields only (extra keys are ignored)
+    # the declared fields only (extra keys are ignored)
+    return _avg_to_tick(OrderPublic.model_validate(row), row)
 
 
 _ORDER_LIST = TypeAdapter(list[OrderPublic])  # one call for a page: about 2.5x faster than a loop
@@ -149,7 +166,7 @@ async def list_orders(
     offset: Offset = 0,
 ) -> list[OrderPublic]:
     ctx, who = caller
-    query = select(orders).join(portfolios, portfolios.c.id == orders.c.portfolio_id)
+    query = _WITH_TICK.join(portfolios, portfolios.c.id == orders.c.portfolio_id)
     if who.role != "admin":
         query = query.where(portfolios.c.owner_id == who.user_id)
     for column, value in ((orders.c.portfolio_id, portfolio_id), (orders.c.symbol, symbol),
@@ -161,11 +178,13 @@ async def list_orders(
     if until_ns is not None:
         query = query.where(orders.c.ts_init < until_ns)
     query = query.order_by(orders.c.id.desc()).limit(limit).offset(offset)
-    return _ORDER_LIST.validate_python(await ctx.reader.all(query))
+    rows = await ctx.reader.all(query)
+    return [_avg_to_tick(order, row)
+            for order, row in zip(_ORDER_LIST.validate_python(rows), rows, strict=True)]
 
 
 async def _visible(ctx: ApiContext, who: Principal, client_order_id: str) -> Any:
-    row = await ctx.reader.first(select(orders).where(orders.c.client_order_id == client_order_id))
+    row = await ctx.reader.first(_WITH_TICK.where(orders.c.client_order_id == client_order_id))
     if row is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "order not found")
     await owned(ctx, who, row["portfolio_id"])

@@ -32,6 +32,7 @@ from lts.api.portfolio_schemas import (
     TradingStateChange,
     portfolio_public,
 )
+from lts.api.ticks import to_tick
 from lts.domain.analytics import analyze
 from lts.domain.commands import Denied, SetTradingState, TradingState
 from lts.errors import Conflict, InvalidParams, JournalUnavailable, PluginNotFound
@@ -203,14 +204,8 @@ async def positions(portfolio_id: PathId, caller: CurrentUser) -> list[PositionP
     for position in held:
         tick = ticks.get(position.symbol)
         if tick is not None:
-            position.avg_price = _to_tick(position.avg_price, Decimal(tick))
+            position.avg_price = to_tick(position.avg_price, Decimal(tick))
     return held
-
-
-def _to_tick(price: Decimal, tick: Decimal) -> Decimal:
-    """``price`` with as many decimals as ``tick`` has (none for a tick of 1 or more)."""
-    exponent = min(int(tick.normalize().as_tuple().exponent), 0)
-    return price.quantize(Decimal(1).scaleb(exponent))
 
 
 @router.get("/{portfolio_id}/status", response_model=PortfolioStatus)
