@@ -5,7 +5,10 @@ URL carries a single-use ticket from ``POST /api/v1/auth/ws-ticket`` (``/ws/orde
 never a long-lived token in a URL); then
 ``{"action": "subscribe", "since": {"<portfolio id>": N, ...}}`` replays each portfolio's
 committed events after its sequence number ``N`` (0: from the start) and streams new ones, each
-a JSON object with ``type``, ``portfolio_id``, ``seq`` and the order's fields. ``since`` is
+a JSON object with ``type``, ``portfolio_id``, ``seq``, the order's fields, ``ts_event``
+(nanoseconds since 1970 UTC) and ``time_event`` (the same time in ISO 8601 UTC, to the
+microsecond: ``"2026-12-05T23:20:12.123456Z"``); a replayed event is the same text as it was
+live. ``since`` is
 required: a missing or malformed one is answered with an error message, never taken as 0.
 Events are sent only once the journal has committed them, and sequence numbers are never
 reused, so a client that resumes with the last ``seq`` it saw per portfolio misses nothing.
@@ -33,7 +36,7 @@ from starlette.websockets import WebSocketDisconnected
 
 from lts.api import security
 from lts.api.context import ApiContext
-from lts.api.event_text import EventText
+from lts.api.event_text import EventText, with_time
 from lts.api.portfolio_schemas import ROW_ID_MAX
 from lts.bus import Mailbox, MailboxClosed, Overflow
 from lts.bus.inprocess import Subscription
@@ -94,15 +97,17 @@ async def _replay(ws: WebSocket, ctx: ApiContext, client: "_Client", pid: int,
     events are committed before they are published, so nothing falls between the two."""
     of_pid = order_events.c.portfolio_id == pid
     async with ctx.engine.db.connect() as conn:
-        # the stored payload is the event's JSON as it went out live: sent as it is
-        rows = (await conn.execute(select(order_events.c.seq, cast(order_events.c.payload, Text))
+        # the stored payload is the event's JSON as it went out live: sent as it is, with its
+        # time added as the live sender adds it
+        rows = (await conn.execute(select(order_events.c.seq, cast(order_events.c.payload, Text),
+                                          order_events.c.ts_event)
                                    .where(of_pid, order_events.c.seq > since)
                                    .order_by(order_events.c.seq))).all()
         if not rows:
             top = await conn.scalar(select(func.max(order_events.c.seq)).where(of_pid))
             return min(since, top or 0)
-    for _, payload in rows:
-        await client.send(ws, payload)
+    for _, payload, ts_event in rows:
+        await client.send(ws, with_time(payload, ts_event))
     return int(rows[-1][0])
 
 
