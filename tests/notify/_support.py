@@ -121,9 +121,12 @@ async def dead_receiver() -> AsyncIterator[DeadReceiver]:
 
 def trading_engine(tmp_path: Path, url: str) -> AbstractAsyncContextManager[Api]:
     """The engine trading the demo portfolio fast (a bar every 50 ms), without its API and
-    without a notifier of its own: each test runs the notifier it needs (:func:`notifying`)."""
+    without a notifier of its own: each test runs the notifier it needs (:func:`notifying`).
+    Its settings allow webhooks to private networks: the API refuses a URL to 127.0.0.1
+    otherwise, and the tests' receivers listen there."""
     return running_api(tmp_path, demo={"interval": 0.05}, api={"enabled": False},
-                       database={"url": url}, notify={"enabled": False})
+                       database={"url": url},
+                       notify={"enabled": False, "webhooks": {"allow_private_networks": True}})
 
 
 def quick_settings(**webhooks: Any) -> NotifySettings:

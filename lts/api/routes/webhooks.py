@@ -10,19 +10,33 @@ only ever gets events of portfolios its owner may see (the notifier checks at de
 :mod:`lts.notify.audience`).
 
 The signing secret is shown once: in the answer that creates the webhook and in the answer of
-``POST /{id}/secret``, which replaces it. ``GET /{id}/deliveries`` lists the delivery attempts,
-newest first. The notifier picks changes up within ``notify.webhooks.refresh_seconds``. Every
-change is audited; no audit row, log line or later answer carries the secret.
+``POST /{id}/secret``, which replaces it.
+
+A URL whose host is a private address (loopback, private, link-local, shared, reserved,
+multicast or unspecified: an address literal, IPv4's short forms such as ``127.1`` included) or
+a local name (``localhost``, ``*.localhost``, ``*.local``, ``*.internal``) is refused at creation
+and update, 422 on ``url``, unless ``notify.webhooks.allow_private_networks`` is set: without a
+guard any user (a viewer too) could have LTS post to, and report on, what its host reaches. No
+name is resolved here (the request would wait on DNS, and a name may change): the notifier
+checks the addresses a name resolves to at each delivery (:mod:`lts.notify.destinations`).
+
+``GET /{id}/deliveries`` lists the delivery attempts, newest first. The notifier picks changes
+up within ``notify.webhooks.refresh_seconds``. Every change is audited; no audit row, log line
+or later answer carries the secret.
 """
 
+import ipaddress
+import socket
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response, status
+from fastapi.exceptions import RequestValidationError
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from lts.api.audit import audit
+from lts.api.context import ApiContext
 from lts.api.deps import CurrentUser
 from lts.api.portfolio_schemas import ROW_ID_MAX, PathId
 from lts.api.routes.portfolios import audited, owned
@@ -55,6 +69,44 @@ def _url(value: str) -> str:
     if parts.fragment:
         raise ValueError("must not have a fragment")
     return value
+
+
+#: Names that never lead to a public host: RFC 6761's ``localhost``, mDNS's ``.local``, the
+#: ``.internal`` of cloud networks and RFC 9476.
+_LOCAL_NAMES = (".localhost", ".local", ".internal")
+
+
+def _private_address(host: str) -> bool:
+    """``host`` is an address literal that is not public. The rule of
+    :func:`lts.notify.destinations.is_private` (loopback, private, link-local, shared,
+    reserved, multicast, unspecified; an IPv4-mapped IPv6 address judged as its IPv4 one),
+    written here as the layers keep :mod:`lts.api` and :mod:`lts.notify` apart; IPv4's short
+    forms (``127.1``, ``2130706433``, ``0177.0.0.1``) are addresses too, as resolvers read
+    them."""
+    try:
+        ip: ipaddress.IPv4Address | ipaddress.IPv6Address = ipaddress.ip_address(
+            host.split("%", 1)[0])
+    except ValueError:
+        try:
+            ip = ipaddress.IPv4Address(socket.inet_aton(host))  # parses text, no lookup
+        except (OSError, ValueError):
+            return False  # a name: its addresses are checked at delivery
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return not ip.is_global or ip.is_multicast
+
+
+def _check_destination(ctx: ApiContext, url: str) -> None:
+    """Refuse (422 on ``url``) a URL to a private address or a local name, unless
+    ``notify.webhooks.allow_private_networks`` is set."""
+    if ctx.engine.settings.notify.webhooks.allow_private_networks:
+        return
+    host = (urlsplit(url).hostname or "").rstrip(".")  # lower case, no brackets
+    if host == "localhost" or host.endswith(_LOCAL_NAMES) or _private_address(host):
+        raise RequestValidationError([{
+            "type": "value_error", "loc": ("body", "url"), "input": url,
+            "msg": "must lead to a public address: loopback, private and link-local "
+                   "addresses and local names are not allowed"}])
 
 
 def _utc(ts: datetime) -> datetime:
@@ -151,8 +203,10 @@ _CREATE: dict[int | str, dict[str, Any]] = {
              responses=_CREATE)
 async def create_webhook(body: WebhookCreate, request: Request,
                          caller: CurrentUser) -> WebhookWithSecret:
-    """A new webhook; the answer is the only one that shows its signing secret."""
+    """A new webhook; the answer is the only one that shows its signing secret. A URL to a
+    private address or a local name is a 422 (unless private networks are allowed)."""
     ctx, who = caller
+    _check_destination(ctx, body.url)
     async with audited(ctx, request, who, "webhook.create", "webhook") as detail:
         detail.update(event_types=body.event_types, portfolio_id=body.portfolio_id)
         if body.portfolio_id is not None:
@@ -184,10 +238,13 @@ async def get_webhook(webhook_id: WebhookId, caller: CurrentUser) -> WebhookPubl
 @router.patch("/{webhook_id}", response_model=WebhookPublic, responses=_404)
 async def update_webhook(webhook_id: WebhookId, body: WebhookUpdate, request: Request,
                          caller: CurrentUser) -> WebhookPublic:
-    """Change what is given (``portfolio_id: null`` lifts the limit to one portfolio)."""
+    """Change what is given (``portfolio_id: null`` lifts the limit to one portfolio). A URL to
+    a private address or a local name is a 422 (unless private networks are allowed)."""
     ctx, who = caller
     values = {k: v for k, v in body.model_dump(exclude_unset=True).items()
               if v is not None or k == "portfolio_id"}
+    if "url" in values:
+        _check_destination(ctx, values["url"])
     async with audited(ctx, request, who, "webhook.update", f"webhook:{webhook_id}") as detail:
         detail["fields"] = sorted(values)
         if values.get("portfolio_id") is not None:
