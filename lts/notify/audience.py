@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from lts.notify.events import Notification
-from lts.notify.webhooks import WebhookRoute
+from lts.notify.webhook_wire import WebhookRoute
 from lts.persistence import webhooks_repo as repo
 
 __all__ = ["Audience", "Member"]

@@ -1,22 +1,23 @@
 """Where webhooks may post: public addresses only, unless private networks are allowed.
 
-Where it sits: under the webhook sender's HTTP session (:mod:`lts.notify.webhooks`). Any user
-(a viewer too) may create a webhook, and its delivery log shows what each try met; without a
-guard, LTS would post to, and report on, whatever the engine's host can reach: its loopback, the
-local network, a cloud's metadata address. So unless ``notify.webhooks.allow_private_networks``
-is set, a URL whose host is such an address is refused before any connection
-(:func:`refused_host`), and a host name is connected only to the public addresses it resolves
-to (:class:`PublicResolver`; resolving at connect time, so a name that changes to a private
-address later is refused then).
+Where it sits: under the HTTP sessions (:func:`http_session`) of the webhook senders
+(:mod:`lts.notify.webhooks`) and the chat bot. Any user (a viewer too) may create a webhook, and
+its delivery log shows what each try met; without a guard, LTS would post to, and report on,
+whatever the engine's host can reach: its loopback, the local network, a cloud's metadata
+address. So unless ``notify.webhooks.allow_private_networks`` is set, a URL whose host is such
+an address is refused before any connection (:func:`refused_host`), and a host name is
+connected only to the public addresses it resolves to (:class:`PublicResolver`; resolving at
+connect time, so a name that changes to a private address later is refused then).
 """
 
 import ipaddress
 import socket
 
+import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import ThreadedResolver
 
-__all__ = ["PublicResolver", "is_private", "refused_host"]
+__all__ = ["PublicResolver", "http_session", "is_private", "refused_host"]
 
 
 def is_private(address: str) -> bool:
@@ -52,3 +53,11 @@ class PublicResolver(AbstractResolver):
 
     async def close(self) -> None:
         await self._inner.close()
+
+
+def http_session(connections: int, *, public_only: bool = False) -> aiohttp.ClientSession:
+    """An HTTP client session: no proxies or credentials from the environment; with
+    ``public_only``, host names connect only to their public addresses."""
+    connector = aiohttp.TCPConnector(limit=connections,
+                                     resolver=PublicResolver() if public_only else None)
+    return aiohttp.ClientSession(trust_env=False, connector=connector)

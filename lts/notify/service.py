@@ -6,8 +6,9 @@ to the bus for order events, portfolio status changes and trading state changes,
 only once the journal committed them. The mailbox drops the oldest event when full (counted in
 the bus's ``dropped``): the engine never waits for the notifier. One task drains it in
 batches, turns each event into at most one :class:`~lts.notify.events.Notification` and offers
-it to every webhook (:mod:`lts.notify.webhooks`) and chat (:mod:`lts.notify.telegram`) whose
-user may see the portfolio (:mod:`lts.notify.audience`); delivery runs in tasks of its own. Once
+it to every webhook and chat (:mod:`lts.notify.telegram`) whose user may see the portfolio
+(:mod:`lts.notify.audience`). Webhook deliveries run in a process of their own
+(:mod:`lts.notify.webhook_outbox` feeds it), chat messages in tasks of their own. Once
 a day it sends the daily summary (:mod:`lts.notify.daily_summary`).
 """
 
@@ -16,7 +17,6 @@ from collections.abc import Hashable
 from datetime import UTC, datetime
 from typing import Any, Protocol, runtime_checkable
 
-import aiohttp
 import anyio
 from anyio.abc import TaskStatus
 
@@ -27,10 +27,12 @@ from lts.errors import ConfigError
 from lts.notify.audience import Audience
 from lts.notify.config import NotifySettings
 from lts.notify.daily_summary import next_summary, summaries
-from lts.notify.destinations import PublicResolver
+from lts.notify.delivery_log import DeliveryLog
+from lts.notify.destinations import http_session
 from lts.notify.events import Notification, notification_of
 from lts.notify.telegram import TelegramBot
-from lts.notify.webhooks import DeliveryLog, WebhookDispatcher, WebhookRoute
+from lts.notify.webhook_outbox import WebhookOutbox
+from lts.notify.webhook_wire import WebhookRoute
 from lts.plugins.base import PluginBase, PluginParams
 
 __all__ = ["EventSource", "Notifier", "NotifyService"]
@@ -62,7 +64,7 @@ class Notifier:
         self.mailbox: Mailbox[object] = Mailbox(s.mailbox_capacity, Overflow.DROP_OLDEST,
                                                 name="notify")
         self.delivery_log = DeliveryLog(engine.db, s.webhooks.log_keep)
-        self.webhooks: WebhookDispatcher | None = None
+        self.webhooks = WebhookOutbox(s.webhooks, self.delivery_log)
         self.telegram: TelegramBot | None = None
         self.notifications = 0
 
@@ -70,7 +72,7 @@ class Notifier:
         """What it did since it started (for metrics): notifications made, committed events
         dropped because it fell behind (also in the bus's ``dropped`` as ``notify``), webhook
         deliveries, delivery-log rows, chat messages."""
-        hooks = self.webhooks.totals() if self.webhooks is not None else {}
+        hooks = self.webhooks.totals() | {"restarts": self.webhooks.restarts}
         bot = self.telegram
         return {"notifications": self.notifications, "events_dropped": self.mailbox.dropped,
                 **{f"webhook_{k}": v for k, v in hooks.items()},
@@ -82,15 +84,9 @@ class Notifier:
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         subs = [self.source.subscribe(topic, self.mailbox) for topic in EVENT_TOPICS]
         try:
-            # two sessions (connection pools): webhooks hanging on dead receivers never
-            # hold the connections the bot needs
-            public = not self.settings.webhooks.allow_private_networks
-            async with _session(256, public_only=public) as session, \
-                    _session(16) as chat_session, \
-                    anyio.create_task_group() as tg:
+            async with http_session(16) as chat_session, anyio.create_task_group() as tg:
                 await tg.start(self.delivery_log.run)
-                self.webhooks = WebhookDispatcher(tg, session, self.settings.webhooks,
-                                                  self.delivery_log)
+                await tg.start(self.webhooks.run)
                 if self.settings.telegram.enabled:
                     self.telegram = TelegramBot(self.engine, self.settings.telegram,
                                                 self.audience, chat_session)
@@ -103,7 +99,6 @@ class Notifier:
                 sub.cancel()
 
     async def _route(self) -> None:
-        assert self.webhooks is not None
         audience, webhooks = self.audience, self.webhooks
         synced: list[WebhookRoute] | None = None
         while True:
@@ -124,7 +119,6 @@ class Notifier:
                     self._dispatch(n)
 
     def _dispatch(self, n: Notification) -> None:
-        assert self.webhooks is not None
         self.notifications += 1
         self.webhooks.offer(n, self.audience.webhooks_for(n))
         if self.telegram is not None:
@@ -143,20 +137,11 @@ class Notifier:
         """Send every portfolio's summary of the 24 hours before ``end`` to those who asked
         for ``daily.summary`` and may see it; returns how many portfolios were summarized."""
         await self.audience.refresh()
-        if self.webhooks is not None:
-            self.webhooks.sync(self.audience.routes)
+        self.webhooks.sync(self.audience.routes)
         made = await summaries(self.engine, end)
         for n in made:
             self._dispatch(n)
         return len(made)
-
-
-def _session(connections: int, *, public_only: bool = False) -> aiohttp.ClientSession:
-    """An HTTP client session: no proxies or credentials from the environment; with
-    ``public_only``, host names connect only to their public addresses."""
-    connector = aiohttp.TCPConnector(limit=connections,
-                                     resolver=PublicResolver() if public_only else None)
-    return aiohttp.ClientSession(trust_env=False, connector=connector)
 
 
 class NotifyService(PluginBase):

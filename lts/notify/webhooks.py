@@ -1,7 +1,8 @@
 """Webhook delivery: a signed JSON POST per notification, retried with backoff, every attempt
 logged, never in the way of trading.
 
-Where it sits: the notifier (:mod:`lts.notify.service`) hands each notification to the
+Where it sits: in the webhook delivery process (:mod:`lts.notify.webhook_worker`), which the
+engine's notifier feeds (:mod:`lts.notify.webhook_outbox`). Each notification goes to the
 :class:`WebhookSender` of every webhook that should get it (:meth:`WebhookDispatcher.offer`,
 never waits). Each webhook has a sender task of its own with a bounded queue (the oldest
 notification dropped when full, counted): a slow or dead receiver holds up only its own
@@ -10,10 +11,10 @@ webhook. A sender delivers up to ``concurrency`` notifications at once; each is 
 ``max_backoff``, jittered down to half; a ``Retry-After`` of a 429 or 503 is honoured within the
 cap). Retried: no answer, a timeout, 408, 425, 429 and 5xx; any other answer below 200 or from
 300 up is final (the receiver refused it; redirects are not followed). Every attempt becomes a
-``webhook_deliveries`` row (``delivered``, ``retrying``, ``failed``), written in batches by the
-:class:`DeliveryLog`.
+row (``delivered``, ``retrying``, ``failed``) for the :class:`AttemptLog`: the engine's
+:class:`~lts.notify.delivery_log.DeliveryLog` writes them to ``webhook_deliveries``.
 
-HTTP client: aiohttp (a session per notifier; no proxies from the environment). Private
+HTTP client: aiohttp (one session for every webhook; no proxies from the environment). Private
 destinations are refused unless allowed (:mod:`lts.notify.destinations`).
 """
 
@@ -22,13 +23,12 @@ import random
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import aiohttp
 import anyio
-from anyio.abc import TaskGroup, TaskStatus
-from sqlalchemy.ext.asyncio import AsyncEngine
+from anyio.abc import TaskGroup
 
 from lts import __version__
 from lts.bus import Mailbox, Overflow
@@ -43,32 +43,14 @@ from lts.notify.signature import (
     TIMESTAMP_HEADER,
     sign,
 )
-from lts.persistence import webhooks_repo as repo
+from lts.notify.webhook_wire import WebhookRoute
 
-__all__ = ["DeliveryLog", "WebhookDispatcher", "WebhookRoute", "WebhookSender"]
+__all__ = ["AttemptLog", "WebhookDispatcher", "WebhookSender"]
 
 log = logging.getLogger("lts.notify.webhooks")
 
 _RETRYABLE = frozenset({408, 425, 429})
 _USER_AGENT = f"LTS-Webhooks/{__version__}"
-
-
-@dataclass(frozen=True)
-class WebhookRoute:
-    """An active webhook as the notifier routes to it."""
-
-    id: int
-    user_id: int
-    role: str
-    url: str
-    secret: str
-    event_types: frozenset[str]
-    portfolio_id: int | None
-
-    @classmethod
-    def of(cls, row: dict[str, Any]) -> "WebhookRoute":
-        return cls(row["id"], row["user_id"], row["role"], row["url"], row["secret"],
-                   frozenset(row["event_types"] or ()), row["portfolio_id"])
 
 
 @dataclass(frozen=True)
@@ -80,47 +62,17 @@ class _Outcome:
     retry_after: float | None = None
 
 
-class DeliveryLog:
-    """Attempt rows, written in batches by one task; the latest ``keep`` per webhook kept.
-    Rows wait in a bounded queue (the oldest dropped while the database cannot keep up)."""
+class AttemptLog(Protocol):
+    """Where each attempt's row goes (the delivery log, written by the engine's process)."""
 
-    def __init__(self, db: AsyncEngine, keep: int, capacity: int = 10_000) -> None:
-        self._db = db
-        self._keep = keep
-        self._rows: Mailbox[dict[str, Any]] = Mailbox(capacity, Overflow.DROP_OLDEST,
-                                                       name="webhook-log")
-        self.written = 0
-        self._since_prune: set[int] = set()
-        self._pruned_at = 0.0
-
-    @property
-    def dropped(self) -> int:
-        return self._rows.dropped
-
-    def record(self, row: dict[str, Any]) -> None:
-        self._rows.put_nowait(row)
-
-    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
-        task_status.started()
-        while True:
-            rows = await self._rows.get_batch(500)
-            try:
-                self.written += await repo.record_deliveries(self._db, rows)
-                self._since_prune.update(r["webhook_id"] for r in rows)
-                if time.monotonic() - self._pruned_at > 10.0:
-                    await repo.prune_deliveries(self._db, sorted(self._since_prune), self._keep)
-                    self._since_prune.clear()
-                    self._pruned_at = time.monotonic()
-            except Exception as exc:  # the database is away: these rows are lost, not trading
-                log.warning("webhook delivery log: %d row(s) not written (%s)", len(rows),
-                            type(exc).__name__)
+    def record(self, row: dict[str, Any]) -> None: ...
 
 
 class WebhookSender:
     """One webhook's queue and deliveries (its task: :meth:`run`)."""
 
     def __init__(self, route: WebhookRoute, session: aiohttp.ClientSession,
-                 settings: WebhookSettings, delivery_log: DeliveryLog) -> None:
+                 settings: WebhookSettings, delivery_log: AttemptLog) -> None:
         self.route = route
         self._session = session
         self._settings = settings
@@ -240,7 +192,7 @@ class WebhookDispatcher:
     """The senders of the active webhooks, kept in step with the routes the notifier reads."""
 
     def __init__(self, tg: TaskGroup, session: aiohttp.ClientSession, settings: WebhookSettings,
-                 delivery_log: DeliveryLog) -> None:
+                 delivery_log: AttemptLog) -> None:
         self._tg = tg
         self._session = session
         self._settings = settings
@@ -266,9 +218,9 @@ class WebhookDispatcher:
             else:
                 sender.route = route
 
-    def offer(self, n: Notification, routes: list[WebhookRoute]) -> None:
-        for route in routes:
-            sender = self.senders.get(route.id)
+    def offer(self, n: Notification, webhook_ids: Iterable[int]) -> None:
+        for wid in webhook_ids:
+            sender = self.senders.get(wid)
             if sender is not None:
                 sender.offer(n)
 

@@ -17,6 +17,8 @@ from api.conftest import Api, running_api
 from lts.engine.engine import Engine
 from lts.notify.config import NotifySettings
 from lts.notify.service import Notifier
+from lts.persistence import repositories
+from lts.persistence import webhooks_repo as repo
 
 
 async def until(condition: Callable[[], Any], what: str, within: float = 20.0) -> None:
@@ -145,3 +147,12 @@ async def notifying(engine: Engine, settings: NotifySettings | None = None
         await tg.start(notifier.run)
         yield notifier
         tg.cancel_scope.cancel()
+
+
+async def make_webhook(engine: Engine, username: str, url: str, types: list[str],
+                   **values: Any) -> dict[str, Any]:
+    user_id = await repositories.user_id_by_name(engine.db, username)
+    assert user_id is not None
+    return await repo.create_webhook(engine.db, {
+        "user_id": user_id, "url": url, "event_types": types, "secret": repo.new_secret(),
+        **values})
