@@ -195,6 +195,10 @@ class ApiSettings(_Section):
         2.0, ge=0, le=60, description="open sessions and portfolio rows are answered from memory "
         "this long before they are read again (changes through this process act at once; 0: "
         "read on every request)")
+    reports_dir: Path | None = Field(
+        None, description="folder of backtest and sweep reports (each a folder directly in it, "
+        "as 'replay --report DIR' and 'sweep --out DIR' write them; relative to the engine's "
+        "working directory), listed on the dashboard's Reports page; none: no reports")
 
 
 DEV_JWT_SECRET = "dev-only-placeholder-jwt-secret-change-me!"  # noqa: S105 - refused in prod

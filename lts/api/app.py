@@ -26,6 +26,7 @@ from lts.api.routes import (
     orders,
     plugins,
     portfolios,
+    reports,
     stats,
     users,
     webhooks,
@@ -55,7 +56,7 @@ def create_app(engine: EngineFacade, metrics: ApiMetrics | None = None) -> FastA
         add_docs(app, "/openapi.json")
     # Most used first: a request is matched against the routes in this order.
     for module in (portfolios, orders, assets, auth, ws, health, users, plugins, audit_log,
-                   config, stats, credentials, webhooks):
+                   config, stats, credentials, webhooks, reports):
         _add_routes(app, module.router)
     add_dashboard(app)
     _document_errors(app)

@@ -6,8 +6,8 @@ WebSocket of committed order events, as any client does. Nothing here trades or 
 button is a REST call, and the API checks the role again.
 
 One HTML page (``index.html``) with hash routes (``#/``, ``#/portfolio/ID``, ``#/users``,
-``#/audit``) and hand-written assets in ``static/dashboard`` (no build step, no CDN, no
-third-party code): ``app.js`` (pages, API and WebSocket clients), ``charts.js`` (SVG equity
+``#/audit``, ``#/reports``) and hand-written assets in ``static/dashboard`` (no build step, no
+CDN, no third-party code): ``app.js`` (pages, API and WebSocket clients), ``charts.js`` (SVG equity
 curve and candles, drawn by hand: plotly's bundle, a runtime dependency for the backtest
 reports, calls ``new Function`` and ``eval``, which this policy refuses), ``dashboard.css`` and
 ``favicon.svg``.
@@ -38,6 +38,11 @@ Security (what a reviewer checks):
   no inline script, no ``eval``, no other origin; so even an injection that slipped through
   could run nothing. ``sessionStorage`` is readable by a script of this origin, which is why that
   policy, not the storage, is the line of defence.
+- **Reports** (``#/reports``, :mod:`lts.api.routes.reports`): a backtest report runs plotly,
+  which this policy refuses, so it never runs in these pages. "Open" asks the API for a
+  short-lived link signed for this session and opens it in a new tab (``noopener``); the
+  report is served under its own policy, ``sandbox allow-scripts`` (an opaque origin: its
+  scripts cannot read this origin's ``sessionStorage`` or call the API with its tokens).
 - Roles: the pages hide what the role may not do, but only as a convenience; the API refuses it
   anyway (403), and the page shows the refusal.
 """

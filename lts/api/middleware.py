@@ -43,12 +43,22 @@ DASHBOARD_CSP = (b"content-security-policy",
                  b"frame-ancestors 'none'")
 
 
+# A backtest or sweep report (lts.api.routes.reports): plotly needs eval, so the page runs
+# sandboxed (an opaque origin: its scripts cannot read the dashboard's sessionStorage or call the
+# API as the user), with scripts, styles and images from this server only, and no framing.
+REPORT_CSP = (b"content-security-policy",
+              b"sandbox allow-scripts; default-src 'none'; script-src 'self' 'unsafe-eval'; "
+              b"style-src 'self' 'unsafe-inline'; img-src 'self' data:; base-uri 'none'; "
+              b"form-action 'none'; frame-ancestors 'none'")
+
+
 def _with_csp(csp: tuple[bytes, bytes]) -> list[tuple[bytes, bytes]]:
     return [h for h in SECURITY_HEADERS if h[0] != b"content-security-policy"] + [csp]
 
 
 _DOCS_HEADERS = _with_csp(DOCS_CSP)
 _DASHBOARD_HEADERS = _with_csp(DASHBOARD_CSP)
+_REPORT_HEADERS = _with_csp(REPORT_CSP)
 
 
 def _edge_headers(path: str) -> list[tuple[bytes, bytes]]:
@@ -56,6 +66,8 @@ def _edge_headers(path: str) -> list[tuple[bytes, bytes]]:
         return _DOCS_HEADERS
     if path == "/" or path.startswith("/dashboard/"):
         return _DASHBOARD_HEADERS
+    if path.startswith("/reports/"):
+        return _REPORT_HEADERS
     return SECURITY_HEADERS
 
 

@@ -9,7 +9,9 @@ told to exit and given a few seconds to finish the requests in flight. httptools
 installed; connections are read through a :class:`~lts.api.turn_gate.TurnGate`
 (``api.requests_per_loop_turn``). A port already in use stops the start with one clear line.
 uvicorn logs every WebSocket handshake with its query string: the single-use ticket of
-``/ws/orders?ticket=...`` is redacted from its log lines (:class:`RedactTickets`).
+``/ws/orders?ticket=...`` is redacted from its log lines (:class:`RedactTickets`), as is the
+token of a report link (``/reports/<token>/...``, :mod:`lts.api.routes.reports`), there and in
+the API's own lines that name a path.
 
 Each connection's kernel send buffer is fixed at :data:`SEND_BUFFER` (set on the listening
 socket, inherited by every accepted one): autotuned, it grows to megabytes for a client that
@@ -51,20 +53,22 @@ SEND_BUFFER = 256 * 1024
 
 class RedactTickets(logging.Filter):
     """Hides the value of a ``ticket`` query parameter in uvicorn's log lines (its WebSocket
-    handshake line, ``"WebSocket /ws/orders?ticket=..." [accepted]``, and the access log's)."""
+    handshake line, ``"WebSocket /ws/orders?ticket=..." [accepted]``, and the access log's),
+    and the token of a report link's path (``/reports/<token>/NAME/FILE``)."""
 
-    _TICKET = re.compile(r"(?<=[?&]ticket=)[^&\s\"]+")
+    _TICKET = re.compile(r"(?<=[?&]ticket=)[^&\s\"]+|(?<=/reports/)[^/\s\"?]+(?=/)")
 
     def filter(self, record: logging.LogRecord) -> bool:
         if isinstance(record.args, tuple) and any(
-                isinstance(a, str) and "ticket=" in a for a in record.args):
+                isinstance(a, str) and ("ticket=" in a or "/reports/" in a)
+                for a in record.args):
             record.args = tuple(self._TICKET.sub("<redacted>", a) if isinstance(a, str) else a
                                 for a in record.args)
         return True
 
 
 def _redact_tickets() -> None:
-    for name in ("uvicorn.error", "uvicorn.access"):
+    for name in ("uvicorn.error", "uvicorn.access", "lts.api"):
         logger = logging.getLogger(name)
         if not any(isinstance(f, RedactTickets) for f in logger.filters):
             logger.addFilter(RedactTickets())

@@ -675,6 +675,74 @@
     await load();
   }
 
+  // -- reports: the backtests and sweeps of api.reports_dir, each opened in a tab of its own
+  /* A report runs plotly, which needs eval: it is served apart, sandboxed (an opaque origin that
+   * cannot read this tab's tokens), from a short-lived link the API signs for this session. */
+  function fmtPct(v) {
+    if (v === null || v === undefined) return "—";
+    const n = Number(v);
+    // a small figure keeps two significant digits (-0.0032 %, not -0 %)
+    const digits = n !== 0 && Math.abs(n) < 1 ? Math.min(8, 1 - Math.floor(Math.log10(Math.abs(n)))) : 2;
+    return `${n > 0 ? "+" : ""}${n.toLocaleString(undefined, { maximumFractionDigits: digits })} %`;
+  }
+  function fmtNum(v) { return v === null || v === undefined ? "—" : Number(v).toLocaleString(undefined, { maximumFractionDigits: 2 }); }
+  function fmtBytes(n) {
+    const units = ["B", "KB", "MB", "GB"];
+    let v = Number(n), i = 0;
+    while (v >= 1024 && i < units.length - 1) { v /= 1024; i++; }
+    return `${v.toLocaleString(undefined, { maximumFractionDigits: i ? 1 : 0 })} ${units[i]}`;
+  }
+  const fmtIso = (t) => (t ? String(t).slice(0, 16).replace("T", " ") : "—");
+
+  async function reportsPage() {
+    markNav("reports");
+    const alive = current();
+    const counts = h("span", { class: "muted", id: "report-counts" });
+    const note = h("div", { class: "panel", id: "reports-note", hidden: true });
+    const body = h("tbody", { id: "reports" });
+    const table = h("div", { class: "panel" }, h("div", { class: "scroll" }, h("table", {}, h("thead", {}, h("tr", {},
+      [["Name"], ["Kind"], ["Title"], ["Period (UTC)"], ["Return", 1], ["Sharpe", 1], ["Max drawdown", 1], ["Trades", 1],
+        ["Written (UTC)"], ["Size", 1], [""]].map(([c, n]) => h("th", { class: n ? "num" : "", text: c })))), body)));
+    main().replaceChildren(h("div", { class: "head" }, h("h1", { text: "Reports" }), counts), note, table);
+    let listing;
+    try { listing = await api("GET", "/api/v1/reports"); } catch (e) { if (e.status !== 401 && alive()) toast(`Reports: ${e.message}`, true); return; }
+    if (!alive()) return;
+    if (!listing.configured || !listing.readable) {
+      note.hidden = false;
+      table.hidden = true;
+      note.replaceChildren(listing.configured
+        ? h("p", { text: "The reports directory (setting api.reports_dir) is missing or the engine cannot read it." })
+        : h("p", { text: "No reports directory is configured." }),
+        h("p", { class: "muted", text: "Set api.reports_dir to the folder that holds the reports, each a folder written by " +
+          "'replay … --report DIR' or 'sweep … --out DIR' (for example --set api.reports_dir=reports or " +
+          "LTS_API__REPORTS_DIR=reports; a relative path is from the engine's working directory), then restart the engine." }));
+      return;
+    }
+    counts.textContent = listing.total > listing.reports.length
+      ? `${listing.total} reports · the newest ${listing.reports.length} shown`
+      : `${listing.total} report${listing.total === 1 ? "" : "s"}`;
+    body.replaceChildren(...(listing.reports.length ? listing.reports.map((r) => {
+      const f = r.figures || {};
+      const open = h("button", { class: "small", "aria-label": `open ${r.name}`, onclick: async () => {
+        open.disabled = true;
+        try {
+          const l = await api("POST", `/api/v1/reports/${encodeURIComponent(r.name)}/link`);
+          window.open(l.path, "_blank", "noopener");
+        } catch (e) { if (e.status !== 401) toast(`${r.name}: ${e.message}`, true); }
+        finally { open.disabled = false; }
+      } }, "Open");
+      return h("tr", { dataset: { report: r.name } },
+        h("td", { class: "name", text: r.name, title: r.name }), h("td", {}, badge(r.kind)),
+        h("td", { class: "name", text: r.title || (r.kind === "sweep" ? "Parameter sweep" : "—"), title: r.title || "" }),
+        h("td", { class: "muted", text: f.start ? `${fmtIso(f.start)} – ${fmtIso(f.end)}` : "—" }),
+        h("td", { class: `num ${f.return_pct > 0 ? "good" : f.return_pct < 0 ? "bad" : ""}`, text: fmtPct(f.return_pct) }),
+        h("td", { class: "num", text: fmtNum(f.sharpe) }), h("td", { class: "num", text: fmtPct(f.max_drawdown_pct) }),
+        h("td", { class: "num", text: f.trades === undefined || f.trades === null ? "—" : f.trades }),
+        h("td", { class: "muted", text: fmtIso(r.modified_at) }), h("td", { class: "num muted", text: fmtBytes(r.size_bytes) }),
+        h("td", {}, open));
+    }) : [h("tr", {}, h("td", { colspan: 11, class: "empty", text: "No report in the reports directory yet." }))]));
+  }
+
   // ---- router ---------------------------------------------------------------------------------------
   async function route() {
     leavePage();
@@ -690,6 +758,7 @@
     if (m) return portfolioPage(m[1]);
     if (hash === "#/users" && role() === "admin") return usersPage();
     if (hash === "#/audit" && role() === "admin") return auditPage();
+    if (hash === "#/reports") return reportsPage();
     if (hash === "#/login") { location.hash = "#/"; return; }
     return overviewPage();
   }
