@@ -19,7 +19,7 @@ import pytest
 from lts.api.server import RedactTickets
 from tests.e2e.test_replay_cli import make_bars, write_csv
 
-from ._auth import ADMIN, call, login, running_api, user_with_role
+from ._auth import ADMIN, audit_rows, call, login, running_api, user_with_role
 from .conftest import Api
 
 pytestmark = pytest.mark.anyio
@@ -249,3 +249,17 @@ def test_a_report_links_token_never_reaches_a_log_line() -> None:
     message = record.getMessage()
     assert token not in message
     assert "/reports/<redacted>/sma-x/report.html" in message
+
+
+async def test_a_report_links_token_never_reaches_the_audit_trail(
+        tmp_path: Path, reports_dir: Path) -> None:
+    """A refused mutating call is audited with its path: a link's token is not written."""
+    async with running_api(tmp_path, api={"reports_dir": str(reports_dir)}) as api:
+        _, viewer = await user_with_role(api, "vic", "viewer")
+        path = await link(api, viewer, "sma-x")
+        token = path.split("/")[2]
+        assert (await api.request("POST", path)).status == 405
+        assert (await api.request("POST", path + "/more")).status == 404  # no route: audited
+        [row] = await audit_rows(api, "request.unrouted")
+        assert row["target"] == "/reports/<redacted>/sma-x/report.html/more"
+        assert token not in json.dumps(row, default=str)
