@@ -10,31 +10,21 @@ connected only to the public addresses it resolves to (:class:`PublicResolver`; 
 connect time, so a name that changes to a private address later is refused then).
 """
 
-import ipaddress
 import socket
 
 import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import ThreadedResolver
 
+from lts.addresses import is_private, private_host
+
 __all__ = ["PublicResolver", "http_session", "is_private", "refused_host"]
 
 
-def is_private(address: str) -> bool:
-    """Loopback, private, link-local, shared, reserved, multicast or unspecified (IPv4-mapped
-    IPv6 addresses judged as their IPv4 address)."""
-    ip = ipaddress.ip_address(address.split("%", 1)[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return not ip.is_global or ip.is_multicast
-
-
 def refused_host(host: str) -> bool:
-    """True when ``host`` is an address literal that is private (a name: decided at connect)."""
-    try:
-        return is_private(host.strip("[]"))
-    except ValueError:
-        return False
+    """True when ``host`` is a local name or an address literal that is private (another name:
+    decided at connect)."""
+    return private_host(host)
 
 
 class PublicResolver(AbstractResolver):

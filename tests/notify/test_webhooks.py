@@ -14,6 +14,7 @@ from sqlalchemy import select
 
 from lts.domain.commands import Accepted, SetTradingState, TradingState
 from lts.engine.engine import Engine
+from lts.notify.destinations import PublicResolver
 from lts.notify.signature import (
     ATTEMPT_HEADER,
     EVENT_ID_HEADER,
@@ -197,21 +198,29 @@ async def test_private_destinations_are_refused_unless_allowed(tmp_path: Path) -
     async with trading_engine(tmp_path, url) as api, receiver() as rec:
         engine = api.engine
         literal = await make_webhook(engine, "admin", rec.url("/literal"), ["order.filled"])
-        named = await make_webhook(engine, "admin", f"http://localhost:{rec.port}/named",
-                               ["order.filled"])
+        local = await make_webhook(engine, "admin", f"http://localhost:{rec.port}/local",
+                                   ["order.filled"])
         guarded = quick_settings(allow_private_networks=False, max_attempts=2)
         async with notifying(engine, guarded):
             literal_rows = await until_read(lambda: _log(engine, literal["id"]), bool,
                                             "the literal address refused")
-            named_rows = await until_read(
-                lambda: _log(engine, named["id"]),
-                lambda rows: any(r["outcome"] == "failed" for r in rows),
-                "the name resolving to loopback refused")
-        assert {(r["attempt"], r["outcome"], r["error"]) for r in literal_rows} == \
-            {(1, "failed", "destination not allowed: a private address")}
-        assert {r["error"] for r in named_rows} == \
-            {"ClientConnectorDNSError: resolves only to private addresses (not allowed)"}
+            local_rows = await until_read(lambda: _log(engine, local["id"]), bool,
+                                          "localhost refused")
+        for rows in (literal_rows, local_rows):  # refused before any lookup or connection
+            assert {(r["attempt"], r["outcome"], r["error"]) for r in rows} == \
+                {(1, "failed", "destination not allowed: a private address")}
         assert rec.received == []
+
+
+async def test_a_name_is_connected_only_to_its_public_addresses() -> None:
+    """A name (not refused by its text) that resolves only to private addresses is refused
+    when it is resolved, at each connection (the tests may look up only localhost)."""
+    resolver = PublicResolver()
+    try:
+        with pytest.raises(OSError, match="resolves only to private addresses"):
+            await resolver.resolve("localhost", 80)
+    finally:
+        await resolver.close()
 
 
 async def test_a_changed_webhook_is_followed_and_a_deleted_one_stops(

@@ -25,8 +25,6 @@ up within ``notify.webhooks.refresh_seconds``. Every change is audited; no audit
 or later answer carries the secret.
 """
 
-import ipaddress
-import socket
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -35,6 +33,7 @@ from fastapi import APIRouter, HTTPException, Query, Request, Response, status
 from fastapi.exceptions import RequestValidationError
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from lts.addresses import private_host
 from lts.api.audit import audit
 from lts.api.context import ApiContext
 from lts.api.deps import CurrentUser
@@ -71,38 +70,12 @@ def _url(value: str) -> str:
     return value
 
 
-#: Names that never lead to a public host: RFC 6761's ``localhost``, mDNS's ``.local``, the
-#: ``.internal`` of cloud networks and RFC 9476.
-_LOCAL_NAMES = (".localhost", ".local", ".internal")
-
-
-def _private_address(host: str) -> bool:
-    """``host`` is an address literal that is not public. The rule of
-    :func:`lts.notify.destinations.is_private` (loopback, private, link-local, shared,
-    reserved, multicast, unspecified; an IPv4-mapped IPv6 address judged as its IPv4 one),
-    written here as the layers keep :mod:`lts.api` and :mod:`lts.notify` apart; IPv4's short
-    forms (``127.1``, ``2130706433``, ``0177.0.0.1``) are addresses too, as resolvers read
-    them."""
-    try:
-        ip: ipaddress.IPv4Address | ipaddress.IPv6Address = ipaddress.ip_address(
-            host.split("%", 1)[0])
-    except ValueError:
-        try:
-            ip = ipaddress.IPv4Address(socket.inet_aton(host))  # parses text, no lookup
-        except (OSError, ValueError):
-            return False  # a name: its addresses are checked at delivery
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return not ip.is_global or ip.is_multicast
-
-
 def _check_destination(ctx: ApiContext, url: str) -> None:
     """Refuse (422 on ``url``) a URL to a private address or a local name, unless
     ``notify.webhooks.allow_private_networks`` is set."""
     if ctx.engine.settings.notify.webhooks.allow_private_networks:
         return
-    host = (urlsplit(url).hostname or "").rstrip(".")  # lower case, no brackets
-    if host == "localhost" or host.endswith(_LOCAL_NAMES) or _private_address(host):
+    if private_host(urlsplit(url).hostname or ""):
         raise RequestValidationError([{
             "type": "value_error", "loc": ("body", "url"), "input": url,
             "msg": "must lead to a public address: loopback, private and link-local "
