@@ -53,6 +53,7 @@ from fastapi import FastAPI, HTTPException
 from fastapi.responses import FileResponse
 
 from lts.api import dashboard_data
+from lts.api.dashboard_curve import EquityCurves
 from lts.api.dashboard_opening import OpeningEquity
 
 __all__ = ["ASSETS", "add_dashboard"]
@@ -69,6 +70,7 @@ def add_dashboard(app: FastAPI) -> None:
     summary routes of :mod:`lts.api.dashboard_data`. Both page routes are public: the page and
     its scripts hold no data; everything they show comes from the API with the user's token."""
     app.state.dashboard_openings = OpeningEquity()
+    app.state.dashboard_curves = EquityCurves(dashboard_data.CURVE_POINTS)
     app.router.routes.extend(dashboard_data.router.routes)
 
     async def page() -> FileResponse:

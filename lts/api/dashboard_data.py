@@ -11,16 +11,15 @@ nothing that happened after the snapshot (events already in it come again; the p
 them idempotently).
 """
 
-from collections.abc import Sequence
 from decimal import Decimal
-from typing import Annotated, Any
+from typing import Annotated
 
-import anyio
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, Field
 from sqlalchemy import func, select
 
-from lts.api.dashboard_opening import FILL_COLUMNS, Book, OpeningEquity
+from lts.api.dashboard_curve import EquityCurves
+from lts.api.dashboard_opening import FILL_COLUMNS, OpeningEquity
 from lts.api.deps import CurrentUser
 from lts.api.portfolio_schemas import PathId
 from lts.api.routes.portfolios import owned
@@ -142,8 +141,12 @@ async def overview(request: Request, caller: CurrentUser) -> list[OverviewRow]:
 
 
 @router.get("/portfolios/{portfolio_id}/activity", response_model=Activity)
-async def activity(portfolio_id: PathId, request: Request, caller: CurrentUser,
-                   recent: Annotated[int, Query(ge=1, le=1000)] = 200) -> Activity:
+async def activity(
+        portfolio_id: PathId, request: Request, caller: CurrentUser,
+        recent: Annotated[int, Query(ge=1, le=1000)] = 200,
+        bars_after: Annotated[int, Query(ge=0, le=2**63 - 1, description=(
+            "only bars later than this time (ns since the epoch): a page that has the bars "
+            "until then asks for the new ones"))] = 0) -> Activity:
     """The portfolio's figures, equity curve, recent fills and its assets' latest bars."""
     ctx, who = caller
     row = await owned(ctx, who, portfolio_id)
@@ -151,41 +154,33 @@ async def activity(portfolio_id: PathId, request: Request, caller: CurrentUser,
     top = await ctx.reader.first(select(func.max(order_events.c.seq).label("seq"))
                                  .where(order_events.c.portfolio_id == portfolio_id))
     last_seq = int(top["seq"] or 0) if top is not None else 0
-    rows = await ctx.reader.all(
+    points, book = await _curves(request).of(ctx.reader, portfolio_id,
+                                             Decimal(row["initial_cash"]))
+    tail = await ctx.reader.all(
         select(fills.c.trade_id, fills.c.client_order_id, fills.c.ts_event, *FILL_COLUMNS)
-        .where(fills.c.portfolio_id == portfolio_id).order_by(fills.c.id))
+        .where(fills.c.portfolio_id == portfolio_id).order_by(fills.c.id.desc())
+        .limit(recent))
     marks = ctx.engine.last_prices(portfolio_id)
     state = ctx.engine.state(portfolio_id)
     equity = state.equity if state is not None else None
-    now_ns = (state.last_tick_ns if state is not None and state.last_tick_ns else
-              rows[-1]["ts_event"] if rows else 0)
-    curve = await anyio.to_thread.run_sync(
-        equity_curve, Decimal(row["initial_cash"]), rows, marks, now_ns)
+    curve = [CurvePoint(t=t, equity=e) for t, e in _downsample(points, CURVE_POINTS)]
+    if curve:  # then the book at the marks, now
+        now_ns = state.last_tick_ns if state is not None and state.last_tick_ns else 0
+        curve.append(CurvePoint(t=max(now_ns, curve[-1].t), equity=float(book.value(marks))))
     opening = (await _openings(request).of(ctx.reader, [row]))[portfolio_id]
     today = float(equity) - opening if equity is not None else None
-    tail = rows[-recent:]
     return Activity(
         portfolio_id=portfolio_id, last_seq=last_seq, initial_cash=row["initial_cash"],
-        equity=equity, today_pnl=today, curve=_downsample(curve, CURVE_POINTS),
-        fills=[FillRow.model_validate(r) for r in tail], marks=marks,
+        equity=equity, today_pnl=today, curve=curve,
+        fills=[FillRow.model_validate(r) for r in reversed(tail)], marks=marks,
         bars={symbol: [BarPoint(t=b.ts_event, open=b.open, high=b.high, low=b.low,
-                                close=b.close) for b in recent]
+                                close=b.close) for b in recent if b.ts_event > bars_after]
               for symbol, recent in ctx.engine.recent_bars(portfolio_id).items()})
 
 
-def equity_curve(initial_cash: Decimal, rows: Sequence[dict[str, Any]],
-                 marks: dict[str, Decimal], now_ns: int) -> list[CurvePoint]:
-    """The book's value after each fill (positions at their last fill prices), then a last
-    point at the marks; no fill, no curve."""
-    if not rows:
-        return []
-    book = Book(initial_cash)
-    points = [CurvePoint(t=rows[0]["ts_event"], equity=float(initial_cash))]
-    for r in rows:
-        book.apply(r)
-        points.append(CurvePoint(t=r["ts_event"], equity=float(book.value())))
-    points.append(CurvePoint(t=max(now_ns, points[-1].t), equity=float(book.value(marks))))
-    return points
+def _curves(request: Request) -> EquityCurves:
+    curves: EquityCurves = request.app.state.dashboard_curves
+    return curves
 
 
 def _openings(request: Request) -> OpeningEquity:
@@ -193,7 +188,7 @@ def _openings(request: Request) -> OpeningEquity:
     return openings
 
 
-def _downsample(curve: list[CurvePoint], limit: int) -> list[CurvePoint]:
+def _downsample(curve: list[tuple[int, float]], limit: int) -> list[tuple[int, float]]:
     """At most ``limit`` points, the first and the last kept (an even stride between)."""
     if len(curve) <= limit:
         return curve
