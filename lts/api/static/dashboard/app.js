@@ -393,6 +393,17 @@
     const fills = activity.fills.slice();
     const seen = new Set(fills.map((f) => f.trade_id));
     let curve = activity.curve.slice();
+    // each asset's latest bars (500 at most, as its feed keeps); a refresh asks for the newer
+    const bars = Object.assign({}, activity.bars);
+    const lastBar = () => Math.max(0, ...Object.values(bars).map((b) => (b.length ? b[b.length - 1].t : 0)));
+    function keepRecent() {
+      // the chart shows the bars' span: older fills are not drawn, so not kept (at most 1000)
+      const oldest = Math.min(...Object.values(bars).map((b) => (b.length ? b[0].t : Infinity)));
+      let drop = fills.findIndex((f) => f.ts_event >= oldest);
+      if (drop < 0) drop = Number.isFinite(oldest) ? fills.length : 0;
+      drop = Math.max(drop, fills.length - 1000);
+      if (drop > 0) for (const f of fills.splice(0, drop)) seen.delete(f.trade_id);
+    }
 
     const title = h("h1", { id: "portfolio-name", text: p.name });
     const statusBadge = h("span", { id: "status" });
@@ -515,12 +526,13 @@
     const equityBox = h("div", { id: "equity-chart" });
     const candleBoxes = new Map(assets.map((a) => [a.symbol, h("div", { class: "candles", dataset: { symbol: a.symbol } })]));
     function drawCharts() {
+      keepRecent();
       window.LtsCharts.equity(equityBox, curve.map((c) => ({ t: c.t / 1e6, equity: c.equity })));
       for (const [sym, box] of candleBoxes) {
         const trades = fills.filter((f) => f.symbol === sym).map((f) => ({ t: f.ts_event / 1e6, price: Number(f.price), side: f.side, quantity: f.quantity }));
         // each bar as its open, high, low and close at its time: buildCandles makes candles
         // of several bars when there are more than it draws (fills join them as trades)
-        const samples = (activity.bars[sym] || []).flatMap((b) => [b.open, b.high, b.low, b.close]
+        const samples = (bars[sym] || []).flatMap((b) => [b.open, b.high, b.low, b.close]
           .map((price) => ({ t: b.t / 1e6, price })));
         const series = window.LtsCharts.buildCandles(samples.concat(trades).sort((a, b) => a.t - b.t), 60);
         window.LtsCharts.candles(box, series, trades);
@@ -561,12 +573,17 @@
       try {
         const before = changes;
         const [fresh, held, act2] = await Promise.all([api("GET", `/api/v1/portfolios/${pid}`),
-          api("GET", `/api/v1/portfolios/${pid}/positions`), api("GET", `/api/v1/dashboard/portfolios/${pid}/activity`)]);
+          api("GET", `/api/v1/portfolios/${pid}/positions`),
+          api("GET", `/api/v1/dashboard/portfolios/${pid}/activity?recent=100&bars_after=${lastBar()}`)]);
         if (!alive()) return;
         if (before === changes) p = fresh;
         positions = held;
         activity = act2;
         curve = activity.curve.slice();
+        for (const [sym, added] of Object.entries(activity.bars)) {
+          const kept = (bars[sym] || []).concat(added);
+          bars[sym] = kept.length > 500 ? kept.slice(kept.length - 500) : kept;
+        }
         for (const f of activity.fills) if (!seen.has(f.trade_id)) { seen.add(f.trade_id); fills.push(f); }
         fills.sort((a, b) => a.ts_event - b.ts_event);
         drawHeader(); drawPositions(); drawCharts();
