@@ -27,7 +27,6 @@ from lts.errors import ConfigError
 from lts.notify.audience import Audience
 from lts.notify.config import NotifySettings
 from lts.notify.daily_summary import next_summary, summaries
-from lts.notify.delivery_log import DeliveryLog
 from lts.notify.destinations import http_session
 from lts.notify.events import Notification, notification_of
 from lts.notify.telegram import TelegramBot
@@ -63,8 +62,9 @@ class Notifier:
                                  else ())
         self.mailbox: Mailbox[object] = Mailbox(s.mailbox_capacity, Overflow.DROP_OLDEST,
                                                 name="notify")
-        self.delivery_log = DeliveryLog(engine.db, s.webhooks.log_keep)
-        self.webhooks = WebhookOutbox(s.webhooks, self.delivery_log)
+        self.webhooks = WebhookOutbox(
+            s.webhooks, engine.db.url.render_as_string(hide_password=False),
+            sqlite_synchronous=engine.settings.database.sqlite_synchronous)
         self.telegram: TelegramBot | None = None
         self.notifications = 0
 
@@ -72,12 +72,13 @@ class Notifier:
         """What it did since it started (for metrics): notifications made, committed events
         dropped because it fell behind (also in the bus's ``dropped`` as ``notify``), webhook
         deliveries, delivery-log rows, chat messages."""
-        hooks = self.webhooks.totals() | {"restarts": self.webhooks.restarts}
+        hooks = self.webhooks.totals()
         bot = self.telegram
         return {"notifications": self.notifications, "events_dropped": self.mailbox.dropped,
-                **{f"webhook_{k}": v for k, v in hooks.items()},
-                "delivery_log_written": self.delivery_log.written,
-                "delivery_log_dropped": self.delivery_log.dropped,
+                **{f"webhook_{k}": hooks[k] for k in ("delivered", "failed", "dropped")},
+                "webhook_restarts": self.webhooks.restarts,
+                "delivery_log_written": hooks["log_written"],
+                "delivery_log_dropped": hooks["log_dropped"],
                 "telegram_sent": bot.sent if bot is not None else 0,
                 "telegram_not_sent": bot.dropped_sends if bot is not None else 0}
 
@@ -85,7 +86,6 @@ class Notifier:
         subs = [self.source.subscribe(topic, self.mailbox) for topic in EVENT_TOPICS]
         try:
             async with http_session(16) as chat_session, anyio.create_task_group() as tg:
-                await tg.start(self.delivery_log.run)
                 await tg.start(self.webhooks.run)
                 if self.settings.telegram.enabled:
                     self.telegram = TelegramBot(self.engine, self.settings.telegram,

@@ -5,14 +5,14 @@ Where it sits: the notifier (:mod:`lts.notify.service`) calls :meth:`WebhookOutb
 active webhooks and :meth:`WebhookOutbox.offer` with each notification and the webhooks that get
 it; neither waits. Offers wait in a bounded queue (the oldest dropped when full, counted) and
 one task sends them to the delivery process (:mod:`lts.notify.webhook_worker`) a batch per
-frame (:mod:`lts.notify.webhook_wire`). Another task reads the process's reports: attempt rows
-for the :class:`~lts.notify.delivery_log.DeliveryLog`, delivery totals, log records (logged here,
-under their own logger names, as if the engine had written them).
+frame (:mod:`lts.notify.webhook_wire`). Another task reads the process's reports: delivery
+totals and log records (logged here, under their own logger names, as if the engine had written
+them). The process writes the delivery log itself, to the engine's database.
 
 The process starts with the first webhook (an engine with none never starts it). If it ends
 unexpectedly, it is logged and started again a second later with the current webhooks; the
 notifications it held are lost (its totals until then are kept). On the way out the process is
-told to stop and given a few seconds to send its last report.
+told to stop and given a few seconds to write its last rows and send its last report.
 """
 
 import logging
@@ -25,7 +25,6 @@ from anyio.streams.buffered import BufferedByteReceiveStream
 
 from lts.bus import Mailbox, MailboxClosed, Overflow
 from lts.notify.config import WebhookSettings
-from lts.notify.delivery_log import DeliveryLog
 from lts.notify.events import Notification
 from lts.notify.webhook_wire import (
     HEADER,
@@ -41,6 +40,7 @@ from lts.notify.webhook_wire import (
     encode,
     unpack_length,
 )
+from lts.persistence.db import SqliteSynchronous
 
 __all__ = ["WebhookOutbox"]
 
@@ -52,16 +52,16 @@ BATCH = 1000
 STOP_GRACE = 5.0
 #: seconds before a process that ended unexpectedly is started again
 RESTART_AFTER = 1.0
-_TOTALS = ("delivered", "failed", "dropped")
+_TOTALS = ("delivered", "failed", "dropped", "log_written", "log_dropped")
 
 
 class WebhookOutbox:
     """Notifications for webhooks, handed to the delivery process (its task: :meth:`run`)."""
 
-    def __init__(self, settings: WebhookSettings, delivery_log: DeliveryLog, *,
-                 capacity: int = 100_000) -> None:
+    def __init__(self, settings: WebhookSettings, database_url: str, *,
+                 sqlite_synchronous: SqliteSynchronous = "FULL", capacity: int = 100_000) -> None:
         self._settings = settings
-        self._log = delivery_log
+        self._database = (database_url, sqlite_synchronous)
         self._pending: Mailbox[Item | None] = Mailbox(capacity, Overflow.DROP_OLDEST,
                                                       name="webhook-outbox")
         self._routes: list[WebhookRoute] = []
@@ -87,7 +87,8 @@ class WebhookOutbox:
 
     def totals(self) -> dict[str, int]:
         """Notifications delivered, failed (after their last try) and dropped (a full queue,
-        here or in the process), over every webhook since the notifier started."""
+        here or in the process), over every webhook since the notifier started; delivery-log
+        rows written and dropped."""
         out = {k: self._retired[k] + self._current[k] for k in _TOTALS}
         out["dropped"] += self._pending.dropped
         return out
@@ -120,7 +121,8 @@ class WebhookOutbox:
         self._routes_sent = False
         try:
             start = Start(self._settings.model_dump(mode="json"),
-                          logging.getLevelName(logging.getLogger().getEffectiveLevel()))
+                          logging.getLevelName(logging.getLogger().getEffectiveLevel()),
+                          *self._database)
             await process.stdin.send(encode(start))
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._send, process.stdin)
@@ -156,8 +158,6 @@ class WebhookOutbox:
                 self._take(message)
 
     def _take(self, report: Report) -> None:
-        for row in report.rows:
-            self._log.record(row)
         for k in _TOTALS:
             self._current[k] = report.totals.get(k, 0)
         for line in report.log:

@@ -6,13 +6,13 @@ output. Each message is a msgpack frame (msgspec) behind its length, 4 bytes big
 
 Engine -> process: :class:`Start` (once, first), :class:`Routes` (the active webhooks, whenever
 they change), :class:`Offer` (notifications, each with the webhooks that get it; one frame per
-batch), :class:`Stop`. Process -> engine: :class:`Report` (the attempts' rows for the delivery
-log, the delivery totals, and the process's log records), a few times a second while it has
-something to say.
+batch), :class:`Stop`. Process -> engine: :class:`Report` (the delivery totals and the process's
+log records), a few times a second while it has something to say. The attempts' rows go from the
+process to the database, never through the engine.
 """
 
 import struct
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Literal
 
 import msgspec
 
@@ -24,10 +24,13 @@ MAX_FRAME = 256 * 1024 * 1024
 
 
 class Start(msgspec.Struct, tag=True, frozen=True):
-    """The delivery settings (``notify.webhooks``, as JSON values) and the log level."""
+    """The delivery settings (``notify.webhooks``, as JSON values), the log level, and the
+    database the delivery log is written to."""
 
     settings: dict[str, Any]
     log_level: str
+    database_url: str
+    sqlite_synchronous: Literal["OFF", "NORMAL", "FULL"] = "FULL"
 
 
 class WebhookRoute(msgspec.Struct, frozen=True):
@@ -76,7 +79,6 @@ class LogLine(msgspec.Struct, frozen=True, array_like=True):
 
 
 class Report(msgspec.Struct, tag=True, frozen=True):
-    rows: list[dict[str, Any]]
     totals: dict[str, int]
     log: list[LogLine] = []
 

@@ -11,6 +11,8 @@ from pathlib import Path
 import anyio
 import pytest
 from anyio.abc import Process
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from lts.notify.signature import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
 from lts.notify.webhook_wire import (
@@ -26,6 +28,9 @@ from lts.notify.webhook_wire import (
     encode,
     unpack_length,
 )
+from lts.persistence import repositories
+from lts.persistence import webhooks_repo as repo
+from lts.persistence.tables import webhook_deliveries
 from lts.settings import WebhookSettings
 
 from ._support import (
@@ -72,43 +77,54 @@ async def _next_report(process: Process) -> Report:
     return message
 
 
-async def test_the_process_delivers_what_it_is_offered_and_reports_each_attempt() -> None:
+async def test_the_process_delivers_what_it_is_offered_and_logs_each_attempt(
+        migrated_url: str, migrated_engine: AsyncEngine) -> None:
+    """It writes each attempt to the delivery log itself (the engine handles none)."""
     settings = WebhookSettings(allow_private_networks=True, initial_backoff=0.05)
+    user_id = await repositories.create_user(migrated_engine, "ann", "x", "admin")
     async with receiver() as rec:
+        hooks = [await repo.create_webhook(migrated_engine, {
+            "user_id": user_id, "url": rec.url(path), "event_types": ["order.filled"],
+            "secret": SECRET}) for path in ("/a", "/b")]
+        one, two = (h["id"] for h in hooks)
         rec.script["/a"] = [500]  # the first try of the first POST to /a fails
         process = await _worker()
         assert process.stdin is not None
         async with process:
-            await process.stdin.send(encode(Start(settings.model_dump(mode="json"), "INFO")))
-            await process.stdin.send(encode(Routes([_route(1, rec.url("/a")),
-                                                    _route(2, rec.url("/b"))])))
-            await process.stdin.send(encode(Offer([_item(1, [1, 2]), _item(2, [2])])))
-            rows: list[dict[str, object]] = []
+            await process.stdin.send(encode(Start(settings.model_dump(mode="json"), "INFO",
+                                                  migrated_url)))
+            await process.stdin.send(encode(Routes([_route(one, rec.url("/a")),
+                                                    _route(two, rec.url("/b"))])))
+            await process.stdin.send(encode(Offer([_item(1, [one, two]), _item(2, [two])])))
             with anyio.fail_after(20):
                 while True:
                     report = await _next_report(process)
-                    rows += report.rows
-                    if report.totals.get("delivered") == 3:
+                    if report.totals.get("delivered") == 3 and \
+                            report.totals.get("log_written") == 4:
                         break
             await process.stdin.send(encode(Stop()))
             with anyio.fail_after(10):
                 assert await process.wait() == 0
 
+    async with migrated_engine.connect() as conn:
+        rows = (await conn.execute(select(webhook_deliveries))).mappings().all()
     assert sorted((r["webhook_id"], r["event_id"], r["outcome"], r["http_status"])
-                  for r in rows) == [(1, "7-1", "delivered", 200), (1, "7-1", "retrying", 500),
-                                     (2, "7-1", "delivered", 200), (2, "7-2", "delivered", 200)]
+                  for r in rows) == [(one, "7-1", "delivered", 200),
+                                     (one, "7-1", "retrying", 500),
+                                     (two, "7-1", "delivered", 200),
+                                     (two, "7-2", "delivered", 200)]
     assert sorted(r.path for r in rec.received) == ["/a", "/a", "/b", "/b"]
     assert all(verify(SECRET, r.headers[TIMESTAMP_HEADER], r.headers[SIGNATURE_HEADER], r.body)
                for r in rec.received)
 
 
-async def test_the_process_ends_when_the_engine_is_gone() -> None:
+async def test_the_process_ends_when_the_engine_is_gone(sqlite_url: str) -> None:
     """Its standard input closes when the engine exits, even killed: it exits too."""
     process = await _worker()
     assert process.stdin is not None
     async with process:
         await process.stdin.send(encode(Start(WebhookSettings().model_dump(mode="json"),
-                                              "INFO")))
+                                              "INFO", sqlite_url)))
         await process.stdin.send(encode(Routes([_route(1, "http://127.0.0.1:9/x")])))
         await process.stdin.aclose()
         with anyio.fail_after(10):
