@@ -22,6 +22,10 @@ SqliteSynchronous = Literal["OFF", "NORMAL", "FULL"]
 BUSY_TIMEOUT_MS = 10_000
 
 
+#: SQLite connections kept open (and as many more opened in a burst beyond them)
+SQLITE_POOL = 20
+
+
 def default_sqlite_url(data_dir: Path = Path("data")) -> str:
     """The URL of the embedded default database ``<data_dir>/lts.db`` (creates the directory)."""
     directory = data_dir.expanduser().resolve()
@@ -79,7 +83,11 @@ def make_engine(url: str, *, sqlite_synchronous: SqliteSynchronous = "FULL") -> 
 def _sqlite_engine(url: str, synchronous: SqliteSynchronous) -> AsyncEngine:
     if synchronous not in ("OFF", "NORMAL", "FULL"):
         raise ValueError(f"invalid sqlite synchronous level {synchronous!r}")
-    engine = create_async_engine(url)
+    # connections kept, never opened per request: each aiosqlite connection is a thread, and
+    # opening one starts that thread while the event loop waits (measured: with five live
+    # dashboards the default pool of 5 overflowed, and the connections opened and closed per
+    # burst stalled the loop for tens of ms)
+    engine = create_async_engine(url, pool_size=SQLITE_POOL, max_overflow=SQLITE_POOL)
     pragmas = (
         "PRAGMA journal_mode=WAL",
         f"PRAGMA synchronous={synchronous}",
