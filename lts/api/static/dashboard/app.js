@@ -510,11 +510,13 @@
         : [h("tr", {}, h("td", { colspan: 9, class: "empty", text: "No open order." }))]));
     }
     function fillRow(f, fresh) {
-      return h("tr", { class: fresh ? "flash" : "", dataset: { tradeId: f.trade_id } },
+      const tr = h("tr", { class: fresh ? "flash" : "", dataset: { tradeId: f.trade_id } },
         h("td", { class: "muted", text: fmtTs(f.ts_event) }), h("td", { text: f.symbol }),
         h("td", { class: f.side === "buy" ? "good" : "bad", text: f.side }),
         h("td", { class: "num", text: fmtQty(f.quantity) }), h("td", { class: "num", text: fmtPrice(f.price) }),
         h("td", { class: "num", text: fmtMoney(f.fee) }), h("td", { class: "muted", text: f.client_order_id }));
+      if (fresh) setTimeout(() => tr.classList.remove("flash"), 1500);
+      return tr;
     }
     function drawFills() {
       const recent = fills.slice(-100).reverse();
@@ -564,8 +566,10 @@
     function upsertOrder(o) {
       const known = ordersById.get(o.client_order_id) || {};
       ordersById.set(o.client_order_id, Object.assign({}, known, o));
-      drawOrders();
+      drawOrdersSoon();
     }
+    // a fill is three events or more: the table is rebuilt once for a burst of them
+    const drawOrdersSoon = throttle(drawOrders, 300);
 
     // the figures that move with fills and prices: re-read after events (debounced)
     const refresh = throttle(async () => {
@@ -591,8 +595,8 @@
         // the engine gone: the live badge says so already (and the page resumes without help)
         if (e.status !== 401 && e.status !== 0 && alive()) toast(e.message, true);
       }
-    }, 800);
-    const redrawCharts = throttle(drawCharts, 250);
+    }, 2000);
+    const redrawCharts = throttle(drawCharts, 1000);
 
     live.follow({ [String(pid)]: activity.last_seq }, {
       resumed: refresh,
