@@ -86,8 +86,10 @@ def _sqlite_engine(url: str, synchronous: SqliteSynchronous) -> AsyncEngine:
     # connections kept, never opened per request: each aiosqlite connection is a thread, and
     # opening one starts that thread while the event loop waits (measured: with five live
     # dashboards the default pool of 5 overflowed, and the connections opened and closed per
-    # burst stalled the loop for tens of ms)
-    engine = create_async_engine(url, pool_size=SQLITE_POOL, max_overflow=SQLITE_POOL)
+    # burst stalled the loop for tens of ms); an in-memory database has one connection
+    in_memory = make_url(url).database in (None, "", ":memory:")
+    engine = create_async_engine(url) if in_memory else \
+        create_async_engine(url, pool_size=SQLITE_POOL, max_overflow=SQLITE_POOL)
     pragmas = (
         "PRAGMA journal_mode=WAL",
         f"PRAGMA synchronous={synchronous}",
