@@ -14,6 +14,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from lts.api import dashboard
+from lts.api.dashboard_data import Activity
 from tests.e2e._support import Db
 
 from ._stack import XSS_NAME, HttpError
@@ -292,6 +293,15 @@ def test_the_activity_route_has_each_asset_s_latest_bars(stack: Stack) -> None:
         for b in series:
             assert b["low"] <= min(b["open"], b["close"]) <= max(b["open"], b["close"]) <= \
                 b["high"]
+    # the answer is what the schema documents, and bars_after keeps only the newer bars
+    whole = engine.call("GET", path, token=engine.tokens["admin"])
+    Activity.model_validate(whole)
+    newest = max(b[-1]["t"] for b in whole["bars"].values() if b)
+    later = engine.call("GET", f"{path}?bars_after={newest}&recent=1",
+                        token=engine.tokens["admin"])
+    Activity.model_validate(later)
+    assert all(b["t"] > newest for series in later["bars"].values() for b in series)
+    assert len(later["fills"]) <= 1
 
 
 def test_the_summary_routes_keep_the_api_rules(stack: Stack) -> None:
