@@ -171,6 +171,7 @@ fills = Table(
     CheckConstraint("side IN ('buy', 'sell')", name="side"),
     CheckConstraint("CAST(quantity AS REAL) > 0", name="quantity_positive"),
     Index("ix_fills_portfolio_symbol", "portfolio_id", "symbol"),
+    Index("ix_fills_portfolio_id_id", "portfolio_id", "id"),  # a portfolio's, as written
 )
 
 positions = Table(
