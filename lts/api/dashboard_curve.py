@@ -14,7 +14,7 @@ start when asked for next.
 """
 
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -51,10 +51,11 @@ class EquityCurves:
         self._limit = limit
         self._curves: OrderedDict[int, _Curve] = OrderedDict()
 
-    async def of(self, reader: Reader, portfolio_id: int,
-                 initial_cash: Decimal) -> tuple[list[tuple[int, float]], Book]:
+    async def of(self, reader: Reader, portfolio_id: int, initial_cash: Decimal,
+                 marks: Mapping[str, Decimal]) -> tuple[list[tuple[int, float]], float]:
         """The curve (time in ns, equity) after each fill so far, and the book after the last
-        fill (for the point at the marks)."""
+        fill valued at ``marks`` (read under the lock: a look at a long history applies its
+        fills to the book in a worker thread)."""
         curve = self._curves.get(portfolio_id)
         if curve is None or curve.initial_cash != initial_cash:
             curve = _Curve(initial_cash, Book(initial_cash))
@@ -71,7 +72,7 @@ class EquityCurves:
                 await anyio.to_thread.run_sync(self._apply, curve, rows)
             elif rows:
                 self._apply(curve, rows)
-            return list(curve.points), curve.book
+            return list(curve.points), float(curve.book.value(marks))
 
     def _apply(self, curve: _Curve, rows: Sequence[dict[str, Any]]) -> None:
         points, book = curve.points, curve.book

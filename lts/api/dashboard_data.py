@@ -162,19 +162,19 @@ async def activity(
     top = await ctx.reader.first(select(func.max(order_events.c.seq).label("seq"))
                                  .where(order_events.c.portfolio_id == portfolio_id))
     last_seq = int(top["seq"] or 0) if top is not None else 0
-    points, book = await _curves(request).of(ctx.reader, portfolio_id,
-                                             Decimal(row["initial_cash"]))
+    marks = ctx.engine.last_prices(portfolio_id)
+    points, at_marks = await _curves(request).of(ctx.reader, portfolio_id,
+                                                 Decimal(row["initial_cash"]), marks)
     tail = await ctx.reader.all(
         select(fills.c.trade_id, fills.c.client_order_id, fills.c.ts_event, *FILL_COLUMNS)
         .where(fills.c.portfolio_id == portfolio_id).order_by(fills.c.id.desc())
         .limit(recent))
-    marks = ctx.engine.last_prices(portfolio_id)
     state = ctx.engine.state(portfolio_id)
     equity = state.equity if state is not None else None
     curve = [{"t": t, "equity": e} for t, e in _downsample(points, CURVE_POINTS)]
     if curve:  # then the book at the marks, now
         now_ns = state.last_tick_ns if state is not None and state.last_tick_ns else 0
-        curve.append({"t": max(now_ns, curve[-1]["t"]), "equity": float(book.value(marks))})
+        curve.append({"t": max(now_ns, curve[-1]["t"]), "equity": at_marks})
     opening = (await _openings(request).of(ctx.reader, [row]))[portfolio_id]
     today = float(equity) - opening if equity is not None else None
     # encoded here (msgspec), not through the response model: pydantic building and checking

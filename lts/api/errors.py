@@ -10,7 +10,6 @@ query or path parameter prefixed ``query.``/``path.``); every other error is :cl
 
 import contextlib
 import logging
-import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -75,8 +74,6 @@ def _answer(request: Request, status: int, code: str, detail: object,
 
 
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-#: a report link's token (``/reports/<token>/NAME/FILE``): never written to the audit trail
-_REPORT_TOKEN = re.compile(r"(?<=^/reports/)[^/]+(?=/)")
 
 
 def _audit_rejected(request: Request, action: str, detail: dict[str, object]) -> None:
@@ -90,7 +87,7 @@ def _audit_rejected(request: Request, action: str, detail: dict[str, object]) ->
     if header.lower().startswith("bearer "):
         with contextlib.suppress(security.InvalidToken):
             user_id = ctx.sessions.decode(header[7:])[0]
-    audit(ctx, request, None, action, _REPORT_TOKEN.sub("<redacted>", request.url.path),
+    audit(ctx, request, None, action, security.redact_url_credentials(request.url.path),
           "failure", {"method": request.method, "user_id": user_id, **detail})
 
 

@@ -12,6 +12,7 @@ token whose session is already revoked revokes the whole family.
 
 import hashlib
 import hmac
+import re
 import secrets
 import uuid
 from dataclasses import dataclass
@@ -216,3 +217,15 @@ async def revoke_user_sessions(db: AsyncEngine, user_id: int,
     if keep is not None:
         where.append(sessions.c.id != keep)
     return await _revoke(db, *where)
+
+
+#: a credential that travels in a URL: a WebSocket ticket (``?ticket=T``) or a report link's
+#: token (``/reports/<token>/NAME/FILE``)
+_IN_URL = re.compile(r"(?<=[?&]ticket=)[^&\s\"]+|(?<=/reports/)[^/\s\"?]+(?=/)")
+
+
+def redact_url_credentials(text: str) -> str:
+    """``text`` (a URL, a path, a log line) with every credential a URL carries hidden."""
+    if "ticket=" not in text and "/reports/" not in text:
+        return text
+    return _IN_URL.sub("<redacted>", text)

@@ -26,7 +26,6 @@ kept-alive connection.
 import asyncio
 import contextlib
 import logging
-import re
 import socket
 import time
 from collections.abc import Generator
@@ -37,6 +36,7 @@ from anyio.abc import TaskStatus
 
 from lts.api.app import create_app
 from lts.api.metrics import ApiMetrics
+from lts.api.security import redact_url_credentials
 from lts.api.turn_gate import TurnGate, gated
 from lts.engine.facade import EngineFacade
 from lts.errors import ConfigError
@@ -56,13 +56,9 @@ class RedactTickets(logging.Filter):
     handshake line, ``"WebSocket /ws/orders?ticket=..." [accepted]``, and the access log's),
     and the token of a report link's path (``/reports/<token>/NAME/FILE``)."""
 
-    _TICKET = re.compile(r"(?<=[?&]ticket=)[^&\s\"]+|(?<=/reports/)[^/\s\"?]+(?=/)")
-
     def filter(self, record: logging.LogRecord) -> bool:
-        if isinstance(record.args, tuple) and any(
-                isinstance(a, str) and ("ticket=" in a or "/reports/" in a)
-                for a in record.args):
-            record.args = tuple(self._TICKET.sub("<redacted>", a) if isinstance(a, str) else a
+        if isinstance(record.args, tuple):
+            record.args = tuple(redact_url_credentials(a) if isinstance(a, str) else a
                                 for a in record.args)
         return True
 

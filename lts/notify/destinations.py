@@ -5,9 +5,9 @@ Where it sits: under the HTTP sessions (:func:`http_session`) of the webhook sen
 its delivery log shows what each try met; without a guard, LTS would post to, and report on,
 whatever the engine's host can reach: its loopback, the local network, a cloud's metadata
 address. So unless ``notify.webhooks.allow_private_networks`` is set, a URL whose host is such
-an address is refused before any connection (:func:`refused_host`), and a host name is
-connected only to the public addresses it resolves to (:class:`PublicResolver`; resolving at
-connect time, so a name that changes to a private address later is refused then).
+an address is refused before any connection (:func:`lts.addresses.private_host`), and a host
+name is connected only to the public addresses it resolves to (:class:`PublicResolver`;
+resolving at connect time, so a name that changes to a private address later is refused then).
 """
 
 import socket
@@ -16,15 +16,9 @@ import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import ThreadedResolver
 
-from lts.addresses import is_private, private_host
+from lts.addresses import is_private
 
-__all__ = ["PublicResolver", "http_session", "is_private", "refused_host"]
-
-
-def refused_host(host: str) -> bool:
-    """True when ``host`` is a local name or an address literal that is private (another name:
-    decided at connect)."""
-    return private_host(host)
+__all__ = ["PublicResolver", "http_session"]
 
 
 class PublicResolver(AbstractResolver):

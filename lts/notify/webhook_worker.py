@@ -31,7 +31,6 @@ import anyio.to_thread
 from lts.notify.config import WebhookSettings
 from lts.notify.delivery_log import DeliveryLog
 from lts.notify.destinations import http_session
-from lts.notify.events import Notification
 from lts.notify.webhook_wire import LogLine, Offer, Report, Routes, Start, Stop, encode, read_frame
 from lts.notify.webhooks import WebhookDispatcher
 from lts.persistence.db import make_engine
@@ -109,9 +108,7 @@ async def _serve(start: Start, inbound: BinaryIO, outbound: BinaryIO, lines: _Lo
                     dispatcher.sync(message.routes)
                 elif isinstance(message, Offer):
                     for item in message.items:
-                        n = Notification(item.id, item.type, item.portfolio_id, "", 0, {},
-                                         item.body)
-                        dispatcher.offer(n, item.webhooks)
+                        dispatcher.offer(item)
             tg.cancel_scope.cancel()
             with anyio.CancelScope(shield=True), anyio.move_on_after(STOP_WRITES):
                 await delivery_log.write_waiting()  # the last attempts' rows

@@ -31,10 +31,9 @@ import anyio
 from anyio.abc import TaskGroup
 
 from lts import __version__
+from lts.addresses import private_host
 from lts.bus import Mailbox, Overflow
 from lts.notify.config import WebhookSettings
-from lts.notify.destinations import refused_host
-from lts.notify.events import Notification
 from lts.notify.signature import (
     ATTEMPT_HEADER,
     EVENT_HEADER,
@@ -43,7 +42,7 @@ from lts.notify.signature import (
     TIMESTAMP_HEADER,
     sign,
 )
-from lts.notify.webhook_wire import WebhookRoute
+from lts.notify.webhook_wire import Item, WebhookRoute
 
 __all__ = ["AttemptLog", "WebhookDispatcher", "WebhookSender"]
 
@@ -77,7 +76,7 @@ class WebhookSender:
         self._session = session
         self._settings = settings
         self._log = delivery_log
-        self._queue: Mailbox[Notification] = Mailbox(settings.queue, Overflow.DROP_OLDEST,
+        self._queue: Mailbox[Item] = Mailbox(settings.queue, Overflow.DROP_OLDEST,
                                                       name=f"webhook-{route.id}")
         self._in_flight = anyio.Semaphore(settings.concurrency)
         self.scope = anyio.CancelScope()
@@ -88,7 +87,7 @@ class WebhookSender:
     def dropped(self) -> int:
         return self._queue.dropped
 
-    def offer(self, n: Notification) -> None:
+    def offer(self, n: Item) -> None:
         self._queue.put_nowait(n)
 
     async def run(self) -> None:
@@ -99,7 +98,7 @@ class WebhookSender:
                         await self._in_flight.acquire()
                         tg.start_soon(self._deliver, n)
 
-    async def _deliver(self, n: Notification) -> None:
+    async def _deliver(self, n: Item) -> None:
         try:
             await self._tries(n)
         except Exception:  # a bug here must not end the webhook's other deliveries
@@ -108,7 +107,7 @@ class WebhookSender:
         finally:
             self._in_flight.release()
 
-    async def _tries(self, n: Notification) -> None:
+    async def _tries(self, n: Item) -> None:
         s = self._settings
         for attempt in range(1, s.max_attempts + 1):
             started = time.perf_counter()
@@ -130,14 +129,14 @@ class WebhookSender:
                 backoff = max(backoff, min(outcome.retry_after, s.max_backoff))
             await anyio.sleep(backoff)
 
-    async def _attempt(self, n: Notification, attempt: int) -> _Outcome:
+    async def _attempt(self, n: Item, attempt: int) -> _Outcome:
         route = self.route  # read per attempt: a changed URL or secret acts on the next one
         ts = int(time.time())
         headers = {"Content-Type": "application/json", "User-Agent": _USER_AGENT,
                    TIMESTAMP_HEADER: str(ts), SIGNATURE_HEADER: sign(route.secret, ts, n.body),
                    EVENT_ID_HEADER: n.id, EVENT_HEADER: n.type, ATTEMPT_HEADER: str(attempt)}
         if not self._settings.allow_private_networks and \
-                refused_host(urlsplit(route.url).hostname or ""):
+                private_host(urlsplit(route.url).hostname or ""):
             return _Outcome(False, False, None, "destination not allowed: a private address")
         try:
             async with self._session.post(
@@ -158,7 +157,7 @@ class WebhookSender:
         return _Outcome(False, retry, status, f"HTTP {status}",
                         retry_after if status in (429, 503) else None)
 
-    def _record(self, n: Notification, attempt: int, outcome: _Outcome, started: float,
+    def _record(self, n: Item, attempt: int, outcome: _Outcome, started: float,
                 last: bool) -> None:
         self._log.record({
             "webhook_id": self.route.id, "event_id": n.id[:64], "event_type": n.type[:32],
@@ -218,8 +217,9 @@ class WebhookDispatcher:
             else:
                 sender.route = route
 
-    def offer(self, n: Notification, webhook_ids: Iterable[int]) -> None:
-        for wid in webhook_ids:
+    def offer(self, n: Item) -> None:
+        """Queue ``n`` for each webhook it names that is active."""
+        for wid in n.webhooks:
             sender = self.senders.get(wid)
             if sender is not None:
                 sender.offer(n)

@@ -70,11 +70,11 @@ async def test_the_curve_follows_new_fills_and_stays_bounded(
     reader = Reader(migrated_engine)
     try:
         curves = EquityCurves(limit)
-        points, _ = await curves.of(reader, pid, CASH)  # a long history: in a worker thread
+        points, _ = await curves.of(reader, pid, CASH, {})  # a long history: in a worker thread
         await _store(migrated_engine, pid, later)
         for _ in range(2):  # the new fills once; asked again, nothing new
-            again, book = await curves.of(reader, pid, CASH)
-        fresh, _ = await EquityCurves(limit).of(reader, pid, CASH)
+            again, at_last = await curves.of(reader, pid, CASH, {})
+        fresh, _ = await EquityCurves(limit).of(reader, pid, CASH, {})
     finally:
         reader.dispose()
     every = _replayed(first + later)
@@ -86,6 +86,6 @@ async def test_the_curve_follows_new_fills_and_stays_bounded(
         assert times == sorted(times)
         for t, equity in curve[1:]:
             assert equity == pytest.approx(every[t], abs=1e-6)
-    assert float(book.value()) == pytest.approx(every[later[-1]["ts_event"]], abs=1e-6)
+    assert at_last == pytest.approx(every[later[-1]["ts_event"]], abs=1e-6)
     assert len(fresh) <= 2 * limit + 1
     assert fresh[-1] == again[-1]
