@@ -23,7 +23,8 @@ import anyio
 
 from lts.cli.common import has_uvloop, setup_logging
 from lts.errors import LtsError
-from lts.settings import Settings, load_settings, merge, parse_set, with_generated_jwt_secret
+from lts.settings import Settings, load_settings, merge, parse_set
+from lts.settings_jwt import with_generated_jwt_secret
 
 __all__ = ["COMMANDS", "EXIT_USAGE", "build_parser", "main", "run_as_process"]
 

@@ -22,7 +22,8 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from lts.plugins.aaa.passwords import verify_password
-from lts.settings import DEV_JWT_SECRET, JWT_SECRET_FILE
+from lts.settings import DEV_JWT_SECRET
+from lts.settings_jwt import JWT_SECRET_FILE
 from tests.conftest import PG_URL
 
 from ._support import ADMIN_PASSWORD, START_TIMEOUT, Db, Launcher, sqlite_url, wait_until
