@@ -15,6 +15,11 @@ taken within each repeat):
   no dashboards   the engine alone
   5 dashboards    five pages logged in as the admin on the trading portfolio's page, live
                   (WebSocket, charts, fills table), for the whole measuring window
+  5 page clients  what those pages ask of the engine (their requests and WebSocket), from a
+                  process without a browser: the engine's own share of the pages' cost
+  2 idle spinners the control: two pure-Python busy loops at the lowest CPU priority, nothing
+                  of LTS; what any busy neighbour of the engine costs on this machine
+                  (browsers, clients and spinners all run at SCHED_IDLE on the engine's cores)
 
 In the second case the browser process also measures, before the window:
   first chart     log in, then open the portfolio's page: the time until its equity curve and
@@ -36,6 +41,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -65,7 +71,7 @@ from lts.persistence.db import make_engine
 from lts.persistence.tables import portfolios
 from lts.settings import load_settings
 
-CASES = ("no dashboards", "5 dashboards", "5 page clients")
+CASES = ("no dashboards", "5 dashboards", "5 page clients", "2 idle spinners")
 PAGES = 5
 TARGET = 1.10  # tick p99 with dashboards / without
 CHROMIUM = "/usr/bin/chromium"
@@ -202,6 +208,29 @@ def page_clients(base: str, pid: int, seconds: float, ready: Any, results: Any) 
     results.put({"events": 0})
 
 
+def spinners(base: str, pid: int, seconds: float, ready: Any, results: Any) -> None:
+    """The control: nothing of LTS, two processes at the lowest CPU priority spinning in pure
+    Python for ``seconds``, one per core of this machine. What they cost the tick p99 is what
+    any busy neighbour costs it here, the floor under the real browsers' figure."""
+    import os
+
+    def spin(until: float) -> None:
+        if hasattr(os, "sched_setscheduler"):
+            os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+        while time.time() < until:
+            sum(range(10_000))
+
+    until = time.time() + seconds
+    ctx = mp.get_context("spawn")
+    procs = [ctx.Process(target=spin, args=(until,)) for _ in range(2)]
+    for p in procs:
+        p.start()
+    ready.set()
+    for p in procs:
+        p.join()
+    results.put({})
+
+
 async def make_database(path: Path, args: argparse.Namespace, ticker_port: int) -> int:
     """bench/api_load.py's template (the trading portfolio) and 49 stopped portfolios."""
     pid = await make_template(path, args, ticker_port)
@@ -252,8 +281,11 @@ async def run_case(case: str, run: int, args: argparse.Namespace, tmp: Path, tem
         if case != "no dashboards":  # the window opens once the five pages are live
             ctx = mp.get_context("spawn")
             results, ready = ctx.Queue(), ctx.Event()
-            browser = ctx.Process(target=browse if case == "5 dashboards" else page_clients,
-                                  args=(f"http://127.0.0.1:{port}", pid, *(
+            targets: dict[str, Callable[..., None]] = {
+                "5 dashboards": browse, "5 page clients": page_clients,
+                "2 idle spinners": spinners}
+            target = targets[case]
+            browser = ctx.Process(target=target, args=(f"http://127.0.0.1:{port}", pid, *(
                                       (args.first,) if case == "5 dashboards" else ()),
                                       args.seconds + 1.0, ready, results))
             browser.start()
@@ -287,6 +319,7 @@ async def amain(args: argparse.Namespace) -> int:
     results: dict[str, list[CaseResult]] = {c: [] for c in CASES}
     ratios: list[float] = []
     client_ratios: list[float] = []
+    spinner_ratios: list[float] = []
     first_ms: list[float] = []
     fill_ms: list[float] = []
     try:
@@ -309,6 +342,7 @@ async def amain(args: argparse.Namespace) -> int:
             base = results["no dashboards"][-1].stat(0.99)
             ratios.append(results["5 dashboards"][-1].stat(0.99) / base)
             client_ratios.append(results["5 page clients"][-1].stat(0.99) / base)
+            spinner_ratios.append(results["2 idle spinners"][-1].stat(0.99) / base)
     finally:
         stop.set()
         venue.join(5)
@@ -325,6 +359,9 @@ async def amain(args: argparse.Namespace) -> int:
     print(f"tick p99 with {PAGES} page clients (the pages' requests and WebSocket, no browser) "
           f"/ without, per repeat {', '.join(f'{r:.2f}' for r in client_ratios)}: median "
           f"{ratio:.2f}; target <= {TARGET:.2f}: {'met' if ratio <= TARGET else 'NOT met'}")
+    print(f"control, tick p99 with 2 idle spinners (no LTS in them) / without, per repeat "
+          f"{', '.join(f'{r:.2f}' for r in spinner_ratios)}: median "
+          f"{statistics.median(spinner_ratios):.2f} (what any busy neighbour costs here)")
     print(f"first drawn chart (log in, open the portfolio; 50 portfolios in the database): "
           f"median of the runs' medians {statistics.median(first_ms):.0f} ms")
     if fill_ms:

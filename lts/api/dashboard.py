@@ -53,6 +53,7 @@ from fastapi import FastAPI, HTTPException
 from fastapi.responses import FileResponse
 
 from lts.api import dashboard_data
+from lts.api.dashboard_bars import BarCharts
 from lts.api.dashboard_curve import EquityCurves
 from lts.api.dashboard_opening import OpeningEquity
 
@@ -71,6 +72,7 @@ def add_dashboard(app: FastAPI) -> None:
     its scripts hold no data; everything they show comes from the API with the user's token."""
     app.state.dashboard_openings = OpeningEquity()
     app.state.dashboard_curves = EquityCurves(dashboard_data.CURVE_POINTS)
+    app.state.dashboard_bars = BarCharts()
     app.router.routes.extend(dashboard_data.router.routes)
 
     async def page() -> FileResponse:

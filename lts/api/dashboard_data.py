@@ -10,7 +10,8 @@ sequence number, read *before* the rest, so a WebSocket subscription from that n
 nothing that happened after the snapshot (events already in it come again; the page applies
 them idempotently). The curve is kept per watched portfolio and brought up to date with the
 fills since the last request (:mod:`lts.api.dashboard_curve`); a page that has bars asks only
-for newer ones (``bars_after``). The answer is encoded with msgspec, in the shape the response
+for newer ones (``bars_after``), each bar encoded once for all pages
+(:mod:`lts.api.dashboard_bars`). The answer is encoded with msgspec, in the shape the response
 model documents: on the trading loop, pydantic building and checking it cost milliseconds.
 """
 
@@ -22,6 +23,7 @@ from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, Field
 from sqlalchemy import func, select
 
+from lts.api.dashboard_bars import BarCharts
 from lts.api.dashboard_curve import EquityCurves
 from lts.api.dashboard_opening import FILL_COLUMNS, OpeningEquity
 from lts.api.deps import CurrentUser
@@ -185,16 +187,19 @@ async def activity(
         "initial_cash": Decimal(row["initial_cash"]), "equity": equity, "today_pnl": today,
         "curve": curve,
         "fills": [{k: r[k] for k in _FILL_FIELDS} for r in reversed(tail)], "marks": marks,
-        "bars": {symbol: [{"t": b.ts_event, "open": float(b.open), "high": float(b.high),
-                           "low": float(b.low), "close": float(b.close)}
-                          for b in recent if b.ts_event > bars_after]
-                 for symbol, recent in ctx.engine.recent_bars(portfolio_id).items()}}),
+        "bars": _bars(request).after(portfolio_id, ctx.engine.recent_bars(portfolio_id),
+                                     bars_after)}),
         media_type="application/json")
 
 
 def _curves(request: Request) -> EquityCurves:
     curves: EquityCurves = request.app.state.dashboard_curves
     return curves
+
+
+def _bars(request: Request) -> BarCharts:
+    bars: BarCharts = request.app.state.dashboard_bars
+    return bars
 
 
 def _openings(request: Request) -> OpeningEquity:

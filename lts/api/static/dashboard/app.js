@@ -389,7 +389,7 @@
       return;
     }
     if (!alive()) return;
-    const ordersById = new Map(orders.map((o) => [o.client_order_id, o]));
+    const ordersById = new Map(orders.filter((o) => OPEN.has(o.status)).map((o) => [o.client_order_id, o]));
     const fills = activity.fills.slice();
     const seen = new Set(fills.map((f) => f.trade_id));
     let curve = activity.curve.slice();
@@ -510,13 +510,11 @@
         : [h("tr", {}, h("td", { colspan: 9, class: "empty", text: "No open order." }))]));
     }
     function fillRow(f, fresh) {
-      const tr = h("tr", { class: fresh ? "flash" : "", dataset: { tradeId: f.trade_id } },
+      return h("tr", { class: fresh ? "flash" : "", dataset: { tradeId: f.trade_id } },
         h("td", { class: "muted", text: fmtTs(f.ts_event) }), h("td", { text: f.symbol }),
         h("td", { class: f.side === "buy" ? "good" : "bad", text: f.side }),
         h("td", { class: "num", text: fmtQty(f.quantity) }), h("td", { class: "num", text: fmtPrice(f.price) }),
         h("td", { class: "num", text: fmtMoney(f.fee) }), h("td", { class: "muted", text: f.client_order_id }));
-      if (fresh) setTimeout(() => tr.classList.remove("flash"), 1500);
-      return tr;
     }
     function drawFills() {
       const recent = fills.slice(-100).reverse();
@@ -563,13 +561,37 @@
         table([["Time (UTC)"], ["Symbol"], ["Side"], ["Qty", 1], ["Price", 1], ["Fee", 1], ["Order"]], fillsBody))));
     drawHeader(); drawPositions(); drawOrders(); drawFills(); drawCharts();
 
+    // Live updates are painted together, at most every PAINT_MS. With a fill every bar (tens a
+    // second) a page that painted each event at once laid out and painted itself tens of times
+    // a second: five such pages took 1.6 of the engine machine's 2 cores (bench/dashboard_load.py).
+    const PAINT_MS = 250, FLASH_MS = 1500;
+    const arrived = []; // fills received since the last paint, oldest first
+    const flashed = []; // [row, until]: new fill rows, highlighted until then
+    let ordersDirty = false, flashTimer = null;
+    const paintSoon = throttle(paint, PAINT_MS);
+    function paint() {
+      if (ordersDirty) { ordersDirty = false; drawOrders(); }
+      const now = Date.now();
+      while (flashed.length && flashed[0][1] <= now) flashed.shift()[0].classList.remove("flash");
+      if (arrived.length) {
+        if (fillsBody.querySelector(".empty")) fillsBody.replaceChildren();
+        const rows = arrived.splice(0).slice(-100).reverse().map((f) => fillRow(f, true));
+        fillsBody.prepend(...rows);
+        while (fillsBody.children.length > 100) fillsBody.lastChild.remove();
+        for (const row of rows) flashed.push([row, now + FLASH_MS]);
+      }
+      if (flashed.length && flashTimer === null) {
+        flashTimer = setTimeout(() => { flashTimer = null; paintSoon(); }, flashed[0][1] - now);
+      }
+    }
     function upsertOrder(o) {
       const known = ordersById.get(o.client_order_id) || {};
-      ordersById.set(o.client_order_id, Object.assign({}, known, o));
-      drawOrdersSoon();
+      // only open orders are shown: a final one is forgotten (a page open for days keeps few)
+      if (OPEN.has(o.status)) ordersById.set(o.client_order_id, Object.assign({}, known, o));
+      else ordersById.delete(o.client_order_id);
+      ordersDirty = true;
+      paintSoon();
     }
-    // a fill is three events or more: the table is rebuilt once for a burst of them
-    const drawOrdersSoon = throttle(drawOrders, 300);
 
     // the figures that move with fills and prices: re-read after events (debounced)
     const refresh = throttle(async () => {
@@ -596,7 +618,6 @@
         if (e.status !== 401 && e.status !== 0 && alive()) toast(e.message, true);
       }
     }, 2000);
-    const redrawCharts = throttle(drawCharts, 1000);
 
     live.follow({ [String(pid)]: activity.last_seq }, {
       resumed: refresh,
@@ -610,11 +631,9 @@
           const row = { trade_id: f.trade_id, client_order_id: f.client_order_id, symbol: f.symbol, side: f.side,
             quantity: f.quantity, price: f.price, fee: f.fee, ts_event: f.ts_event };
           fills.push(row);
-          if (fillsBody.querySelector(".empty")) fillsBody.replaceChildren();
-          fillsBody.insertBefore(fillRow(row, true), fillsBody.firstChild);
-          while (fillsBody.children.length > 100) fillsBody.lastChild.remove();
-          redrawCharts();
-          refresh();
+          arrived.push(row);
+          paintSoon();
+          refresh(); // the charts, the figures and the positions, read again and drawn once
         }
       },
     });
