@@ -208,18 +208,20 @@ def page_clients(base: str, pid: int, seconds: float, ready: Any, results: Any) 
     results.put({"events": 0})
 
 
+def spin(until: float) -> None:
+    """One spinner of the control case (a process of its own at the lowest CPU priority)."""
+    import os
+
+    if hasattr(os, "sched_setscheduler"):
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+    while time.time() < until:
+        sum(range(10_000))
+
+
 def spinners(base: str, pid: int, seconds: float, ready: Any, results: Any) -> None:
     """The control: nothing of LTS, two processes at the lowest CPU priority spinning in pure
     Python for ``seconds``, one per core of this machine. What they cost the tick p99 is what
     any busy neighbour costs it here, the floor under the real browsers' figure."""
-    import os
-
-    def spin(until: float) -> None:
-        if hasattr(os, "sched_setscheduler"):
-            os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
-        while time.time() < until:
-            sum(range(10_000))
-
     until = time.time() + seconds
     ctx = mp.get_context("spawn")
     procs = [ctx.Process(target=spin, args=(until,)) for _ in range(2)]

@@ -48,6 +48,9 @@ class EngineCollector(Collector):
         yield GaugeMetricFamily("lts_journal_available",
                                 "1 while the journal can write (0: database away, disk full)",
                                 value=1.0 if counters.journal_available else 0.0)
+        for service, named in sorted(counters.services.items()):
+            for name, (text, value) in named.items():
+                yield CounterMetricFamily(f"lts_{service}_{name}", text, value=value)
 
     @staticmethod
     def _portfolios(engine: EngineFacade) -> Iterator[Metric]:

@@ -18,7 +18,7 @@ supervisor, a runner, a ledger or a risk object. What it offers:
 
 import asyncio
 import logging
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -111,6 +111,12 @@ class EngineCounters:
     journal_records: int
     journal_backlog: int
     journal_available: bool
+    #: a core service's counters by its name: (counter name -> (help, value))
+    services: dict[str, dict[str, tuple[str, int]]]
+
+
+#: How a core service's counters are read: counter name -> value, at each metrics scrape.
+CounterReader = Callable[[], Mapping[str, int]]
 
 
 #: Audited actions that are logged as well (INFO when done, WARNING when refused).
@@ -133,6 +139,7 @@ def _log_action(row: dict[str, Any]) -> None:
 class EngineFacade:
     def __init__(self, engine: "Engine") -> None:
         self._engine = engine
+        self._services: dict[str, tuple[CounterReader, Mapping[str, str]]] = {}
 
     # -- configuration and plain access ---------------------------------------------------------
     @property
@@ -327,12 +334,27 @@ class EngineFacade:
             portfolios_running=sum(1 for s in statuses.values() if s is PortfolioStatus.RUNNING),
             portfolios_in_error=in_error)
 
+    def add_counters(self, service: str, read: CounterReader, described: Mapping[str, str]
+                     ) -> None:
+        """A core service's counters (``described``: each counter's name and help), read by
+        ``read`` whenever metrics are scraped (``lts_<service>_<name>_total``), until
+        :meth:`remove_counters`."""
+        self._services[service] = (read, dict(described))
+
+    def remove_counters(self, service: str) -> None:
+        self._services.pop(service, None)
+
     def counters(self) -> EngineCounters:
         engine = self._engine
         journal = engine.journal_or_none
+        services = {}
+        for service, (read, described) in self._services.items():
+            values = read()
+            services[service] = {name: (text, values.get(name, 0))
+                                 for name, text in described.items()}
         return EngineCounters(
             published=dict(engine.bus.published), dropped=engine.bus.dropped(),
             journal_commits=journal.commits if journal else 0,
             journal_records=journal.records_written if journal else 0,
             journal_backlog=journal.backlog if journal else 0,
-            journal_available=bool(journal and journal.available))
+            journal_available=bool(journal and journal.available), services=services)

@@ -38,6 +38,20 @@ __all__ = ["EventSource", "Notifier", "NotifyService"]
 
 log = logging.getLogger("lts.notify")
 
+#: the notifier's counters in the engine's metrics (``lts_notify_<name>_total``)
+COUNTERS = {
+    "notifications": "Notifications made of committed events",
+    "events_dropped": "Committed events the notifier dropped: it fell behind (mailbox full)",
+    "webhook_delivered": "Webhook notifications delivered (a 2xx answer)",
+    "webhook_failed": "Webhook notifications that failed after their last try",
+    "webhook_dropped": "Webhook notifications dropped by a full queue",
+    "webhook_restarts": "Restarts of the webhook delivery process after it died",
+    "delivery_log_written": "Webhook delivery-log rows written",
+    "delivery_log_dropped": "Webhook delivery-log rows not written (database away, queue full)",
+    "telegram_sent": "Telegram messages sent",
+    "telegram_not_sent": "Telegram messages not sent after their tries (refused, or the Bot "
+                         "API away)",
+}
 #: what the notifier listens to (each published once committed)
 EVENT_TOPICS: tuple[type, ...] = (OrderEvent, PortfolioStatusChanged, TradingStateChanged)
 
@@ -84,6 +98,7 @@ class Notifier:
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         subs = [self.source.subscribe(topic, self.mailbox) for topic in EVENT_TOPICS]
+        self.engine.add_counters("notify", self.counters, COUNTERS)
         try:
             async with http_session(16) as chat_session, anyio.create_task_group() as tg:
                 await tg.start(self.webhooks.run)
@@ -95,6 +110,7 @@ class Notifier:
                 task_status.started()
                 await self._route()
         finally:
+            self.engine.remove_counters("notify")
             for sub in subs:
                 sub.cancel()
 

@@ -14,9 +14,10 @@ from ._stack import PROMETHEUS, ROOT, exported_series, load_yaml, metric_names, 
 
 RULES = ROOT / "deploy" / "prometheus" / "alerts.yml"
 RULE_TESTS = ROOT / "deploy" / "prometheus" / "alerts_test.yml"
-#: what the issue asks to alert on, by alert name
+#: what the issue asks to alert on (and notifications lost), by alert name
 EXPECTED = {"LtsPortfolioInError", "LtsKillSwitchEngaged", "LtsJournalBacklog",
-            "LtsJournalUnavailable", "LtsEventLoopLag", "LtsFeedStale", "LtsVenueRateLimited"}
+            "LtsJournalUnavailable", "LtsEventLoopLag", "LtsFeedStale", "LtsVenueRateLimited",
+            "LtsNotificationsLost"}
 
 
 def promtool(*args: str) -> subprocess.CompletedProcess[str]:

@@ -10,8 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client import generate_latest
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import select
 
+from lts.api.metrics import ApiMetrics
 from lts.domain.commands import Accepted, SetTradingState, TradingState
 from lts.engine.engine import Engine
 from lts.notify.destinations import PublicResolver
@@ -128,6 +131,23 @@ async def test_a_dead_receiver_holds_up_neither_the_engine_nor_other_webhooks(
                 {(1, "failed", 410)}
             ids = [r.headers[EVENT_ID_HEADER] for r in rec.at("/gone")]
             assert len(ids) == len(set(ids))
+            # the operator's view of the same: the notifier's counters in the engine's metrics
+            # (the registry /metrics serves; this engine runs without its API)
+            metrics = ApiMetrics(engine.facade)
+            scraped = await until_read(lambda: _notify_metrics(metrics), lambda m: m.get(
+                "lts_notify_webhook_failed_total", 0) >= 1, "the failed delivery counted")
+            assert scraped["lts_notify_webhook_delivered_total"] >= before + 3
+            assert scraped["lts_notify_notifications_total"] >= before + 3
+            assert scraped["lts_notify_events_dropped_total"] == 0
+            assert scraped["lts_notify_webhook_restarts_total"] == 0
+        # a stopped notifier is no longer in the metrics
+        assert "lts_notify_notifications_total" not in await _notify_metrics(metrics)
+
+
+async def _notify_metrics(metrics: ApiMetrics) -> dict[str, float]:
+    text = generate_latest(metrics.registry).decode()
+    return {s.name: s.value for f in text_string_to_metric_families(text)
+            if f.name.startswith("lts_notify_") for s in f.samples}
 
 
 async def test_a_user_hears_only_of_portfolios_they_may_see_and_of_the_kill_switch(

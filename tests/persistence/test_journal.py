@@ -246,7 +246,7 @@ async def test_back_pressure_waits_until_below_high_water(engine: AsyncEngine) -
             assert journal.backlog < 50
 
         tg.start_soon(producer)
-        await anyio.sleep(0.01)
+        await anyio.wait_all_tasks_blocked()  # the producer is at its wait
         assert not waited  # the writer is not running: the producer waits, nothing dropped
         await tg.start(journal.run)
         await journal.flush()
