@@ -19,7 +19,8 @@ taken within each repeat):
                   process without a browser: the engine's own share of the pages' cost
   2 idle spinners the control: two pure-Python busy loops at the lowest CPU priority, nothing
                   of LTS; what any busy neighbour of the engine costs on this machine
-                  (browsers, clients and spinners all run at SCHED_IDLE on the engine's cores)
+                  (browsers, clients and spinners run at SCHED_IDLE, on the engine's cores
+                  unless ``--neighbour-cpu N`` gives them core N alone)
 
 In the second case the browser process also measures, before the window:
   first chart     log in, then open the portfolio's page: the time until its equity curve and
@@ -29,13 +30,14 @@ and during it, on one of the five pages:
                   the fill's committed event as the bus delivers it (same machine, wall clock)
 
     python bench/dashboard_load.py [--seconds 6] [--repeat 3] [--first 5] [--symbols 5]
-                                   [--rate 100] [--fast 5] [--slow 20]
+                                   [--rate 100] [--fast 5] [--slow 20] [--neighbour-cpu N]
 """
 
 from __future__ import annotations
 
 import argparse
 import multiprocessing as mp
+import os
 import shutil
 import statistics
 import sys
@@ -94,16 +96,28 @@ OBSERVE = """() => {
 }"""
 
 
+#: set by --neighbour-cpu for the spawned neighbours (browser, page clients, spinners)
+NEIGHBOUR_CPU = "LTS_BENCH_NEIGHBOUR_CPU"
+
+
+def as_neighbour() -> None:
+    """This process stands in for another machine (the operators'): the lowest CPU priority,
+    and with ``--neighbour-cpu`` that core alone (the engine and the ticker have the others)."""
+    if hasattr(os, "sched_setscheduler"):
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+    cpu = os.environ.get(NEIGHBOUR_CPU)
+    if cpu is not None and hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {int(cpu)})
+
+
 def browse(base: str, pid: int, first: int, seconds: float, ready: Any, results: Any) -> None:
     """The browser side: the first-chart times, then five live pages for ``seconds`` from when
     all five are live (``ready`` set then); puts {"first_ms": [...], "seen": {trade id: ms}} on
     ``results``."""
-    import os
 
     from playwright.sync_api import sync_playwright
 
-    if hasattr(os, "sched_setscheduler"):  # the operators' machines: never the engine's CPU
-        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))  # chromium inherits it
+    as_neighbour()  # chromium inherits it
 
     def logged_in(browser: Any) -> Any:
         page = browser.new_context(viewport={"width": 1400, "height": 900}).new_page()
@@ -148,12 +162,10 @@ def page_clients(base: str, pid: int, seconds: float, ready: Any, results: Any) 
     after fills and every 10 s without. Puts {"events": n} on ``results``."""
     import asyncio
     import json
-    import os
 
     import aiohttp
 
-    if hasattr(os, "sched_setscheduler"):  # the operators' machines: never the engine's CPU
-        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+    as_neighbour()
 
     async def page(session: aiohttp.ClientSession, token: str, until: float) -> int:
         auth = {"Authorization": f"Bearer {token}"}
@@ -210,10 +222,7 @@ def page_clients(base: str, pid: int, seconds: float, ready: Any, results: Any) 
 
 def spin(until: float) -> None:
     """One spinner of the control case (a process of its own at the lowest CPU priority)."""
-    import os
-
-    if hasattr(os, "sched_setscheduler"):
-        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+    as_neighbour()
     while time.time() < until:
         sum(range(10_000))
 
@@ -382,11 +391,26 @@ def main() -> int:
     ap.add_argument("--rate", type=float, default=100.0, help="bars per second per symbol")
     ap.add_argument("--fast", type=int, default=5, help="sma_crossover fast window")
     ap.add_argument("--slow", type=int, default=20, help="sma_crossover slow window")
+    ap.add_argument("--neighbour-cpu", type=int, default=None, metavar="N",
+                    help="run the browser, the page clients and the spinners on core N alone "
+                         "and the engine and the ticker on the other cores (Linux)")
     args = ap.parse_args()
+    cores = os.cpu_count() or 1
+    if args.neighbour_cpu is not None:
+        if not hasattr(os, "sched_setaffinity") or cores < 2 or \
+                not 0 <= args.neighbour_cpu < cores:
+            print(f"dashboard_load: --neighbour-cpu needs Linux and a core in 0..{cores - 1} "
+                  "of at least two", file=sys.stderr)
+            return 2
+        os.environ[NEIGHBOUR_CPU] = str(args.neighbour_cpu)
+        os.sched_setaffinity(0, set(range(cores)) - {args.neighbour_cpu})  # the ticker inherits
     if not Path(CHROMIUM).exists():
         print(f"dashboard_load: {CHROMIUM} is missing (apt-get install chromium)", file=sys.stderr)
         return 2
     print(describe())
+    if args.neighbour_cpu is not None:
+        print(f"neighbours (browser, page clients, spinners) on core {args.neighbour_cpu} alone; "
+              f"the engine and the ticker on the others")
     print(f"{args.symbols} symbols x {args.rate:g} bars/s, sma_crossover {args.fast}/{args.slow}, "
           f"paper; 50 portfolios (1 trading); Debian chromium, Playwright")
     return anyio.run(amain, args, backend_options={"use_uvloop": True})
