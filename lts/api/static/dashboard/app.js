@@ -610,8 +610,12 @@
           const kept = (bars[sym] || []).concat(added);
           bars[sym] = kept.length > 500 ? kept.slice(kept.length - 500) : kept;
         }
-        for (const f of activity.fills) if (!seen.has(f.trade_id)) { seen.add(f.trade_id); fills.push(f); }
+        // a fill this read finds first (the page was away: the 10-s read can come before the
+        // reconnected WebSocket's replay, which then skips it as seen) goes in the table too
+        let missed = false;
+        for (const f of activity.fills) if (!seen.has(f.trade_id)) { seen.add(f.trade_id); fills.push(f); missed = true; }
         fills.sort((a, b) => a.ts_event - b.ts_event);
+        if (missed) { arrived.length = 0; drawFills(); }
         drawHeader(); drawPositions(); drawCharts();
       } catch (e) {
         // the engine gone: the live badge says so already (and the page resumes without help)
